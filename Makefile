@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh clone: `make demo` (the main job) and `make test`.
+# Each creates .venv and installs what is missing first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU-friendly pins that install from PyPI anywhere (and from the local disk on the project's machines).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test export-check nbtest pytest
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(VENV)/bin/fit3d demo $(ARGS)
+
+# nbs/ is the source of truth: exporting must leave fit3d/ unchanged.
+export-check: install
+	@tmp=$$(mktemp -d); cp -a fit3d $$tmp/; $(VENV)/bin/nbdev-export; \
+	if diff -r -x __pycache__ $$tmp/fit3d fit3d; then echo "export-check: fit3d/ matches nbs/"; rm -rf $$tmp; \
+	else echo "export-check: nbdev-export changed fit3d/ (edit the notebook, not the .py)"; rm -rf $$tmp; exit 1; fi
+
+nbtest: install
+	$(VENV)/bin/nbdev-test --n-workers 2 --timing
+
+pytest: install
+	$(VENV)/bin/python -m pytest -q tests
+
+test: export-check nbtest pytest
