@@ -115,7 +115,7 @@ def toy_posed_scene(folder,                 # where to write images (PNG) and de
         cams.append(c)
     return Scene(cams, name="toy_ball", root=folder)
 
-# %% ../nbs/09_correspondence.ipynb #2c56fc54
+# %% ../nbs/09_correspondence.ipynb #d8225f43
 def sample_features(feat: torch.Tensor,   # (C, h, w) feature map covering an image of `size`
                     uv: torch.Tensor,     # (M, 2) pixel coordinates in that image
                     size: tuple[int, int], # (H, W) of the image
@@ -143,9 +143,9 @@ def match(query: torch.Tensor,           # (M, C) features to look up
     cand, centres = _candidates(feat_b.float(), size_b, stride)
     q = F.normalize(query.float(), dim=1)
     best = torch.cat([(q[i:i + chunk] @ cand.T).argmax(1) for i in range(0, len(q), chunk)]) if len(q) else torch.zeros(0, dtype=torch.long)
-    return centres[best]
+    return centres[best.cpu()]
 
-# %% ../nbs/09_correspondence.ipynb #3dfff523
+# %% ../nbs/09_correspondence.ipynb #31a87722
 def _key_index(scene: Scene, key) -> int:
     if isinstance(key, (int, np.integer)): return int(key)
     names = {c.name: i for i, c in enumerate(scene.cameras)}
@@ -162,7 +162,7 @@ def correspondence_recall(scene: Scene,            # posed scene with depth
                           seed: int = 0,
                          ) -> dict:                # recall@t, cos_corr, cos_rand, n_pairs, n_points, per-pair rows
     "Recall of feature matching at pixel thresholds, and feature cosine at true correspondences, over view pairs."
-    fm = {_key_index(scene, k): torch.as_tensor(v).float() for k, v in feats.items()}
+    fm = {_key_index(scene, k): torch.as_tensor(v).float() for k, v in feats.items()}  # matching runs where the features are (CUDA or CPU)
     if pairs is None:
         ids = sorted(fm); pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
     g = torch.Generator().manual_seed(seed)
@@ -175,9 +175,9 @@ def correspondence_recall(scene: Scene,            # posed scene with depth
         sa = (scene.cameras[a].height, scene.cameras[a].width); sb = (scene.cameras[b].height, scene.cameras[b].width)
         q = sample_features(fm[a], ua, sa)
         err = (match(q, fm[b], sb, match_stride) - ub).norm(dim=-1)
-        cos_c = F.cosine_similarity(q, sample_features(fm[b], ub, sb), dim=-1)
+        cos_c = F.cosine_similarity(q, sample_features(fm[b], ub, sb), dim=-1).cpu()
         rnd = torch.stack([torch.rand(len(ua), generator=g) * sb[1], torch.rand(len(ua), generator=g) * sb[0]], -1)
-        cos_r = F.cosine_similarity(q, sample_features(fm[b], rnd, sb), dim=-1)
+        cos_r = F.cosine_similarity(q, sample_features(fm[b], rnd, sb), dim=-1).cpu()
         errs.append(err); cc.append(cos_c); cr.append(cos_r)
         rows.append(dict(a=a, b=b, n=len(ua), cos_corr=float(cos_c.mean()), **{f"recall@{t}": float((err <= t).float().mean()) for t in thresholds}))
     if not rows: return {**{f"recall@{t}": math.nan for t in thresholds}, "cos_corr": math.nan, "cos_rand": math.nan, "n_pairs": 0, "n_points": 0, "pairs": []}

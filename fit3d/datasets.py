@@ -249,7 +249,7 @@ def nyuv2(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official labelled se
         return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32), name=f"nyu_{i + 1:04d}")
     return Samples(ids, load, names, f"nyuv2/{split}/{classes}")
 
-# %% ../nbs/08_datasets.ipynb #727a0193
+# %% ../nbs/08_datasets.ipynb #6dc316fa
 def _classes_file(p: Path) -> list[str]:
     if not p.exists(): raise SceneError(p, "class list does not exist")
     return [l.strip() for l in p.read_text().splitlines() if l.strip()]
@@ -260,6 +260,7 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
               image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images for dslr, rgb for iphone)
               depth_dir: str | None = None,   # rendered depth under <scene>/<device>/, e.g. "render_depth"; None = no depth
               semantics_root=None,            # <save_dir_root>/<save_dir> of semantics_2d.py, e.g. data/scannetpp/semantics_2d; None = no labels
+              render_semantics_dir: str | None = None, # or: labels rendered by common/render.py (render_semantics), under <scene>/<device>/
               classes_file=None,              # the class list of the semantics (default: metadata/semantic_benchmark/top100.txt)
               mask_dir: str | None = "auto",  # anonymisation masks under <scene>/<device>/ ("auto": undistorted_anon_masks if present)
              ) -> Samples:
@@ -268,7 +269,8 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     scenes = _read_ids(root / "splits" / f"{split}.txt") if isinstance(split, str) else list(split)
     image_dir = image_dir or ("undistorted_images" if device == "dslr" else "rgb")
     classes = None
-    if semantics_root is not None:
+    if semantics_root is not None and render_semantics_dir is not None: raise ValueError("give semantics_root or render_semantics_dir, not both")
+    if semantics_root is not None or render_semantics_dir is not None:
         classes = _classes_file(Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt")
     items = []
     for sc in scenes:
@@ -282,6 +284,9 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
                 sem = next((c for c in (Path(semantics_root) / "semantics" / sc / f"{img.name}.png",
                                         Path(semantics_root) / "semantics" / sc / f"{img.stem}.png") if c.exists()), None)
                 if sem is None: continue
+            elif render_semantics_dir is not None:
+                sem = d / render_semantics_dir / f"{img.stem}.png"
+                if not sem.exists(): continue
             if dep is not None and not dep.exists(): continue
             m = md / f"{img.stem}.png" if md is not None and (md / f"{img.stem}.png").exists() else None
             items.append((sc, img, dep, sem, m))

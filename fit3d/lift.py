@@ -23,7 +23,8 @@ from .raster import render, splats_from_points
 # %% auto #0
 __all__ = ['LiftConfig', 'FeatureDecoder', 'ssim', 'Views', 'load_views', 'scene_scale', 'init_splats', 'make_optimizers',
            'make_strategy', 'step_loss', 'save_checkpoint', 'load_checkpoint', 'pick_device', 'Lifted', 'lift',
-           'save_lifted', 'load_lifted', 'render_features', 'evaluate', 'rank_and_world', 'lift_scenes']
+           'save_lifted', 'load_lifted', 'render_features', 'evaluate', 'write_targets_for', 'rank_and_world',
+           'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #9720fe5c
 @dataclass
@@ -357,7 +358,31 @@ def evaluate(lifted: Lifted, scene: Scene, features: dict, ids=None, scale: floa
         l1.append((f[0] - target).abs().mean().item())
     return dict(psnr=float(np.mean(psnr)), feature_cosine=float(np.mean(cos)), feature_l1=float(np.mean(l1)), n_views=len(ids))
 
-# %% ../nbs/05_lift.ipynb #70b2163f
+# %% ../nbs/05_lift.ipynb #08144e03
+def write_targets_for(lifted: Lifted,     # the lifted scene
+                      scene: Scene,       # its scene (training views are rendered)
+                      features: dict,     # the 2D features the scene was lifted from (fix each view's grid)
+                      path,               # `<targets_dir>/<scene>.safetensors`
+                      backbone: str,      # the backbone's name
+                      patch_size: int,    # its patch size
+                      scale: float = 1.0, # render resolution relative to the images
+                      ids=None, device=None) -> Path:
+    "Render, decode and write Stage II targets (and alpha masks) for the training views of `scene`."
+    from fit3d.finetune import write_targets
+    ids = scene.train if ids is None else ids
+    targets, masks, grids = {}, {}, set()
+    for i in ids:
+        name = scene.cameras[i].name
+        grid = tuple(torch.as_tensor(features[name]).shape[-2:])
+        _, f, _, a = render_features(lifted, scene, [i], scale=scale, device=device)
+        targets[name] = F.interpolate(f, size=grid, mode="area")[0]
+        masks[name] = F.interpolate(a, size=grid, mode="area")[0, 0].clamp(0, 1)
+        grids.add(grid)
+    if len(grids) != 1: raise SceneError(scene.root, f"training views have different feature grids {sorted(grids)}")
+    (h, w), = grids
+    return write_targets(path, targets, backbone, patch_size, (h * patch_size, w * patch_size), scene.root, masks)
+
+# %% ../nbs/05_lift.ipynb #7da12b51
 def rank_and_world() -> tuple[int, int]:
     "This process' rank and the number of processes (torchrun's RANK/WORLD_SIZE; 0, 1 when run alone)."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -369,6 +394,7 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
                 device=None,
                 progress: bool = True,
                 on_done=None,             # called as on_done(scene, lifted, out_folder) after each scene
+                callback=None,            # passed to `lift` (e.g. a `fit3d.viewer.LiveViewer`)
                ) -> list[Path]:
     "Lift this rank's share of `scene_paths`, skipping finished scenes and resuming an interrupted one."
     rank, world = rank_and_world()
@@ -379,7 +405,7 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
         if (out / "lift.json").exists(): done.append(out); continue
         out.mkdir(parents=True, exist_ok=True)
         feats = features_fn(scene)
-        lifted = lift(scene, feats, cfg, out_dir=out, device=device, progress=progress)
+        lifted = lift(scene, feats, cfg, out_dir=out, device=device, progress=progress, callback=callback)
         lifted.meta["metrics"] = evaluate(lifted, scene, feats, scale=(cfg or LiftConfig()).render_scale, device=device)
         if on_done is not None: on_done(scene, lifted, out)
         done.append(save_lifted(lifted, out))

@@ -76,7 +76,7 @@ def lr_factor(step: int,          # 0-based optimisation step
     if step < w: f *= 1.0 - (1.0 - step / w) * (1.0 - cfg.warmup_ratio)
     return f
 
-# %% ../nbs/07_probe.ipynb #ce891ec2
+# %% ../nbs/07_probe.ipynb #33f67ab7
 class SegHead(nn.Module):
     "DINOv2's linear segmentation head: optional BatchNorm, then a 1x1 conv to class logits."
     upsample = 1
@@ -110,7 +110,7 @@ class DepthHead(nn.Module):
         if self.mode == "regression": return F.relu(z) + self.min_depth
         p = F.relu(z) + 0.1 if self.norm == "linear" else torch.softmax(z, 1)
         p = p / p.sum(1, keepdim=True)
-        return torch.einsum("bkhw,k->bhw", p, self.bins.float())[:, None]
+        return (p * self.bins.float()[:, None, None]).sum(1, keepdim=True)  # not einsum: autocast would run it in bf16
 
 # %% ../nbs/07_probe.ipynb #f6627375
 def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[torch.Tensor]:
@@ -266,7 +266,7 @@ def _fit(head: nn.Module, feats: list, targets: list, loss_fn: Callable, cfg: Pr
     head.eval(); head.losses = losses  # (step, loss) pairs, for a loss curve
     return head
 
-# %% ../nbs/07_probe.ipynb #a413d42c
+# %% ../nbs/07_probe.ipynb #d6fa2ced
 def train_seg_probe(train_feats,          # (N, C, h, w) tensor or list of (C, h, w) feature maps
                     train_labels,         # (N, H, W) int64 or list of (H, W); -1 = ignore
                     n_classes: int,       # number of classes (labels are 0..n_classes-1)
@@ -291,6 +291,7 @@ def train_depth_probe(train_feats,        # (N, C, h, w) tensor or list of (C, h
                      ) -> DepthHead:
     "Train a linear depth head (bins or regression) on frozen features with SigLoss + gradient loss."
     cfg = cfg or DepthProbeConfig()
+    if not isinstance(cfg, DepthProbeConfig): raise TypeError(f"train_depth_probe needs a DepthProbeConfig, got {type(cfg).__name__}")
     feats, depths = _as_list(train_feats), _as_list(train_depths)
     _check_pairs(feats, depths, "depth maps")
     torch.manual_seed(cfg.seed)

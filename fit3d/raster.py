@@ -145,7 +145,7 @@ def sh_colors(splats,                 # Gaussians with means, sh0 and shN
     else: sh = _spherical_harmonics
     return torch.clamp_min(sh(sh_degree, dirs, coeffs.expand(len(viewmats), *coeffs.shape)) + 0.5, 0.0)
 
-# %% ../nbs/04_raster.ipynb #abde157b
+# %% ../nbs/04_raster.ipynb #d83814e5
 ALPHA_MIN, ALPHA_MAX, T_MIN = 1 / 255, 0.999, 1e-4   # gsplat 1.5.3's skip threshold, alpha clamp, termination
 
 def _radii(means2d, conics, depths, opac, width, height, near, far, radius_clip):
@@ -187,7 +187,8 @@ def _composite(m2d, con, opa, col, rad, order, width, height, max_pairs, absgrad
             xy = torch.stack([pix % width, pix // width], -1).to(m2d.dtype) + 0.5
         mg = m2d[fid]
         if absgrad is not None and mg.requires_grad:
-            mg.register_hook(lambda g, fid=fid: absgrad.index_add_(0, fid, g.abs()))
+            def hook(g, fid=fid): absgrad.index_add_(0, fid, g.abs())   # per pixel |grad|, as gsplat's kernel
+            mg.register_hook(hook)
         d, q = xy - mg, con[fid]
         sigma = 0.5 * (q[:, 0] * d[:, 0] ** 2 + q[:, 2] * d[:, 1] ** 2) + q[:, 1] * d[:, 0] * d[:, 1]
         a = torch.clamp_max(opa[fid] * torch.exp(-sigma), ALPHA_MAX)

@@ -267,7 +267,7 @@ def toy_splats(n: int = 2000,      # number of Gaussians
                 opacities=torch.full((n,), 2.0), sh0=((rgb - 0.5) / SH_C0)[:, None, :],
                 shN=torch.zeros(n, 15, 3), features=torch.sin(3 * p @ W))
 
-# %% ../nbs/05_viewer.ipynb #cd0b8699
+# %% ../nbs/05_viewer.ipynb #013018ee
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
                   "--hide-scrollbars", "--mute-audio")
@@ -344,6 +344,13 @@ class HeadlessBrowser:
             if time.monotonic() > deadline: raise TimeoutError(f"{url} was not ready after {self.timeout} s")
             time.sleep(0.05)
         self.frames(frames)
+
+    def upload(self, path, selector: str = "input[type=file]"):
+        "Put the file at `path` into the page's file input (as if the user picked it there)."
+        root = self("DOM.getDocument", depth=-1)["root"]["nodeId"]
+        node = self("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node: raise ValueError(f"the page has no element matching {selector!r}")
+        self("DOM.setFileInputFiles", files=[str(Path(path).absolute())], nodeId=node)
 
     def screenshot(self, path, frames: int = 5) -> Path:
         "Save a PNG of the page once two pictures `frames` frames apart are the same (or `timeout` has passed)."

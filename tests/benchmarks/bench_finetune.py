@@ -12,9 +12,9 @@ does): a 62x41 patch grid. Each row: warm-up steps, then `--steps` timed steps (
   python tests/benchmarks/bench_finetune.py --compile --loop      # also compiled and end-to-end rows
   torchrun --standalone --nproc_per_node 2 tests/benchmarks/bench_finetune.py --ddp   # 2-GPU scaling (per-GPU batch)
   python tests/benchmarks/bench_finetune.py --quick               # CPU smoke test (tiny ViT, small images)
-Writes nothing outside a temporary folder (or $OUT if set, for the --loop cache).
+Writes nothing outside a temporary folder (the --loop cache: 70 JPEGs and their targets, removed at the end).
 """
-import argparse, os, statistics, sys, tempfile, time
+import argparse, atexit, os, statistics, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +142,7 @@ def main():
         f"timm {timm.__version__}; input {W}x{H}, batch {B} per process, {'bf16 autocast' if amp else 'fp32'}; "
         f"median of {a.steps} steps after {a.warmup} warm-up")
     say(f"{'model':<14}{'row':<16}{'ms/step':>10}{'img/s':>10}{'overhead':>10}")
-    tmp = os.environ.get("OUT") or tempfile.mkdtemp()
+    tmp = tempfile.TemporaryDirectory(); atexit.register(tmp.cleanup); tmp = tmp.name
     for name in a.models:
         rows = [("bare timm", bench_bare(name, B, H, W, amp, dev, world, a.warmup, a.steps)),
                 ("fit3d step", bench_ours(name, B, H, W, amp, dev, world, a.warmup, a.steps))]

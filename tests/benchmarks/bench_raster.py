@@ -99,17 +99,16 @@ def timing(dev, n, W, H, widths, warmup, repeats, gpu):
             if d: feats, _, _ = rasterization(*args, sp["features"], vm, K, W, H, packed=False, channel_chunk=min(d, 64))
             loss_of(img[..., :3], feats, img[..., 3:]).backward()
             for p in sp.values(): p.grad = None
-        layouts = {"auto": (None, with_chunk(None))}
-        if gpu:
-            layouts["fused"] = (d + 4, with_chunk(d + 4))
-            if d + 4 > 32: layouts["chunk32"] = (32, with_chunk(32))
-            if d > 0: layouts["split64"] = (min(d, 64), with_chunk(min(d, 64)))
-            if d > 64: layouts["split128"] = (min(d, 128), with_chunk(min(d, 128)))
-            layouts["two-pass"] = ("-", two_pass)
-        for name, (chunk, fn) in layouts.items():
-            chunk = auto_channel_chunk(d) if chunk is None and gpu else chunk
+        layouts = {"auto": auto_channel_chunk(d) if gpu else "-"}
+        if gpu:   # the other layouts, each only where it differs from those before it
+            for name, chunk in [("fused", d + 4), ("chunk32", 32), ("split64", min(d, 64)), ("split128", min(d, 128))]:
+                if chunk > 0 and chunk not in layouts.values() and not (name == "chunk32" and d + 4 <= 32):
+                    layouts[name] = chunk
+            layouts["two-pass"] = "2x"
+        for name, chunk in layouts.items():
+            fn = two_pass if name == "two-pass" else with_chunk(chunk if gpu else None)
             ms, peak = measure(fn, dev, warmup, repeats)
-            print(f"{d:4d} {name:10s} {str(chunk or '-'):>5s} {ms:8.2f} {peak:9.0f}", flush=True)
+            print(f"{d:4d} {name:10s} {chunk:>5} {ms:8.2f} {peak:9.0f}", flush=True)
         del sp
 
 
