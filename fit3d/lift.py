@@ -215,7 +215,7 @@ def load_checkpoint(path: Path, cfg: LiftConfig, device) -> dict:
         raise SceneError(path, f"checkpoint was written with other settings {diff} (saved, requested); use the same settings or another output folder")
     return ck
 
-# %% ../nbs/05_lift.ipynb #ebd7e782
+# %% ../nbs/05_lift.ipynb #cca407aa
 def _view_batch(step: int, n_views: int, batch: int, seed: int) -> torch.Tensor:
     "The views of `step`: consecutive slices of a per-epoch random permutation (a function of seed and step only)."
     out = []
@@ -231,6 +231,12 @@ def pick_device(device=None) -> torch.device:
     if torch.cuda.is_available(): return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
+def _reset_opacities(strategy, splats, optimizers, state, step: int):
+    "3DGS' periodic opacity reset. gsplat 1.5.3's DefaultStrategy never does it: its test `step % n == 0 & step > 0` is always false."
+    from gsplat.strategy.ops import reset_opa
+    if 0 < step < strategy.refine_stop_iter and step % strategy.reset_every == 0:
+        reset_opa(params=splats, optimizers=optimizers, state=state, value=strategy.prune_opa * 2.0)
+
 @dataclass
 class Lifted:
     "A lifted scene: Gaussians with features, the decoder, and what produced them."
@@ -238,7 +244,7 @@ class Lifted:
     decoder: FeatureDecoder      # rendered features -> backbone width
     meta: dict = field(default_factory=dict)  # config, scene path, metrics, timings
 
-# %% ../nbs/05_lift.ipynb #5bf5d644
+# %% ../nbs/05_lift.ipynb #c262e2ca
 def lift(scene: Scene,                 # the scene (train views are fitted, test views only evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
          cfg: LiftConfig | None = None, # settings (reference defaults)
@@ -246,6 +252,7 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
          device=None,                  # default: CUDA if available
          progress: bool = True,        # show a progress bar with the losses
          callback=None,                # called as callback(step, splats) after every step (e.g. a live viewer)
+         max_steps: int | None = None, # stop after this step (the schedule still spans cfg.iterations): time-boxed runs
         ) -> Lifted:
     "Fit feature Gaussians to the training views of `scene` and their 2D `features`."
     cfg, device = cfg or LiftConfig(), pick_device(device)
@@ -275,7 +282,8 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
         state, start, history = ck["strategy_state"], ck["step"], ck["history"]
     gamma = (cfg.lr_means_final / cfg.lr_means) ** (1 / max(cfg.iterations, 1))
     base_lr = optimizers["means"].param_groups[0]["lr"] / (gamma ** start) if start else optimizers["means"].param_groups[0]["lr"]
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress, desc=f"lift {scene.name}")
+    end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
+    bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
     t0 = time.perf_counter()
     for step in bar:
         idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(device)
@@ -288,15 +296,16 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
         if strategy is not None:
             kw = dict(lr=optimizers["means"].param_groups[0]["lr"]) if cfg.strategy == "mcmc" else dict(packed=False)
             strategy.step_post_backward(splats, optimizers, state, step, info, **kw)
-        if step % 10 == 0 or step == cfg.iterations - 1:
+            if cfg.strategy == "default": _reset_opacities(strategy, splats, optimizers, state, step)
+        if step % 10 == 0 or step == end - 1:
             history.append(dict(step=step, n=len(splats["means"]), **parts))
             bar.set_postfix(colour=f"{parts['colour']:.3f}", feature=f"{parts['feature']:.3f}", n=len(splats["means"]))
         if callback is not None: callback(step, splats)
-        if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.iterations:
+        if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history)
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), scene=str(scene.root) if scene.root else None, scene_name=scene.name,
-                seconds=time.perf_counter() - t0, resumed_from=start, n_gaussians=len(splats["means"]),
+                seconds=time.perf_counter() - t0, resumed_from=start, steps=end, n_gaussians=len(splats["means"]),
                 backbone_dim=views.features.shape[1], history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 

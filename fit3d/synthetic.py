@@ -18,8 +18,9 @@ from .scene import Camera, Scene, look_at
 from .formats import write_nerfstudio, read_scene
 
 # %% auto #0
-__all__ = ['CLASSES', 'FAMILIES', 'BOX', 'CYL', 'ELL', 'WOODS', 'MUTED', 'BRIGHT', 'table', 'chair', 'sofa', 'bed', 'cabinet',
-           'shelf', 'lamp', 'box', 'plant', 'door', 'window', 'picture', 'Room', 'make_room']
+__all__ = ['CLASSES', 'FAMILIES', 'BOX', 'CYL', 'ELL', 'WOODS', 'MUTED', 'BRIGHT', 'FURNITURE', 'LABEL_COLORS', 'Room',
+           'make_room', 'light_seen', 'noise', 'fbm', 'render', 'room_cameras', 'sample_points', 'scene_complete',
+           'make_scene', 'make_benchmark', 'colorize', 'contact_sheet', 'plot_cameras']
 
 # %% ../nbs/02_synthetic.ipynb #dcbc2fce
 CLASSES = ["wall", "floor", "ceiling", "door", "window", "table", "chair", "sofa", "bed",
@@ -42,7 +43,7 @@ def _mat(rng, family: str, a, b=None, scale=1.0, ks=0.05, shin=8.0, emit=0.0, da
 
 def _metal(rng): return _mat(rng, "brushed", _pick(rng, [(0.7, 0.7, 0.72), (0.2, 0.2, 0.22)]), ks=0.5, shin=40)
 
-# %% ../nbs/02_synthetic.ipynb #1d59711c
+# %% ../nbs/02_synthetic.ipynb #79eeea9a
 def _b(c, h, m): return (BOX, c, h, m)
 def _c(c, r, hz, m): return (CYL, c, (r, r, hz), m)
 def _e(c, h, m): return (ELL, c, h, m)
@@ -52,7 +53,7 @@ def _legs(hx, hy, h, t, m, inset=0.03, round_=False):
     cs = [(sx * (hx - inset - t), sy * (hy - inset - t), h / 2) for sx in (-1, 1) for sy in (-1, 1)]
     return [_c(c, t, h / 2, m) if round_ else _b(c, (t, t, h / 2), m) for c in cs]
 
-def table(rng):
+def _table(rng):
     "A rectangular table on four legs, or a round one on a pedestal."
     top, h = _mat(rng, "rings", _pick(rng, WOODS), ks=0.3, shin=30), rng.uniform(0.72, 0.78)
     if rng.random() < 0.3:
@@ -61,13 +62,13 @@ def table(rng):
     hx, hy = rng.uniform(0.5, 0.9), rng.uniform(0.35, 0.5)
     return [_b((0, 0, h - 0.02), (hx, hy, 0.02), top)] + _legs(hx, hy, h - 0.04, 0.025, top)
 
-def chair(rng):
+def _chair(rng):
     "A plastic chair: seat, backrest (at +y) and four metal legs."
     m, s, hs = _mat(rng, "plastic", _pick(rng, BRIGHT), ks=0.5, shin=30), rng.uniform(0.2, 0.24), rng.uniform(0.43, 0.48)
     return [_b((0, 0, hs), (s, s, 0.025), m), _b((0, s - 0.015, hs + 0.25), (s, 0.015, 0.22), m)] + \
            _legs(s, s, hs - 0.025, 0.015, _metal(rng), inset=0.01, round_=True)
 
-def sofa(rng):
+def _sofa(rng):
     "A fabric sofa: base, back, arms and two or three seat cushions."
     m = _mat(rng, "weave", _pick(rng, MUTED), scale=0.5, dark=0.75)
     hx, hy, n, arm, back = rng.uniform(0.8, 1.2), rng.uniform(0.4, 0.48), int(rng.integers(2, 4)), 0.12, 0.12
@@ -76,7 +77,7 @@ def sofa(rng):
     w = (hx - 2 * arm) / n
     return out + [_b((-hx + 2 * arm + w * (2 * i + 1), -back, 0.42), (w - 0.01, hy - back, 0.06), m) for i in range(n)]
 
-def bed(rng):
+def _bed(rng):
     "A bed: wooden frame and headboard (at +y), mattress, striped blanket, pillows."
     wood, sheet = _mat(rng, "rings", _pick(rng, WOODS), ks=0.2, shin=20), _mat(rng, "plastic", (0.92, 0.92, 0.9))
     blanket = _mat(rng, "stripes", (0.9, 0.9, 0.92), _pick(rng, MUTED + BRIGHT[:3]), scale=rng.uniform(0.6, 1.2))
@@ -85,7 +86,7 @@ def bed(rng):
            _b((0, -0.02, 0.38), (hx - 0.03, hy - 0.06, 0.08), sheet), _b((0, -0.35, 0.47), (hx - 0.01, hy - 0.4, 0.02), blanket)]
     return out + [_e((x, hy - 0.3, 0.5), (min(0.3, hx - 0.08), 0.17, 0.07), sheet) for x in ([0] if hx < 0.6 else [-hx / 2, hx / 2])]
 
-def cabinet(rng):
+def _cabinet(rng):
     "A cabinet, low or tall: body, two doors on the front (-y) with handles, small feet."
     m = _mat(rng, "brushed", _pick(rng, [(0.9, 0.9, 0.88), (0.6, 0.62, 0.65), (0.3, 0.3, 0.32)] + WOODS[:2]), ks=0.3, shin=25, dark=0.85)
     hx, hy, hz, metal = rng.uniform(0.3, 0.6), rng.uniform(0.2, 0.3), _pick(rng, [rng.uniform(0.4, 0.55), rng.uniform(0.8, 1.0)]), _metal(rng)
@@ -95,7 +96,7 @@ def cabinet(rng):
                 _b((s * 0.06, -hy - 0.03, hz * 1.4 + 0.05), (0.01, 0.015, 0.06), metal)]
     return out + _legs(hx, hy, 0.05, 0.02, metal)
 
-def shelf(rng):
+def _shelf(rng):
     "An open bookshelf: sides, boards and a back panel, with runs of books of many colours."
     wood, t = _mat(rng, "grain", _pick(rng, WOODS), ks=0.15, shin=15), 0.015
     hx, hy, hz, n = rng.uniform(0.4, 0.6), rng.uniform(0.15, 0.2), rng.uniform(0.75, 1.0), int(rng.integers(3, 6))
@@ -112,40 +113,43 @@ def shelf(rng):
             x += 2 * w + 0.004
     return out
 
-def lamp(rng, small=False):
+def _lamp(rng, small=False):
     "A floor lamp (or a table lamp): base, pole and a glowing shade."
     metal, shade = _metal(rng), _mat(rng, "glow", (1.0, 0.93, 0.78), emit=0.8, dark=0.9)
     h, r = (rng.uniform(0.3, 0.45), 0.1) if small else (rng.uniform(1.3, 1.7), rng.uniform(0.17, 0.24))
     return [_c((0, 0, 0.015), r * 0.7, 0.015, metal), _c((0, 0, h / 2), 0.012, h / 2, metal), _c((0, 0, h), r, r * 0.7, shade)]
 
-def box(rng, s=None):
+def _box(rng, s=None):
     "A taped cardboard box of half size `s` (random by default)."
     s = rng.uniform(0.12, 0.3, 3) if s is None else s
     return [_b((0, 0, s[2]), s, _mat(rng, "cardboard", (0.70, 0.54, 0.34), (0.85, 0.78, 0.62)))]
 
-def plant(rng):
+def _plant(rng):
     "A potted plant: terracotta pot and a few leafy ellipsoids."
     pot, leaf = _mat(rng, "plastic", (0.70, 0.36, 0.22), ks=0.1), _mat(rng, "leaves", (0.25, 0.55, 0.18), (0.08, 0.28, 0.08))
     r, h, tall = rng.uniform(0.1, 0.18), rng.uniform(0.2, 0.4), rng.uniform(0.3, 1.0)
     return [_c((0, 0, h / 2), r, h / 2, pot)] + [_e((rng.uniform(-r, r), rng.uniform(-r, r), h + rng.uniform(0.15, tall)),
                                                     rng.uniform(0.12, 0.28, 3) * (1, 1, 1.3), leaf) for _ in range(int(rng.integers(3, 6)))]
 
-def door(rng):
+def _door(rng):
     "A panelled door with its frame and handle, back (+y) on the wall."
     m = _mat(rng, "panel", _pick(rng, [(0.92, 0.9, 0.86), (0.6, 0.42, 0.28), (0.55, 0.6, 0.65)]), ks=0.2, shin=20, dark=0.75)
     return [_b((0, 0.01, 1.06), (0.5, 0.01, 1.06), m), _b((0, 0, 1.025), (0.45, 0.02, 1.025), m), _b((0.36, -0.05, 1.0), (0.06, 0.012, 0.012), _metal(rng))]
 
-def window(rng):
+def _window(rng):
     "A window: frame, panes of sky with glazing bars, a sill."
     w, h, z0 = rng.uniform(0.4, 0.8), rng.uniform(0.5, 0.7), rng.uniform(0.8, 1.0)
     frame, sky = _mat(rng, "plastic", (0.95, 0.95, 0.95), ks=0.2), _mat(rng, "panes", (0.55, 0.72, 0.92), (0.9, 0.9, 0.9), emit=0.25, ks=0.6, shin=60)
     return [_b((0, 0.01, z0 + h), (w + 0.05, 0.01, h + 0.05), frame), _b((0, 0, z0 + h), (w, 0.02, h), sky), _b((0, -0.04, z0 - 0.04), (w + 0.1, 0.06, 0.02), frame)]
 
-def picture(rng):
+def _picture(rng):
     "A framed abstract painting at eye height."
     w, h, z = rng.uniform(0.2, 0.5), rng.uniform(0.15, 0.4), rng.uniform(1.3, 1.7)
     art = _mat(rng, "mosaic", _pick(rng, BRIGHT), _pick(rng, BRIGHT + MUTED), scale=rng.uniform(0.5, 1.5), ks=0.2, shin=40)
     return [_b((0, 0.0, z), (w + 0.03, 0.015, h + 0.03), _mat(rng, "rings", (0.25, 0.16, 0.1), ks=0.3, shin=30)), _b((0, -0.005, z), (w, 0.015, h), art)]
+
+FURNITURE = dict(table=_table, chair=_chair, sofa=_sofa, bed=_bed, cabinet=_cabinet, shelf=_shelf, lamp=_lamp, box=_box,
+                 plant=_plant, door=_door, window=_window, picture=_picture)   # class name -> builder (rng -> parts)
 
 # %% ../nbs/02_synthetic.ipynb #05e9fff2
 def _extent(parts):
@@ -175,7 +179,7 @@ class Room:
 
 def _rot(yaw): c, s = math.cos(yaw), math.sin(yaw); return np.array([[c, -s], [s, c]])
 
-# %% ../nbs/02_synthetic.ipynb #3819810e
+# %% ../nbs/02_synthetic.ipynb #c693675e
 class _Layout:
     "Places objects in a room of `size`, keeping floor footprints and wall spans apart."
     def __init__(self, rng, size):
@@ -221,7 +225,7 @@ class _Layout:
 
     def dining(self):
         "A table in the open with chairs around it, placed together or not at all."
-        rng, t = self.rng, table(self.rng)
+        rng, t = self.rng, _table(self.rng)
         lo, hi = _extent(t)
         for _ in range(40):
             origin, yaw = np.r_[rng.uniform(1.0, self.size[:2] - 1.0), 0], _pick(rng, [0, np.pi / 2]) + rng.normal(0, 0.05)
@@ -229,46 +233,46 @@ class _Layout:
             if lo[0] == lo[1]:  # round: chairs all around, facing the middle
                 n, a0 = int(rng.integers(2, 5)), rng.uniform(0, 2 * np.pi)
                 for a in a0 + 2 * np.pi * np.arange(n) / n:
-                    group.append(("chair", chair(rng), origin + np.r_[(hi[0] + 0.08) * np.array([np.cos(a), np.sin(a)]), 0], a - np.pi / 2))
+                    group.append(("chair", _chair(rng), origin + np.r_[(hi[0] + 0.08) * np.array([np.cos(a), np.sin(a)]), 0], a - np.pi / 2))
             else:               # rectangular: chairs along the long sides
                 for side in (-1, 1):
                     for x in (_pick(rng, [[0.0], [-hi[0] / 2, hi[0] / 2]]) if rng.random() < 0.8 else []):
                         p = _rot(yaw) @ np.array([x, side * (hi[1] + 0.08)])
-                        group.append(("chair", chair(rng), origin + np.r_[p, 0], yaw + (0 if side > 0 else np.pi)))
+                        group.append(("chair", _chair(rng), origin + np.r_[p, 0], yaw + (0 if side > 0 else np.pi)))
             if all(self.free(self.rect(p, o, y, 0.3 if c == "table" else 0.05)) for c, p, o, y in group):
                 for c, p, o, y in group: self.add(c, p, o, y)
                 return
 
     def desk(self):
         "A table against a wall with a chair in front of it."
-        t = table(self.rng)
+        t = _table(self.rng)
         if (placed := self.on_wall("table", t)) is None: return
-        (origin, yaw), (lo, hi), ch = placed, _extent(t), chair(self.rng)
+        (origin, yaw), (lo, hi), ch = placed, _extent(t), _chair(self.rng)
         o = origin + np.r_[_rot(yaw) @ np.array([0, lo[1] - 0.12]), 0]
         if self.free(self.rect(ch, o, yaw + np.pi)): self.add("chair", ch, o, yaw + np.pi)
 
-# %% ../nbs/02_synthetic.ipynb #f4cc5a69
+# %% ../nbs/02_synthetic.ipynb #5aee630b
 def make_room(seed: int, # layouts differ from seed to seed
              ) -> Room:
     "A random furnished room: walls, floor and ceiling, a door, windows and pictures, furniture and small things."
     rng = np.random.default_rng(seed)
     size = np.array([rng.uniform(3.8, 6.5), rng.uniform(3.8, 6.0), rng.uniform(2.5, 3.0)])
     lay = _Layout(rng, size)
-    if (d := lay.on_wall("door", door(rng), floor=False)) is not None: lay.keep_out.append(lay.rect([_b((0, -0.8, 0.1), (0.6, 0.8, 0.1), None)], *d))
-    for _ in range(rng.integers(1, 3)): lay.on_wall("window", window(rng), floor=False)
-    for big in rng.permutation(["bed", "sofa"])[: rng.integers(1, 3)]: lay.on_wall(big, dict(bed=bed, sofa=sofa)[big](rng))
+    if (d := lay.on_wall("door", _door(rng), floor=False)) is not None: lay.keep_out.append(lay.rect([_b((0, -0.8, 0.1), (0.6, 0.8, 0.1), None)], *d))
+    for _ in range(rng.integers(1, 3)): lay.on_wall("window", _window(rng), floor=False)
+    for big in rng.permutation(["bed", "sofa"])[: rng.integers(1, 3)]: lay.on_wall(big, dict(bed=_bed, sofa=_sofa)[big](rng))
     if rng.random() < 0.7: lay.dining()
     if rng.random() < 0.6: lay.desk()
-    for _ in range(rng.integers(1, 3)): lay.on_wall("cabinet", cabinet(rng))
-    for _ in range(rng.integers(1, 3)): lay.on_wall("shelf", shelf(rng))
-    for _ in range(rng.integers(0, 2)): lay.on_wall("lamp", lamp(rng))
-    for _ in range(rng.integers(1, 3)): lay.on_wall("plant", plant(rng))
-    for _ in range(rng.integers(1, 4)): (lay.on_wall if rng.random() < 0.5 else lay.anywhere)("box", box(rng))
-    for _ in range(rng.integers(1, 3)): lay.on_wall("picture", picture(rng), floor=False)
+    for _ in range(rng.integers(1, 3)): lay.on_wall("cabinet", _cabinet(rng))
+    for _ in range(rng.integers(1, 3)): lay.on_wall("shelf", _shelf(rng))
+    for _ in range(rng.integers(0, 2)): lay.on_wall("lamp", _lamp(rng))
+    for _ in range(rng.integers(1, 3)): lay.on_wall("plant", _plant(rng))
+    for _ in range(rng.integers(1, 4)): (lay.on_wall if rng.random() < 0.5 else lay.anywhere)("box", _box(rng))
+    for _ in range(rng.integers(1, 3)): lay.on_wall("picture", _picture(rng), floor=False)
     for origin, yaw, z, hx, hy in list(lay.tops):   # small things on tables and low cabinets
         if rng.random() < 0.6 and hx > 0 and hy > 0:
             o, small = origin + np.r_[_rot(yaw) @ (rng.uniform(-1, 1, 2) * (hx, hy)), z], rng.random() < 0.3
-            lay.add("lamp" if small else "box", lamp(rng, small=True) if small else box(rng, rng.uniform(0.06, 0.15, 3)), o, yaw + rng.normal(0, 0.3), floor=False)
+            lay.add("lamp" if small else "box", _lamp(rng, small=True) if small else _box(rng, rng.uniform(0.06, 0.15, 3)), o, yaw + rng.normal(0, 0.3), floor=False)
     wall = _mat(rng, "plaster", _pick(rng, [(0.86, 0.83, 0.77), (0.78, 0.83, 0.86), (0.88, 0.80, 0.70), (0.76, 0.80, 0.72), (0.9, 0.9, 0.9)]), dark=0.88)
     floor = (_mat(rng, "planks", _pick(rng, WOODS), dark=0.55, ks=0.25, shin=20) if rng.random() < 0.65 else
              _mat(rng, "tiles", (0.82, 0.8, 0.76), _pick(rng, [(0.3, 0.32, 0.35), (0.6, 0.5, 0.4), (0.7, 0.72, 0.75)]), scale=rng.uniform(0.3, 0.6), ks=0.4, shin=40))
@@ -278,3 +282,487 @@ def make_room(seed: int, # layouts differ from seed to seed
     return Room(size, np.array([0, 0, 0, 0, 1, 2] + [c for c, _, _, _ in lay.objs]), np.array([np.zeros(3)] * 6 + [o for _, o, _, _ in lay.objs]),
                 np.array([0.0] * 6 + [y for _, _, y, _ in lay.objs]), col(0, np.int64), col(1, np.int64), col(2), col(3), col(4),
                 np.r_[size[:2] / 2 + rng.uniform(-0.3, 0.3, 2), size[2] - 0.5], np.array(lay.rects).reshape(-1, 4))
+
+# %% ../nbs/02_synthetic.ipynb #a39b02d2
+_EPS, _INF = 1e-4, float("inf")
+
+def _yaw(v, c, s):
+    "Rotate the xy part of vectors `v` (..., 3) by the angle with cosine `c` and sine `s`."
+    return torch.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
+
+def _safe(d): return torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+
+def _hit_box(o, d, lo, hi):
+    "Hits of rays `o + t d` with boxes [lo, hi] (o, lo, hi broadcast over d (..., 3)): t (inf: none) and normal."
+    inv = 1 / _safe(d)
+    t1, t2 = (lo - o) * inv, (hi - o) * inv
+    tn, ax = torch.minimum(t1, t2).max(-1)
+    t = torch.where((tn <= torch.maximum(t1, t2).amin(-1)) & (tn > _EPS), tn, _INF)
+    return t, torch.zeros_like(d).scatter_(-1, ax[..., None], -torch.sign(d.gather(-1, ax[..., None])))
+
+def _hit_cylinder(o, d, lo, hi):
+    "Hits with upright cylinders inscribed in the boxes [lo, hi]: the side, or the cap facing the ray."
+    q, h, dz = o - (lo + hi) / 2, (hi - lo) / 2, _safe(d[..., 2])
+    r2, hz = h[..., 0] ** 2, h[..., 2]
+    a, b = (d[..., :2] ** 2).sum(-1).clamp(min=1e-12), (q[..., :2] * d[..., :2]).sum(-1)
+    disc = b * b - a * ((q[..., :2] ** 2).sum(-1) - r2)
+    ts = (-b - disc.clamp(min=0).sqrt()) / a
+    ts = torch.where((disc > 0) & (ts > _EPS) & ((q[..., 2] + ts * dz).abs() <= hz), ts, _INF)
+    tc = (-torch.sign(dz) * hz - q[..., 2]) / dz
+    tc = torch.where((tc > _EPS) & ((q[..., :2] + tc[..., None] * d[..., :2]) ** 2).sum(-1).le(r2), tc, _INF)
+    t = torch.minimum(ts, tc)
+    n_side = torch.nn.functional.normalize((q + t.clamp(max=1e6)[..., None] * d) * torch.tensor([1.0, 1.0, 0.0], device=d.device), dim=-1)
+    n_cap = torch.zeros_like(n_side); n_cap[..., 2] = -torch.sign(dz)
+    return t, torch.where((ts <= tc)[..., None], n_side, n_cap)
+
+def _hit_ellipsoid(o, d, lo, hi):
+    "Hits with axis-aligned ellipsoids inscribed in the boxes [lo, hi]."
+    h = (hi - lo) / 2
+    q, e = (o - (lo + hi) / 2) / h, d / h
+    a, b = (e * e).sum(-1), (q * e).sum(-1)
+    disc = b * b - a * ((q * q).sum(-1) - 1)
+    t = (-b - disc.clamp(min=0).sqrt()) / a
+    t = torch.where((disc > 0) & (t > _EPS), t, _INF)
+    return t, torch.nn.functional.normalize((q + t.clamp(max=1e6)[..., None] * e) / h, dim=-1)
+
+_HITS = {BOX: _hit_box, CYL: _hit_cylinder, ELL: _hit_ellipsoid}
+
+# %% ../nbs/02_synthetic.ipynb #b705b573
+class _Geometry:
+    "A room's primitives as tensors on one device, ready for casting packets of rays (and a shadow map, made on demand)."
+    def __init__(self, room: Room, device="cpu", shadow_res: int = 256):
+        T = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
+        self.room, self.device, self.shadow_res, self.cube = room, device, shadow_res, None
+        self.size, self.light = T(room.size), T(room.light)
+        self.origin, self.cos, self.sin = T(room.obj_origin), T(np.cos(room.obj_yaw)), T(np.sin(room.obj_yaw))
+        self.prim_obj, self.mat, self.obj_class = T(room.prim_obj, torch.long), T(room.prim_mat), T(room.obj_class, torch.long)
+        lo, hi, obj = room.prim_center - room.prim_half, room.prim_center + room.prim_half, room.prim_obj
+        mid, c, s = (lo + hi) / 2, np.cos(room.obj_yaw[obj]), np.sin(room.obj_yaw[obj])
+        centers = np.c_[c * mid[:, 0] - s * mid[:, 1], s * mid[:, 0] + c * mid[:, 1], mid[:, 2]] + room.obj_origin[obj]
+        self.kinds = [(k, T(np.nonzero(room.prim_kind == k)[0], torch.long)) for k in (BOX, CYL, ELL) if (room.prim_kind == k).any()]
+        self.lo, self.hi, self.centers, self.radii = T(lo), T(hi), T(centers), T(np.linalg.norm(hi - lo, axis=1) / 2)
+
+    def to_local(self, v, obj, point=True):
+        "World points (or directions) `v` (..., 3) in the frames of objects `obj` (...)."
+        return _yaw(v - self.origin[obj] if point else v, self.cos[obj], -self.sin[obj])
+
+    def cast(self, o, d):
+        "Nearest hits of packets of rays from origins `o` (T, 3) along unit `d` (T, S, 3): distance, primitive, world normal (T, S, ...)."
+        S, of = d.shape[1], o[:, None].expand_as(d)
+        dd = _safe(d)
+        t, ax = (torch.where(dd > 0, self.size - of, -of) / dd).min(-1)   # every ray leaves the room box somewhere
+        da = dd.gather(-1, ax[..., None])
+        prim, n = 2 * ax + (da[..., 0] > 0).long(), torch.zeros_like(d).scatter_(-1, ax[..., None], -torch.sign(da))
+        # broad phase: the cone around each packet against the bounding sphere of each primitive, (T, P)
+        axis = torch.nn.functional.normalize(d.sum(1), dim=-1)
+        alpha = torch.acos((d * axis[:, None]).sum(-1).amin(1).clamp(-1, 1))
+        v = self.centers - o[:, None]; dist = v.norm(dim=-1).clamp(min=1e-6)
+        theta = torch.acos(((v * axis[:, None]).sum(-1) / dist).clamp(-1, 1))
+        near = (dist <= self.radii) | (theta - torch.asin((self.radii / dist).clamp(max=1)) <= alpha[:, None])
+        near &= dist - self.radii < t.amax(1, keepdim=True)
+        # narrow phase: the surviving (packet, primitive) pairs, one primitive per ray, in the primitive's object frame
+        ts, idx, pids, ns = [], [], [], []
+        for kind, ids in self.kinds:
+            tp, pp = near[:, ids].nonzero(as_tuple=True)
+            if len(tp) == 0: continue
+            p = ids[pp]; obj = self.prim_obj[p]
+            rd = _yaw(d[tp], self.cos[obj, None], -self.sin[obj, None])
+            tk, nk = _HITS[kind](self.to_local(o[tp], obj)[:, None], rd, self.lo[p, None], self.hi[p, None])
+            ts.append(tk.reshape(-1)); idx.append((tp[:, None] * S + torch.arange(S, device=d.device)).reshape(-1))
+            pids.append(p[:, None].expand(-1, S).reshape(-1)); ns.append(_yaw(nk, self.cos[obj, None], self.sin[obj, None]).reshape(-1, 3))
+        if not idx: return t, prim, n
+        tk, idx, pk, nk = torch.cat(ts), torch.cat(idx), torch.cat(pids), torch.cat(ns)
+        best = t.reshape(-1).scatter_reduce(0, idx, tk, "amin")
+        win = (tk < _INF) & (tk == best[idx])
+        prim, n = prim.reshape(-1).index_put((idx[win],), pk[win]), n.reshape(-1, 3).index_put((idx[win],), nk[win])
+        return best.view_as(t), prim.view_as(t), n.view_as(d)
+
+# %% ../nbs/02_synthetic.ipynb #b70067ef
+_P = 8  # rays travel in packets of _P x _P pixels that share an origin
+
+def _packets(x):
+    "Images (N, H, W, ...) with H, W multiples of _P as packets (N * H/_P * W/_P, _P * _P, ...)."
+    N, H, W = x.shape[:3]
+    x = x.reshape(N, H // _P, _P, W // _P, _P, *x.shape[3:]).transpose(2, 3)
+    return x.reshape(N * (H // _P) * (W // _P), _P * _P, *x.shape[5:])
+
+def _unpack(x, N, H, W):
+    "Inverse of `_packets`."
+    x = x.reshape(N, H // _P, W // _P, _P, _P, *x.shape[2:]).transpose(2, 3)
+    return x.reshape(N, H, W, *x.shape[5:])
+
+def _cube_dirs(R: int, device) -> torch.Tensor:
+    "Unit directions through the texel centres of the six faces (-x, +x, -y, +y, -z, +z) of an R x R cube map, as packets."
+    u = (torch.arange(R, device=device) + 0.5) / R * 2 - 1
+    w, u = torch.meshgrid(u, u, indexing="ij")
+    faces = []
+    for a in range(3):
+        for s in (-1.0, 1.0):
+            v = torch.empty(R, R, 3, device=device); b, c = [x for x in range(3) if x != a]
+            v[..., a], v[..., b], v[..., c] = s, u, w
+            faces.append(v)
+    return _packets(torch.nn.functional.normalize(torch.stack(faces), dim=-1))
+
+def light_seen(g: _Geometry,   # the room on a device (its shadow map is made on first use and kept)
+               p, n,           # (N, 3) surface points and their normals
+               chunk: int = 1 << 15,
+              ) -> torch.Tensor: # (N,) in [0, 1]: how much of the light reaches each point
+    "Shadowing by the room's cube shadow map, four taps bilinearly weighted."
+    R = g.shadow_res
+    if g.cube is None:
+        d = _cube_dirs(R, g.device)
+        t = torch.cat([g.cast(g.light.expand(len(dc), 3), dc)[0] for dc in d.split(max(1, chunk // _P ** 2))])
+        g.cube = _unpack(t, 6, R, R).reshape(-1)
+    v = p + n * (p - g.light).norm(dim=-1, keepdim=True) * (3.0 / R) - g.light   # normal offset: no self-shadowing
+    a = v.abs().argmax(-1, keepdim=True); va = v.gather(1, a)
+    uv = (v.gather(1, torch.tensor([[1, 2], [0, 2], [0, 1]], device=p.device)[a[:, 0]]) / va.abs() + 1) / 2 * R - 0.5
+    face, x0 = 2 * a[:, 0] + (va[:, 0] > 0).long(), torch.floor(uv)
+    f, x0, dist, seen = uv - x0, x0.long(), v.norm(dim=-1) - 0.02, torch.zeros_like(p[:, 0])
+    for dx in (0, 1):
+        for dy in (0, 1):
+            x, y = (x0[:, 0] + dx).clamp(0, R - 1), (x0[:, 1] + dy).clamp(0, R - 1)
+            seen += (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (g.cube[(face * R + y) * R + x] > dist)
+    return seen
+
+# %% ../nbs/02_synthetic.ipynb #b0135563
+_g = torch.Generator().manual_seed(0)
+_WAVES = torch.nn.functional.normalize(torch.randn(3, 16, generator=_g), dim=0) * (0.7 + 0.6 * torch.rand(16, generator=_g)) * 2 * math.pi
+_PHASE = torch.rand(16, generator=_g) * 2 * math.pi
+
+def noise(p):
+    "Smooth solid noise in [0, 1] at points `p` (N, 3): 16 plane waves in random directions, about one bump per unit."
+    return (0.5 + 1.1 * torch.sin(p @ _WAVES.to(p.device) + _PHASE.to(p.device)).mean(-1)).clamp(0, 1)
+
+def fbm(p, octaves: int = 3):
+    "Fractal noise: `octaves` of `noise`, each twice as fine and half as strong."
+    return sum(noise(p * 2 ** k + 5.3 * k) * 0.5 ** k for k in range(octaves)) / (2 - 0.5 ** (octaves - 1))
+
+def _hash(i):
+    "Integer points (..., 3) to pseudo-random numbers in [0, 1)."
+    h = (i[..., 0] * 73856093) ^ (i[..., 1] * 19349663) ^ (i[..., 2] * 83492791)
+    h = (h & 0xFFFFFFFF) * 1274126177 & 0xFFFFFFFF
+    return ((h ^ (h >> 15)) & 0xFFFF).float() / 65536
+
+def _frac(x): return x - torch.floor(x)
+def _lines(x, w): return _frac(x + w / 2) < w      # lines of width w (in units of x) at the integers
+def _S(*s): return lambda p: p * torch.tensor(s, device=p.device)
+def _one(x): return torch.ones_like(x)
+
+def _planks(p, n, o):
+    q = p[:, 0] / 0.2; k = torch.floor(q).long()
+    r = p[:, 1] / 1.4 + 3 * _hash(torch.stack([k, 0 * k, 0 * k + 7], -1))       # staggered plank ends
+    w = 0.45 * fbm(_S(25, 1.5, 25)(p) + o) + 0.4 * _hash(torch.stack([k, torch.floor(r).long(), 0 * k], -1))
+    return torch.where(_lines(q, 0.04) | _lines(r, 0.01), _one(w), w)
+
+def _tiles(p, n, o):
+    q = p[:, :2] / 0.5
+    w = (torch.floor(q).sum(-1) % 2) * 0.5 + 0.2 * fbm(p * 6 + o)
+    return torch.where(_lines(q[:, 0], 0.04) | _lines(q[:, 1], 0.04), torch.full_like(w, 0.3), w)
+
+def _panel(p, n, o):
+    x, z = p[:, 0].abs(), p[:, 2]
+    rail = lambda z0: (z - z0).abs() < 0.012
+    groove = ((x - 0.3).abs() < 0.012) & (z > 0.2) & (z < 1.85) | (x < 0.3) & (rail(0.2) | rail(1.0) | rail(1.85))
+    return torch.where(groove, _one(x), 0.2 * fbm(p * 3 + o))
+
+def _spines(p, n, o):
+    q = p[:, 0] / 0.03 + 0.6 * noise(p * 3 + o); k = torch.floor(q).long()
+    tone = _hash(torch.stack([k, 0 * k + 3, (o[:, 0] * 100).long()], -1))
+    return torch.where(_lines(q, 0.12) | (n[:, 0].abs() > 0.5), _one(tone), 0.6 * tone)
+
+_FAMILY = {  # (points / pattern scale, normals, both in the object frame; a per-object offset) -> weight of colour B
+    "plaster": lambda p, n, o: 0.7 * fbm(p * 1.5 + o) + 0.3 * noise(p * 30 + o),
+    "planks": _planks, "tiles": _tiles,
+    "speckle": lambda p, n, o: 0.7 * (noise(p * 60 + o) > 0.7).float() + 0.3 * fbm(p * 2 + o),
+    "panel": _panel,
+    "panes": lambda p, n, o: torch.where(_lines(p[:, 0] / 0.4 + 0.5, 0.08) | _lines(p[:, 2] / 0.45, 0.08), _one(p[:, 0]), 0.6 * fbm(_S(1.5, 1.5, 4)(p) + o)),
+    "rings": lambda p, n, o: _frac(torch.sqrt(p[:, 1] ** 2 + p[:, 2] ** 2) * 14 + 4 * fbm(_S(0.6, 2, 2)(p) + o)) ** 2 * 0.75 + 0.25 * noise(_S(2, 60, 60)(p) + o),
+    "plastic": lambda p, n, o: 0.25 * fbm(p * 6 + o),
+    "weave": lambda p, n, o: 0.3 * (torch.sin(p * 150).prod(-1) + 1) + 0.4 * fbm(p * 3 + o),
+    "stripes": lambda p, n, o: 0.8 * (torch.sin(p[:, 0] * 40) > 0).float() + 0.2 * fbm(p * 4 + o),
+    "brushed": lambda p, n, o: 0.6 * fbm(_S(1.5, 1.5, 80)(p) + o),
+    "glow": lambda p, n, o: 0.4 * fbm(p * 4 + o),
+    "cardboard": lambda p, n, o: torch.where((p[:, 0].abs() < 0.03) & ((n[:, 2] > 0.5) | (n[:, 1].abs() > 0.5)), _one(p[:, 0]), 0.35 * fbm(p * 5 + o)),
+    "leaves": lambda p, n, o: (fbm(p * 25 + o) > 0.5).float() * 0.8 + 0.2 * noise(p * 80 + o),
+    "mosaic": lambda p, n, o: (3 * fbm(p * 4 + o) - 1).clamp(0, 1),
+    "grain": lambda p, n, o: 0.5 + 0.5 * torch.sin(90 * (p[:, 1] + p[:, 2]) + 6 * fbm(_S(0.3, 3, 3)(p) + o)),
+    "spines": _spines,
+}
+
+# %% ../nbs/02_synthetic.ipynb #de0596bc
+def _shade(g: _Geometry, o, d, t, prim, n, shadows: bool = True):
+    "Colour of hits (N,): textured albedo under ambient light, Lambert and Blinn-Phong from the point light, plus emission."
+    p = o + t[:, None] * d
+    obj, m = g.prim_obj[prim], g.mat[prim]
+    fam, pl, nl = m[:, 0].long(), g.to_local(p, obj) / m[:, 7:8], g.to_local(n, obj, point=False)
+    off, w = (obj[:, None].float() * 7.31) % 100, torch.zeros_like(t)
+    for f in fam.unique().tolist():
+        k = (fam == f).nonzero()[:, 0]
+        w[k] = _FAMILY[FAMILIES[f]](pl[k], nl[k], off[k]).clamp(0, 1)
+    albedo = torch.lerp(m[:, 1:4], m[:, 4:7], w[:, None])
+    to_l = g.light - p; dist = to_l.norm(dim=-1); l = to_l / dist[:, None]
+    lit = 1.5 / (1 + 0.12 * dist ** 2) * (light_seen(g, p, n) if shadows else 1)
+    spec = m[:, 8] * (n * torch.nn.functional.normalize(l - d, dim=-1)).sum(-1).clamp(min=0) ** m[:, 9]
+    rgb = albedo * (0.3 + 0.08 * n[:, 2] + lit * (n * l).sum(-1).clamp(min=0) + m[:, 10])[:, None] + (lit * spec)[:, None]
+    return torch.where(rgb < 0.75, rgb, 1 - 0.25 * torch.exp((0.75 - rgb) / 0.25))   # linear, then a soft shoulder instead of clipping
+
+# %% ../nbs/02_synthetic.ipynb #5e75d584
+def _rays(cams, device):
+    "Packets of the rays through every pixel of `cams` (one size, padded to multiples of _P): origins, unit directions, z per unit length."
+    H, W = -(-cams[0].height // _P) * _P, -(-cams[0].width // _P) * _P
+    v, u = torch.meshgrid(torch.arange(H, device=device) + 0.5, torch.arange(W, device=device) + 0.5, indexing="ij")
+    os, ds, zs = [], [], []
+    for c in cams:
+        x = torch.stack([(u - c.cx) / c.fx, (v - c.cy) / c.fy, torch.ones_like(u)], -1)
+        c2w, inv = torch.as_tensor(c.c2w, dtype=torch.float32, device=device), 1 / x.norm(dim=-1)
+        ds.append((x * inv[..., None]) @ c2w[:3, :3].T); zs.append(inv); os.append(c2w[:3, 3])
+    return torch.stack(os).repeat_interleave((H // _P) * (W // _P), 0), _packets(torch.stack(ds)), _packets(torch.stack(zs)), (H, W)
+
+def render(room,                 # a `Room`, or a `_Geometry` of one (to keep its shadow map between calls)
+           cams: list[Camera],   # where from: OpenCV cameras, all of one size
+           device="cpu",         # where to compute, if `room` is a `Room`
+           chunk: int = 1 << 15, # rays per step (more on a GPU)
+           shadows: bool = True, # shadows of the room's light
+          ) -> dict:             # rgb (N,H,W,3) uint8, depth (N,H,W) float32 metres, labels (N,H,W) uint8, instances (N,H,W) int32
+    "Ray-cast views of `room`: colour, metric z-depth, semantic class and instance id per pixel."
+    g = room if isinstance(room, _Geometry) else _Geometry(room, device, _shadow_res(cams[0]))
+    o, d, z, (H, W) = _rays(cams, g.device)
+    out, step = dict(rgb=[], depth=[], labels=[], instances=[]), max(1, chunk // _P ** 2)
+    for s in range(0, len(o), step):
+        oc, dc = o[s:s + step], d[s:s + step]
+        t, prim, n = g.cast(oc, dc)
+        rgb = _shade(g, oc[:, None].expand_as(dc).reshape(-1, 3), dc.reshape(-1, 3), t.reshape(-1), prim.reshape(-1), n.reshape(-1, 3), shadows)
+        obj = g.prim_obj[prim]
+        out["rgb"].append((rgb * 255 + 0.5).to(torch.uint8).view_as(dc)); out["depth"].append(t * z[s:s + step])
+        out["labels"].append(g.obj_class[obj].to(torch.uint8)); out["instances"].append((obj + 1).int())
+    return {k: _unpack(torch.cat(v), len(cams), H, W)[:, :cams[0].height, :cams[0].width].cpu().numpy() for k, v in out.items()}
+
+def _shadow_res(cam: Camera) -> int:
+    "Cube shadow map resolution for images like `cam`'s: about the image size, 64 to 512."
+    return int(min(512, max(64, 2 ** round(math.log2(max(cam.width, cam.height))))))
+
+# %% ../nbs/02_synthetic.ipynb #4092d5c8
+def _free_floor(room: Room, res: float = 0.05, wall: float = 0.5, pad: float = 0.45):
+    "Grid of floor cells a person can stand on (`wall` from walls, `pad` from furniture), and the cell centres X, Y."
+    X, Y = np.meshgrid(np.arange(res / 2, room.size[0], res), np.arange(res / 2, room.size[1], res), indexing="ij")
+    free = (X > wall) & (X < room.size[0] - wall) & (Y > wall) & (Y < room.size[1] - wall)
+    for x0, y0, x1, y1 in room.floor_rects: free &= ~((X > x0 - pad) & (X < x1 + pad) & (Y > y0 - pad) & (Y < y1 + pad))
+    return free, X, Y
+
+def _obj_center(room: Room, i: int) -> np.ndarray:
+    "World centre of object `i`'s bounding box, its height clipped to where eyes rest (0.3 to 1.6 m)."
+    k = room.prim_obj == i
+    c = ((room.prim_center[k] - room.prim_half[k]).min(0) + (room.prim_center[k] + room.prim_half[k]).max(0)) / 2
+    w = np.r_[_rot(room.obj_yaw[i]) @ c[:2], c[2]] + room.obj_origin[i]
+    return np.r_[w[:2], np.clip(w[2], 0.3, 1.6)]
+
+def room_cameras(room: Room,        # where to walk
+                 n: int,            # number of views
+                 width: int, height: int, # image size
+                 seed: int = 0,     # the walk differs from seed to seed
+                 hfov: float = 70.0, # horizontal field of view, degrees
+                 every: int = 6,    # views per gaze target
+                ) -> list[Camera]:
+    "Poses of a person walking a loop through the room's free floor, looking at the furniture (OpenCV convention)."
+    from scipy.ndimage import distance_transform_edt
+    rng = np.random.default_rng(seed)
+    for wall, pad in [(0.5, 0.45), (0.4, 0.3), (0.3, 0.15)]:
+        free, X, Y = _free_floor(room, wall=wall, pad=pad)
+        if free.sum() > 20: break
+    else: raise RuntimeError(f"{room} has no free floor to walk on")
+    _, (ii, jj) = distance_transform_edt(~free, return_indices=True)   # nearest free cell of every cell
+    res = X[1, 0] - X[0, 0]
+    def snap(p):
+        i = np.clip(((p[:, 0] - X[0, 0]) / res).round().astype(int), 0, X.shape[0] - 1)
+        j = np.clip(((p[:, 1] - Y[0, 0]) / res).round().astype(int), 0, X.shape[1] - 1)
+        return np.stack([X[ii[i, j], jj[i, j]], Y[ii[i, j], jj[i, j]]], -1)
+    a = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * 2 * np.pi * rng.uniform(0.8, 1.1) * np.arange(n) / n
+    rad = np.maximum(room.size[:2] / 2 - rng.uniform(0.9, 1.4), 0.3) * (1 + 0.12 * np.sin(3 * a + rng.uniform(0, 2 * np.pi)))[:, None]
+    xy = snap(room.size[:2] / 2 + rad * np.stack([np.cos(a), np.sin(a)], -1))
+    xy = snap(np.stack([np.convolve(np.pad(xy[:, i], 2, mode="edge"), np.ones(5) / 5, "valid") for i in (0, 1)], -1) + rng.normal(0, 0.02, xy.shape))
+    z = np.clip(1.5 + 0.22 * np.sin(2 * np.pi * rng.uniform(1, 3) * np.arange(n) / n + rng.uniform(0, 6)) + rng.normal(0, 0.03, n), 1.2, 1.8)
+    eye = np.c_[xy, z]
+    centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))] or [np.r_[room.size[:2] / 2, 1.0]])
+    keys = []
+    for k in range(0, n + every, every):   # a target per key view, then blended smoothly in between
+        dist = np.linalg.norm(centers[:, :2] - eye[min(k, n - 1), :2], axis=1)
+        ok = np.nonzero(dist > 1.3)[0]
+        keys.append(centers[rng.choice(ok) if len(ok) else dist.argmax()] + rng.normal(0, 0.1, 3))
+    keys, f = np.array(keys), (np.arange(n) % every) / every
+    f = (f * f * (3 - 2 * f))[:, None]
+    target = keys[np.arange(n) // every] * (1 - f) + keys[np.arange(n) // every + 1] * f + rng.normal(0, 0.04, (n, 3))
+    fx, cams = width / 2 / math.tan(math.radians(hfov) / 2), []
+    for i in range(n):
+        v = target[i] - eye[i]; h = np.linalg.norm(v[:2])
+        v[2] = np.tan(np.clip(np.arctan2(v[2], h), np.radians(-50), np.radians(12))) * h
+        c2w, r = look_at(eye[i], eye[i] + v), np.radians(rng.normal(0, 2.0))
+        c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])   # roll
+        cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{i:05d}"))
+    return cams
+
+# %% ../nbs/02_synthetic.ipynb #b201820a
+def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
+                  depth: np.ndarray,    # (N, H, W) z-depth in metres (0: none)
+                  cams: list[Camera],   # their cameras
+                  n: int = 4000,        # about this many points in all
+                  seed: int = 0,
+                  noise: float = 0.005, # metres of position noise, as triangulated points have
+                 ) -> tuple[np.ndarray, np.ndarray]: # (n, 3) float32 world points, (n, 3) uint8 colours
+    "SfM-like sparse points: back-project pixels of the views, textured pixels more likely, with their colours."
+    rng, pts, cols = np.random.default_rng(seed), [], []
+    for im, z, c in zip(rgb, depth, cams):
+        g = im.astype(np.float32).mean(-1)
+        w = (np.abs(np.diff(g, axis=0, append=g[-1:])) + np.abs(np.diff(g, axis=1, append=g[:, -1:])) + 2.0) * (z > 0)
+        i = rng.choice(w.size, size=min(-(-n // len(cams)), int((w > 0).sum())), replace=False, p=(w / w.sum()).reshape(-1))
+        v, u = np.divmod(i, c.width); zz = z.reshape(-1)[i]
+        x = np.stack([(u + 0.5 - c.cx) / c.fx * zz, (v + 0.5 - c.cy) / c.fy * zz, zz], -1)
+        pts.append(x @ c.c2w[:3, :3].T + c.c2w[:3, 3]); cols.append(im.reshape(-1, 3)[i])
+    pts, cols = np.concatenate(pts)[:n], np.concatenate(cols)[:n]
+    return (pts + rng.normal(0, noise, pts.shape)).astype(np.float32), cols
+
+# %% ../nbs/02_synthetic.ipynb #61cffdca
+def _settings(**kw): return dict(generator="fit3d.synthetic", version=1, **kw)
+
+def scene_complete(path, **settings) -> bool:
+    "Whether `path` holds a finished synthetic scene made with `settings` (the arguments of `make_scene`)."
+    try: meta, made = json.loads((Path(path) / "transforms.json").read_text()), json.loads((Path(path) / "synthetic.json").read_text())
+    except (OSError, json.JSONDecodeError): return False
+    return made == _settings(**settings) and len(meta.get("frames", [])) + len(meta.get("test_frames", [])) == settings["n_views"]
+
+def _save(a: np.ndarray, path: Path): Image.fromarray(a).save(path, compress_level=1)
+
+def make_scene(out_dir,                 # folder to write the scene to
+               seed: int,               # the room, its furniture and the walk all follow from it
+               n_views: int = 64,       # views in all, training and held out
+               width: int = 320, height: int = 240, # image size
+               n_test: int = 8,         # views held out, spread evenly along the walk
+               device="cpu",            # where to ray-cast ("cuda" for large images)
+               n_points: int = 4000,    # sparse points for initialisation
+               hfov: float = 70.0,      # horizontal field of view, degrees
+               shadows: bool = True,    # shadows of the room's light
+               chunk: int | None = None, # rays per step (default 2^15 on the CPU, 2^20 on a GPU)
+               overwrite: bool = True,  # False: keep an already complete scene made with the same settings
+               progress: bool = False,  # a progress bar over the views
+               threads: int | None = 1, # torch CPU threads while rendering (None: as set)
+              ) -> Scene:
+    "Generate one synthetic room and write its views (RGB, depth, labels, instances), cameras and points as a nerfstudio scene."
+    out = Path(out_dir)
+    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows)
+    if not overwrite and scene_complete(out, **settings): return read_scene(out)
+    if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
+    (out / "transforms.json").unlink(missing_ok=True)        # until the end, this folder does not look complete
+    for sub in ("images", "depth", "labels", "instances"): (out / sub).mkdir(parents=True, exist_ok=True)
+    room = make_room(seed)
+    cams = room_cameras(room, n_views, width, height, seed, hfov)
+    test = np.linspace(0, n_views - 1, n_test + 2)[1:-1].round().astype(int).tolist() if n_test else []
+    train = [i for i in range(n_views) if i not in test]
+    chunk = chunk or (1 << 20 if str(device).startswith("cuda") else 1 << 15)
+    step, old, kept = max(1, chunk // (width * height)), torch.get_num_threads(), {}
+    if threads and not str(device).startswith("cuda"): torch.set_num_threads(threads)
+    try:
+        g = _Geometry(room, device, _shadow_res(cams[0]))
+        starts = range(0, n_views, step)
+        if progress:
+            from tqdm.auto import tqdm
+            starts = tqdm(starts, desc=out.name, unit="batch")
+        for s in starts:
+            r = render(g, cams[s:s + step], chunk=chunk, shadows=shadows)
+            for k, c in enumerate(cams[s:s + step]):
+                c.image_path, c.depth_path = out / "images" / f"{c.name}.png", out / "depth" / f"{c.name}.png"
+                c.label_path, c.instance_path = out / "labels" / f"{c.name}.png", out / "instances" / f"{c.name}.png"
+                _save(r["rgb"][k], c.image_path); _save(np.clip(np.round(r["depth"][k] * 1000), 0, 65535).astype(np.uint16), c.depth_path)
+                _save(r["labels"][k], c.label_path); _save(r["instances"][k].astype(np.uint16), c.instance_path)
+                if s + k in train: kept[s + k] = (r["rgb"][k], r["depth"][k])
+    finally: torch.set_num_threads(old)
+    pts, cols = sample_points(np.stack([v[0] for v in kept.values()]), np.stack([v[1] for v in kept.values()]), [cams[i] for i in kept], n_points, seed)
+    (out / "synthetic.json").write_text(json.dumps(_settings(**settings), indent=1))
+    write_nerfstudio(Scene(cams, train, test, pts, cols, name=out.name, root=out, classes=list(CLASSES)), out)   # transforms.json last
+    return read_scene(out)
+
+# %% ../nbs/02_synthetic.ipynb #5d598624
+def make_benchmark(root="data/synthetic",   # the scenes go to root/train_000, ..., root/val_000, ...
+                   n_train_scenes: int = 4, n_val_scenes: int = 2,
+                   n_views: int = 48, width: int = 320, height: int = 240, n_test: int = 6,
+                   seed: int = 0,           # the whole benchmark follows from it
+                   overwrite: bool = False, # False: keep scenes that are already complete
+                   device="cpu",
+                   progress: bool = True,   # a progress bar over the scenes
+                   **kw,                    # more settings for `make_scene`
+                  ) -> dict:                # dict(train=[paths], val=[paths])
+    "Generate (or complete) the synthetic benchmark: training and validation rooms and a `benchmark.json` index at `root`."
+    root, out = Path(root), dict(train=[], val=[])
+    jobs = [(split, k) for split, n in (("train", n_train_scenes), ("val", n_val_scenes)) for k in range(n)]
+    if progress:
+        from tqdm.auto import tqdm
+        jobs = tqdm(jobs, desc="synthetic scenes")
+    for split, k in jobs:
+        s = int(np.random.SeedSequence([seed, ("train", "val").index(split), k]).generate_state(1)[0])
+        path = root / f"{split}_{k:03d}"
+        make_scene(path, s, n_views, width, height, n_test, device=device, overwrite=overwrite, **kw)
+        out[split].append(path)
+    (root / "benchmark.json").write_text(json.dumps(dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
+                                                         n_views=n_views, width=width, height=height, n_test=n_test, seed=seed), indent=1))
+    return out
+
+# %% ../nbs/02_synthetic.ipynb #54db4482
+LABEL_COLORS = np.array([(174, 199, 232), (152, 223, 138), (240, 240, 240), (140, 86, 75), (23, 190, 207), (255, 127, 14),
+                         (214, 39, 40), (148, 103, 189), (227, 119, 194), (44, 160, 44), (188, 189, 34), (255, 215, 0),
+                         (196, 156, 148), (0, 128, 0), (31, 119, 180)], np.uint8)   # a colour per class of CLASSES
+
+def colorize(a: np.ndarray,        # (H, W): depth in metres, or integer labels, or instance ids
+             kind: str = "depth",  # "depth", "labels" or "instances"
+            ) -> np.ndarray:       # (H, W, 3) uint8
+    "False colours: depth from near (bright) to far (dark), labels by `LABEL_COLORS`, instances by id; none/ignore black."
+    if kind == "depth":
+        v = a[a > 0]; lo, hi = (np.percentile(v, 1), np.percentile(v, 99)) if len(v) else (0, 1)
+        x = np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
+        ramp = np.array([(252, 253, 191), (252, 137, 97), (183, 55, 121), (81, 18, 124), (0, 0, 4)], float)   # magma, reversed
+        rgb = np.stack([np.interp(x, np.linspace(0, 1, 5), ramp[:, c]) for c in range(3)], -1)
+    elif kind == "labels": rgb = LABEL_COLORS[np.clip(a, 0, len(LABEL_COLORS) - 1)]
+    else: rgb = (a[..., None] * np.array([97, 157, 211]) + 40) % 200 + 40
+    return np.where(((a >= 0) if kind == "labels" else (a > 0))[..., None], rgb, 0).astype(np.uint8)
+
+def contact_sheet(scene: Scene,        # a scene with depth and labels (a synthetic one, say)
+                  ids=None,            # views to show (default: 4 spread over the walk)
+                  legend: bool = True, # a strip naming the class colours
+                 ) -> Image.Image:
+    "One picture of some views: RGB, depth, semantic labels and instances side by side, a row per view."
+    rows = []
+    for i in (np.linspace(0, len(scene) - 1, 4).round().astype(int).tolist() if ids is None else ids):
+        cols = [(scene.image(i) * 255 + 0.5).astype(np.uint8)]
+        cols += [colorize(a, kind) for kind, a in (("depth", scene.depth(i)), ("labels", scene.labels(i)), ("instances", scene.instances(i))) if a is not None]
+        rows.append(np.concatenate([np.pad(c, ((1, 1), (1, 1), (0, 0)), constant_values=255) for c in cols], 1))
+    img = Image.fromarray(np.concatenate(rows, 0))
+    if not (legend and scene.classes): return img
+    from PIL import ImageDraw
+    per = max(1, img.width // 110)
+    strip = Image.new("RGB", (img.width, 16 * -(-len(scene.classes) // per)), "white"); draw = ImageDraw.Draw(strip)
+    for k, name in enumerate(scene.classes):
+        x, y = (k % per) * 110 + 4, (k // per) * 16 + 2
+        draw.rectangle([x, y + 1, x + 10, y + 11], fill=tuple(int(v) for v in LABEL_COLORS[k % len(LABEL_COLORS)])); draw.text((x + 14, y), name, fill="black")
+    return Image.fromarray(np.concatenate([np.array(img), np.array(strip)], 0))
+
+def plot_cameras(scene: Scene,         # cameras and (optionally) points to draw
+                 size: float = 0.2,    # frustum depth, metres
+                 max_points: int = 20000,
+                ):                     # a plotly Figure
+    "Interactive 3D plot of the cameras as frustums (training blue, held-out red) and the sparse points in their colours."
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    if scene.points is not None:
+        p = scene.points[:: max(1, len(scene.points) // max_points)]
+        c = scene.point_colors[:: max(1, len(scene.points) // max_points)] if scene.point_colors is not None else np.full((len(p), 3), 128)
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name="points",
+                                   marker=dict(size=2, color=[f"rgb({r},{g},{b})" for r, g, b in c])))
+    for ids, colour, name in ((scene.train, "royalblue", "train"), (scene.test, "crimson", "test")):
+        xs = []
+        for i in ids:
+            c = scene.cameras[i]
+            k = np.array([[(u - c.cx) / c.fx, (v - c.cy) / c.fy, 1] for u, v in [(0, 0), (c.width, 0), (c.width, c.height), (0, c.height)]]) * size
+            w = k @ c.c2w[:3, :3].T + c.c2w[:3, 3]; o = c.center
+            for a, b in [(o, w[0]), (o, w[1]), (o, w[2]), (o, w[3]), (w[0], w[1]), (w[1], w[2]), (w[2], w[3]), (w[3], w[0])]: xs += [a, b, [None] * 3]
+        if xs:
+            xs = np.array(xs, dtype=object)
+            fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name, line=dict(color=colour, width=3)))
+    fig.update_layout(scene=dict(aspectmode="data"), margin=dict(l=0, r=0, t=30, b=0), title=scene.name)
+    return fig

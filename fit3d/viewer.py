@@ -267,10 +267,10 @@ def toy_splats(n: int = 2000,      # number of Gaussians
                 opacities=torch.full((n,), 2.0), sh0=((rgb - 0.5) / SH_C0)[:, None, :],
                 shN=torch.zeros(n, 15, 3), features=torch.sin(3 * p @ W))
 
-# %% ../nbs/05_viewer.ipynb #013018ee
+# %% ../nbs/05_viewer.ipynb #656db486
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--hide-scrollbars", "--mute-audio")
+                  "--hide-scrollbars", "--mute-audio", "--disable-dev-shm-usage")
 _FRAMES = "new Promise(r => { let n = 0; const f = () => (++n >= %d ? r(n) : requestAnimationFrame(f)); requestAnimationFrame(f); })"
 
 def find_chromium() -> str | None:

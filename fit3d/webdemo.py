@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 from .viewer import pca_rgb
 
 # %% auto #0
-__all__ = ['PALETTE', 'to_image', 'dense_features', 'example_images', 'pca_image', 'kmeans_labels', 'kmeans_image', 'upscale',
-           'side_by_side', 'compare', 'serve_demo']
+__all__ = ['PALETTE', 'to_image', 'dense_features', 'drawn_examples', 'example_images', 'pca_image', 'kmeans_labels',
+           'kmeans_image', 'upscale', 'side_by_side', 'compare', 'serve_demo']
 
 # %% ../nbs/11_webdemo.ipynb #412721c4
 def to_image(x) -> np.ndarray:
@@ -52,7 +52,7 @@ def dense_features(model,               # callable: (B, 3, H, W) in [0, 1] -> (B
     x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     return model(x.to(_device(model)))[0].float().cpu()
 
-# %% ../nbs/11_webdemo.ipynb #017577a0
+# %% ../nbs/11_webdemo.ipynb #1de967ca
 def _shade(draw, box, c0, c1, vertical=True):
     "Fill `box` with a linear gradient from colour c0 to c1."
     x0, y0, x1, y1 = box
@@ -62,7 +62,7 @@ def _shade(draw, box, c0, c1, vertical=True):
         c = tuple(int(a + (b - a) * t) for a, b in zip(c0, c1))
         draw.line([(x0, y0 + i), (x1, y0 + i)] if vertical else [(x0 + i, y0), (x0 + i, y1)], fill=c)
 
-def example_images(width: int = 448, height: int = 336, seed: int = 0) -> dict[str, np.ndarray]:
+def drawn_examples(width: int = 448, height: int = 336, seed: int = 0) -> dict[str, np.ndarray]:
     "Procedurally drawn example scenes, name -> (H, W, 3) uint8."
     rng = np.random.default_rng(seed)
     W, H = width, height
@@ -90,6 +90,37 @@ def example_images(width: int = 448, height: int = 336, seed: int = 0) -> dict[s
     d.arc([u(0.84), w_(0.47), u(0.95), w_(0.66)], -90, 90, fill=(235, 235, 225), width=6)
     noise = lambda im: np.clip(np.asarray(im, np.float32) + rng.normal(0, 4, (H, W, 3)), 0, 255).astype(np.uint8)
     return {"room": noise(room), "table": noise(table)}
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG")
+
+def _spread(items: list, n: int) -> list:
+    "`n` items evenly spread over `items` (all of them if fewer)."
+    return items if len(items) <= n else [items[round(i * (len(items) - 1) / (n - 1))] if n > 1 else items[0] for i in range(n)]
+
+def example_images(source=None,   # None: drawn examples; a folder of images; a scene; or a folder of scenes (e.g. data/synthetic)
+                   n: int = 6,    # at most this many images from `source`
+                  ) -> dict[str, np.ndarray]: # name -> (H, W, 3) uint8
+    "Example images for the demo: views of scenes on disk, or drawn ones if `source` is None or does not exist."
+    from fit3d.formats import read_scene
+    if source is None: return drawn_examples()
+    src = Path(source)
+    if not src.exists():
+        import warnings; warnings.warn(f"{src}: no such folder; using the drawn example images"); return drawn_examples()
+    files = sorted(p for p in src.iterdir() if p.suffix in _IMAGE_SUFFIXES) if src.is_dir() else []
+    if not files:
+        scenes = [src] if (src / "transforms.json").exists() or src.suffix == ".json" else sorted(
+            {p.parent for p in src.glob("**/transforms.json") if len(p.relative_to(src).parts) <= 4})
+        per = max(1, -(-n // max(len(scenes), 1)))
+        for sc in _spread(scenes, n):
+            try: cams = read_scene(sc, check_files=False).cameras
+            except ValueError: continue
+            files += [c.image_path for c in _spread(cams, per) if c.image_path and Path(c.image_path).exists()]
+    if not files: raise ValueError(f"{src}: no images (.png/.jpg) or scenes with images found here")
+    out = {}
+    for p in _spread(files, n):
+        name = p.stem if p.parent == src else f"{p.parent.name}/{p.stem}"
+        out[name] = (to_image(p) * 255).round().astype(np.uint8)
+    return out
 
 # %% ../nbs/11_webdemo.ipynb #980ad1b0
 PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
