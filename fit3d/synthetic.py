@@ -620,7 +620,7 @@ def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
     pts, cols = np.concatenate(pts)[:n], np.concatenate(cols)[:n]
     return (pts + rng.normal(0, noise, pts.shape)).astype(np.float32), cols
 
-# %% ../nbs/02_synthetic.ipynb #61cffdca
+# %% ../nbs/02_synthetic.ipynb #0590ad55
 def _settings(**kw): return dict(generator="fit3d.synthetic", version=1, **kw)
 
 def scene_complete(path, **settings) -> bool:
@@ -651,7 +651,9 @@ def make_scene(out_dir,                 # folder to write the scene to
     if not overwrite and scene_complete(out, **settings): return read_scene(out)
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     (out / "transforms.json").unlink(missing_ok=True)        # until the end, this folder does not look complete
-    for sub in ("images", "depth", "labels", "instances"): (out / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "depth", "labels", "instances"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for f in (out / sub).glob("frame_*.png"): f.unlink()   # views of an earlier run with other settings
     room = make_room(seed)
     cams = room_cameras(room, n_views, width, height, seed, hfov)
     test = np.linspace(0, n_views - 1, n_test + 2)[1:-1].round().astype(int).tolist() if n_test else []
