@@ -17,7 +17,7 @@ from .lift import LiftConfig
 __all__ = ['SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'cmd_synth',
            'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'main']
 
-# %% ../nbs/13_cli.ipynb #fa15fc6b
+# %% ../nbs/13_cli.ipynb #49ae8f84
 @dataclass
 class SynthArgs:
     "Write the synthetic benchmark: procedural rooms rendered from posed views, in nerfstudio layout."
@@ -27,7 +27,7 @@ class SynthArgs:
     views: int = 48                     # views per scene
     width: int = 320                    # image width
     height: int = 240                   # image height
-    seed: int = 0                       # base seed: scene k uses seed + k
+    seed: int = 0                       # the whole benchmark follows from it (each scene's seed from it, its split and number)
     device: str = "cpu"                 # where to ray-cast ("cuda" for large images)
     overwrite: bool = False             # regenerate scenes that already exist
 

@@ -18,7 +18,7 @@ from .scene import Scene
 from .formats import read_scene
 
 # %% auto #0
-__all__ = ['DemoConfig', 'resolve', 'probe_models', 'run_demo', 'results_markdown', 'lifted_panel', 'loss_figure', 'write_report']
+__all__ = ['DemoConfig', 'resolve', 'probe_models', 'run_demo', 'results_markdown', 'loss_figure', 'write_report']
 
 # %% ../nbs/12_demo.ipynb #02183c31
 @dataclass
@@ -51,7 +51,7 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) in (0, 0.0, "auto")},
                    device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device)
 
-# %% ../nbs/12_demo.ipynb #5a2a64f5
+# %% ../nbs/12_demo.ipynb #fd0396a6
 def _feature_fn(backbone, device):
     "image (H, W, 3) float in [0, 1] -> (C, h, w) features on the CPU."
     @torch.no_grad()
@@ -60,6 +60,14 @@ def _feature_fn(backbone, device):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             return backbone(x)[0].float().cpu()
     return f
+
+def _plain(x):
+    "Tensors and arrays as lists, recursively, so that results can be written as JSON."
+    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
+    if isinstance(x, (torch.Tensor, np.ndarray)): return x.tolist()
+    if isinstance(x, np.generic): return x.item()
+    return x
 
 def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B,C,h,w))
                  data_root,         # synthetic benchmark root
@@ -88,8 +96,8 @@ def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B
             pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
             corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
         recall = {k: float(np.mean([c[k] for c in corr])) for k in corr[0] if isinstance(corr[0][k], (int, float))}
-        results[name] = dict(segmentation=seg, depth=dep, correspondence=recall)
-        if cache: Path(cache).write_text(json.dumps(results, indent=1, default=float))
+        results[name] = _plain(dict(segmentation=seg, depth=dep, correspondence=recall))
+        if cache: Path(cache).write_text(json.dumps(results, indent=1))
     return results
 
 # %% ../nbs/12_demo.ipynb #12edc23e
@@ -175,26 +183,7 @@ def _md_table_html(md: str) -> str:
     cell = lambda tag, c: f"<{tag}>{c.strip()}</{tag}>"
     return "<table>" + "".join("<tr>" + "".join(cell("th" if i == 0 else "td", c) for c in r) + "</tr>" for i, r in enumerate(rows)) + "</table>"
 
-# %% ../nbs/12_demo.ipynb #c5ef8bfe
-def lifted_panel(lifted_dir, features: dict, device="cpu", height: int = 120):
-    "For a lifted scene's first held-out view: image | render | 2D feature PCA | rendered feature PCA (one PCA)."
-    from PIL import Image
-    from fit3d.lift import load_lifted, render_features
-    from fit3d.features import fit_pca
-    lifted = load_lifted(lifted_dir)
-    scene = read_scene(lifted.meta["scene"])
-    i = (scene.test or scene.train)[0]
-    f2d = torch.as_tensor(features[scene.cameras[i].name]).float()
-    rgb, fr, _, _ = render_features(lifted, scene, [i], size=f2d.shape[-2:], device=device)
-    pca = fit_pca([f2d, fr[0]])
-    tiles = [scene.image(i), rgb[0].permute(1, 2, 0).clamp(0, 1).numpy(), pca(f2d), pca(fr[0])]
-    H, W = tiles[0].shape[:2]; size = (round(W * height / H), height)
-    ims = [Image.fromarray((np.clip(t, 0, 1) * 255).astype(np.uint8)).resize(size, Image.NEAREST if k >= 2 else Image.BILINEAR)
-           for k, t in enumerate(tiles)]
-    grid = Image.new("RGB", (len(ims) * (size[0] + 4) - 4, height), "white")
-    for k, im in enumerate(ims): grid.paste(im, (k * (size[0] + 4), 0))
-    return grid
-
+# %% ../nbs/12_demo.ipynb #fc8be81a
 def loss_figure(lifted_dirs: list, finetune_dir):
     "Plotly figure: Stage I colour and feature losses per scene, Stage II loss."
     import plotly.graph_objects as go
@@ -214,6 +203,7 @@ def loss_figure(lifted_dirs: list, finetune_dir):
 def write_report(out: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, models: dict, results: dict, times: dict) -> Path:
     "Write `out/report.html`: metrics, PCA before/after, a lifted scene, loss curves, stage timings."
     from fit3d.features import extract_scene, pca_grid
+    from fit3d.lift import load_lifted, lift_picture
     dev = torch.device(cfg.device)
     val = read_scene(bench["val"][0])
     ids = list(range(0, len(val), max(1, len(val) // 3)))[:3]
@@ -221,7 +211,8 @@ def write_report(out: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, mod
     names = [val.cameras[i].name for i in ids]
     pca = pca_grid([val.image(i) for i in ids], [feats["original"][n] for n in names], [feats["finetuned"][n] for n in names])
     train0 = read_scene(bench["train"][0])
-    panel = lifted_panel(lifted_dirs[0], extract_scene(models["original"], train0, cache_dir=out / "features", progress=False), dev)
+    lifted = load_lifted(lifted_dirs[0])
+    panel = lift_picture(lifted, read_scene(lifted.meta["scene"]), extract_scene(models["original"], train0, cache_dir=out / "features", progress=False), device=dev)
     keys = list(times)
     timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
     md = results_markdown(results)

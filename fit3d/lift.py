@@ -23,8 +23,8 @@ from .raster import render, splats_from_points
 # %% auto #0
 __all__ = ['LiftConfig', 'FeatureDecoder', 'ssim', 'Views', 'load_views', 'scene_scale', 'init_splats', 'make_optimizers',
            'make_strategy', 'step_loss', 'save_checkpoint', 'load_checkpoint', 'pick_device', 'Lifted', 'lift',
-           'save_lifted', 'load_lifted', 'render_features', 'evaluate', 'write_targets_for', 'rank_and_world',
-           'lift_scenes']
+           'save_lifted', 'load_lifted', 'render_features', 'evaluate', 'write_targets_for', 'lift_picture',
+           'plot_history', 'rank_and_world', 'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #9720fe5c
 @dataclass
@@ -244,7 +244,7 @@ class Lifted:
     decoder: FeatureDecoder      # rendered features -> backbone width
     meta: dict = field(default_factory=dict)  # config, scene path, metrics, timings
 
-# %% ../nbs/05_lift.ipynb #c262e2ca
+# %% ../nbs/05_lift.ipynb #6c654262
 def lift(scene: Scene,                 # the scene (train views are fitted, test views only evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
          cfg: LiftConfig | None = None, # settings (reference defaults)
@@ -253,6 +253,7 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
          progress: bool = True,        # show a progress bar with the losses
          callback=None,                # called as callback(step, splats) after every step (e.g. a live viewer)
          max_steps: int | None = None, # stop after this step (the schedule still spans cfg.iterations): time-boxed runs
+         eval_every: int = 0,          # evaluate on the held-out views every n steps (0 = never): a fidelity-vs-time curve
         ) -> Lifted:
     "Fit feature Gaussians to the training views of `scene` and their 2D `features`."
     cfg, device = cfg or LiftConfig(), pick_device(device)
@@ -284,7 +285,7 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
     base_lr = optimizers["means"].param_groups[0]["lr"] / (gamma ** start) if start else optimizers["means"].param_groups[0]["lr"]
     end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
-    t0 = time.perf_counter()
+    t0, t_eval, evals = time.perf_counter(), 0.0, []
     for step in bar:
         idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(device)
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
@@ -301,11 +302,16 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
             history.append(dict(step=step, n=len(splats["means"]), **parts))
             bar.set_postfix(colour=f"{parts['colour']:.3f}", feature=f"{parts['feature']:.3f}", n=len(splats["means"]))
         if callback is not None: callback(step, splats)
+        if eval_every and scene.test and (step + 1) % eval_every == 0:
+            te = time.perf_counter()
+            m = evaluate(Lifted(splats, decoder), scene, features, scale=cfg.render_scale, device=device)
+            t_eval += time.perf_counter() - te
+            evals.append(dict(step=step + 1, seconds=time.perf_counter() - t0 - t_eval, n=len(splats["means"]), **m))
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history)
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), scene=str(scene.root) if scene.root else None, scene_name=scene.name,
-                seconds=time.perf_counter() - t0, resumed_from=start, steps=end, n_gaussians=len(splats["means"]),
+                seconds=time.perf_counter() - t0 - t_eval, resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
                 backbone_dim=views.features.shape[1], history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 
@@ -391,7 +397,35 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
     (h, w), = grids
     return write_targets(path, targets, backbone, patch_size, (h * patch_size, w * patch_size), scene.root, masks)
 
-# %% ../nbs/05_lift.ipynb #7da12b51
+# %% ../nbs/05_lift.ipynb #f3c8c3cb
+def lift_picture(lifted: Lifted, scene: Scene, features: dict, i: int | None = None, height: int = 120, device=None):
+    "PIL image: view `i` (default: the first held-out view) | render | 2D feature PCA | rendered feature PCA."
+    from PIL import Image
+    from fit3d.features import fit_pca
+    i = (scene.test or scene.train)[0] if i is None else i
+    f2d = torch.as_tensor(features[scene.cameras[i].name]).float()
+    rgb, fr, _, _ = render_features(lifted, scene, [i], size=f2d.shape[-2:], device=device)
+    pca = fit_pca([f2d, fr[0]])
+    tiles = [scene.image(i), rgb[0].permute(1, 2, 0).clamp(0, 1).numpy(), pca(f2d), pca(fr[0])]
+    H, W = tiles[0].shape[:2]; size = (round(W * height / H), height)
+    ims = [Image.fromarray((np.clip(t, 0, 1) * 255).astype(np.uint8)).resize(size, Image.NEAREST if k >= 2 else Image.BILINEAR)
+           for k, t in enumerate(tiles)]
+    grid = Image.new("RGB", (len(ims) * (size[0] + 4) - 4, height), "white")
+    for k, im in enumerate(ims): grid.paste(im, (k * (size[0] + 4), 0))
+    return grid
+
+def plot_history(history: list, title: str = ""):
+    "Plotly figure of the colour and feature losses (and the number of Gaussians) over the steps."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("colour loss", "feature L1", "Gaussians"))
+    x = [r["step"] for r in history]
+    for col, key in ((1, "colour"), (2, "feature"), (3, "n")):
+        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in history], name=key), 1, col)
+    fig.update_layout(height=280, showlegend=False, title=title, margin=dict(l=30, r=10, t=50, b=30))
+    return fig
+
+# %% ../nbs/05_lift.ipynb #0190ac26
 def rank_and_world() -> tuple[int, int]:
     "This process' rank and the number of processes (torchrun's RANK/WORLD_SIZE; 0, 1 when run alone)."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

@@ -541,7 +541,7 @@ def _shadow_res(cam: Camera) -> int:
     "Cube shadow map resolution for images like `cam`'s: about the image size, 64 to 512."
     return int(min(512, max(64, 2 ** round(math.log2(max(cam.width, cam.height))))))
 
-# %% ../nbs/02_synthetic.ipynb #4092d5c8
+# %% ../nbs/02_synthetic.ipynb #3b2d6134
 def _free_floor(room: Room, res: float = 0.05, wall: float = 0.5, pad: float = 0.45):
     "Grid of floor cells a person can stand on (`wall` from walls, `pad` from furniture), and the cell centres X, Y."
     X, Y = np.meshgrid(np.arange(res / 2, room.size[0], res), np.arange(res / 2, room.size[1], res), indexing="ij")
@@ -556,6 +556,41 @@ def _obj_center(room: Room, i: int) -> np.ndarray:
     w = np.r_[_rot(room.obj_yaw[i]) @ c[:2], c[2]] + room.obj_origin[i]
     return np.r_[w[:2], np.clip(w[2], 0.3, 1.6)]
 
+def _walk(free, X, Y, waypoints, n: int, rng) -> np.ndarray:
+    "`n` points evenly spaced along the shortest paths through `free` floor from waypoint to waypoint (kept clear of obstacles)."
+    from scipy.ndimage import distance_transform_edt, label
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+    lab, _ = label(free)
+    free = lab == np.bincount(lab.ravel())[1:].argmax() + 1           # the largest connected piece of floor
+    clear = distance_transform_edt(free)
+    _, (ii, jj) = distance_transform_edt(~free, return_indices=True)  # nearest free cell of every cell
+    res, cells = X[1, 0] - X[0, 0], np.argwhere(free)
+    idx = np.full(free.shape, -1); idx[free] = np.arange(len(cells))
+    src, dst, w = [], [], []
+    for di, dj in [(0, 1), (1, 0), (1, 1), (1, -1)]:                 # 8-connected grid, steps cost more near obstacles
+        b = cells + (di, dj)
+        ok = (b[:, 0] < free.shape[0]) & (b[:, 1] >= 0) & (b[:, 1] < free.shape[1])
+        a, b = cells[ok], b[ok]; ok = free[b[:, 0], b[:, 1]]; a, b = a[ok], b[ok]
+        src.append(idx[a[:, 0], a[:, 1]]); dst.append(idx[b[:, 0], b[:, 1]])
+        w.append(math.hypot(di, dj) * (1 + 4 / (clear[a[:, 0], a[:, 1]] + clear[b[:, 0], b[:, 1]])))
+    graph = coo_matrix((np.concatenate(w), (np.concatenate(src), np.concatenate(dst))), shape=(len(cells),) * 2).tocsr()
+    cell = lambda p: (np.clip(((p[:, 0] - X[0, 0]) / res).round().astype(int), 0, free.shape[0] - 1),
+                      np.clip(((p[:, 1] - Y[0, 0]) / res).round().astype(int), 0, free.shape[1] - 1))
+    i, j = cell(waypoints); wp = idx[ii[i, j], jj[i, j]]
+    _, pred = dijkstra(graph, directed=False, indices=wp[:-1], return_predecessors=True)
+    path = [wp[0]]
+    for k in range(len(wp) - 1):
+        back, c = [], wp[k + 1]
+        while c != wp[k] and c >= 0: back.append(c); c = pred[k, c]
+        path += back[::-1]
+    xy = np.stack([X[tuple(cells[path].T)], Y[tuple(cells[path].T)]], -1)
+    if len(xy) > 9: xy = np.stack([np.convolve(np.pad(xy[:, c], 4, mode="edge"), np.ones(9) / 9, "valid") for c in (0, 1)], -1)
+    s = np.r_[0, np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))]
+    xy = np.stack([np.interp(np.linspace(0, s[-1], n), s, xy[:, c]) for c in (0, 1)], -1) + rng.normal(0, 0.015, (n, 2))
+    i, j = cell(xy)
+    return np.where(free[i, j][:, None], xy, np.stack([X[ii[i, j], jj[i, j]], Y[ii[i, j], jj[i, j]]], -1))
+
 def room_cameras(room: Room,        # where to walk
                  n: int,            # number of views
                  width: int, height: int, # image size
@@ -564,22 +599,14 @@ def room_cameras(room: Room,        # where to walk
                  every: int = 6,    # views per gaze target
                 ) -> list[Camera]:
     "Poses of a person walking a loop through the room's free floor, looking at the furniture (OpenCV convention)."
-    from scipy.ndimage import distance_transform_edt
     rng = np.random.default_rng(seed)
     for wall, pad in [(0.5, 0.45), (0.4, 0.3), (0.3, 0.15)]:
         free, X, Y = _free_floor(room, wall=wall, pad=pad)
         if free.sum() > 20: break
     else: raise RuntimeError(f"{room} has no free floor to walk on")
-    _, (ii, jj) = distance_transform_edt(~free, return_indices=True)   # nearest free cell of every cell
-    res = X[1, 0] - X[0, 0]
-    def snap(p):
-        i = np.clip(((p[:, 0] - X[0, 0]) / res).round().astype(int), 0, X.shape[0] - 1)
-        j = np.clip(((p[:, 1] - Y[0, 0]) / res).round().astype(int), 0, X.shape[1] - 1)
-        return np.stack([X[ii[i, j], jj[i, j]], Y[ii[i, j], jj[i, j]]], -1)
-    a = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * 2 * np.pi * rng.uniform(0.8, 1.1) * np.arange(n) / n
-    rad = np.maximum(room.size[:2] / 2 - rng.uniform(0.9, 1.4), 0.3) * (1 + 0.12 * np.sin(3 * a + rng.uniform(0, 2 * np.pi)))[:, None]
-    xy = snap(room.size[:2] / 2 + rad * np.stack([np.cos(a), np.sin(a)], -1))
-    xy = snap(np.stack([np.convolve(np.pad(xy[:, i], 2, mode="edge"), np.ones(5) / 5, "valid") for i in (0, 1)], -1) + rng.normal(0, 0.02, xy.shape))
+    a = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * 2 * np.pi * rng.uniform(0.8, 1.1) * np.arange(9) / 8   # waypoints on a wobbly loop
+    rad = np.maximum(room.size[:2] / 2 - rng.uniform(0.9, 1.4), 0.3) * rng.uniform(0.85, 1.15, (9, 1))
+    xy = _walk(free, X, Y, room.size[:2] / 2 + rad * np.stack([np.cos(a), np.sin(a)], -1), n, rng)
     z = np.clip(1.5 + 0.22 * np.sin(2 * np.pi * rng.uniform(1, 3) * np.arange(n) / n + rng.uniform(0, 6)) + rng.normal(0, 0.03, n), 1.2, 1.8)
     eye = np.c_[xy, z]
     centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))] or [np.r_[room.size[:2] / 2, 1.0]])

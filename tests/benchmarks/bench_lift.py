@@ -27,7 +27,9 @@ def main():
     ap.add_argument("--width", type=int, default=876)
     ap.add_argument("--height", type=int, default=584)
     ap.add_argument("--backbone", default="dinov2_small")
-    ap.add_argument("--ref-steps", type=int, default=3000, help="steps of the reference schedule to run (0 = skip)")
+    ap.add_argument("--ref-steps", type=int, default=30000, help="steps of the reference schedule to run at most (0 = skip)")
+    ap.add_argument("--ref-seconds", type=float, default=420, help="stop the reference run after about this long (its ms/step is measured first)")
+    ap.add_argument("--eval-every", type=int, default=500, help="held-out evaluation every n steps (a fidelity-vs-time curve)")
     ap.add_argument("--fast-steps", type=int, default=0, help="override LiftConfig.fast().iterations")
     ap.add_argument("--variants", default="fast,no-decoder,reference")
     ap.add_argument("--out", default="/tmp/bench_lift")
@@ -56,16 +58,25 @@ def main():
     for name in a.variants.split(","):
         cfg, max_steps = variants[name]
         if name == "reference" and not a.ref_steps: continue
+        if name == "reference" and a.ref_seconds:
+            probe = lift(scene, feats, cfg, device=dev, progress=False, max_steps=300)
+            ms = probe.meta["seconds"] / 300
+            max_steps = min(max_steps, int(a.ref_seconds / ms) // a.eval_every * a.eval_every or a.eval_every)
+            print(f"reference: {1000 * ms:.1f} ms/step over the first 300 steps -> running {max_steps} steps")
         if dev.type == "cuda": torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
-        lifted = lift(scene, feats, cfg, device=dev, progress=False, max_steps=max_steps)
-        secs = time.perf_counter() - t
+        lifted = lift(scene, feats, cfg, device=dev, progress=False, max_steps=max_steps,
+                      eval_every=a.eval_every if name != "no-decoder" else 0)
+        secs = lifted.meta["seconds"]  # training time, held-out evaluations excluded
         m = evaluate(lifted, scene, feats, scale=cfg.render_scale, device=dev)
         steps = lifted.meta["steps"]
         row = dict(variant=name, steps=steps, seconds=secs, ms_per_step=1000 * secs / steps,
                    full_schedule_s=secs / steps * cfg.iterations, n_gaussians=lifted.meta["n_gaussians"],
                    peak_gb=torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan"), **m)
         rows.append(row); print(json.dumps(row))
+        for e in lifted.meta["evals"]:
+            print(f"  {name:<10} step {e['step']:>6}  {e['seconds']:7.1f} s  n={e['n']:>8}  PSNR {e['psnr']:6.2f}  f-cos {e['feature_cosine']:.4f}  f-L1 {e['feature_l1']:.4f}")
+        row["evals"] = lifted.meta["evals"]
     (out / "bench_lift.json").write_text(json.dumps(rows, indent=1))
     print(f"\n{'variant':<11} {'steps':>6} {'time s':>8} {'ms/step':>8} {'sched. s':>9} {'gauss.':>8} {'GB':>5} {'PSNR':>6} {'f-cos':>6} {'f-L1':>6}")
     for r in rows:
