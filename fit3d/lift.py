@@ -244,7 +244,7 @@ class Lifted:
     decoder: FeatureDecoder      # rendered features -> backbone width
     meta: dict = field(default_factory=dict)  # config, scene path, metrics, timings
 
-# %% ../nbs/05_lift.ipynb #6c654262
+# %% ../nbs/05_lift.ipynb #63c407c1
 def lift(scene: Scene,                 # the scene (train views are fitted, test views only evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
          cfg: LiftConfig | None = None, # settings (reference defaults)
@@ -307,6 +307,9 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
             m = evaluate(Lifted(splats, decoder), scene, features, scale=cfg.render_scale, device=device)
             t_eval += time.perf_counter() - te
             evals.append(dict(step=step + 1, seconds=time.perf_counter() - t0 - t_eval, n=len(splats["means"]), **m))
+            e = evals[-1]
+            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, held-out PSNR {e['psnr']:.2f}, "
+                       f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history)
     if device.type == "cuda": torch.cuda.synchronize(device)
