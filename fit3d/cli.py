@@ -17,7 +17,7 @@ from .lift import LiftConfig
 __all__ = ['SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'cmd_synth',
            'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'main']
 
-# %% ../nbs/13_cli.ipynb #49ae8f84
+# %% ../nbs/13_cli.ipynb #35c378e4
 @dataclass
 class SynthArgs:
     "Write the synthetic benchmark: procedural rooms rendered from posed views, in nerfstudio layout."
@@ -45,6 +45,7 @@ class FeaturesArgs:
     scenes: tuple[Path, ...] = ()       # scene folders / transforms files (default: the synthetic benchmark)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     cache: Path = Path("runs/features") # cache root: <cache>/<backbone>/<scene>.safetensors
+    downscale: float = 1.0              # read images downscaled by this factor (ScanNet++ in the paper: 2)
     long_side: int = 0                  # resize so the long side has this many pixels (0: full resolution)
     batch_size: int = 8
 
@@ -55,7 +56,9 @@ class LiftArgs:
     out: Path = Path("runs/lift")       # one folder per scene: gaussians.ply, decoder.pt, lift.json
     model: BackboneArgs = field(default_factory=BackboneArgs)
     cache: Path = Path("runs/features") # feature cache root
-    targets: Path = Path("runs/targets") # Stage II targets written per lifted scene ("" = none)
+    targets: Path | None = Path("runs/targets") # Stage II targets written per lifted scene (None = none)
+    downscale: float = 1.0              # read images downscaled by this factor (ScanNet++ in the paper: 2)
+    long_side: int = 0                  # resize images to this long side for the backbone (0: as they are)
     preset: str = "fast"                # "reference" (30k steps), "fast" (ours) or "tiny" (CPU); flags below override it
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
     lift: LiftConfig = field(default_factory=LiftConfig.fast)          # Stage I settings (from the preset; every field is a flag)
@@ -86,10 +89,11 @@ class WebdemoArgs:
     host: str = "127.0.0.1"
     port: int = 8081
 
-# %% ../nbs/13_cli.ipynb #0bab950f
+# %% ../nbs/13_cli.ipynb #221a5119
 def _backbone(a: BackboneArgs):
     from fit3d.features import load_backbone
-    return load_backbone(a.backbone, pretrained=a.pretrained, checkpoint=a.checkpoint or None, device=None if a.device == "auto" else a.device)
+    from fit3d.lift import pick_device  # "auto": this rank's GPU under torchrun
+    return load_backbone(a.backbone, pretrained=a.pretrained, checkpoint=a.checkpoint or None, device=pick_device(a.device))
 
 def _default_scenes(scenes, split: str) -> list[Path]:
     if scenes: return [Path(s) for s in scenes]
@@ -108,7 +112,9 @@ def cmd_features(a: FeaturesArgs):
     from fit3d.formats import read_scene
     bb = _backbone(a.model)
     for p in _default_scenes(a.scenes, "train") + ([] if a.scenes else _default_scenes((), "val")):
-        extract_scene(bb, read_scene(p), cache_dir=a.cache, long_side=a.long_side or None, batch_size=a.batch_size)
+        scene = read_scene(p)
+        extract_scene(bb, scene.downscaled(a.downscale) if a.downscale != 1 else scene, cache_dir=a.cache,
+                      long_side=a.long_side or None, batch_size=a.batch_size)
     print(f"features cached under {a.cache / bb.name}")
 
 def cmd_lift(a: LiftArgs):
@@ -120,11 +126,11 @@ def cmd_lift(a: LiftArgs):
     if a.live:
         from fit3d.viewer import LiveViewer
         live = LiveViewer(port=8080); print(f"live view: http://127.0.0.1:{live.port}")
-    feats = lambda scene: extract_scene(bb, scene, cache_dir=a.cache)
+    feats = lambda scene: extract_scene(bb, scene, cache_dir=a.cache, long_side=a.long_side or None)
     def on_done(scene, lifted, folder):
-        if str(a.targets): write_targets_for(lifted, scene, feats(scene), a.targets / f"{scene.name}.safetensors",
+        if a.targets is not None: write_targets_for(lifted, scene, feats(scene), a.targets / f"{scene.name}.safetensors",
                                              a.model.backbone, bb.patch_size, scale=cfg.render_scale)
-    done = lift_scenes(_default_scenes(a.scenes, "train"), a.out, feats, cfg, on_done=on_done, callback=live)
+    done = lift_scenes(_default_scenes(a.scenes, "train"), a.out, feats, cfg, on_done=on_done, callback=live, downscale=a.downscale)
     print(f"lifted {len(done)} scenes under {a.out}; Stage II targets under {a.targets}")
 
 def cmd_probe(a: ProbeArgs):
@@ -132,10 +138,11 @@ def cmd_probe(a: ProbeArgs):
     from fit3d.finetune import CombinedBackbone
     from fit3d.demo import probe_models, results_markdown
     bb = _backbone(a.model)
-    fine = load_backbone(a.model.backbone, checkpoint=a.finetuned, device=bb.mean.device if hasattr(bb, "mean") else None)
+    fine = load_backbone(a.model.backbone, checkpoint=a.finetuned, device=next(bb.parameters()).device)
     models = dict(original=bb, finetuned=fine, combined=CombinedBackbone(bb, fine, "concat"))
     a.out.mkdir(parents=True, exist_ok=True)
-    res = probe_models(models, a.data, a.iters, next(bb.parameters()).device, cache=a.out / "results.json")
+    res = probe_models(models, a.data, a.iters, next(bb.parameters()).device, cache=a.out / "results.json",
+                       key=dict(backbone=bb.name, weights=str(a.finetuned), mtime=a.finetuned.stat().st_mtime))
     md = results_markdown(res); (a.out / "results.md").write_text(md + "\n"); print(md)
 
 def _serve_forever(what: str, port: int):
@@ -212,3 +219,6 @@ def main(argv: list | None = None):
         return fn(tyro.cli(Annotated[LiftArgs, tyro.conf.OmitArgPrefixes], args=rest, prog="fit3d lift",
                            default=LiftArgs(preset=preset, lift=presets[preset])))
     return fn(tyro.cli(Annotated[conf_cls, tyro.conf.OmitArgPrefixes], args=rest, prog=f"fit3d {name}"))
+
+# %% ../nbs/13_cli.ipynb #64dfa160
+if __name__ == "__main__": main()

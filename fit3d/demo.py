@@ -20,7 +20,7 @@ from .formats import read_scene
 # %% auto #0
 __all__ = ['DemoConfig', 'resolve', 'probe_models', 'run_demo', 'results_markdown', 'loss_figure', 'write_report']
 
-# %% ../nbs/12_demo.ipynb #02183c31
+# %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
 class DemoConfig:
     "Settings of `fit3d demo`; 0 / 'auto' mean: chosen for the device (CPU: small and fast, GPU: larger)."
@@ -39,6 +39,7 @@ class DemoConfig:
     finetune_epochs: int = 0        # Stage II epochs over all training views
     finetune_lr: float = 0.0        # Stage II learning rate (0: 1e-5 as the reference for pretrained, higher for the tiny ViT)
     probe_iters: int = 0            # linear-probe steps
+    feature_long_side: int = -1     # resize images so the long side has this many pixels for the backbone (0: as they are)
     seed: int = 0
 
 def resolve(cfg: DemoConfig) -> DemoConfig:
@@ -47,19 +48,16 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     auto = dict(backbone="dinov2_small" if gpu else "tiny", train_scenes=6 if gpu else 3, val_scenes=3 if gpu else 2,
                 views=96 if gpu else 24, width=640 if gpu else 128, height=480 if gpu else 96,
                 lift_iterations=3000 if gpu else 150, finetune_epochs=1 if gpu else 8,
-                finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 300)
-    return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) in (0, 0.0, "auto")},
+                finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 300,
+                feature_long_side=0 if gpu else 224)  # CPU: small images, upscaled for a finer patch grid (16 x 12)
+    return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) in (0, 0.0, -1, "auto")},
                    device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device)
 
-# %% ../nbs/12_demo.ipynb #fd0396a6
-def _feature_fn(backbone, device):
-    "image (H, W, 3) float in [0, 1] -> (C, h, w) features on the CPU."
-    @torch.no_grad()
-    def f(img):
-        x = torch.as_tensor(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            return backbone(x)[0].float().cpu()
-    return f
+# %% ../nbs/12_demo.ipynb #71ac1509
+def _feature_fn(backbone, long_side: int = 0):
+    "image (H, W, 3) float in [0, 1] -> (C, h, w) float features on the CPU, sized exactly as the feature cache sizes them."
+    from fit3d.features import iter_features
+    return lambda img: next(iter_features(backbone, [img], long_side=long_side or None, dtype=torch.float32))
 
 def _plain(x):
     "Tensors and arrays as lists, recursively, so that results can be written as JSON."
@@ -73,19 +71,23 @@ def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B
                  data_root,         # synthetic benchmark root
                  probe_iters: int,  # steps of each linear probe
                  device,
-                 cache=None,        # JSON file: results already there are not recomputed
+                 cache=None,        # JSON file: results already there (made with the same `key`) are not recomputed
+                 key=None,          # what the results depend on (weights, settings); other cached results are dropped
+                 long_side: int = 0, # scale images to this long side for the backbones (0: as they are)
                  progress: bool = True) -> dict:
     "Segmentation and depth linear probes (train scenes -> val scenes) and multi-view correspondence for each model."
     from fit3d.probe import ProbeConfig, DepthProbeConfig, probe_segmentation, probe_depth
     from fit3d.datasets import synthetic
     from fit3d.correspondence import correspondence_recall
     results = json.loads(Path(cache).read_text()) if cache and Path(cache).exists() else {}
+    key = _plain(dict(key or {}, probe_iters=probe_iters, long_side=long_side, models=list(models)))
+    if results.get("_key") != key: results = {"_key": key}
     train, val = synthetic(data_root, "train"), synthetic(data_root, "val")
     n_classes = len(train.classes)
     meta = json.loads((Path(data_root) / "benchmark.json").read_text())
     for name, bb in models.items():
         if name in results: continue
-        f = _feature_fn(bb.to(device).eval(), device)
+        f = _feature_fn(bb.to(device).eval(), long_side)
         kw = dict(iters=probe_iters, batch_size=8, device=str(device), progress=progress)
         _, seg = probe_segmentation(f, train, val, n_classes, ProbeConfig(**kw))
         _, dep = probe_depth(f, train, val, DepthProbeConfig(**kw))
@@ -100,7 +102,7 @@ def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B
         if cache: Path(cache).write_text(json.dumps(results, indent=1))
     return results
 
-# %% ../nbs/12_demo.ipynb #12edc23e
+# %% ../nbs/12_demo.ipynb #2966b21a
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark
@@ -110,7 +112,13 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     cfg = resolve(cfg or DemoConfig())
     out, con, t0, times = Path(cfg.out), Console(), time.perf_counter(), {}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    made = out / "config.json"
+    if made.exists():  # resuming is only right with the same settings
+        old = json.loads(made.read_text()); new = json.loads(json.dumps(asdict(cfg)))
+        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k not in ("out", "device")}
+        if diff: raise SystemExit(f"{made}: this run folder was made with other settings {diff} (saved, requested); "
+                                  f"pass another --out, or delete {out}")
+    made.write_text(json.dumps(asdict(cfg), indent=1))
     device = torch.device(cfg.device)
     def stage(name):
         times[name] = time.perf_counter(); con.rule(f"[bold]{name}")
@@ -121,7 +129,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     stage("2/6 features")
     bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
     feat_cache = out / "features"
-    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=feat_cache, progress=True)
+    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=feat_cache, long_side=cfg.feature_long_side or None, progress=True)
     for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
 
     stage("3/6 lift (Stage I)")
@@ -141,7 +149,8 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     models = dict(original=bb.eval(), finetuned=fine, combined=CombinedBackbone(bb, fine, "concat").eval())
 
     stage("5/6 probes")
-    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=out / "results.json")
+    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=out / "results.json", long_side=cfg.feature_long_side,
+                           key=dict(weights=str(weights), mtime=weights.stat().st_mtime))
 
     stage("6/6 report")
     report = write_report(out, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()))
@@ -150,7 +159,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
     return report
 
-# %% ../nbs/12_demo.ipynb #feb44ffc
+# %% ../nbs/12_demo.ipynb #3d71574e
 _ROWS = [("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
          ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "d1", "depth δ1 ↑", 100),
          ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
@@ -163,7 +172,7 @@ def _metric(r: dict, group: str, key: str):
 
 def results_markdown(results: dict) -> str:
     "The comparison table (one column per model) as markdown."
-    names = list(results)
+    names = [n for n in results if not n.startswith("_")]
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for group, key, label, mult in _ROWS:
         vals = [_metric(results[n], group, key) for n in names]
@@ -183,7 +192,7 @@ def _md_table_html(md: str) -> str:
     cell = lambda tag, c: f"<{tag}>{c.strip()}</{tag}>"
     return "<table>" + "".join("<tr>" + "".join(cell("th" if i == 0 else "td", c) for c in r) + "</tr>" for i, r in enumerate(rows)) + "</table>"
 
-# %% ../nbs/12_demo.ipynb #fc8be81a
+# %% ../nbs/12_demo.ipynb #3348b849
 def loss_figure(lifted_dirs: list, finetune_dir):
     "Plotly figure: Stage I colour and feature losses per scene, Stage II loss."
     import plotly.graph_objects as go
@@ -207,12 +216,13 @@ def write_report(out: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, mod
     dev = torch.device(cfg.device)
     val = read_scene(bench["val"][0])
     ids = list(range(0, len(val), max(1, len(val) // 3)))[:3]
-    feats = {k: extract_scene(models[k], val, views=ids, progress=False) for k in ("original", "finetuned")}
+    ls = cfg.feature_long_side or None
+    feats = {k: extract_scene(models[k], val, views=ids, long_side=ls, progress=False) for k in ("original", "finetuned")}
     names = [val.cameras[i].name for i in ids]
     pca = pca_grid([val.image(i) for i in ids], [feats["original"][n] for n in names], [feats["finetuned"][n] for n in names])
     train0 = read_scene(bench["train"][0])
     lifted = load_lifted(lifted_dirs[0])
-    panel = lift_picture(lifted, read_scene(lifted.meta["scene"]), extract_scene(models["original"], train0, cache_dir=out / "features", progress=False), device=dev)
+    panel = lift_picture(lifted, read_scene(lifted.meta["scene"]), extract_scene(models["original"], train0, cache_dir=out / "features", long_side=ls, progress=False), device=dev)
     keys = list(times)
     timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
     md = results_markdown(results)

@@ -49,7 +49,7 @@ def read_ply(path) -> tuple[np.ndarray, np.ndarray | None]:
     cols = np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.uint8) if {"red", "green", "blue"} <= set(names) else None
     return pts, cols
 
-# %% ../nbs/01_formats.ipynb #2852bbac
+# %% ../nbs/01_formats.ipynb #338dc1e8
 _INTR = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
 def _resolve(json_dir: Path, rel: str, fallbacks: list[Path]) -> Path:
@@ -59,6 +59,14 @@ def _resolve(json_dir: Path, rel: str, fallbacks: list[Path]) -> Path:
         if (d / rel).exists(): return d / rel
         if (d / Path(rel).name).exists(): return d / Path(rel).name
     return p  # validate() reports it as missing
+
+def _colmap_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    "The 3D points and colours of a COLMAP model (text or binary)."
+    import pycolmap
+    try: rec = pycolmap.Reconstruction(str(sparse_dir))
+    except Exception as e: raise SceneError(sparse_dir, f"COLMAP model cannot be read: {e}") from e
+    pts = np.array([p.xyz for p in rec.points3D.values()], np.float32).reshape(-1, 3)
+    return pts, np.array([p.color for p in rec.points3D.values()], np.uint8).reshape(-1, 3)
 
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
@@ -71,6 +79,10 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     try: meta = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise SceneError(path, f"malformed JSON: {e}") from e
     if not isinstance(meta, dict) or "frames" not in meta: raise SceneError(path, "no 'frames' list in transforms file")
+    model = meta.get("camera_model", "PINHOLE")
+    if model not in ("PINHOLE", "SIMPLE_PINHOLE") or any(abs(float(meta.get(k) or 0)) > 1e-9 for k in ("k1", "k2", "k3", "k4", "p1", "p2")):
+        raise SceneError(path, f"camera model {model} with lens distortion: use undistorted images and their transforms "
+                               "(ScanNet++: transforms_undistorted.json)")
     d = path.parent
     # ScanNet++ DSLR: dslr/nerfstudio/transforms_undistorted.json next to dslr/undistorted_images/
     img_dirs = [Path(images_dir)] if images_dir else [d.parent / "undistorted_images", d.parent / "images", d / "images"]
@@ -93,7 +105,11 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
         (test if is_test or rel in test_names or Path(rel).name in test_names else train).append(k)
     pts = cols = None
     if meta.get("ply_file_path"): pts, cols = read_ply(d / meta["ply_file_path"])
-    scene = Scene(cams, train, test, pts, cols, name=meta.get("scene_name", d.parent.name if d.name == "nerfstudio" else d.name),
+    elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
+        pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
+    # ScanNet++ keeps the JSON in <scene>/dslr/nerfstudio/: the scene is named after <scene>, not "dslr"
+    default = (d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name) if d.name == "nerfstudio" else d.name
+    scene = Scene(cams, train, test, pts, cols, name=meta.get("scene_name", default),
                   root=d, depth_scale=1.0 / float(meta.get("depth_unit_scale_factor", 1e-3)), classes=meta.get("classes"))
     return validate(scene, path, check_files=check_files)
 
@@ -143,7 +159,7 @@ def toy_scene(folder, n: int = 4, width: int = 32, height: int = 24) -> Scene:
     return Scene(cams, list(range(n - 1)), [n - 1], rng.normal(size=(100, 3)).astype(np.float32),
                  rng.integers(0, 255, (100, 3)).astype(np.uint8), name="toy", root=folder)
 
-# %% ../nbs/01_formats.ipynb #774e0164
+# %% ../nbs/01_formats.ipynb #79c7a6cd
 def read_colmap(sparse_dir,            # folder with cameras/images/points3D .txt or .bin
                 images_dir=None,       # folder of the images; default: `images/` next to `sparse/`
                 test_every: int = 8,   # hold out every n-th view (by name); 0 = none
@@ -172,8 +188,7 @@ def read_colmap(sparse_dir,            # folder with cameras/images/points3D .tx
                            name=Path(im.name).stem, image_path=images_dir / im.name))
     n = len(cams)
     test = [i for i in range(n) if test_every and i % test_every == 0 and n > 1]
-    pts = np.array([p.xyz for p in rec.points3D.values()], np.float32).reshape(-1, 3)
-    cols = np.array([p.color for p in rec.points3D.values()], np.uint8).reshape(-1, 3)
+    pts, cols = _colmap_points(sparse_dir)
     scene = Scene(cams, [i for i in range(n) if i not in test], test, pts, cols,
                   name=sparse_dir.parent.name if sparse_dir.name.isdigit() else sparse_dir.name, root=sparse_dir)
     return validate(scene, sparse_dir, check_files=check_files)
@@ -192,19 +207,19 @@ def write_colmap_text_fixture(folder, image_names=("a.png", "b.png")) -> Path:
         "1 0.1 0.2 0.3 255 0 0 0.5 1 0\n2 -0.1 0.2 0.4 0 255 0 0.5\n")
     return folder
 
-# %% ../nbs/01_formats.ipynb #703b25c2
+# %% ../nbs/01_formats.ipynb #373976d1
 def read_scene(path, **kw) -> Scene:
     "Read a scene from a nerfstudio JSON, a ScanNet++ `dslr/` folder, or a COLMAP model folder."
     path = Path(path)
     if path.suffix == ".json": return read_nerfstudio(path, **kw)
     if not path.exists(): raise SceneError(path, "scene path does not exist")
-    for cand in ("transforms.json", "nerfstudio/transforms_undistorted.json", "transforms_undistorted.json"):
+    for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json", "transforms.json"):
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
     for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
         if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
     raise SceneError(path, "no transforms.json, ScanNet++ dslr/nerfstudio folder or COLMAP model found here")
 
-# %% ../nbs/01_formats.ipynb #d8f68379
+# %% ../nbs/01_formats.ipynb #fa7a2a16
 def write_splats_ply(path, splats: dict) -> Path:
     "Write Gaussian `splats` (gsplat trainer dict, optional `features`) to a 3DGS-layout PLY with `feat_i` fields."
     import torch

@@ -22,8 +22,8 @@ def test_demo_end_to_end_and_resume(tmp_path):
     report = (out / "report.html").read_text()
     assert "Linear probes" in report and "data:image/png;base64" in report
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"original", "finetuned", "combined"}
-    for r in results.values():
+    assert set(results) == {"_key", "original", "finetuned", "combined"}
+    for r in (results[k] for k in ("original", "finetuned", "combined")):
         assert 0 <= r["segmentation"]["mIoU"] <= 1 and r["depth"]["rmse"] > 0
     assert (out / "finetune" / "finetuned.safetensors").exists()
     lifted = sorted((out / "lift").iterdir())

@@ -72,7 +72,7 @@ def main():
         lifted = lift(scene, feats, cfg, device=dev, progress=False, max_steps=max_steps,
                       eval_every=a.eval_every if name != "no-decoder" else 0)
         secs = lifted.meta["seconds"]  # training time, held-out evaluations excluded
-        m = evaluate(lifted, scene, feats, scale=cfg.render_scale, device=dev)
+        m = evaluate(lifted, scene, feats, scale=cfg.render_scale, device=dev, multiview=True)
         steps = lifted.meta["steps"]
         row = dict(variant=name, steps=steps, seconds=secs, ms_per_step=1000 * secs / steps,
                    full_schedule_s=secs / steps * cfg.iterations, n_gaussians=lifted.meta["n_gaussians"],
