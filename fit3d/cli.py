@@ -89,7 +89,7 @@ class WebdemoArgs:
     host: str = "127.0.0.1"
     port: int = 8081
 
-# %% ../nbs/13_cli.ipynb #221a5119
+# %% ../nbs/13_cli.ipynb #aeddca9f
 def _backbone(a: BackboneArgs):
     from fit3d.features import load_backbone
     from fit3d.lift import pick_device  # "auto": this rank's GPU under torchrun
@@ -154,7 +154,12 @@ def _serve_forever(what: str, port: int):
 
 def cmd_view(a: ViewArgs):
     from fit3d.viewer import view_lifted
-    server = view_lifted(a.path, host=a.host, port=a.port)
+    path = a.path
+    if not (path / "gaussians.ply").exists():  # a folder of lifted scenes: show the first
+        found = sorted(p.parent for p in path.glob("*/gaussians.ply"))
+        if not found: raise SystemExit(f"{path}: no gaussians.ply here or in its sub-folders (lift a scene first: fit3d lift)")
+        path = found[0]; print(f"showing {path} (of {len(found)} lifted scenes under {a.path})")
+    server = view_lifted(path, host=a.host, port=a.port)
     _serve_forever(f"lifted scene {a.path}", server.get_port())
 
 def cmd_webdemo(a: WebdemoArgs):

@@ -192,7 +192,7 @@ def _md_table_html(md: str) -> str:
     cell = lambda tag, c: f"<{tag}>{c.strip()}</{tag}>"
     return "<table>" + "".join("<tr>" + "".join(cell("th" if i == 0 else "td", c) for c in r) + "</tr>" for i, r in enumerate(rows)) + "</table>"
 
-# %% ../nbs/12_demo.ipynb #3348b849
+# %% ../nbs/12_demo.ipynb #b0b49910
 def loss_figure(lifted_dirs: list, finetune_dir):
     "Plotly figure: Stage I colour and feature losses per scene, Stage II loss."
     import plotly.graph_objects as go
@@ -223,6 +223,7 @@ def write_report(out: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, mod
     train0 = read_scene(bench["train"][0])
     lifted = load_lifted(lifted_dirs[0])
     panel = lift_picture(lifted, read_scene(lifted.meta["scene"]), extract_scene(models["original"], train0, cache_dir=out / "features", long_side=ls, progress=False), device=dev)
+    pca.save(out / "pca_before_after.png"); panel.save(out / "lifted_scene.png")  # also as files, for notebooks and papers
     keys = list(times)
     timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
     md = results_markdown(results)
