@@ -19,17 +19,7 @@ import torch
 from fit3d.features import iter_features, load_backbone
 
 
-def timer(dev):
-    "A function that runs `fn` once and returns its wall time in ms (CUDA events on the GPU)."
-    if dev.type == "cuda":
-        def run(fn):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(); a.record(); fn(); b.record(); torch.cuda.synchronize()
-            return a.elapsed_time(b)
-    else:
-        def run(fn):
-            t = time.perf_counter(); fn(); return (time.perf_counter() - t) * 1e3
-    return run
+from _timing import timer  # noqa: E402  (beside this script)
 
 
 def bench(name, dev, batch, H, W, warmup, repeats, **kw):

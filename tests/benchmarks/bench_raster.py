@@ -27,17 +27,7 @@ from fit3d.raster import (PARITY_TOL, auto_channel_chunk, backend_errors, orbit_
                           random_splats, render)
 
 
-def timer(dev):
-    "A function that runs `fn` once and returns its time in ms (CUDA events on the GPU)."
-    if dev.type == "cuda":
-        def run(fn):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(); a.record(); fn(); b.record(); torch.cuda.synchronize()
-            return a.elapsed_time(b)
-    else:
-        def run(fn):
-            t = time.perf_counter(); fn(); return (time.perf_counter() - t) * 1e3
-    return run
+from _timing import timer  # noqa: E402  (beside this script)
 
 
 def measure(fn, dev, warmup, repeats):
