@@ -247,7 +247,7 @@ class Lifted:
     decoder: FeatureDecoder      # rendered features -> backbone width
     meta: dict = field(default_factory=dict)  # config, scene path, metrics, timings
 
-# %% ../nbs/05_lift.ipynb #2ab3992f
+# %% ../nbs/05_lift.ipynb #6c264605
 def lift(scene: Scene,                 # the scene (train views are fitted, test views only evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
          cfg: LiftConfig | None = None, # settings (reference defaults)
@@ -316,7 +316,7 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history)
     if device.type == "cuda": torch.cuda.synchronize(device)
-    meta = dict(config=asdict(cfg), scene=str(scene.root) if scene.root else None, scene_name=scene.name,
+    meta = dict(config=asdict(cfg), scene=str(Path(scene.root).resolve()) if scene.root else None, scene_name=scene.name,
                 seconds=time.perf_counter() - t0 - t_eval, resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
                 backbone_dim=views.features.shape[1], history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
