@@ -53,7 +53,7 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) in (0, 0.0, -1, "auto")},
                    device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device)
 
-# %% ../nbs/12_demo.ipynb #71ac1509
+# %% ../nbs/12_demo.ipynb #8b3e812c
 def _feature_fn(backbone, long_side: int = 0):
     "image (H, W, 3) float in [0, 1] -> (C, h, w) float features on the CPU, sized exactly as the feature cache sizes them."
     from fit3d.features import iter_features
@@ -76,7 +76,8 @@ def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B
                  long_side: int = 0, # scale images to this long side for the backbones (0: as they are)
                  progress: bool = True) -> dict:
     "Segmentation and depth linear probes (train scenes -> val scenes) and multi-view correspondence for each model."
-    from fit3d.probe import ProbeConfig, DepthProbeConfig, probe_segmentation, probe_depth
+    from fit3d.probe import (ProbeConfig, DepthProbeConfig, cache_features, train_seg_probe, eval_seg_probe,
+                             train_depth_probe, eval_depth_probe)
     from fit3d.datasets import synthetic
     from fit3d.correspondence import correspondence_recall
     results = json.loads(Path(cache).read_text()) if cache and Path(cache).exists() else {}
@@ -89,8 +90,9 @@ def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B
         if name in results: continue
         f = _feature_fn(bb.to(device).eval(), long_side)
         kw = dict(iters=probe_iters, batch_size=8, device=str(device), progress=progress)
-        _, seg = probe_segmentation(f, train, val, n_classes, ProbeConfig(**kw))
-        _, dep = probe_depth(f, train, val, DepthProbeConfig(**kw))
+        tr, va = (cache_features(f, s, ("labels", "depth"), progress=progress) for s in (train, val))  # once for both probes
+        seg = eval_seg_probe(train_seg_probe(tr["feats"], tr["labels"], n_classes, ProbeConfig(**kw)), va["feats"], va["labels"])
+        dep = eval_depth_probe(train_depth_probe(tr["feats"], tr["depth"], DepthProbeConfig(**kw)), va["feats"], va["depth"])
         corr = []
         for p in meta["val"]:
             sc = read_scene(Path(data_root) / p)
