@@ -17,7 +17,7 @@ from .lift import LiftConfig
 __all__ = ['SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'cmd_synth',
            'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'main']
 
-# %% ../nbs/13_cli.ipynb #35c378e4
+# %% ../nbs/13_cli.ipynb #81d794a4
 @dataclass
 class SynthArgs:
     "Write the synthetic benchmark: procedural rooms rendered from posed views, in nerfstudio layout."
@@ -25,6 +25,7 @@ class SynthArgs:
     train_scenes: int = 4               # scenes for lifting / fine-tuning
     val_scenes: int = 2                 # held-out scenes for probing
     views: int = 48                     # views per scene
+    test_views: int = 6                 # of which held out (evaluation only)
     width: int = 320                    # image width
     height: int = 240                   # image height
     seed: int = 0                       # the whole benchmark follows from it (each scene's seed from it, its split and number)
@@ -89,7 +90,7 @@ class WebdemoArgs:
     host: str = "127.0.0.1"
     port: int = 8081
 
-# %% ../nbs/13_cli.ipynb #aeddca9f
+# %% ../nbs/13_cli.ipynb #7461a322
 def _backbone(a: BackboneArgs):
     from fit3d.features import load_backbone
     from fit3d.lift import pick_device  # "auto": this rank's GPU under torchrun
@@ -103,7 +104,7 @@ def _default_scenes(scenes, split: str) -> list[Path]:
 
 def cmd_synth(a: SynthArgs):
     from fit3d.synthetic import make_benchmark
-    b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views, width=a.width,
+    b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views, n_test=a.test_views, width=a.width,
                        height=a.height, seed=a.seed, device=a.device, overwrite=a.overwrite)
     print(f"wrote {len(b['train'])} training and {len(b['val'])} held-out scenes under {a.out}")
 
