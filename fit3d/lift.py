@@ -192,7 +192,7 @@ def step_loss(splats, decoder: FeatureDecoder, views: Views, idx: torch.Tensor, 
     loss = colour + cfg.feature_weight * l1_f
     return loss, dict(loss=loss.item(), colour=colour.item(), feature=l1_f.item()), out.info
 
-# %% ../nbs/05_lift.ipynb #a62fc512
+# %% ../nbs/05_lift.ipynb #3eb9173a
 def _atomic_save(obj, path: Path):
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp); os.replace(tmp, path)
@@ -202,11 +202,13 @@ def _config_key(cfg: LiftConfig) -> dict:
     d = asdict(cfg); [d.pop(k) for k in ("checkpoint_every", "backend")]
     return d
 
-def save_checkpoint(path: Path, step: int, splats, decoder, optimizers: dict, dec_opt, strategy_state, cfg: LiftConfig, history: list):
-    "Write everything needed to resume at `step`."
+def save_checkpoint(path: Path, step: int, splats, decoder, optimizers: dict, dec_opt, strategy_state, cfg: LiftConfig,
+                    history: list, evals: list = (), seconds: float = 0.0):
+    "Write everything needed to resume at `step`, with the loss history, held-out curve and training seconds so far."
     _atomic_save(dict(step=step, splats={k: v.detach() for k, v in splats.items()}, decoder=decoder.state_dict(),
                       optimizers={k: o.state_dict() for k, o in optimizers.items()}, dec_opt=dec_opt.state_dict(),
-                      strategy_state=strategy_state, config=_config_key(cfg), history=history), path)
+                      strategy_state=strategy_state, config=_config_key(cfg), history=history, evals=list(evals),
+                      seconds=seconds), path)
 
 def load_checkpoint(path: Path, cfg: LiftConfig, device) -> dict:
     "Read a checkpoint written with the same settings, or raise a clear error."
@@ -247,7 +249,7 @@ class Lifted:
     decoder: FeatureDecoder      # rendered features -> backbone width
     meta: dict = field(default_factory=dict)  # config, scene path, metrics, timings
 
-# %% ../nbs/05_lift.ipynb #6c264605
+# %% ../nbs/05_lift.ipynb #c5c90240
 def lift(scene: Scene,                 # the scene (train views are fitted, test views only evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
          cfg: LiftConfig | None = None, # settings (reference defaults)
@@ -274,7 +276,7 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
     strategy = make_strategy(cfg)
     state = strategy.initialize_state(scene_scale=scale) if strategy is not None else {}
     if strategy is not None: strategy.check_sanity(splats, optimizers)
-    start, history = 0, []
+    start, history, evals, before = 0, [], [], 0.0  # `before`: training seconds of the runs this one resumes
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
     if ckpt is not None: ckpt.parent.mkdir(parents=True, exist_ok=True)
     if ckpt is not None and ckpt.exists():
@@ -284,11 +286,13 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
         for k, o in optimizers.items(): o.load_state_dict(ck["optimizers"][k])
         decoder.load_state_dict(ck["decoder"]); dec_opt.load_state_dict(ck["dec_opt"])
         state, start, history = ck["strategy_state"], ck["step"], ck["history"]
+        evals, before = ck.get("evals", []), ck.get("seconds", 0.0)
     gamma = (cfg.lr_means_final / cfg.lr_means) ** (1 / max(cfg.iterations, 1))
     base_lr = optimizers["means"].param_groups[0]["lr"] / (gamma ** start) if start else optimizers["means"].param_groups[0]["lr"]
     end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
-    t0, t_eval, evals = time.perf_counter(), 0.0, []
+    t0, t_eval = time.perf_counter(), 0.0
+    spent = lambda: before + time.perf_counter() - t0 - t_eval  # training seconds, held-out evaluations excluded
     for step in bar:
         idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(device)
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
@@ -309,15 +313,15 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
             te = time.perf_counter()
             m = evaluate(Lifted(splats, decoder), scene, features, scale=cfg.render_scale, device=device)
             t_eval += time.perf_counter() - te
-            evals.append(dict(step=step + 1, seconds=time.perf_counter() - t0 - t_eval, n=len(splats["means"]), **m))
+            evals.append(dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
             e = evals[-1]
             tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, held-out PSNR {e['psnr']:.2f}, "
                        f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
-            save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history)
+            save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history, evals, spent())
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), scene=str(Path(scene.root).resolve()) if scene.root else None, scene_name=scene.name,
-                seconds=time.perf_counter() - t0 - t_eval, resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
+                seconds=spent(), resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
                 backbone_dim=views.features.shape[1], history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 
