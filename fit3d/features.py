@@ -344,7 +344,7 @@ def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its
     return _extract_cached(backbone, folder.resolve().name, list(by_name), {n: size(p) for n, p in by_name.items()},
                            load, cache_dir, long_side, batch_size, progress, overwrite)
 
-# %% ../nbs/03_features.ipynb #3c7bd1d4
+# %% ../nbs/03_features.ipynb #d02176fe
 @dataclass
 class FeaturePCA:
     "A 3-component PCA of features with fixed colour ranges, fitted once and applied to many maps."
@@ -356,20 +356,22 @@ class FeaturePCA:
         "(C, h, w) features -> (h, w, 3) float RGB in [0, 1]."
         C, h, w = feats.shape
         y = self.pca.transform(torch.as_tensor(feats).float().reshape(C, -1).T.numpy())
-        return np.clip((y - self.lo) / (self.hi - self.lo + 1e-8), 0, 1).reshape(h, w, 3).astype(np.float32)
+        y = np.clip((y - self.lo) / (self.hi - self.lo + 1e-8), 0, 1)
+        y = np.pad(y, ((0, 0), (0, 3 - y.shape[1])))  # fewer than 3 components (C < 3): the rest stay black
+        return y.reshape(h, w, 3).astype(np.float32)
 
 def fit_pca(feats: list,                 # (C, h, w) maps, all with the same C
             max_samples: int = 50_000,   # pixels used for the fit, drawn evenly from all maps
             seed: int = 0,               # subsampling seed
            ) -> FeaturePCA:
-    "Fit one 3-component PCA over the pixels of all `feats`, with colour ranges from their 1st-99th percentiles."
+    "Fit one 3-component PCA (fewer if C < 3) over the pixels of all `feats`, with colour ranges from their 1st-99th percentiles."
     from sklearn.decomposition import PCA
     rng, per_map = np.random.default_rng(seed), math.ceil(max_samples / len(feats))
     def sample(f):  # subsample each map before stacking: a whole scene's features need not fit in memory twice
         X = torch.as_tensor(f).flatten(1).T
         return (X if len(X) <= per_map else X[torch.from_numpy(rng.choice(len(X), per_map, replace=False))]).float().numpy()
     X = np.concatenate([sample(f) for f in feats])
-    pca = PCA(3, random_state=seed).fit(X)
+    pca = PCA(min(3, X.shape[1], len(X)), random_state=seed).fit(X)
     y = pca.transform(X)
     return FeaturePCA(pca, np.percentile(y, 1, 0), np.percentile(y, 99, 0))
 
