@@ -288,9 +288,9 @@ def features_record(features: dict,  # {view name: (C, h, w)}; may carry the cac
     return dict(digest=weights_digest({str(k): torch.as_tensor(v) for k, v in features.items()}))
 
 def lift_record(scene: Scene, cfg: LiftConfig, features: dict) -> dict:
-    "The provenance record of lifting `scene` with `cfg` from `features` (a dict, or a `features_record`)."
-    feats = features if "digest" in features or "backbone" in features else features_record(features)
-    return provenance(stage="lift", scene=scene_identity(scene), features=feats, settings=result_settings(cfg))
+    "The provenance record of lifting `scene` with `cfg` from the 2D `features` (see `features_record`)."
+    return provenance(stage="lift", scene=scene_identity(scene), features=features_record(features),
+                      **result_settings(cfg))  # one part per setting, so a mismatch names the setting
 
 def _rng_state(device) -> dict:
     return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
@@ -513,10 +513,12 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
                       backbone: str,      # the backbone's name
                       patch_size: int,    # its patch size
                       scale: float = 1.0, # render resolution relative to the images
-                      ids=None, device=None) -> Path:
+                      ids=None,           # views to render (default: those it was lifted from)
+                      device=None) -> Path:
     "Render, decode and write Stage II targets (and alpha masks) for the training views of `scene`."
     from fit3d.finetune import write_targets
-    ids = scene.train if ids is None else ids
+    if ids is None:  # the views the scene was lifted from: all of them unless some were held out
+        ids = scene.train if lifted.meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
     targets, masks, grids = {}, {}, set()
     for i in ids:
         name = scene.cameras[i].name

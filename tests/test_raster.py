@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fit3d.raster as fr
-from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
+from fit3d.raster import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics  # the shim
 
 
 @pytest.fixture
