@@ -20,8 +20,8 @@ from .raycast import BOX, CYL, ELL, FAMILIES, render, light_seen, noise, fbm, _G
 
 # %% auto #0
 __all__ = ['CLASSES', 'WOODS', 'MUTED', 'BRIGHT', 'FURNITURE', 'LABEL_COLORS', 'Room', 'make_room', 'room_cameras',
-           'sample_points', 'scene_complete', 'make_scene', 'make_benchmark', 'colorize', 'contact_sheet',
-           'plot_cameras']
+           'random_views', 'sample_points', 'scene_complete', 'make_scene', 'make_benchmark', 'colorize',
+           'contact_sheet', 'plot_cameras']
 
 # %% ../nbs/02_synthetic.ipynb #dcbc2fce
 CLASSES = ["wall", "floor", "ceiling", "door", "window", "table", "chair", "sofa", "bed",
@@ -169,6 +169,9 @@ class Room:
     prim_mat: np.ndarray    # (P, 11) material rows (`_mat`)
     light: np.ndarray       # (3,) position of the point light
     floor_rects: np.ndarray # (F, 4) x0, y0, x1, y1 footprints of the objects standing on the floor
+    light_rgb: np.ndarray | None = None # (3,) colour of the light (None: white)
+    light_power: float = 1.5            # strength of the light
+    ambient: float = 0.3                # light that reaches everything
 
     def __repr__(self):
         names = [CLASSES[c] for c in self.obj_class[6:]]
@@ -250,7 +253,36 @@ class _Layout:
         if self.free(self.rect(ch, o, yaw + np.pi)): self.add("chair", ch, o, yaw + np.pi)
 
 # %% ../nbs/02_synthetic.ipynb #5aee630b
-def make_room(seed: int, # layouts differ from seed to seed
+def _tone(rng, sat=(0.05, 0.45), val=(0.55, 0.95)) -> tuple:
+    "A random colour of any hue, with saturation and value in the given ranges."
+    import colorsys
+    return colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val))
+
+def _varied_surfaces(rng) -> tuple:
+    "Wall, floor and ceiling materials drawn from many families and colours."
+    k = rng.random()
+    wall = (_mat(rng, "plaster", _tone(rng), dark=rng.uniform(0.8, 0.92)) if k < 0.55 else
+            _mat(rng, "stripes", _tone(rng), _tone(rng, val=(0.4, 0.9)), scale=rng.uniform(0.5, 2.0)) if k < 0.7 else
+            _mat(rng, "weave", _tone(rng), dark=rng.uniform(0.7, 0.9), scale=rng.uniform(0.3, 1.0)) if k < 0.85 else
+            _mat(rng, "tiles", _tone(rng, sat=(0, 0.2), val=(0.75, 0.95)), _tone(rng, val=(0.3, 0.7)), scale=rng.uniform(0.2, 0.5), ks=0.4, shin=40))
+    k = rng.random()
+    wood = np.clip(np.asarray(_pick(rng, WOODS)) * rng.uniform(0.6, 1.2), 0, 1)
+    floor = (_mat(rng, "planks", wood, dark=rng.uniform(0.45, 0.7), ks=0.25, shin=20) if k < 0.4 else
+             _mat(rng, "tiles", _tone(rng, val=(0.5, 0.9)), _tone(rng, val=(0.2, 0.7)), scale=rng.uniform(0.3, 0.9), ks=0.4, shin=40) if k < 0.65 else
+             _mat(rng, "speckle", _tone(rng, sat=(0, 0.3), val=(0.4, 0.85)), dark=rng.uniform(0.5, 0.8), ks=0.3, shin=30) if k < 0.8 else
+             _mat(rng, "weave", _tone(rng, sat=(0.1, 0.6), val=(0.25, 0.7)), scale=rng.uniform(0.2, 0.6), dark=0.7))   # carpet
+    ceiling = _mat(rng, _pick(rng, ["speckle", "plaster"]), _tone(rng, sat=(0, 0.08), val=(0.85, 0.98)), dark=0.85)
+    return wall, floor, ceiling
+
+def _lighting(rng, size) -> dict:
+    "A light of random colour temperature, strength and place, and a random ambient level."
+    warm = rng.uniform(0, 1)   # 0: cool daylight, 1: warm incandescent
+    rgb = np.array([0.85, 0.92, 1.0]) * (1 - warm) + np.array([1.0, 0.82, 0.62]) * warm
+    return dict(light=np.r_[size[:2] * rng.uniform(0.25, 0.75, 2), size[2] - rng.uniform(0.3, 0.8)],
+                light_rgb=rgb / rgb.max(), light_power=rng.uniform(0.9, 2.3), ambient=rng.uniform(0.15, 0.42))
+
+def make_room(seed: int,            # layouts differ from seed to seed
+              variety: float = 1.0, # 0: the classic rooms (plaster walls, white light), bit for bit; 1: varied surfaces, light and clutter
              ) -> Room:
     "A random furnished room: walls, floor and ceiling, a door, windows and pictures, furniture and small things."
     rng = np.random.default_rng(seed)
@@ -267,6 +299,14 @@ def make_room(seed: int, # layouts differ from seed to seed
     for _ in range(rng.integers(1, 3)): lay.on_wall("plant", _plant(rng))
     for _ in range(rng.integers(1, 4)): (lay.on_wall if rng.random() < 0.5 else lay.anywhere)("box", _box(rng))
     for _ in range(rng.integers(1, 3)): lay.on_wall("picture", _picture(rng), floor=False)
+    vr = np.random.default_rng([seed, 13])   # variety draws from a stream of their own: the classic draws stay as they were
+    if variety > 0:   # clutter: more things in the open and along the walls
+        lay.rng = vr
+        for _ in range(vr.integers(0, int(1 + 5 * variety))):
+            cls = _pick(vr, ["box", "box", "plant", "chair", "lamp", "cabinet", "shelf"])
+            parts = dict(box=_box, plant=_plant, chair=_chair, lamp=_lamp, cabinet=_cabinet, shelf=_shelf)[cls](vr)
+            (lay.anywhere if cls in ("box", "plant", "chair") and vr.random() < 0.6 else lay.on_wall)(cls, parts)
+        lay.rng = rng
     for origin, yaw, z, hx, hy in list(lay.tops):   # small things on tables and low cabinets
         if rng.random() < 0.6 and hx > 0 and hy > 0:
             o, small = origin + np.r_[_rot(yaw) @ (rng.uniform(-1, 1, 2) * (hx, hy)), z], rng.random() < 0.3
@@ -274,12 +314,16 @@ def make_room(seed: int, # layouts differ from seed to seed
     wall = _mat(rng, "plaster", _pick(rng, [(0.86, 0.83, 0.77), (0.78, 0.83, 0.86), (0.88, 0.80, 0.70), (0.76, 0.80, 0.72), (0.9, 0.9, 0.9)]), dark=0.88)
     floor = (_mat(rng, "planks", _pick(rng, WOODS), dark=0.55, ks=0.25, shin=20) if rng.random() < 0.65 else
              _mat(rng, "tiles", (0.82, 0.8, 0.76), _pick(rng, [(0.3, 0.32, 0.35), (0.6, 0.5, 0.4), (0.7, 0.72, 0.75)]), scale=rng.uniform(0.3, 0.6), ks=0.4, shin=40))
-    prims = [(k, -1, np.zeros(3), np.zeros(3), m) for k, m in enumerate([wall] * 4 + [floor, _mat(rng, "speckle", (0.95, 0.95, 0.93), dark=0.8)])]
+    ceiling = _mat(rng, "speckle", (0.95, 0.95, 0.93), dark=0.8)
+    light = dict(light=np.r_[size[:2] / 2 + rng.uniform(-0.3, 0.3, 2), size[2] - 0.5])
+    if vr.random() < variety: wall, floor, ceiling = _varied_surfaces(vr)
+    if vr.random() < variety: light = _lighting(vr, size)
+    prims = [(k, -1, np.zeros(3), np.zeros(3), m) for k, m in enumerate([wall] * 4 + [floor, ceiling])]
     for i, (_, _, _, parts) in enumerate(lay.objs): prims += [(6 + i, kind, c, h, m) for kind, c, h, m in parts]
     col = lambda j, dt=np.float32: np.array([p[j] for p in prims], dt)
     return Room(size, np.array([0, 0, 0, 0, 1, 2] + [c for c, _, _, _ in lay.objs]), np.array([np.zeros(3)] * 6 + [o for _, o, _, _ in lay.objs]),
                 np.array([0.0] * 6 + [y for _, _, y, _ in lay.objs]), col(0, np.int64), col(1, np.int64), col(2), col(3), col(4),
-                np.r_[size[:2] / 2 + rng.uniform(-0.3, 0.3, 2), size[2] - 0.5], np.array(lay.rects).reshape(-1, 4))
+                floor_rects=np.array(lay.rects).reshape(-1, 4), **light)
 
 # %% ../nbs/02_synthetic.ipynb #3b2d6134
 def _free_floor(room: Room, res: float = 0.05, wall: float = 0.5, pad: float = 0.45):
@@ -367,6 +411,56 @@ def room_cameras(room: Room,        # where to walk
         cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{i:05d}"))
     return cams
 
+# %% ../nbs/02_synthetic.ipynb #d945199d
+def _clear_of_things(room: Room, p: np.ndarray, margin: float) -> np.ndarray:
+    "(M,) whether world points `p` (M, 3) are more than `margin` from every primitive's box (all at once)."
+    k = np.arange(6, len(room.prim_obj)); i = room.prim_obj[k]
+    if not len(k): return np.ones(len(p), bool)
+    c, s = np.cos(room.obj_yaw[i]), np.sin(room.obj_yaw[i])
+    d = p[:, None, :] - room.obj_origin[i][None]                        # (M, K, 3) in each primitive's object frame
+    q = np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1], d[..., 2]], -1)
+    return ~(np.abs(q - room.prim_center[k]) < room.prim_half[k] + margin).all(-1).any(1)
+
+def random_views(room: Room,          # where to put the cameras
+                 n: int,              # number of views
+                 width: int, height: int, # image size
+                 seed=0,              # an int, or a numpy Generator to draw from
+                 hfov=(50.0, 90.0),   # horizontal field of view in degrees, or a (low, high) range to draw from
+                 pitch=(-60.0, 35.0), # up/down angle range in degrees (negative: looking down)
+                 min_free: float = 0.8, # the optical axis meets no surface closer than this (metres)
+                 aim: float = 0.6,    # chance that a view aims at an object (else: any heading)
+                 device="cpu",        # where to cast the rays that check `min_free`
+                ) -> list[Camera]:
+    "Cameras at random free places and orientations in the room (any height, any heading), not only along a walk."
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    g, out = _Geometry(room, device), []
+    centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))]).reshape(-1, 3)
+    lo, hi = np.array([0.25, 0.25, 0.3]), room.size - [0.25, 0.25, 0.25]
+    for _ in range(20):                     # rejection sampling, a batch at a time
+        m = 4 * (n - len(out)) + 8
+        eye = rng.uniform(lo, hi, (m, 3))
+        yaw, pit = rng.uniform(-np.pi, np.pi, m), np.radians(rng.uniform(*pitch, m))
+        fwd = np.stack([np.cos(yaw) * np.cos(pit), np.sin(yaw) * np.cos(pit), np.sin(pit)], -1)
+        if len(centers) and aim > 0:     # some views look at a thing, as a photographer would
+            at = centers[rng.integers(len(centers), size=m)] + rng.normal(0, 0.15, (m, 3)) - eye
+            pick = (rng.random(m) < aim) & (np.linalg.norm(at, axis=1) > min_free)
+            fwd[pick] = at[pick] / np.linalg.norm(at[pick], axis=1, keepdims=True)
+            fwd[:, 2] = np.clip(fwd[:, 2], *np.sin(np.radians(pitch)))
+            fwd /= np.linalg.norm(fwd, axis=1, keepdims=True)
+        ok = _clear_of_things(room, eye, 0.15)
+        t, _, _ = g.cast(torch.as_tensor(eye, dtype=torch.float32, device=g.device),
+                         torch.as_tensor(fwd[:, None], dtype=torch.float32, device=g.device))
+        ok &= t[:, 0].cpu().numpy() > min_free
+        for e, f in zip(eye[ok], fwd[ok]):
+            if len(out) == n: break
+            fov = rng.uniform(*hfov) if np.ndim(hfov) else float(hfov)
+            fx, r = width / 2 / math.tan(math.radians(fov) / 2), np.radians(rng.normal(0, 4.0))
+            c2w = look_at(e, e + f)
+            c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])   # roll
+            out.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{len(out):05d}"))
+        if len(out) == n: return out
+    raise RuntimeError(f"{room}: found only {len(out)} of {n} free camera places")
+
 # %% ../nbs/02_synthetic.ipynb #b201820a
 def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
                   depth: np.ndarray,    # (N, H, W) z-depth in metres (0: none)
@@ -388,7 +482,7 @@ def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
     return (pts + rng.normal(0, noise, pts.shape)).astype(np.float32), cols
 
 # %% ../nbs/02_synthetic.ipynb #0590ad55
-def _settings(**kw): return dict(generator="fit3d.synthetic", version=1, **kw)
+def _settings(**kw): return dict(generator="fit3d.synthetic", version=2, **kw)   # 2: varied rooms, random views
 
 def scene_complete(path, **settings) -> bool:
     "Whether `path` holds a finished synthetic scene made with `settings` (the arguments of `make_scene`)."
@@ -411,18 +505,23 @@ def make_scene(out_dir,                 # folder to write the scene to
                overwrite: bool = True,  # False: keep an already complete scene made with the same settings
                progress: bool = False,  # a progress bar over the views
                threads: int | None = 1, # torch CPU threads while rendering (None: as set)
+               variety: float = 1.0,    # room variety (`make_room`): 0 = the classic rooms
+               views: str = "walk",     # "walk": a handheld walk (`room_cameras`); "random": `random_views`
               ) -> Scene:
     "Generate one synthetic room and write its views (RGB, depth, labels, instances), cameras and points as a nerfstudio scene."
     out = Path(out_dir)
-    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows)
+    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows,
+                    variety=variety, views=views)
     if not overwrite and scene_complete(out, **settings): return read_scene(out)
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     (out / "transforms.json").unlink(missing_ok=True)        # until the end, this folder does not look complete
     for sub in ("images", "depth", "labels", "instances"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         for f in (out / sub).glob("frame_*.png"): f.unlink()   # views of an earlier run with other settings
-    room = make_room(seed)
-    cams = room_cameras(room, n_views, width, height, seed, hfov)
+    if views not in ("walk", "random"): raise ValueError(f"views={views!r}: 'walk' or 'random'")
+    room = make_room(seed, variety)
+    cams = (room_cameras(room, n_views, width, height, seed, hfov) if views == "walk" else
+            random_views(room, n_views, width, height, seed, hfov, device=device))
     test = np.linspace(0, n_views - 1, n_test + 2)[1:-1].round().astype(int).tolist() if n_test else []
     train = [i for i in range(n_views) if i not in test]
     chunk = chunk or (1 << 20 if str(device).startswith("cuda") else 1 << 15)
