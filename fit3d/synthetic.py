@@ -506,21 +506,21 @@ def make_scene(out_dir,                 # folder to write the scene to
                progress: bool = False,  # a progress bar over the views
                threads: int | None = 1, # torch CPU threads while rendering (None: as set)
                variety: float = 1.0,    # room variety (`make_room`): 0 = the classic rooms
-               views: str = "walk",     # "walk": a handheld walk (`room_cameras`); "random": `random_views`
+               cameras: str = "walk",   # "walk": a handheld walk (`room_cameras`); "random": `random_views`
               ) -> Scene:
     "Generate one synthetic room and write its views (RGB, depth, labels, instances), cameras and points as a nerfstudio scene."
     out = Path(out_dir)
     settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows,
-                    variety=variety, views=views)
+                    variety=variety, cameras=cameras)
     if not overwrite and scene_complete(out, **settings): return read_scene(out)
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     (out / "transforms.json").unlink(missing_ok=True)        # until the end, this folder does not look complete
     for sub in ("images", "depth", "labels", "instances"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         for f in (out / sub).glob("frame_*.png"): f.unlink()   # views of an earlier run with other settings
-    if views not in ("walk", "random"): raise ValueError(f"views={views!r}: 'walk' or 'random'")
+    if cameras not in ("walk", "random"): raise ValueError(f"cameras={cameras!r}: 'walk' or 'random'")
     room = make_room(seed, variety)
-    cams = (room_cameras(room, n_views, width, height, seed, hfov) if views == "walk" else
+    cams = (room_cameras(room, n_views, width, height, seed, hfov) if cameras == "walk" else
             random_views(room, n_views, width, height, seed, hfov, device=device))
     test = np.linspace(0, n_views - 1, n_test + 2)[1:-1].round().astype(int).tolist() if n_test else []
     train = [i for i in range(n_views) if i not in test]
@@ -634,3 +634,10 @@ def plot_cameras(scene: Scene,         # cameras and (optionally) points to draw
             fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name, line=dict(color=colour, width=3)))
     fig.update_layout(scene=dict(aspectmode="data"), margin=dict(l=0, r=0, t=30, b=0), title=scene.name)
     return fig
+
+# %% ../nbs/02_synthetic.ipynb #f9387d33
+def __getattr__(name):   # the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), which builds on this module
+    if name in ("write_scannetpp_scene", "make_scannetpp_tree"):
+        from fit3d import synthetic_scannetpp
+        return getattr(synthetic_scannetpp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

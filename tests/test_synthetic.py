@@ -42,7 +42,7 @@ def test_benchmark_resumes(tmp_path):
     assert index["train"] == ["train_000"] and index["val"] == ["val_000"] and index["classes"] == CLASSES
     assert scene_complete(b["train"][0], seed=json.loads((b["train"][0] / "synthetic.json").read_text())["seed"],
                           n_views=4, width=48, height=32, n_test=1, n_points=100, hfov=70.0, shadows=True,
-                          variety=1.0, views="walk")
+                          variety=1.0, cameras="walk")
     (b["val"][0] / "transforms.json").write_text("{half a fi")               # a run killed while writing
     t0 = (b["train"][0] / "transforms.json").stat().st_mtime_ns
     make_benchmark(tmp_path, **kw)
