@@ -15,7 +15,7 @@ from plyfile import PlyData, PlyElement
 
 from .scene import (Camera, Scene, SceneError, check_pose, look_at, opengl_to_opencv, opencv_to_opengl, validate,
                          scannetpp_to_colmap, colmap_to_scannetpp, IMAGE_SUFFIXES)
-from .store import read_json, safe_name
+from .store import atomic_write, read_json, safe_name
 from PIL import Image
 
 # %% auto #0
@@ -190,7 +190,7 @@ def write_nerfstudio(scene: Scene, path) -> Path:
     if scene.points is not None:
         write_ply(d / "points3D.ply", scene.points, scene.point_colors)
         meta["ply_file_path"] = "points3D.ply"
-    path.write_text(json.dumps(meta, indent=1))
+    atomic_write(path, json.dumps(meta, indent=1))
     return path
 
 # %% ../nbs/01_formats.ipynb #e8b192fa
@@ -273,6 +273,8 @@ def read_scene(path, **kw) -> Scene:
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
     for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
         if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
+    n = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else 0
+    if n: raise SceneError(path, f"holds {n} images but no poses: run COLMAP (or nerfstudio's ns-process-data) on it first")
     raise SceneError(path, "no transforms.json, ScanNet++ dslr/nerfstudio folder or COLMAP model found here")
 
 # %% ../nbs/01_formats.ipynb #fa7a2a16

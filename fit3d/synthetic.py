@@ -16,6 +16,7 @@ from PIL import Image
 
 from .scene import Camera, Scene, look_at
 from .formats import write_nerfstudio, read_scene
+from .store import atomic_write
 from .raycast import BOX, CYL, ELL, FAMILIES, render, light_seen, noise, fbm, _Geometry, _shadow_res
 
 # %% auto #0
@@ -543,7 +544,7 @@ def make_scene(out_dir,                 # folder to write the scene to
                 if s + k in train: kept[s + k] = (r["rgb"][k], r["depth"][k])
     finally: torch.set_num_threads(old)
     pts, cols = sample_points(np.stack([v[0] for v in kept.values()]), np.stack([v[1] for v in kept.values()]), [cams[i] for i in kept], n_points, seed)
-    (out / "synthetic.json").write_text(json.dumps(_settings(**settings), indent=1))
+    atomic_write(out / "synthetic.json", json.dumps(_settings(**settings), indent=1))
     write_nerfstudio(Scene(cams, train, test, pts, cols, name=out.name, root=out, classes=list(CLASSES)), out)   # transforms.json last
     return read_scene(out)
 
@@ -568,7 +569,7 @@ def make_benchmark(root="data/synthetic",   # the scenes go to root/train_000, .
         path = root / f"{split}_{k:03d}"
         make_scene(path, s, n_views, width, height, n_test, device=device, overwrite=overwrite, **kw)
         out[split].append(path)
-    (root / "benchmark.json").write_text(json.dumps(dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
+    atomic_write(root / "benchmark.json", json.dumps(dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
                                                          n_views=n_views, width=width, height=height, n_test=n_test, seed=seed), indent=1))
     return out
 
