@@ -229,7 +229,9 @@ def validate(scene: Scene,         # the scene to check
     "Raise `SceneError` for an empty scene, bad poses or intrinsics, missing files, or sizes that don't match."
     path = path if path is not None else scene.root
     if not scene.cameras: raise SceneError(path, "scene has no views")
-    if not (isinstance(scene.depth_scale, (int, float)) and math.isfinite(scene.depth_scale) and scene.depth_scale > 0):
+    try: ds = float(scene.depth_scale)
+    except (TypeError, ValueError): ds = math.nan
+    if not (math.isfinite(ds) and ds > 0):
         raise SceneError(path, f"depth scale {scene.depth_scale!r} is not a positive number of depth units per metre")
     for i, c in enumerate(scene.cameras):
         what = f"view {i} ({c.name})"
