@@ -89,11 +89,12 @@ def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not line.strip() or line.startswith("#"): continue
         f = line.split()
         try: pts.append([float(x) for x in f[1:4]]); cols.append([int(x) for x in f[4:7]])
-        except (ValueError, IndexError): raise SceneError(path, f"line {k + 1} is not 'ID X Y Z R G B ERROR TRACK[]'") from None
+        except (ValueError, IndexError):
+            raise SceneError(path, f"line {k + 1} is not 'ID X Y Z R G B ERROR TRACK[]'") from None
     return np.array(pts, np.float32).reshape(-1, 3), np.array(cols, np.uint8).reshape(-1, 3)
 
 def scannetpp_layout(path) -> bool:
-    "Whether a transforms file is ScanNet++'s: `<scene>/dslr/nerfstudio/*.json`, or FiT3D's reorganised `transforms_train.json`."
+    "Whether a transforms file is ScanNet++'s: `<scene>/dslr/nerfstudio/*.json`, or FiT3D's `transforms_train.json`."
     path = Path(path)
     return (path.parent.name == "nerfstudio" and path.parent.parent.name == "dslr") or \
            (path.name == "transforms_train.json" and (path.parent / "points3D.txt").exists())
@@ -105,24 +106,28 @@ def paper_downscale(width: int) -> int:
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
                     check_files: bool = True, # check that every image exists and matches its intrinsics
-                    holdout: bool | None = None, # keep `test_frames` out of training; None: yes, except ScanNet++ (the official loader trains on both)
+                    holdout: bool | None = None, # keep `test_frames` out of training; None: yes, but not for ScanNet++
+                                                 # (the official loader trains on frames and test_frames)
                     downscale: float | None = None, # None: ScanNet++ at the paper's 876x584, other scenes as they are
-                    world: str = "auto",  # "scannetpp": poses in the toolkit's permuted world; "nerfstudio": plain OpenGL; "auto": by layout
+                    world: str = "auto",  # "scannetpp": the toolkit's permuted world; "nerfstudio": plain OpenGL; "auto": by layout
                    ) -> Scene:
     "Read a nerfstudio/ScanNet++ `transforms.json` into a `Scene` with OpenCV poses (ScanNet++: in COLMAP's world)."
     path = Path(path)
     if path.is_dir(): path = path / "transforms.json"
     meta = read_json(path, "transforms file")
-    if not isinstance(meta, dict): raise SceneError(path, f"transforms file holds a {type(meta).__name__}, expected an object")
+    if not isinstance(meta, dict):
+        raise SceneError(path, f"transforms file holds a {type(meta).__name__}, expected an object")
     frames, tests = meta.get("frames"), meta.get("test_frames", [])
     for key, v in (("frames", frames), ("test_frames", tests)):
-        if not isinstance(v, list): raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, expected a list of frames")
+        if not isinstance(v, list):
+            raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, expected a list of frames")
     model = meta.get("camera_model", "PINHOLE")
     dist = {k: _number(meta[k], path, k) for k in _DISTORTION if meta.get(k) is not None}
     if model not in ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "OPENCV_FISHEYE") or any(abs(v) > 1e-9 for v in dist.values()):
         raise SceneError(path, f"camera model {model} with lens distortion: use undistorted images and their transforms "
                                "(ScanNet++: transforms_undistorted.json)")
-    if world not in ("auto", "scannetpp", "nerfstudio"): raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
+    if world not in ("auto", "scannetpp", "nerfstudio"):
+        raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
     sfm = scannetpp_layout(path) if world == "auto" else world == "scannetpp"
     to_cv = scannetpp_to_colmap if sfm else opengl_to_opencv
     d = path.parent
@@ -137,7 +142,8 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
         rel = f["file_path"]
         intr = {key: _number(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in _INTR}
         try: m = np.array(f.get("transform_matrix"), dtype=np.float64)
-        except (TypeError, ValueError): raise SceneError(path, f"transform_matrix of frame {k} ({rel}) is not a 4x4 array of numbers") from None
+        except (TypeError, ValueError):
+            raise SceneError(path, f"transform_matrix of frame {k} ({rel}) is not a 4x4 array of numbers") from None
         c2w = to_cv(check_pose(m, path, f"transform_matrix of frame {k} ({rel})"))
         opt = lambda key, dirs: _resolve(d, f[key], dirs) if f.get(key) else None
         cams.append(Camera(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"], int(intr["w"]), int(intr["h"]), c2w,

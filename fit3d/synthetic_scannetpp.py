@@ -1,4 +1,4 @@
-"""A rendered room written in the exact layout of the ScanNet++ release and toolkit, so every ScanNet++ path of fit3d runs and is tested on a CPU.
+"""A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
 
 Docs: https://fit3d.github.io/fit3d/synthetic_scannetpp.html.md"""
 
@@ -43,20 +43,25 @@ def _tracks(pts: np.ndarray, cams: list, depth: np.ndarray, tol: float = 0.03) -
 def _colmap_text(folder: Path, cams: list, names: list, pts, cols, tracks) -> None:
     "The COLMAP text model of the views and points, in COLMAP's world (the OpenCV poses as they are)."
     c = cams[0]   # one camera for all views, as the DSLR release: the fisheye model, here with no distortion
-    atomic_write(folder / "cameras.txt", "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
-                 f"# Number of cameras: 1\n1 OPENCV_FISHEYE {c.width} {c.height} {c.fx:.17g} {c.fy:.17g} {c.cx:.17g} {c.cy:.17g} 0 0 0 0\n")
+    atomic_write(folder / "cameras.txt",
+                 "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+                 f"# Number of cameras: 1\n1 OPENCV_FISHEYE {c.width} {c.height} "
+                 f"{c.fx:.17g} {c.fy:.17g} {c.cx:.17g} {c.cy:.17g} 0 0 0 0\n")
     obs = [[] for _ in cams]        # per view: (u, v, point id); the k-th entry is POINT2D_IDX k
     idx = [[] for _ in pts]
     for p, tr in enumerate(tracks):
         for k, u, v in tr: idx[p].append((k + 1, len(obs[k]))); obs[k].append((u, v, p + 1))
-    lines = ["# Image list with two lines of data per image:", "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+    lines = ["# Image list with two lines of data per image:",
+             "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
              "#   POINTS2D[] as (X, Y, POINT3D_ID)", f"# Number of images: {len(cams)}"]
     for k, (cam, name) in enumerate(zip(cams, names)):
         w2c = np.linalg.inv(cam.c2w)
-        lines += [" ".join(map(repr, [k + 1, *map(float, _quat_wxyz(w2c[:3, :3])), *map(float, w2c[:3, 3]), 1])) + f" {name}",
+        pose = [k + 1, *map(float, _quat_wxyz(w2c[:3, :3])), *map(float, w2c[:3, 3]), 1]
+        lines += [" ".join(map(repr, pose)) + f" {name}",
                   " ".join(f"{u:.3f} {v:.3f} {p}" for u, v, p in obs[k])]
     atomic_write(folder / "images.txt", "\n".join(lines) + "\n")
-    lines = ["# 3D point list with one line of data per point:", "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
+    lines = ["# 3D point list with one line of data per point:",
+             "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
              f"# Number of points: {len(pts)}"]
     lines += [f"{p + 1} {x:.9g} {y:.9g} {z:.9g} {r} {g} {b} 0.5 " + " ".join(f"{i} {j}" for i, j in idx[p])
               for p, ((x, y, z), (r, g, b)) in enumerate(zip(pts.astype(float), cols.astype(int)))]
@@ -70,24 +75,24 @@ def _anon_mask(rng, w: int, h: int) -> np.ndarray:
     m[((u - cu) / r) ** 2 + ((v - cv) / (1.3 * r)) ** 2 < 1] = 0
     return m
 
-def write_scannetpp_scene(root,                 # the release folder (the toolkit's data_root): data/, splits/, metadata/
+def write_scannetpp_scene(root,                 # the release folder (the toolkit's data_root): data/, splits/, ...
                           scene_id: str,        # e.g. "0a5c013435"
                           seed: int,            # the room and the views follow from it
                           n_views: int = 12,    # DSLR views in all
-                          width: int = 64, height: int = 48, # size of undistorted_images (real data: 1752x1168, or 876x584 after FiT3D's downscale)
+                          width: int = 64, height: int = 48, # undistorted_images size (real: 1752x1168; FiT3D's: 876x584)
                           n_test: int = 2,      # views listed in test_frames (spread evenly)
                           n_points: int = 2000, # SfM points
                           cameras: str = "walk", # "walk" (`room_cameras`) or "random" (`random_views`)
                           variety: float = 1.0, # room variety (`make_room`)
                           anon: float = 0.3,    # share of views with an anonymised region
-                          semantics_dir: str = "semantics_2d", # labels go to root/<this>/semantics/<scene>/<image>.JPG.png
+                          semantics_dir: str = "semantics_2d", # labels: root/<this>/semantics/<scene>/<image>.JPG.png
                           device="cpu",         # where to ray-cast
                          ) -> Path:             # the scene folder root/data/<scene_id>
-    "Render a synthetic room and write it as a ScanNet++ DSLR scene, in the layout and conventions of the release and toolkit."
+    "Render a synthetic room and write it as a ScanNet++ DSLR scene, in the release's and the toolkit's layout."
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     root, scene_id = Path(root), safe_name(scene_id)
     sc = root / "data" / scene_id; dslr = sc / "dslr"
-    (dslr / "nerfstudio" / "transforms_undistorted.json").unlink(missing_ok=True)   # until the end, not a complete scene
+    (dslr / "nerfstudio" / "transforms_undistorted.json").unlink(missing_ok=True)   # not a complete scene until the end
     room = make_room(seed, variety)
     cams = (room_cameras(room, n_views, width, height, seed) if cameras == "walk" else
             random_views(room, n_views, width, height, seed, device=device))
@@ -96,27 +101,30 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     out = render(_Geometry(room, device, _shadow_res(cams[0])), cams)
     rng = np.random.default_rng([seed, 7])
     sem = root / semantics_dir / "semantics" / scene_id
-    for sub in ("undistorted_images", "undistorted_anon_masks", "render_depth"): (dslr / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("undistorted_images", "undistorted_anon_masks", "render_depth"):
+        (dslr / sub).mkdir(parents=True, exist_ok=True)
     sem.mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(names):
         stem = Path(name).stem
         Image.fromarray(out["rgb"][k]).save(dslr / "undistorted_images" / name, quality=95)
         mask = _anon_mask(rng, width, height) if rng.random() < anon else np.full((height, width), 255, np.uint8)
         Image.fromarray(mask).save(dslr / "undistorted_anon_masks" / f"{stem}.png")
-        Image.fromarray(np.clip(out["depth"][k] * 1000, 0, 65535).astype(np.uint16)).save(dslr / "render_depth" / f"{stem}.png")   # mm, as render.py
-        Image.fromarray(out["labels"][k].astype(np.uint8)).save(sem / f"{name}.png")   # class index, 255 = ignore, as semantics_2d.py
+        mm = np.clip(out["depth"][k] * 1000, 0, 65535).astype(np.uint16)         # millimetres, as common/render.py
+        Image.fromarray(mm).save(dslr / "render_depth" / f"{stem}.png")
+        Image.fromarray(out["labels"][k].astype(np.uint8)).save(sem / f"{name}.png")   # 255 = ignore, as semantics_2d.py
     train = [k for k in range(n_views) if k not in test]
     pts, cols = sample_points(out["rgb"][train], out["depth"][train], [cams[k] for k in train], n_points, seed)
     tracks = _tracks(pts, cams, out["depth"])
     keep = [p for p, t in enumerate(tracks) if len(t)]          # SfM points are seen by at least one view
     _colmap_text(dslr / "colmap", cams, names, pts[keep], cols[keep], [tracks[p] for p in keep])
-    write_json(dslr / "train_test_lists.json", dict(train=[names[k] for k in train], test=[names[k] for k in sorted(test)]))
+    test = sorted(test)
+    write_json(dslr / "train_test_lists.json", dict(train=[names[k] for k in train], test=[names[k] for k in test]))
     c = cams[0]
     frame = lambda k: dict(file_path=names[k], transform_matrix=colmap_to_scannetpp(cams[k].c2w).tolist(),
                            is_bad=False, mask_path=Path(names[k]).stem + ".png")
     meta = dict(fl_x=c.fx, fl_y=c.fy, cx=c.cx, cy=c.cy, w=width, h=height, k1=0.0, k2=0.0, k3=0.0, k4=0.0,
-                camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in sorted(test)], has_mask=True)
-    atomic_write(dslr / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=4))   # last: the scene is complete
+                camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in test], has_mask=True)
+    atomic_write(dslr / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=4))   # last: now complete
     return sc
 
 def make_scannetpp_tree(root,               # the release folder to write: data/, splits/, metadata/, semantics_2d/
