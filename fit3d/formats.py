@@ -77,8 +77,8 @@ def _colmap_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     import pycolmap
     try: rec = pycolmap.Reconstruction(str(sparse_dir))
     except Exception as e: raise SceneError(sparse_dir, f"COLMAP model cannot be read: {e}") from e
-    pts = np.array([p.xyz for p in rec.points3D.values()], np.float32).reshape(-1, 3)
-    return pts, np.array([p.color for p in rec.points3D.values()], np.uint8).reshape(-1, 3)
+    ps = [p for _, p in sorted(rec.points3D.items())]    # by point id: the order of points3D.txt, on every platform
+    return np.array([p.xyz for p in ps], np.float32).reshape(-1, 3), np.array([p.color for p in ps], np.uint8).reshape(-1, 3)
 
 def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     "Points and colours of a lone COLMAP `points3D.txt` (FiT3D's reorganised scenes keep only this file)."

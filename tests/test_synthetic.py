@@ -119,3 +119,20 @@ def test_scannetpp_tree_reads_back_in_one_frame(tmp_path):
     lab = np.array(Image.open(tmp_path / "semantics_2d" / "semantics" / sc.name / "DSC00001.JPG.png"))
     assert dep.dtype == np.uint16 and dep.shape == (36, 48) and 50 < np.median(dep) < 10000
     assert lab.dtype == np.uint8 and lab.max() < len(CLASSES)
+
+
+def test_fit3d_reorganised_layout(tmp_path):
+    "FiT3D's reorganize_data.py layout: scenes/<id>/{images, masks, points3D.txt, transforms_train.json}."
+    import shutil
+    from fit3d.synthetic import make_scannetpp_tree
+    sc = make_scannetpp_tree(tmp_path / "release", n_train=1, n_val=0, width=40, height=30, views=5, seed=2)["train"][0]
+    dst = tmp_path / "db" / "scannetpp" / "scenes" / sc.name
+    dst.mkdir(parents=True)
+    shutil.copytree(sc / "dslr" / "undistorted_images", dst / "images")
+    shutil.copytree(sc / "dslr" / "undistorted_anon_masks", dst / "masks")
+    shutil.copy(sc / "dslr" / "colmap" / "points3D.txt", dst / "points3D.txt")
+    shutil.copy(sc / "dslr" / "nerfstudio" / "transforms_undistorted.json", dst / "transforms_train.json")
+    a, b = read_scene(sc), read_scene(dst)
+    assert b.name == sc.name and len(b.train) == 5 and b.test == [] and b.mask(0) is not None
+    np.testing.assert_allclose(np.stack([c.c2w for c in a.cameras]), np.stack([c.c2w for c in b.cameras]), atol=1e-12)
+    np.testing.assert_allclose(a.points, b.points, atol=1e-6)
