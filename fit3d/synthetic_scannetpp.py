@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .scene import colmap_to_scannetpp
-from .store import atomic_write, write_json, safe_name
+from .store import atomic_write, read_json, write_json, safe_name
 from .synthetic import CLASSES, make_room, room_cameras, random_views, sample_points
 from .raycast import render, _Geometry, _shadow_res
 
@@ -87,11 +87,16 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
                           anon: float = 0.3,    # share of views with an anonymised region
                           semantics_dir: str = "semantics_2d", # labels: root/<this>/semantics/<scene>/<image>.JPG.png
                           device="cpu",         # where to ray-cast
+                          overwrite: bool = True, # False: keep a complete scene made with the same settings
                          ) -> Path:             # the scene folder root/data/<scene_id>
     "Render a synthetic room and write it as a ScanNet++ DSLR scene, in the release's and the toolkit's layout."
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     root, scene_id = Path(root), safe_name(scene_id)
     sc = root / "data" / scene_id; dslr = sc / "dslr"
+    made = dict(generator="fit3d.synthetic_scannetpp", version=1, seed=seed, n_views=n_views, width=width, height=height,
+                n_test=n_test, n_points=n_points, cameras=cameras, variety=variety, anon=anon, semantics_dir=semantics_dir)
+    if not overwrite and (dslr / "nerfstudio" / "transforms_undistorted.json").exists() and (sc / "synthetic.json").exists():
+        if read_json(sc / "synthetic.json") == made: return sc
     (dslr / "nerfstudio" / "transforms_undistorted.json").unlink(missing_ok=True)   # not a complete scene until the end
     room = make_room(seed, variety)
     cams = (room_cameras(room, n_views, width, height, seed) if cameras == "walk" else
@@ -101,9 +106,9 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     out = render(_Geometry(room, device, _shadow_res(cams[0])), cams)
     rng = np.random.default_rng([seed, 7])
     sem = root / semantics_dir / "semantics" / scene_id
-    for sub in ("undistorted_images", "undistorted_anon_masks", "render_depth"):
-        (dslr / sub).mkdir(parents=True, exist_ok=True)
-    sem.mkdir(parents=True, exist_ok=True)
+    for d in [dslr / s for s in ("undistorted_images", "undistorted_anon_masks", "render_depth")] + [sem]:
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.glob("DSC*"): f.unlink()     # views of an earlier run with other settings
     for k, name in enumerate(names):
         stem = Path(name).stem
         Image.fromarray(out["rgb"][k]).save(dslr / "undistorted_images" / name, quality=95)
@@ -124,6 +129,7 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
                            is_bad=False, mask_path=Path(names[k]).stem + ".png")
     meta = dict(fl_x=c.fx, fl_y=c.fy, cx=c.cx, cy=c.cy, w=width, h=height, k1=0.0, k2=0.0, k3=0.0, k4=0.0,
                 camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in test], has_mask=True)
+    write_json(sc / "synthetic.json", made)
     atomic_write(dslr / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=4))   # last: now complete
     return sc
 
@@ -133,6 +139,7 @@ def make_scannetpp_tree(root,               # the release folder to write: data/
                         width: int = 64, height: int = 48, # undistorted image size
                         views: int = 8,     # DSLR views per scene
                         seed: int = 0,      # the whole tree follows from it
+                        overwrite: bool = False, # False: keep complete scenes made with the same settings (resume)
                         **kw,               # more settings for `write_scannetpp_scene`
                        ) -> dict:           # dict(train=[scene folders], val=[scene folders])
     "A small ScanNet++-layout release of synthetic rooms: scenes, NVS/semantic splits and the top-100 class list."
@@ -140,7 +147,7 @@ def make_scannetpp_tree(root,               # the release folder to write: data/
     for split, n in (("train", n_train), ("val", n_val)):
         for k in range(n):
             s = int(np.random.SeedSequence([seed, ("train", "val").index(split), k]).generate_state(1)[0])
-            out[split].append(write_scannetpp_scene(root, f"{s:08x}{k:02x}", s, views, width, height, **kw))
+            out[split].append(write_scannetpp_scene(root, f"{s:08x}{k:02x}", s, views, width, height, overwrite=overwrite, **kw))
         atomic_write(root / "splits" / f"nvs_sem_{split}.txt", "".join(f"{p.name}\n" for p in out[split]))
     atomic_write(root / "metadata" / "semantic_benchmark" / "top100.txt", "".join(f"{c}\n" for c in CLASSES))
     return out

@@ -136,3 +136,16 @@ def test_fit3d_reorganised_layout(tmp_path):
     assert b.name == sc.name and len(b.train) == 5 and b.test == [] and b.mask(0) is not None
     np.testing.assert_allclose(np.stack([c.c2w for c in a.cameras]), np.stack([c.c2w for c in b.cameras]), atol=1e-12)
     np.testing.assert_allclose(a.points, b.points, atol=1e-6)
+
+
+def test_scannetpp_tree_resumes(tmp_path):
+    from fit3d.synthetic import make_scannetpp_tree
+    kw = dict(n_train=1, n_val=1, width=32, height=24, views=4, seed=3)
+    tree = make_scannetpp_tree(tmp_path, **kw)
+    tf = lambda p: p / "dslr" / "nerfstudio" / "transforms_undistorted.json"
+    t0 = tf(tree["train"][0]).stat().st_mtime_ns
+    tf(tree["val"][0]).unlink()                                                 # as if killed while writing it
+    make_scannetpp_tree(tmp_path, **kw)
+    assert tf(tree["train"][0]).stat().st_mtime_ns == t0 and tf(tree["val"][0]).exists()
+    make_scannetpp_tree(tmp_path, **{**kw, "views": 5})                         # other settings: remade
+    assert len(read_scene(tree["train"][0])) == 5
