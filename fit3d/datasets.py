@@ -116,7 +116,7 @@ def resize_sample(sample: dict,          # a sample dict
             out[k] = F.interpolate(a[None, None].float(), size=size, mode="nearest")[0, 0].numpy().astype(sample[k].dtype)
     return out
 
-# %% ../nbs/08_datasets.ipynb #935d1a9f
+# %% ../nbs/08_datasets.ipynb #f99f10f9
 _SPLIT_DIRS = {"train": "training", "training": "training", "val": "validation", "validation": "validation",
                "test": "validation"}
 
@@ -282,7 +282,7 @@ def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (inp
         return dict(image=np.ascontiguousarray(im), depth=np.ascontiguousarray(d), name=f"{img.parts[-4]}/{img.parts[-3]}/{img.stem}")
     return Samples(items, load, None, f"kitti/{Path(split).stem}")
 
-# %% ../nbs/08_datasets.ipynb #e5244987
+# %% ../nbs/08_datasets.ipynb #da4c53cb
 NYU40_CLASSES = ["wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
                  "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
                  "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box",
@@ -366,7 +366,7 @@ def nyuv2_labelled(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official la
         return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32), name=f"nyu_{i + 1:04d}")
     return Samples(ids, load, names, f"nyuv2/{split}/{classes}")
 
-# %% ../nbs/08_datasets.ipynb #d74d8fab
+# %% ../nbs/08_datasets.ipynb #2107a3a7
 def nyuv2(root="data/nyuv2",     # the official evaluation's folder (images/, annotations/), or the labelled .mat
           split: str = "val",    # "train" or "val" ("test")
           classes: int = 13,     # 13 (the paper's) or 40
@@ -387,7 +387,7 @@ def nyu_depth(root="data/nyu",    # the toolbox's nyu folder: <scene>/rgb_*.jpg,
     root = Path(root)
     return depth_pairs(root, root / f"nyu_{split}.txt", 1000.0, "nyu", also_under=("sync", "official_splits/test"))
 
-# %% ../nbs/08_datasets.ipynb #028bae10
+# %% ../nbs/08_datasets.ipynb #c7bdab28
 def scannet(root="data/scannet",  # the official evaluation's folder: images/, annotations/, scannet_{train,val}.txt
             split: str = "val",   # "train" or "val"
             task: Literal["seg", "depth"] = "seg", # 40-class segmentation or depth
@@ -487,7 +487,7 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
         return resize_sample(s, size) if size is not None and s["image"].shape[:2] != tuple(size) else s
     return Samples(items, load, classes, f"scannetpp/{split if isinstance(split, str) else 'scenes'}/{device}")
 
-# %% ../nbs/08_datasets.ipynb #321bda29
+# %% ../nbs/08_datasets.ipynb #dce67ab4
 def scannetpp_eval(root="data/scannetpp_eval", # FiT3D's preprocessed set: images/, annotations/, scannetpp_{train,val}.txt
                    split: str = "val",          # "train" or "val"
                    task: Literal["seg", "depth"] = "seg", # 100-class segmentation or depth
@@ -533,7 +533,7 @@ def synthetic(root="data/synthetic",   # folder holding benchmark.json
     classes = next((s.classes for s in scenes if s.classes), None)
     return Samples(items, lambda it: parts[it[0]].load(it[1]), classes, f"synthetic/{split}")
 
-# %% ../nbs/08_datasets.ipynb #06127fae
+# %% ../nbs/08_datasets.ipynb #7d6d3627
 Task = Literal["seg", "depth"]
 
 @dataclass(frozen=True)
@@ -589,7 +589,7 @@ def load_dataset(name: str,            # a key of `DATASETS`
     if not root.exists(): raise SceneError(root, f"{name} data set not found (put it here, or pass its folder)")
     return info.read(root, split, task)
 
-# %% ../nbs/08_datasets.ipynb #fb39242f
+# %% ../nbs/08_datasets.ipynb #d0075a54
 def _colours(n: int) -> np.ndarray:
     "A fixed colour per class id (id -1 = black)."
     return np.vstack([np.random.default_rng(3).integers(40, 256, (max(n, 1), 3)), [[0, 0, 0]]]).astype(np.uint8)
