@@ -22,7 +22,7 @@ def room(h: int, w: int,        # size
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: # (rgb uint8, labels int64, depth float32 metres)
     "A blocky room: class rectangles, an image that shows them and depth that rises towards the top."
     rng = np.random.default_rng(seed)
-    lab = np.zeros((h, w), np.int64)
+    lab = np.zeros((h, w), np.int64); lab[int(0.6 * h):] = min(1, n_classes - 1)   # wall above, floor below
     for _ in range(6):
         y0, x0 = rng.integers(0, h - 1), rng.integers(0, w - 1)
         lab[y0:y0 + rng.integers(h // 6 + 1, h // 2 + 2), x0:x0 + rng.integers(w // 6 + 1, w // 2 + 2)] = rng.integers(0, n_classes)
