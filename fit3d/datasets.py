@@ -539,6 +539,7 @@ Task = Literal["seg", "depth"]
 @dataclass(frozen=True)
 class DatasetInfo:
     "One evaluation data set: how to read it and the settings the reference evaluates it with."
+    name: str                             # the key in `DATASETS`
     read: Callable[..., Samples]          # read(root, split, task) -> Samples; split is "train" or "val"
     tasks: tuple[str, ...]                # the probes it serves: "seg" and/or "depth"
     roots: dict                           # default folder per task, relative to the working directory
@@ -547,45 +548,62 @@ class DatasetInfo:
     eval_crop: str | None = None          # the depth evaluation crop, a `fit3d.probe.eval_crop` name
     image_size: tuple[int, int] | None = None # (H, W) the reference evaluates at, where the data set fixes it
     paper: str = ""                       # where the FiT3D paper reports it
+    both: bool = False                    # one read gives labels and depth together (task "both")
 
-    def root(self, task: Task) -> str: return self.roots.get(task, next(iter(self.roots.values())))
+    def root(self, task: str) -> str: return self.roots.get(task, next(iter(self.roots.values())))
+
+    def splits(self, root=None,           # the data set's folder (default: `self.root(task)`)
+               task: str | None = None,   # "seg", "depth", "both", or None: the one task, or "both" where one read serves both
+              ) -> dict:
+        "Training and evaluation samples with the settings a probe needs: train, val, task, n_classes, depth range, crop."
+        if task is None: task = self.tasks[0] if len(self.tasks) == 1 else "both"
+        if task == "both" and not self.both:
+            raise ValueError(f"{self.name} reads segmentation and depth from different files: pass task='seg' or 'depth'")
+        if task != "both" and task not in self.tasks: raise ValueError(f"{self.name} has no {task!r} task (it has {', '.join(self.tasks)})")
+        root = Path(root) if root is not None else Path(self.root("seg" if task == "both" else task))
+        if not root.exists(): raise SceneError(root, f"{self.name} data set not found (put it here, or pass its folder)")
+        lo, hi = self.depth_range or (None, None)
+        return dict(train=self.read(root, "train", task), val=self.read(root, "val", task), task=task, root=root,
+                    n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop, image_size=self.image_size)
 
 def _scannetpp_any(root, split, task):
     "The preprocessed evaluation set when `root` holds it (images/ + annotations/), otherwise the toolkit layout."
     root = Path(root)
-    if (root / "images").is_dir() or (root / f"scannetpp_{split}.txt").exists(): return scannetpp_eval(root, split, task)
+    if (root / "images").is_dir() or (root / f"scannetpp_{split}.txt").exists():
+        if task == "both": raise ValueError(f"{root} is FiT3D's preprocessed set: pass task='seg' or 'depth'")
+        return scannetpp_eval(root, split, task)
     return scannetpp(root, split, task)
 
 def _nyu_any(root, split, task): return nyuv2(root, split) if task == "seg" else nyu_depth(root, split)
 def _kitti(root, split, task): return kitti_depth(root, {"train": "eigen_train", "val": "eigen_test"}.get(split, split))
 
-DATASETS: dict[str, DatasetInfo] = {
-    "scannetpp": DatasetInfo(_scannetpp_any, ("seg", "depth"), {"seg": "data/scannetpp"}, 100, (1e-3, 20.0), None,
-                             (584, 876), "Tables 1, 2, 9, 10, 13"),
-    "scannet": DatasetInfo(lambda r, s, t: scannet(r, s, t), ("seg", "depth"), {"seg": "data/scannet"}, 40,
-                           (1e-3, 10.0), "eigen_nyu", None, "Tables 3, 4"),
-    "nyuv2": DatasetInfo(_nyu_any, ("seg", "depth"), {"seg": "data/nyuv2", "depth": "data/nyu"}, 13, (1e-3, 10.0),
-                         "eigen_nyu", (480, 640), "Tables 3, 4"),
-    "ade20k": DatasetInfo(lambda r, s, t: ade20k(r, s), ("seg",), {"seg": "data/ade20k/ADEChallengeData2016"}, 150,
-                          paper="Table 3"),
-    "voc": DatasetInfo(lambda r, s, t: pascal_voc(r, s), ("seg",), {"seg": "data/voc/VOCdevkit/VOC2012"}, 21,
-                       paper="Table 3"),
-    "kitti": DatasetInfo(_kitti, ("depth",), {"depth": "data/kitti"}, None, (1e-3, 80.0), "garg", (352, 1216),
-                         "Table 4"),
-    "synthetic": DatasetInfo(lambda r, s, t: synthetic(r, s), ("seg", "depth"), {"seg": "data/synthetic"}, None,
-                             (1e-3, 10.0), None, None, "ours (no paper number)"),
-}
+DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
+    DatasetInfo("scannetpp", _scannetpp_any, ("seg", "depth"), {"seg": "data/scannetpp"}, 100, (1e-3, 20.0), None,
+                (584, 876), "Tables 1, 2, 9, 10, 13", both=True),
+    DatasetInfo("scannet", lambda r, s, t: scannet(r, s, t), ("seg", "depth"), {"seg": "data/scannet"}, 40,
+                (1e-3, 10.0), "eigen_nyu", None, "Tables 3, 4"),
+    DatasetInfo("nyuv2", _nyu_any, ("seg", "depth"), {"seg": "data/nyuv2", "depth": "data/nyu"}, 13, (1e-3, 10.0),
+                "eigen_nyu", (480, 640), "Tables 3, 4"),
+    DatasetInfo("ade20k", lambda r, s, t: ade20k(r, s), ("seg",), {"seg": "data/ade20k/ADEChallengeData2016"}, 150,
+                paper="Table 3"),
+    DatasetInfo("voc", lambda r, s, t: pascal_voc(r, s), ("seg",), {"seg": "data/voc/VOCdevkit/VOC2012"}, 21,
+                paper="Table 3"),
+    DatasetInfo("kitti", _kitti, ("depth",), {"depth": "data/kitti"}, None, (1e-3, 80.0), "garg", (352, 1216), "Table 4"),
+    DatasetInfo("synthetic", lambda r, s, t: synthetic(r, s), ("seg", "depth"), {"seg": "data/synthetic"}, None,
+                (1e-3, 10.0), None, None, "ours (no paper number)", both=True),
+)}
 
 def load_dataset(name: str,            # a key of `DATASETS`
-                 task: Task,           # "seg" or "depth"
+                 task: str,            # "seg", "depth" (or "both" for scannetpp and synthetic)
                  split: str = "val",   # "train" or "val"
                  root=None,            # the data set's folder (default: `DATASETS[name].root(task)`)
                 ) -> Samples:
     "The `split` samples of data set `name` for probe `task`, read from `root`."
     if name not in DATASETS: raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     info = DATASETS[name]
-    if task not in info.tasks: raise ValueError(f"{name} has no {task!r} task (it has {', '.join(info.tasks)})")
-    root = Path(root) if root is not None else Path(info.root(task))
+    if task not in info.tasks and not (task == "both" and info.both):
+        raise ValueError(f"{name} has no {task!r} task (it has {', '.join(info.tasks)})")
+    root = Path(root) if root is not None else Path(info.root("seg" if task == "both" else task))
     if not root.exists(): raise SceneError(root, f"{name} data set not found (put it here, or pass its folder)")
     return info.read(root, split, task)
 
