@@ -25,7 +25,8 @@ def room(h: int, w: int,        # size
     lab = np.zeros((h, w), np.int64); lab[int(0.6 * h):] = min(1, n_classes - 1)   # wall above, floor below
     for _ in range(6):
         y0, x0 = rng.integers(0, h - 1), rng.integers(0, w - 1)
-        lab[y0:y0 + rng.integers(h // 6 + 1, h // 2 + 2), x0:x0 + rng.integers(w // 6 + 1, w // 2 + 2)] = rng.integers(0, n_classes)
+        dy, dx = rng.integers(h // 6 + 1, h // 2 + 2), rng.integers(w // 6 + 1, w // 2 + 2)
+        lab[y0:y0 + dy, x0:x0 + dx] = rng.integers(0, n_classes)
     pal = np.random.default_rng(99).integers(40, 255, (max(n_classes, 1), 3))
     rgb = np.clip(pal[lab] + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
     depth = (1.0 + 4.0 * (1 - np.arange(h)[:, None] / h) + 0.3 * (lab % 3) + np.zeros((1, w))).astype(np.float32)
@@ -51,7 +52,8 @@ def write_mmseg(root, img_suffix: str, n_classes: int, names: dict, h: int = 48,
         for k, stem in enumerate(stems):
             rgb, lab, _ = room(h, w, n_classes, seed=k + (0 if split == "training" else 50))
             lab = lab + 1; lab[:2] = 0                 # a strip without label, as real annotations have
-            _save_png(rgb, root / "images" / split / f"{stem}{img_suffix}", **({"format": "JPEG"} if img_suffix.lower() == ".jpg" else {}))
+            fmt = {"format": "JPEG"} if img_suffix.lower() == ".jpg" else {}
+            _save_png(rgb, root / "images" / split / f"{stem}{img_suffix}", **fmt)
             _save_png(lab.astype(np.uint8), root / "annotations" / split / f"{stem}.png")
     return root
 
@@ -70,7 +72,8 @@ def write_ade20k(root) -> Path:
     "ADEChallengeData2016 with two training and one validation image, and objectInfo150.txt."
     root = write_mmseg(Path(root), ".jpg", 150, {"training": ["ADE_train_00000001", "ADE_train_00000002"],
                                                  "validation": ["ADE_val_00000001"]})
-    _write_list(root / "objectInfo150.txt", ["Idx\tRatio\tTrain\tVal\tName"] + [f"{i}\t0.1\t1\t1\tname{i};alias" for i in range(1, 151)])
+    rows = [f"{i}\t0.1\t1\t1\tname{i};alias" for i in range(1, 151)]
+    _write_list(root / "objectInfo150.txt", ["Idx\tRatio\tTrain\tVal\tName"] + rows)
     return root
 
 def voc_palette() -> list[int]:
@@ -106,7 +109,8 @@ def write_kitti(root) -> Path:
             sparse = np.zeros((H, W), np.uint16); sparse[::4, ::3] = _mm(depth * 5, 256)[::4, ::3]  # lidar-like: sparse
             _save_png(rgb, root / "input" / drive[:10] / drive / "image_02" / "data" / f"{f}.png")
             _save_png(sparse, root / "gt_depth" / drive / "proj_depth" / "groundtruth" / "image_02" / f"{f}.png")
-            lines.append(f"{drive[:10]}/{drive}/image_02/data/{f}.png {drive}/proj_depth/groundtruth/image_02/{f}.png 721.5377")
+            lines.append(f"{drive[:10]}/{drive}/image_02/data/{f}.png "
+                         f"{drive}/proj_depth/groundtruth/image_02/{f}.png 721.5377")
         lines.append(f"{drive[:10]}/{drive}/image_02/data/0000000070.png None 721.5377")   # no ground truth: skipped
         _write_list(root / f"kitti_eigen_{split}.txt", lines)
     return root
@@ -130,9 +134,11 @@ def write_scannet(root) -> Path:
 
 def write_scannetpp_eval(root) -> Path:
     "FiT3D's preprocessed ScanNet++ evaluation set: .JPG images, top-100 labels 1..100, depth lists."
-    root = write_mmseg(Path(root), ".JPG", 100, {"training": ["0a5c013435_DSC00001"], "validation": ["1ada7a0617_DSC00003"]}, 40, 60)
+    root = write_mmseg(Path(root), ".JPG", 100, {"training": ["0a5c013435_DSC00001"],
+                                                 "validation": ["1ada7a0617_DSC00003"]}, 40, 60)
     return write_pairs(root, {"scannetpp_train.txt": [("depth/0a5c013435_DSC00001.JPG", "depth/0a5c013435_DSC00001.png")],
-                              "scannetpp_val.txt": [("depth/1ada7a0617_DSC00003.JPG", "depth/1ada7a0617_DSC00003.png")]}, 40, 60)
+                              "scannetpp_val.txt": [("depth/1ada7a0617_DSC00003.JPG", "depth/1ada7a0617_DSC00003.png")]},
+                       40, 60)
 
 TOP100_FIRST = ["wall", "ceiling", "floor", "table", "door", "ceiling lamp", "cabinet", "blinds", "curtain", "chair"]
 
@@ -143,8 +149,9 @@ def write_scannetpp(root,                              # the release folder to w
                    ) -> Path:
     "A ScanNet++ release tree with the toolkit's outputs: undistorted DSLR images, masks, render_depth, 2D semantics."
     root = Path(root)
-    _write_list(root / "metadata" / "semantic_benchmark" / "top100.txt", TOP100_FIRST + [f"class{i}" for i in range(10, 100)])
-    for split in ("train", "val"): _write_list(root / "splits" / f"nvs_sem_{split}.txt", [s for s, sp in scenes if sp == split])
+    _write_list(root / "metadata/semantic_benchmark/top100.txt", TOP100_FIRST + [f"class{i}" for i in range(10, 100)])
+    for split in ("train", "val"):
+        _write_list(root / "splits" / f"nvs_sem_{split}.txt", [s for s, sp in scenes if sp == split])
     for k, (sc, _) in enumerate(scenes):
         dslr = root / "data" / sc / "dslr"
         for i in range(n_images):
@@ -186,7 +193,7 @@ def write_fixtures(root) -> Path:
         for task, write in writers.items(): write(root / DATASETS[name].roots[task])
     return root
 
-# %% ../nbs/08a_dataset_fixtures.ipynb #83ee5d4c
+# %% ../nbs/08a_dataset_fixtures.ipynb #a3710755
 def write_nyu_mat(folder,              # where nyu_depth_v2_labeled.mat, splits.mat and classMapping40.mat go
                   v73: bool = False,   # MATLAB v7.3 (HDF5, as the real file; needs h5py) instead of v5
                  ) -> Path:
@@ -201,11 +208,13 @@ def write_nyu_mat(folder,              # where nyu_depth_v2_labeled.mat, splits.
     if v73:
         import h5py
         with h5py.File(d / "nyu_depth_v2_labeled.mat", "w", userblock_size=512) as f:
-            f["images"] = images.transpose(3, 2, 1, 0); f["depths"] = depths.transpose(2, 1, 0); f["labels"] = labels.transpose(2, 1, 0)
+            f["images"] = images.transpose(3, 2, 1, 0)
+            f["depths"], f["labels"] = depths.transpose(2, 1, 0), labels.transpose(2, 1, 0)
         with open(d / "nyu_depth_v2_labeled.mat", "r+b") as f:    # MATLAB's 512-byte text header before the HDF5 data
             f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + b"\0" * 8 + b"\x00\x02IM")
     else: scipy.io.savemat(d / "nyu_depth_v2_labeled.mat", dict(images=images, depths=depths, labels=labels))
     scipy.io.savemat(d / "splits.mat", dict(trainNdxs=np.array([[1], [3]]), testNdxs=np.array([[2]])))
     map40 = (np.arange(894) % 40 + 1)[None].astype(np.float64)      # raw k -> ((k - 1) % 40) + 1
-    scipy.io.savemat(d / "classMapping40.mat", dict(mapClass=map40, className=np.array([f"c{i}" for i in range(1, 41)], dtype=object)[None]))
+    names = np.array([f"c{i}" for i in range(1, 41)], dtype=object)[None]
+    scipy.io.savemat(d / "classMapping40.mat", dict(mapClass=map40, className=names))
     return d

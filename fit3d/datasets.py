@@ -160,14 +160,16 @@ def depth_pairs(root,                       # the data-set folder the list's pat
                ) -> Samples:
     "Image/depth pairs from a Monocular-Depth-Estimation-Toolbox split list; every listed file must exist."
     root, split_file = Path(root), Path(split_file)
-    if not depth_scale or depth_scale <= 0: raise SceneError(split_file, f"depth scale must be positive, got {depth_scale!r}")
+    if not depth_scale or depth_scale <= 0:
+        raise SceneError(split_file, f"depth scale must be positive, got {depth_scale!r}")
     def find(rel: str) -> Path:
         cands = [inside(root, rel, split_file)] + [inside(root / a, rel, split_file) for a in also_under]
         return next((c for c in cands if c.exists()), cands[0])
     items, skipped = [], 0
     for k, line in enumerate(_lines(split_file)):
         parts = line.split()
-        if len(parts) < 2: raise SceneError(split_file, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> [focal]'")
+        if len(parts) < 2:
+            raise SceneError(split_file, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> [focal]'")
         if parts[1] == "None": skipped += 1; continue   # the toolbox drops frames without ground truth too
         img, dep = find(parts[0]), find(parts[1])
         for p, what in ((img, "image"), (dep, "depth map")):
@@ -248,7 +250,7 @@ def _kitti_split_file(root: Path, split: str) -> Path:
 def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (input/, gt_depth/, kitti_eigen_*.txt)
                 split: str = "eigen_test",     # "eigen_test", "eigen_train", a path to a split list, or "train"/"val"
                 raw_dir: str | None = None,    # raw drives under root (default: "input", else "raw")
-                depth_dir: str | None = None,  # annotated depth under root (default: "gt_depth", else "data_depth_annotated")
+                depth_dir: str | None = None,  # ground truth under root (default: "gt_depth", else "data_depth_annotated")
                 kb_crop: bool = True,          # crop to 352x1216 (KB crop), as the reference
                ) -> Samples:
     "KITTI depth: RGB frames with projected-lidar ground truth in metres (0 = unknown)."
@@ -260,15 +262,17 @@ def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (inp
         for gt in sorted((gt_root / split).glob("*/proj_depth/groundtruth/image_0[23]/*.png")):
             drive, cam = gt.parts[-5], gt.parts[-2]
             items.append((raw / drive[:10] / drive / cam / "data" / gt.name, gt))
-        if not items: raise SceneError(gt_root / split, "no annotated depth maps found (expected <drive>/proj_depth/groundtruth/image_02/*.png)")
+        if not items: raise SceneError(gt_root / split, "no annotated depth maps found "
+                                                        "(expected <drive>/proj_depth/groundtruth/image_02/*.png)")
     else:
         lst = _kitti_split_file(root, split)
         for k, line in enumerate(_lines(lst)):
             parts = line.split()
-            if len(parts) < 2: raise SceneError(lst, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> <focal>'")
+            if len(parts) < 2:
+                raise SceneError(lst, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> <focal>'")
             if parts[1] == "None": continue               # no ground truth: the reference skips these frames too
             img = inside(raw, parts[0], lst)
-            cands = [inside(gt_root, parts[1], lst), inside(gt_root / "train", parts[1], lst), inside(gt_root / "val", parts[1], lst)]
+            cands = [inside(gt_root / sub, parts[1], lst) for sub in ("", "train", "val")]
             gt = next((c for c in cands if c.exists()), cands[0])
             for p, what in ((img, "image"), (gt, "depth map")):
                 if not p.exists(): raise SceneError(p, f"{what} listed on line {k + 1} of {lst.name} does not exist")
@@ -279,7 +283,8 @@ def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (inp
         im, d = _rgb(img), read_depth_png(gt, 256.0)
         _same_size(gt, d, im, img, "depth")
         if kb_crop: im, d = kitti_kb_crop(im), kitti_kb_crop(d)
-        return dict(image=np.ascontiguousarray(im), depth=np.ascontiguousarray(d), name=f"{img.parts[-4]}/{img.parts[-3]}/{img.stem}")
+        return dict(image=np.ascontiguousarray(im), depth=np.ascontiguousarray(d),
+                    name=f"{img.parts[-4]}/{img.parts[-3]}/{img.stem}")
     return Samples(items, load, None, f"kitti/{Path(split).stem}")
 
 # %% ../nbs/08_datasets.ipynb #da4c53cb
@@ -304,7 +309,8 @@ class _Mat:
         self.hdf5 = head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n"
         if self.hdf5:
             try: import h5py
-            except ImportError as e: raise SceneError(self.path, "is a MATLAB v7.3 (HDF5) file; install h5py to read it (pip install h5py)") from e
+            except ImportError as e:
+                raise SceneError(self.path, "is a MATLAB v7.3 (HDF5) file; install h5py to read it (pip install h5py)") from e
             self.f = h5py.File(self.path, "r")
         else:
             import scipy.io
@@ -363,7 +369,8 @@ def nyuv2_labelled(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official la
         img = mat.frame("images", i)
         raw = mat.frame("labels", i).astype(np.int64)
         if raw.max() >= len(lut): raise SceneError(path, f"frame {i + 1} has label {raw.max()} beyond the 894 classes")
-        return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32), name=f"nyu_{i + 1:04d}")
+        return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32),
+                    name=f"nyu_{i + 1:04d}")
     return Samples(ids, load, names, f"nyuv2/{split}/{classes}")
 
 # %% ../nbs/08_datasets.ipynb #2107a3a7
@@ -419,7 +426,7 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
               device: str = "dslr",           # "dslr" or "iphone"
               image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images / rgb)
               depth_dir: str = "render_depth", # rendered depth (uint16 mm) under <scene>/<device>/
-              semantics_root=None,            # semantics_2d.py's <save_dir_root>/<save_dir> (default: <root>/semantics_2d)
+              semantics_root=None,            # semantics_2d.py's output folder (default: <root>/semantics_2d)
               render_semantics_dir: str | None = None, # or: labels rendered beside the depth, under <scene>/<device>/
               classes_file=None,              # the class list (default: metadata/semantic_benchmark/top100.txt)
               mask_dir: str | None = "auto",  # anonymisation masks under <scene>/<device>/ ("auto": if present)
@@ -428,13 +435,16 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
              ) -> Samples:
     "ScanNet++ images with the toolkit's rendered depth and/or 2D semantics, from the release layout."
     root = Path(root)
-    if task not in ("seg", "depth", "both"): raise ValueError(f"ScanNet++ task must be 'seg', 'depth' or 'both', not {task!r}")
-    if semantics_root is not None and render_semantics_dir is not None: raise ValueError("give semantics_root or render_semantics_dir, not both")
+    if task not in ("seg", "depth", "both"):
+        raise ValueError(f"ScanNet++ task must be 'seg', 'depth' or 'both', not {task!r}")
+    if semantics_root is not None and render_semantics_dir is not None:
+        raise ValueError("give semantics_root or render_semantics_dir, not both")
     scenes, lst = _scannetpp_split(root, split)
     image_dir = image_dir or ("undistorted_images" if device == "dslr" else "rgb")
     want_lab, want_dep = task in ("seg", "both"), task in ("depth", "both")
     sem_root = Path(semantics_root) if semantics_root is not None else root / "semantics_2d"
-    classes = _classes_file(Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt") if want_lab else None
+    classes_file = Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt"
+    classes = _classes_file(classes_file) if want_lab else None
     items, problems = [], []
     for sc in scenes:
         d = child(root / "data", sc, lst) / device
@@ -449,7 +459,7 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
             sem = None
             if want_lab:
                 cands = ([d / render_semantics_dir / f"{img.stem}.png"] if render_semantics_dir else
-                         [sem_root / "semantics" / sc / f"{img.name}.png", sem_root / "semantics" / sc / f"{img.stem}.png"])
+                         [sem_root / "semantics" / sc / f"{n}.png" for n in (img.name, img.stem)])
                 sem = next((c for c in cands if c.exists()), None)
                 if sem is None: no_lab.append(cands[0])
             m = md / f"{img.stem}.png" if md is not None and (md / f"{img.stem}.png").exists() else None
@@ -488,14 +498,14 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     return Samples(items, load, classes, f"scannetpp/{split if isinstance(split, str) else 'scenes'}/{device}")
 
 # %% ../nbs/08_datasets.ipynb #dce67ab4
-def scannetpp_eval(root="data/scannetpp_eval", # FiT3D's preprocessed set: images/, annotations/, scannetpp_{train,val}.txt
+def scannetpp_eval(root="data/scannetpp",     # FiT3D's preprocessed set: images/, annotations/, scannetpp_{train,val}.txt
                    split: str = "val",          # "train" or "val"
                    task: Literal["seg", "depth"] = "seg", # 100-class segmentation or depth
                   ) -> Samples:
     "FiT3D's preprocessed ScanNet++ evaluation set (584x876): top-100 labels (0 = none) or depth PNGs in mm."
     root = Path(root)
     if task == "seg":
-        top = next((p for p in (root / "top100.txt", root / "metadata" / "semantic_benchmark" / "top100.txt") if p.exists()), None)
+        top = next((p for p in (root / "top100.txt", root / "metadata/semantic_benchmark/top100.txt") if p.exists()), None)
         names = _classes_file(top) if top else [f"class{i}" for i in range(100)]
         if len(names) != 100: raise SceneError(top, f"has {len(names)} classes; the ScanNet++ benchmark has 100")
         return mmseg_segmentation(root, split, ".JPG", names, "scannetpp")
@@ -525,7 +535,8 @@ def synthetic(root="data/synthetic",   # folder holding benchmark.json
     if not bj.exists(): raise SceneError(bj, "benchmark list does not exist (write it with fit3d.synthetic)")
     meta = read_json(bj, "benchmark list")
     if not isinstance(meta, dict) or split not in meta:
-        raise SceneError(bj, f"has no {split!r} list (has {', '.join(meta) if isinstance(meta, dict) else type(meta).__name__})")
+        has = ', '.join(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise SceneError(bj, f"has no {split!r} list (has {has})")
     scenes = [read_scene(child(root, p, bj)) for p in meta[split]]
     if not scenes: raise SceneError(bj, f"its {split!r} list is empty")
     parts = [scene_samples(s) for s in scenes]
@@ -553,18 +564,20 @@ class DatasetInfo:
     def root(self, task: str) -> str: return self.roots.get(task, next(iter(self.roots.values())))
 
     def splits(self, root=None,           # the data set's folder (default: `self.root(task)`)
-               task: str | None = None,   # "seg", "depth", "both", or None: the one task, or "both" where one read serves both
+               task: str | None = None,   # "seg", "depth", "both"; None: the only task, else "both"
               ) -> dict:
         "Training and evaluation samples with the settings a probe needs: train, val, task, n_classes, depth range, crop."
         if task is None: task = self.tasks[0] if len(self.tasks) == 1 else "both"
         if task == "both" and not self.both:
             raise ValueError(f"{self.name} reads segmentation and depth from different files: pass task='seg' or 'depth'")
-        if task != "both" and task not in self.tasks: raise ValueError(f"{self.name} has no {task!r} task (it has {', '.join(self.tasks)})")
+        if task != "both" and task not in self.tasks:
+            raise ValueError(f"{self.name} has no {task!r} task (it has {', '.join(self.tasks)})")
         root = Path(root) if root is not None else Path(self.root("seg" if task == "both" else task))
         if not root.exists(): raise SceneError(root, f"{self.name} data set not found (put it here, or pass its folder)")
         lo, hi = self.depth_range or (None, None)
         return dict(train=self.read(root, "train", task), val=self.read(root, "val", task), task=task, root=root,
-                    n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop, image_size=self.image_size)
+                    n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop,
+                    image_size=self.image_size)
 
 def _scannetpp_any(root, split, task):
     "The preprocessed evaluation set when `root` holds it (images/ + annotations/), otherwise the toolkit layout."
