@@ -427,7 +427,7 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
               image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images / rgb)
               depth_dir: str = "render_depth", # rendered depth (uint16 mm) under <scene>/<device>/
               semantics_root=None,            # semantics_2d.py's output folder (default: <root>/semantics_2d)
-              render_semantics_dir: str | None = None, # or: labels rendered beside the depth, under <scene>/<device>/
+              render_semantics_dir: str | None = None, # or: labels rendered beside the depth (default if no semantics_2d/)
               classes_file=None,              # the class list (default: metadata/semantic_benchmark/top100.txt)
               mask_dir: str | None = "auto",  # anonymisation masks under <scene>/<device>/ ("auto": if present)
               missing: Literal["error", "skip"] = "error", # an image without its targets: stop, or skip it with a warning
@@ -443,6 +443,8 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     image_dir = image_dir or ("undistorted_images" if device == "dslr" else "rgb")
     want_lab, want_dep = task in ("seg", "both"), task in ("depth", "both")
     sem_root = Path(semantics_root) if semantics_root is not None else root / "semantics_2d"
+    if semantics_root is None and render_semantics_dir is None and not sem_root.is_dir():
+        render_semantics_dir = "render_semantics"          # no semantics_2d output: labels rendered beside the depth
     classes_file = Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt"
     classes = _classes_file(classes_file) if want_lab else None
     items, problems = [], []
