@@ -282,9 +282,17 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
     for k, h in heads.items(): h.eval(); h.losses = losses[k]
     return heads
 
-def _cached_batches(feats: list, targets: list, cfg: ProbeConfig, feats_flipped: list | None = None,
+def _cached_batches(feats: list | dict, targets: list, cfg: ProbeConfig, feats_flipped: list | dict | None = None,
                     name: str = "probe") -> Callable:
     "Batches of cached (feature map, target) pairs: shuffled epochs, a random flip per sample (features of flipped images if given)."
+    if isinstance(feats, dict):  # several heads' inputs (rows of a table), one batch order
+        rows = {k: _cached_batches(v, targets, cfg, None if feats_flipped is None else feats_flipped[k], k) for k, v in feats.items()}
+        def batches(step, g, dev):
+            s = g.get_state(); out, ts = {}, None
+            for k, b in rows.items():
+                g.set_state(s); f, ts = b(step, g, dev); out.update(f)
+            return out, ts
+        return batches
     state = dict(order=torch.empty(0, dtype=torch.long))
     def batches(step, g, dev):
         while len(state["order"]) < cfg.batch_size: state["order"] = torch.cat([state["order"], torch.randperm(len(feats), generator=g)])
