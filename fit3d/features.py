@@ -1,4 +1,5 @@
-"""One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
+"""One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched
+extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
 
 Docs: https://fit3d.github.io/fit3d/features.html.md"""
 

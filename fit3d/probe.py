@@ -1,4 +1,5 @@
-"""Semantic segmentation and monocular depth from a linear head on dense features, with one protocol for every backbone: the head, optimiser, schedule, losses and metrics of DINOv2's linear evaluation, which FiT3D reuses.
+"""Semantic segmentation and monocular depth from a linear head on dense features, with one protocol for every
+backbone: the head, optimiser, schedule, losses and metrics of DINOv2's linear evaluation, which FiT3D reuses.
 
 Docs: https://fit3d.github.io/fit3d/probe.html.md"""
 

@@ -1,4 +1,6 @@
-"""The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
+"""The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official
+augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside
+them, and the paper's numbers.
 
 Docs: https://fit3d.github.io/fit3d/protocol.html.md"""
 
