@@ -25,9 +25,9 @@ from .store import check_provenance, provenance, read_json, write_json
 
 # %% auto #0
 __all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'FeatureSets', 'SegAugment', 'keep_ratio_size', 'rgb_to_hsv',
-           'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows', 'slide_predict', 'DepthAugment', 'rotate',
-           'color_aug', 'depth_augment', 'flip_tta', 'run_probes', 'toy_probe_samples', 'results_table', 'probe_record',
-           'save_results', 'load_results']
+           'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows', 'slide_predict', 'DepthAugment',
+           'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta', 'run_probes', 'toy_probe_samples',
+           'results_table', 'probe_record', 'save_results', 'load_results']
 
 # %% ../nbs/07a_protocol.ipynb #b18c1725
 ROWS = ("original", "duplicated", "finetuned", "combined")
@@ -212,6 +212,14 @@ DEPTH_PRESETS = dict(  # per data set: depth range, training crop and evaluation
     scannet=dict(max_depth=10.0, crop=(416, 544), eval_crop=None),
     kitti=dict(max_depth=80.0, crop=(352, 704), eval_crop="garg"),
 )
+
+def depth_setup(dataset: str,   # a key of `DEPTH_PRESETS`
+                **cfg_kwargs,   # other `DepthProbeConfig` settings (iters, batch_size, device, ...)
+               ) -> tuple[DepthProbeConfig, DepthAugment, str | None]: # config, augmentation, evaluation crop
+    "The official depth probe's settings for a data set: its depth range, training crop and evaluation crop."
+    if dataset not in DEPTH_PRESETS: raise ValueError(f"no depth preset for {dataset!r}; known: {', '.join(DEPTH_PRESETS)}")
+    p = DEPTH_PRESETS[dataset]
+    return DepthProbeConfig(**{"max_depth": p["max_depth"], **cfg_kwargs}), DepthAugment(crop=p["crop"]), p["eval_crop"]
 
 def rotate(image: torch.Tensor,  # (3, H, W)
            depth: torch.Tensor,  # (H, W), 0 = unknown
