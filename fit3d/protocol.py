@@ -51,22 +51,31 @@ class FeatureSets:
                          finetuned=2 * d if task == "depth" else d, combined=3 * d if task == "depth" else 2 * d)
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor,   # (B, 3, H, W) in [0, 1], on the backbones' device
-                ) -> dict[str, torch.Tensor]:  # row -> (B, C_row, h, w) float32
-        "Every row's features of `images`."
+    def parts(self, images: torch.Tensor,      # (B, 3, H, W) in [0, 1], on the backbones' device
+             ) -> dict[str, torch.Tensor | None]: # o, co (original grid, CLS), f, cf (fine-tuned), float32
+        "One pass of each backbone: the pieces every row is assembled from."
         norm = self.task == "seg"
         with torch.autocast("cuda", torch.bfloat16, enabled=self.amp and images.is_cuda):
             o, co = self.original.tokens(images, norm)
             f, cf = self.finetuned.tokens(images, norm) if self.finetuned is not None else (None, None)
-        o, f = o.float(), None if f is None else f.float()
+        return {k: None if v is None else v.float() for k, v in dict(o=o, co=co, f=f, cf=cf).items()}
+
+    def assemble(self, p: dict) -> dict[str, torch.Tensor]: # row -> (B, C_row, h, w)
+        "The rows' inputs from `parts`."
+        o, co, f, cf = p["o"], p["co"], p["f"], p["cf"]
         if self.task == "seg":
             sets = dict(original=o, duplicated=torch.cat([o, o], 1), finetuned=f, combined=None if f is None else torch.cat([o, f], 1))
         else:
-            b = lambda c: c.float()[:, :, None, None].expand(-1, -1, *o.shape[-2:])
+            b = lambda c: c[:, :, None, None].expand(-1, -1, *o.shape[-2:])
             sets = dict(original=torch.cat([o, b(co)], 1), duplicated=torch.cat([o, o, b(co)], 1),
                         finetuned=None if f is None else torch.cat([f, b(cf)], 1),
                         combined=None if f is None else torch.cat([o, f, b(co)], 1))
         return {k: sets[k] for k in self.rows}
+
+    def __call__(self, images: torch.Tensor,   # (B, 3, H, W) in [0, 1], on the backbones' device
+                ) -> dict[str, torch.Tensor]:  # row -> (B, C_row, h, w) float32
+        "Every row's features of `images`."
+        return self.assemble(self.parts(images))
 
 # %% ../nbs/07a_protocol.ipynb #28c16568
 @dataclass
@@ -293,16 +302,25 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
         return {k: list(v.to(dev)) for k, v in feats.items()}, [p[1].to(dev) for p in pairs]
     return batches
 
+class _Rows(Sequence):
+    "Row `row`'s input of sample i, assembled on access from the cached parts (so the duplicated and combined rows cost no memory)."
+    def __init__(self, sets: FeatureSets, parts: list, row: str): self.sets, self.parts, self.row = sets, parts, row
+    def __len__(self): return len(self.parts)
+    def __getitem__(self, i):
+        p = {k: None if v is None else v[None] for k, v in self.parts[i].items()}
+        return self.sets.assemble(p)[self.row][0]
+
 def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool) -> tuple[dict, dict | None]:
-    "Every row's whole-image features of every sample (CPU, fp16), and of the flipped images if asked."
+    "Every row's whole-image features of every sample (each model's tokens kept once, CPU, fp16), and of the flipped images if asked."
     dev = _device_of(sets)
-    feats, flipped = {k: [] for k in sets.rows}, ({k: [] for k in sets.rows} if flip else None)
+    keep = lambda p: {k: None if v is None else v[0].to("cpu", torch.float16) for k, v in p.items()}
+    parts, fparts = [], []
     for s in tqdm(samples, desc="features", disable=not progress):
         x = _image(s, dev)[None]
-        for k, v in sets(x).items(): feats[k].append(v[0].to("cpu", torch.float16))
-        if flip:
-            for k, v in sets(x.flip(-1)).items(): flipped[k].append(v[0].to("cpu", torch.float16))
-    return feats, flipped
+        parts.append(keep(sets.parts(x)))
+        if flip: fparts.append(keep(sets.parts(x.flip(-1))))
+    rows = lambda ps: {k: _Rows(sets, ps, k) for k in sets.rows}
+    return rows(parts), (rows(fparts) if flip else None)
 
 # %% ../nbs/07a_protocol.ipynb #30256b91
 def run_probes(sets: FeatureSets,               # the rows' features (see `FeatureSets`); its `task` picks the probe
