@@ -81,7 +81,8 @@ GEOMETRY = ["means", "quats", "scales", "opacities"]
 @pytest.mark.parametrize("D,kw,chunks", [(8, {}, [12]), (64, {}, [64, 4]), (64, dict(channel_chunk=32), [32, 32, 4]),
                                          (0, {}, [4]), (5, dict(packed=True), [9]),
                                          (30, dict(background=torch.tensor([0.1, 0.2, 0.3])), [30, 4]),
-                                         (8, dict(fgg=False), [4, 8]), (64, dict(fgg=False, packed=True), [4, 64])])
+                                         (8, dict(fgg=False), [4, 8]), (64, dict(fgg=False, packed=True), [4, 64]),
+                                         (30, dict(fgg=False, background=torch.tensor([0.1, 0.2, 0.3])), [4, 30])])
 def test_gsplat_glue_matches_torch_backend(mocked_gsplat, D, kw, chunks):
     "Both branches draw the same images and gradients, coupled (one gsplat call) or not (two calls)."
     torch.set_num_threads(1)
