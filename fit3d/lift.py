@@ -385,7 +385,8 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     splats, scale = init_splats(scene, cfg, device), scene_scale(scene)
     decoder, dec_opt = make_decoder(cfg, views.features.shape[1], device)
     t = Trainer(splats, decoder, make_optimizers(splats, cfg, scale), dec_opt, make_strategy(cfg), {}, scale)
-    if t.strategy is not None: t.state = t.strategy.initialize_state(scene_scale=scale); t.strategy.check_sanity(splats, t.optimizers)
+    if t.strategy is not None:
+        t.state = t.strategy.initialize_state(scene_scale=scale); t.strategy.check_sanity(splats, t.optimizers)
     start, history, evals, before = 0, [], [], 0.0  # `before`: training seconds of the runs this one resumes
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
     ck = resume_state(ckpt, record, on_mismatch, device) if ckpt is not None else None
@@ -403,12 +404,14 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
         parts = train_step(t, views, step, cfg, f"lift {scene.name}", ckpt)
         if step % 10 == 0 or step == end - 1:
             parts = {k: v.item() for k, v in parts.items()}
-            history.append(dict(step=step, n=len(splats["means"]), loss=parts["colour"] + cfg.feature_weight * parts["feature"], **parts))
+            loss = parts["colour"] + cfg.feature_weight * parts["feature"]
+            history.append(dict(step=step, n=len(splats["means"]), loss=loss, **parts))
             bar.set_postfix(colour=f"{parts['colour']:.3f}", feature=f"{parts['feature']:.3f}", n=len(splats["means"]))
         if callback is not None: callback(step, splats)
         if eval_every and scene.test and (step + 1) % eval_every == 0:
             te = time.perf_counter()
-            m = evaluate(Lifted(splats, decoder, dict(config=asdict(cfg))), scene, features, scale=cfg.render_scale, device=device)
+            now = Lifted(splats, decoder, dict(config=asdict(cfg)))
+            m = evaluate(now, scene, features, scale=cfg.render_scale, device=device)
             t_eval += time.perf_counter() - te
             evals.append(dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
             e = evals[-1]
@@ -416,9 +419,10 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
                        f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, dict(step=step + 1, splats={k: v.detach() for k, v in splats.items()},
-                                       decoder=decoder.state_dict(), optimizers={k: o.state_dict() for k, o in t.optimizers.items()},
-                                       dec_opt=dec_opt.state_dict(), strategy_state=t.state, rng=_rng_state(device),
-                                       history=history, evals=evals, seconds=spent()), record)
+                                       decoder=decoder.state_dict(), dec_opt=dec_opt.state_dict(),
+                                       optimizers={k: o.state_dict() for k, o in t.optimizers.items()},
+                                       strategy_state=t.state, rng=_rng_state(device), history=history, evals=evals,
+                                       seconds=spent()), record)
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), provenance=record, scene=str(Path(scene.root).resolve()) if scene.root else None,
                 scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(), resumed_from=start,
@@ -443,7 +447,8 @@ def load_lifted(folder, device="cpu") -> Lifted:
     folder = Path(folder)
     if not (folder / "lift.json").exists(): raise SceneError(folder, "not a lifted scene (no lift.json): lifting unfinished or wrong folder")
     meta = read_json(folder / "lift.json", "lift.json")
-    if not isinstance(meta, dict): raise ArtifactError(folder / "lift.json", f"lift.json holds a {type(meta).__name__}, not a record")
+    if not isinstance(meta, dict):
+        raise ArtifactError(folder / "lift.json", f"lift.json holds a {type(meta).__name__}, not a record")
     splats = {k: v.to(device) for k, v in read_splats_ply(folder / "gaussians.ply").items()}
     d = load_torch(folder / "decoder.pt", "decoder", device)
     if not isinstance(d, dict) or not {"weight", "feature_dim", "out_dim"} <= set(d):

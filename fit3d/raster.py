@@ -224,7 +224,8 @@ def _composite(m2d, con, opa, col, rad, order, width, height, max_pairs, absgrad
         with torch.no_grad(): ok = (logT_i + lt).exp() > T_MIN
         w = torch.where(ok, a * logT_i.exp().to(a.dtype), 0.0)
         cf = col[fid]
-        contrib = w[:, None] * cf if not detach else torch.cat([w.detach()[:, None] * cf[:, :detach], w[:, None] * cf[:, detach:]], -1)
+        contrib = w[:, None] * cf if not detach else \
+            torch.cat([w.detach()[:, None] * cf[:, :detach], w[:, None] * cf[:, detach:]], -1)
         out = out.index_add(0, pix, contrib)
         logT = logT.index_add(0, pix, torch.where(ok, lt, 0.0))
         done = done.index_fill(0, pix[~ok], True)
@@ -358,10 +359,12 @@ def render(splats,                     # Gaussians: dict / ParameterDict with gs
     bg = None if background is None else torch.as_tensor(background).to(means).expand(C, 3)
     geometry = (means, splats["quats"], torch.exp(splats["scales"]), torch.sigmoid(splats["opacities"]))
     cams, opts = (viewmats, Ks, width, height), (near, far, eps2d, radius_clip, packed)
-    if backend == "gsplat": img, alpha, info = _render_gsplat(geometry, rgb, feats, cams, bg, absgrad, opts, antialiased, channel_chunk,
-                                                        feature_grad_geometry)
-    else: img, alpha, info = _render_torch(geometry, rgb, feats, cams, bg, absgrad, opts, antialiased, max_pairs,
-                                                      feature_grad_geometry)
+    if backend == "gsplat":
+        img, alpha, info = _render_gsplat(geometry, rgb, feats, cams, bg, absgrad, opts, antialiased, channel_chunk,
+                                          feature_grad_geometry)
+    else:
+        img, alpha, info = _render_torch(geometry, rgb, feats, cams, bg, absgrad, opts, antialiased, max_pairs,
+                                         feature_grad_geometry)
     return Render(rgb=img[..., D:D + 3], features=img[..., :D] if feats is not None else None,
                   depth=img[..., -1:], alpha=alpha, info=info)
 
