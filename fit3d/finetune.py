@@ -28,10 +28,10 @@ from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, prov
 
 # %% auto #0
 __all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'target_record', 'to_grid',
-           'render_target', 'RenderedTargets', 'TargetViews', 'toy_targets', 'StepBatches', 'masked_l1', 'train_step',
-           'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer', 'run_record', 'check_targets',
-           'export_weights', 'finetuned_record', 'finetune', 'CombinedBackbone', 'load_finetuned',
-           'compare_before_after', 'main']
+           'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews', 'toy_targets',
+           'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer',
+           'run_record', 'check_targets', 'export_weights', 'finetuned_record', 'finetune', 'CombinedBackbone',
+           'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -120,11 +120,45 @@ def render_target(lifted,                  # a `fit3d.lift.Lifted` (frozen Gauss
     f = lifted.decoder.to(device)(out.features.permute(0, 3, 1, 2))
     return to_grid(f, grid, resample)[0], to_grid(out.alpha.permute(0, 3, 1, 2), grid, resample)[0, 0].clamp(0, 1)
 
+def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lifted`)
+                        scene: Scene,        # its scene
+                        path,                # `<targets_dir>/<scene>.safetensors`
+                        backbone: str,       # the backbone whose features were lifted
+                        patch_size: int,     # its patch size
+                        weights: str,        # `weights_digest` of its weights (for the record)
+                        ids=None,            # views (default: the scene's training views)
+                        resample: str = "bilinear", # see `to_grid` (the official: bilinear)
+                        scale: float = 1.0,  # render resolution relative to the images (the official: 1)
+                        device=None,         # where to render (default: where the Gaussians are)
+                       ) -> Path:
+    "Render the targets of a lifted scene's views as `render_target` does and write them, with alphas and a record."
+    ids = scene.train if ids is None else ids
+    sizes = {input_size(scene.cameras[i].height, scene.cameras[i].width, patch_size) for i in ids}
+    if len(sizes) != 1: raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
+    (H, W), = sizes; grid = (H // patch_size, W // patch_size)
+    targets, alphas = {}, {}
+    for i in ids:
+        t, a = render_target(lifted, scene, i, grid, resample, scale, device)
+        targets[scene.cameras[i].name], alphas[scene.cameras[i].name] = t.cpu(), a.cpu()
+    return write_targets(path, targets, backbone, patch_size, (H, W), scene.root, alphas,
+                         target_record(backbone, weights, lifted, scene, (H, W), resample, scale))
+
 # %% ../nbs/06_finetune.ipynb #de4ccffb
-def _resize(x: torch.Tensor, size) -> torch.Tensor:
-    "Resize an image (3, H, W) to `size` = (h, w), bilinear and antialiased."
-    if tuple(x.shape[-2:]) == tuple(size): return x
-    return F.interpolate(x[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
+    "View `i` as uint8 (3, h, w) at `size` = (h, w): decoded and resized (bilinear, antialiased) by PIL, in a loader worker."
+    from PIL import Image
+    c = scene.cameras[i]
+    if c.image_path is None: raise SceneError(scene.root, f"view {i} ({c.name}) has no image")
+    try:
+        with Image.open(c.image_path) as im:
+            im = im.convert("RGB") if im.mode in ("RGB", "RGBA", "L", "P", "CMYK") else None
+            if im is not None and im.size != (size[1], size[0]): im = im.resize((size[1], size[0]), Image.BILINEAR)
+            a = np.asarray(im) if im is not None else None
+    except OSError as e: raise SceneError(c.image_path, f"cannot read the image: {e}") from None
+    if a is None:   # 16-bit and other modes: through the scene's own float reader
+        x = torch.from_numpy(scene.image(i)).permute(2, 0, 1)[None]
+        a = (F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 MASKS = ("official", "alpha")
 
@@ -236,8 +270,7 @@ class TargetViews(torch.utils.data.Dataset):
         valid = s.mask(v)
         m = torch.ones(self.grid) if valid is None else \
             to_grid(torch.from_numpy(valid).float()[None, None], self.grid, "bilinear" if self.mask == "official" else "area")[0, 0]
-        out = dict(image=_resize(torch.from_numpy(s.image(v)).permute(2, 0, 1), self.input_size),
-                   index=torch.tensor(i), flip=torch.tensor(bool(flip)))
+        out = dict(image=image_u8(s, v, self.input_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
         if self.renderer is None:
             t, a = self.target(i); t = t.float()
             if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
@@ -250,8 +283,9 @@ class TargetViews(torch.utils.data.Dataset):
         return {k: v.contiguous() for k, v in out.items()}
 
     def to_device(self, batch: dict, device) -> dict:
-        "The batch on `device` (non-blocking from pinned memory), with rendered targets if targets are rendered per step."
+        "The batch on `device` (non-blocking from pinned memory), images as float in [0, 1], targets rendered if need be."
         b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask") else v for k, v in batch.items()}
+        b["image"] = b["image"].float().div_(255)
         return self.renderer.fill(b, self) if self.renderer is not None else b
 
     def fingerprint(self) -> str:
