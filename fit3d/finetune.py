@@ -59,14 +59,16 @@ def read_targets_meta(path) -> dict:
     if not path.exists(): raise ArtifactError(path, "target cache file does not exist")
     try:
         with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
-    except Exception as e: raise ArtifactError(path, f"not a readable safetensors target cache (corrupt or truncated?): {e}") from None
+    except Exception as e:
+        raise ArtifactError(path, f"not a readable safetensors target cache (corrupt or truncated?): {e}") from None
     if missing := [k for k in _META if k not in meta]: raise ArtifactError(path, f"target cache metadata lacks {missing}")
     try: rec = json.loads(meta["provenance"]) if meta.get("provenance") else None
     except json.JSONDecodeError as e: raise ArtifactError(path, f"target cache provenance is not valid JSON: {e.msg}") from None
     m = dict(meta, provenance=rec, views=sorted(k for k in keys if not k.endswith(".mask")))
     for k in ("patch_size", "input_height", "input_width"): m[k] = int(meta[k])
     if m["input_height"] % m["patch_size"] or m["input_width"] % m["patch_size"]:
-        raise ArtifactError(path, f"input size {m['input_height']}x{m['input_width']} is not a multiple of the patch size {m['patch_size']}")
+        raise ArtifactError(path, f"input size {m['input_height']}x{m['input_width']} is not a multiple of "
+                                  f"the patch size {m['patch_size']}")
     return m
 
 def lifted_key(lifted) -> str:
@@ -97,7 +99,8 @@ def to_grid(x: torch.Tensor,           # (N, C, H, W) maps
             resample: str = "bilinear",# "bilinear": the official point sampling at patch centres; "area": patch means
            ) -> torch.Tensor:          # (N, C, h, w)
     "Bring full-resolution maps to the patch grid: official bilinear (align_corners=False, no antialias) or area."
-    if resample == "bilinear": return F.interpolate(x, size=tuple(grid), mode="bilinear", align_corners=False, antialias=False)
+    if resample == "bilinear":
+        return F.interpolate(x, size=tuple(grid), mode="bilinear", align_corners=False, antialias=False)
     if resample == "area": return F.interpolate(x, size=tuple(grid), mode="area")
     raise ValueError(f"resample must be one of {RESAMPLE}, not {resample!r}")
 
@@ -134,7 +137,8 @@ def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lif
     "Render the targets of a lifted scene's views as `render_target` does and write them, with alphas and a record."
     ids = scene.train if ids is None else ids
     sizes = {input_size(scene.cameras[i].height, scene.cameras[i].width, patch_size) for i in ids}
-    if len(sizes) != 1: raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
+    if len(sizes) != 1:
+        raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
     (H, W), = sizes; grid = (H // patch_size, W // patch_size)
     targets, alphas = {}, {}
     for i in ids:
@@ -157,7 +161,8 @@ def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
     except OSError as e: raise SceneError(c.image_path, f"cannot read the image: {e}") from None
     if a is None:   # 16-bit and other modes: through the scene's own float reader
         x = torch.from_numpy(scene.image(i)).permute(2, 0, 1)[None]
-        a = (F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+        a = (x.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 MASKS = ("official", "alpha")
@@ -178,7 +183,8 @@ class RenderedTargets:
         ts, ms = [], []
         for j, (i, flip) in enumerate(zip(batch["index"].tolist(), batch["flip"].tolist())):
             key, v = data.views[i]
-            t, a = render_target(self.lifted[key], data.scenes[key], v, data.grid, self.resample, self.scale, batch["image"].device)
+            t, a = render_target(self.lifted[key], data.scenes[key], v, data.grid, self.resample, self.scale,
+                                 batch["image"].device)
             m = a if data.mask == "alpha" else torch.ones_like(a)
             m = m * t.isfinite().all(0); t = t.nan_to_num(0.0)
             if flip: t, m = t.flip(-1), m.flip(-1)
@@ -215,7 +221,8 @@ class TargetViews(torch.utils.data.Dataset):
             m = read_targets_meta(p)
             key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
             first = first or (key, p)
-            if key != first[0]: raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but {first[1]} has {first[0]}")
+            if key != first[0]:
+                raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but {first[1]} has {first[0]}")
             if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
             root = Path(m["scene_root"]); root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
             s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
@@ -246,7 +253,8 @@ class TargetViews(torch.utils.data.Dataset):
             lifted[key], scenes[key] = lf, s
             views += [(key, i) for i in s.train]
             sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in s.train}
-        if len(sizes) != 1: raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
+        if len(sizes) != 1:
+            raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
         return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask, renderer=RenderedTargets(lifted, resample, scale))
 
     def __len__(self): return len(self.views)
@@ -299,7 +307,8 @@ class TargetViews(torch.utils.data.Dataset):
         return sorted([k, (self.records.get(k) or {}).get("key")] for k in self.scenes)
 
 # %% ../nbs/06_finetune.ipynb #1182b2ae
-def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch: int = 14, grid=(2, 3), backbone="tiny", seed=0) -> Path:
+def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch: int = 14, grid=(2, 3), backbone="tiny",
+                seed=0) -> Path:
     "Tiny scenes with random images and random target caches under `folder` (for tests); returns the targets folder."
     folder, g = Path(folder), torch.Generator().manual_seed(seed)
     digest = weights_digest(load_backbone(backbone, pretrained=False, device="cpu").model)
@@ -318,7 +327,8 @@ def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch:
 # %% ../nbs/06_finetune.ipynb #43654b62
 class StepBatches(torch.utils.data.Sampler):
     "Batches of `(index, flip)` for one process: step `start` onwards of epoch `epoch`, seeded by `seed`."
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, flip: float = 0.5, rank: int = 0, world: int = 1, start: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, flip: float = 0.5, rank: int = 0, world: int = 1,
+                 start: int = 0):
         if batch_size % world: raise ValueError(f"global batch {batch_size} does not split over {world} processes")
         self.n, self.B, self.rank, self.world, self.start = n, batch_size, rank, world, start
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -405,7 +415,8 @@ _SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "
 # %% ../nbs/06_finetune.ipynb #c6a1f3e8
 def setup_process(device: str = "auto") -> tuple[int, int, torch.device, bool]:
     "(rank, world size, device, whether we started the process group) for this process."
-    world = int(os.environ.get("WORLD_SIZE", 1)); rank = int(os.environ.get("RANK", 0)); local = int(os.environ.get("LOCAL_RANK", 0))
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    local = int(os.environ.get("LOCAL_RANK", 0))
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     dev = torch.device(f"cuda:{local}" if cuda else "cpu") if device in ("auto", "cuda") else torch.device(device)
     if dev.type == "cuda": torch.cuda.set_device(dev)
@@ -454,7 +465,8 @@ def finetuned_record(path) -> dict:
     if not path.is_file(): raise ArtifactError(path, "fine-tuned weights file does not exist")
     try:
         with safe_open(str(path), "pt") as f: meta = dict(f.metadata() or {})
-    except Exception as e: raise ArtifactError(path, f"fine-tuned weights are corrupt or truncated (not a readable safetensors file: {e})") from None
+    except Exception as e:
+        raise ArtifactError(path, f"fine-tuned weights are corrupt or truncated (not a readable safetensors file: {e})") from None
     try: meta["provenance"] = json.loads(meta["provenance"]) if meta.get("provenance") else None
     except json.JSONDecodeError: raise ArtifactError(path, "fine-tuned weights carry a provenance that is not valid JSON") from None
     return meta
@@ -470,21 +482,25 @@ def finetune(cfg: FinetuneConfig,             # the settings
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
     rank, world, device, own = setup_process(cfg.device)
     try:
-        if data is None and bool(cfg.targets) == bool(cfg.lifted): raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
+        if data is None and bool(cfg.targets) == bool(cfg.lifted):
+            raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
         if data is None and cfg.targets: data = TargetViews.from_cache(cfg.targets, cfg.mask)
         name = cfg.backbone or (data.backbone if data is not None else "")
         if not name: raise ValueError("--backbone is needed with --lifted")
         out, amp = Path(cfg.out), amp_dtype(cfg.amp, device)
         conf = asdict(cfg) | dict(backbone=name, amp=str(amp))
         torch.manual_seed(cfg.seed)
-        bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device).train().requires_grad_(True)
-        if data is None: data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample, cfg.render_scale, device)
+        bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
+        bb.train().requires_grad_(True)
+        if data is None:
+            data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample, cfg.render_scale, device)
         if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
             raise SceneError(data.files.get(data.views[0][0]), f"targets are {data.dim}-d at patch size {data.patch_size}, "
                              f"but backbone {name!r} gives {bb.dim}-d at patch size {bb.patch_size}")
         start = weights_digest(bb.model); check_targets(data, name, start, cfg.init)
         record = run_record(conf, start, data)
-        model = nn.parallel.DistributedDataParallel(bb, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else bb
+        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)
+        model = ddp(bb) if world > 1 else bb
         if cfg.compile: model = torch.compile(model)
         opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -512,15 +528,19 @@ def finetune(cfg: FinetuneConfig,             # the settings
         while step < total:
             epoch, start_at = divmod(step, per_epoch)
             sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, world, start_at)
-            for batch in torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda"):
+            loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                                 pin_memory=device.type == "cuda")
+            for batch in loader:
                 for g in opt.param_groups: g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
                 loss, gn = train_step(model, data.to_device(batch, device), opt, cfg.clip, amp, scaler, world)
                 bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
-                log, ck = step % cfg.log_every == 0 or step == total, cfg.save_every and step % cfg.save_every == 0 and step < total
+                log = step % cfg.log_every == 0 or step == total
+                ck = cfg.save_every and step % cfg.save_every == 0 and step < total
                 if log or ck:
                     v = read(loss); ips = (step - s0) * cfg.batch_size / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{v:.4f}", img_s=f"{ips:.1f}", refresh=False)
-                    if rank == 0 and log: _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"], images_per_s=ips)
+                    if rank == 0 and log:
+                        _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"], images_per_s=ips)
                     if rank == 0 and ck: save()
                 bar.update(1)
                 if callback: callback(step, loss)
@@ -579,7 +599,7 @@ def compare_before_after(before: nn.Module, # the original backbone
                          n: int = 4,        # at most this many views
                          height: int = 96,  # pixel height of a picture row
                          **kw,              # passed to `correspondence_recall` (n_points, depth_tol, thresholds, ...)
-                        ) -> dict:          # image (PIL: rows image | before | after), before, after (agreement; None without depth), views
+                        ) -> dict:          # image (PIL rows: image | before | after), before, after (agreement or None), views
     "PCA pictures and multi-view agreement of two backbones on the views of `scene`."
     from fit3d.correspondence import correspondence_recall
     ids = list(ids if ids is not None else (scene.test or scene.train))[:n]
