@@ -27,11 +27,11 @@ from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, prov
                     save_checkpoint, load_checkpoint, check_finite)
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'target_record', 'to_grid',
-           'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews', 'toy_targets',
-           'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer',
-           'run_record', 'check_targets', 'export_weights', 'finetuned_record', 'finetune', 'CombinedBackbone',
-           'load_finetuned', 'compare_before_after', 'main']
+__all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
+           'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
+           'toy_targets', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
+           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'finetuned_record', 'finetune',
+           'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -77,6 +77,11 @@ def lifted_key(lifted) -> str:
     rec = meta.get("provenance")
     if isinstance(rec, dict) and "key" in rec: return rec["key"]
     return provenance(config=meta.get("config"), scene=meta.get("scene"), scene_name=meta.get("scene_name"))["key"]
+
+def lifted_views(lifted, scene: Scene) -> list[int]:
+    "The views a scene was lifted from: all (`frames` + `test_frames`, as the official) unless Stage I held some out."
+    meta = getattr(lifted, "meta", lifted) or {}
+    return list(scene.train) if meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
 
 def target_record(backbone: str,          # the backbone whose features were lifted
                   weights: str,           # `weights_digest` of that backbone
@@ -129,13 +134,13 @@ def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lif
                         backbone: str,       # the backbone whose features were lifted
                         patch_size: int,     # its patch size
                         weights: str,        # `weights_digest` of its weights (for the record)
-                        ids=None,            # views (default: the scene's training views)
+                        ids=None,            # views (default: those it was lifted from, `lifted_views`)
                         resample: str = "bilinear", # see `to_grid` (the official: bilinear)
                         scale: float = 1.0,  # render resolution relative to the images (the official: 1)
                         device=None,         # where to render (default: where the Gaussians are)
                        ) -> Path:
     "Render the targets of a lifted scene's views as `render_target` does and write them, with alphas and a record."
-    ids = scene.train if ids is None else ids
+    ids = lifted_views(lifted, scene) if ids is None else ids
     sizes = {input_size(scene.cameras[i].height, scene.cameras[i].width, patch_size) for i in ids}
     if len(sizes) != 1:
         raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
@@ -242,7 +247,7 @@ class TargetViews(torch.utils.data.Dataset):
     def from_lifted(cls, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
                     patch_size: int, backbone: str, mask: str = "official",
                     resample: str = "bilinear", scale: float = 1.0, device="cpu") -> TargetViews:
-        "The training views of lifted scenes, their targets rendered at every step on `device` (the official way)."
+        "The views lifted scenes were fitted to, their targets rendered at every step on `device` (the official way)."
         from fit3d.lift import load_lifted
         lifted, scenes, views, sizes = {}, {}, [], set()
         for d in ([folders] if isinstance(folders, (str, Path)) else folders):
@@ -251,8 +256,8 @@ class TargetViews(torch.utils.data.Dataset):
             s = read_scene(lf.meta["scene"]); key = s.name
             if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
             lifted[key], scenes[key] = lf, s
-            views += [(key, i) for i in s.train]
-            sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in s.train}
+            ids = lifted_views(lf, s); views += [(key, i) for i in ids]
+            sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
         if len(sizes) != 1:
             raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
         return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask, renderer=RenderedTargets(lifted, resample, scale))
