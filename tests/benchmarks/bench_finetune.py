@@ -12,6 +12,7 @@ each row is the median step time. The ratio is fit3d img/s over bare img/s (the 
   python tests/benchmarks/bench_finetune.py                     # ViT-S/14 and ViT-B/14, step + loop rows (~2 min on an H200)
   python tests/benchmarks/bench_finetune.py --targets           # also the target comparison (a real-size room, ~2 min)
   python tests/benchmarks/bench_finetune.py --smoke --targets   # CPU smoke test: tiny ViT, small images, few steps
+  torchrun --standalone --nproc_per_node 2 tests/benchmarks/bench_finetune.py --no-loop   # both steps under DDP
 Writes bench_finetune.json to $OUT (or the current folder's runs/ when $OUT is unset); temporary files are removed.
 """
 import argparse, atexit, json, os, statistics, tempfile, time
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
@@ -46,28 +48,39 @@ def timm_model(name):
     return timm.create_model(BACKBONES.get(name, name), pretrained=False, num_classes=0, dynamic_img_size=True)
 
 
-def bare_step(name, B, H, W, amp, dev):
+class Tokens(nn.Module):
+    "A bare timm ViT returning its normalised image's patch tokens (what DDP needs as a forward)."
+    def __init__(self, m): super().__init__(); self.m, self.k = m, m.num_prefix_tokens
+    def forward(self, x): return self.m.forward_features(x)[:, self.k:]
+
+
+def ddp(m, world, dev):
+    return nn.parallel.DistributedDataParallel(m, device_ids=[dev.index] if dev.type == "cuda" else None) if world > 1 else m
+
+
+def bare_step(name, B, H, W, amp, dev, world=1):
     "The bare timm training step as a closure."
-    m = timm_model(name).to(dev).train(); k = m.num_prefix_tokens
+    m = timm_model(name).to(dev).train(); net = ddp(Tokens(m), world, dev)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-5, weight_decay=1e-4)
     d = data(B, H, W, m.num_features, m.patch_embed.patch_size[0], dev)
     x, t = d["image"], d["target"].flatten(2).transpose(1, 2)
     mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1); std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
     def step():
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-            tok = m.forward_features((x - mean) / std)[:, k:]
+            tok = net((x - mean) / std)
         loss = (tok.float() - t).abs().mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return step
 
 
-def fit3d_step(name, B, H, W, amp, dev, compile=False):
+def fit3d_step(name, B, H, W, amp, dev, compile=False, world=1):
     "fit3d's train_step as a closure (the optimiser `finetune` makes)."
     bb = load_backbone(name, pretrained=False, device=dev).train().requires_grad_(True)
-    net = torch.compile(bb) if compile else bb
+    net = ddp(bb, world, dev)
+    net = torch.compile(net) if compile else net
     opt = make_optimizer(bb, 1e-5, 1e-4, dev)
     d = data(B, H, W, bb.dim, bb.patch_size, dev)
-    return lambda: train_step(net, d, opt, 0.1, amp)
+    return lambda: train_step(net, d, opt, 0.1, amp, None, world)
 
 
 def side_by_side(steps: dict, warmup, n, rounds, dev) -> dict:
@@ -152,20 +165,25 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.models, a.size, a.image, a.warmup, a.steps, a.rounds, a.loop_steps, a.workers = ["tiny"], [56, 84], [60, 90], 1, 2, 2, 2, 0
-    dev = torch.device("cuda" if torch.cuda.is_available() and not a.smoke else "cpu")
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    cuda = torch.cuda.is_available() and not a.smoke
+    dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if cuda: torch.cuda.set_device(dev)
+    if world > 1: dist.init_process_group("nccl" if cuda else "gloo"); a.no_loop, a.targets = True, False
+    say = print if rank == 0 else (lambda *x, **k: None)
     if dev.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
     amp = torch.bfloat16 if dev.type == "cuda" else None
     H, W = a.size; B = a.batch
-    head = (f"device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}; torch {torch.__version__}, timm {timm.__version__}; "
-            f"input {W}x{H}, batch {B}, {'bf16 autocast' if amp else 'fp32'}; median of {a.rounds}x{a.steps} interleaved steps")
-    print(head); print(f"{'model':<14}{'row':<16}{'ms/step':>10}{'img/s':>10}{'vs bare':>10}")
+    head = (f"device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'} x {world}; torch {torch.__version__}, timm {timm.__version__}; "
+            f"input {W}x{H}, batch {B} per process, {'bf16 autocast' if amp else 'fp32'}; median of {a.rounds}x{a.steps} interleaved steps")
+    say(head); say(f"{'model':<14}{'row':<16}{'ms/step':>10}{'img/s':>10}{'vs bare':>10}")
     tmp = tempfile.TemporaryDirectory(); atexit.register(tmp.cleanup); tmp = tmp.name
     res = dict(header=head, models={})
     for name in a.models:
-        steps = dict(bare=bare_step(name, B, H, W, amp, dev), fit3d=fit3d_step(name, B, H, W, amp, dev))
-        if a.compile: steps["fit3d_compiled"] = fit3d_step(name, B, H, W, amp, dev, compile=True)
+        steps = dict(bare=bare_step(name, B, H, W, amp, dev, world), fit3d=fit3d_step(name, B, H, W, amp, dev, world=world))
+        if a.compile: steps["fit3d_compiled"] = fit3d_step(name, B, H, W, amp, dev, compile=True, world=world)
         t = side_by_side(steps, a.warmup, a.steps, a.rounds, dev)
-        rows = {k: dict(ms=v * 1e3, img_s=B / v) for k, v in t.items()}
+        rows = {k: dict(ms=v * 1e3, img_s=B * world / v) for k, v in t.items()}
         del steps
         if dev.type == "cuda": torch.cuda.empty_cache()
         if not a.no_loop:
@@ -173,7 +191,7 @@ def main():
             rows["loop"] = dict(ms=B / r * 1e3, img_s=r)
         for k, v in rows.items():
             v["ratio"] = round(v["img_s"] / rows["bare"]["img_s"], 3)
-            print(f"{name:<14}{k:<16}{v['ms']:>10.1f}{v['img_s']:>10.1f}{v['ratio']:>9.3f}x")
+            say(f"{name:<14}{k:<16}{v['ms']:>10.1f}{v['img_s']:>10.1f}{v['ratio']:>9.3f}x")
         res["models"][name] = rows
         if dev.type == "cuda": torch.cuda.empty_cache()
     if a.targets:
@@ -182,9 +200,12 @@ def main():
               f"{r['lift_iterations']} lift steps in {r['lift_s']} s), {r['backbone']} grid {r['grid'][0]}x{r['grid'][1]}: "
               f"area vs bilinear mean cosine {r['cosine_area_vs_bilinear']}, relative L1 {r['rel_l1_area_vs_bilinear']}; "
               f"rendering one official target {r['render_ms_per_target']} ms")
+    if world > 1: dist.destroy_process_group()
+    if rank: return
     out = Path(os.environ.get("OUT") or "runs"); out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_finetune.json").write_text(json.dumps(res, indent=1))
-    print(f"wrote {out / 'bench_finetune.json'}")
+    name = "bench_finetune.json" if world == 1 else f"bench_finetune_ddp{world}.json"
+    (out / name).write_text(json.dumps(res, indent=1))
+    print(f"wrote {out / name}")
 
 
 if __name__ == "__main__":
