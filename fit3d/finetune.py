@@ -154,7 +154,7 @@ def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lif
 
 # %% ../nbs/06_finetune.ipynb #de4ccffb
 def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
-    "View `i` as uint8 (3, h, w) at `size` = (h, w): decoded and resized (bilinear, antialiased) by PIL, in a loader worker."
+    "View `i` as uint8 (H, W, 3) at `size` = (H, W), decoded by PIL; resized (bilinear, antialiased) only if need be."
     from PIL import Image
     c = scene.cameras[i]
     if c.image_path is None: raise SceneError(scene.root, f"view {i} ({c.name}) has no image")
@@ -162,13 +162,13 @@ def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
         with Image.open(c.image_path) as im:
             im = im.convert("RGB") if im.mode in ("RGB", "RGBA", "L", "P", "CMYK") else None
             if im is not None and im.size != (size[1], size[0]): im = im.resize((size[1], size[0]), Image.BILINEAR)
-            a = np.asarray(im) if im is not None else None
+            a = np.array(im) if im is not None else None
     except OSError as e: raise SceneError(c.image_path, f"cannot read the image: {e}") from None
     if a is None:   # 16-bit and other modes: through the scene's own float reader
         x = torch.from_numpy(scene.image(i)).permute(2, 0, 1)[None]
         x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
         a = (x.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return torch.from_numpy(a)
 
 MASKS = ("official", "alpha")
 
@@ -214,6 +214,8 @@ class TargetViews(torch.utils.data.Dataset):
         self.input_size, self.patch_size, self.backbone = tuple(input_size), patch_size, backbone
         self.mask, self.renderer, self.records = mask, renderer, records or {}
         self.grid = (self.input_size[0] // patch_size, self.input_size[1] // patch_size)
+        sizes = {(scenes[k].cameras[v].height, scenes[k].cameras[v].width) for k, v in views}
+        self.load_size = sizes.pop() if len(sizes) == 1 else self.input_size   # one size: resized on the device
 
     @classmethod
     def from_cache(cls, targets, mask: str = "official") -> TargetViews:
@@ -283,22 +285,28 @@ class TargetViews(torch.utils.data.Dataset):
         valid = s.mask(v)
         m = torch.ones(self.grid) if valid is None else \
             to_grid(torch.from_numpy(valid).float()[None, None], self.grid, "bilinear" if self.mask == "official" else "area")[0, 0]
-        out = dict(image=image_u8(s, v, self.input_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
+        out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
         if self.renderer is None:
-            t, a = self.target(i); t = t.float()
+            t, a = self.target(i)
             if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
                 raise SceneError(self.files.get(key, s.root), f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
                                  f"(alpha {None if a is None else tuple(a.shape)}), expected (C, {self.grid[0]}, {self.grid[1]})")
             if self.mask == "alpha" and a is not None: m = m * a.float()
-            m = m * t.isfinite().all(0); out["target"] = t.nan_to_num(0.0, 0.0, 0.0)
+            out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
         out["mask"] = m
-        if flip: out = {k: v.flip(-1) if k in ("image", "target", "mask") else v for k, v in out.items()}
+        if flip: out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask") else v for k, v in out.items()}
         return {k: v.contiguous() for k, v in out.items()}
 
     def to_device(self, batch: dict, device) -> dict:
-        "The batch on `device` (non-blocking from pinned memory), images as float in [0, 1], targets rendered if need be."
+        "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float with NaN/Inf masked out."
         b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask") else v for k, v in batch.items()}
-        b["image"] = b["image"].float().div_(255)
+        img = b["image"].permute(0, 3, 1, 2).float().div_(255)
+        if tuple(img.shape[-2:]) != self.input_size:
+            img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        b["image"] = img
+        if "target" in b:
+            t = b["target"].float()
+            b["target"], b["mask"] = t.nan_to_num(0.0, 0.0, 0.0), b["mask"] * t.isfinite().all(1)
         return self.renderer.fill(b, self) if self.renderer is not None else b
 
     def fingerprint(self) -> str:
