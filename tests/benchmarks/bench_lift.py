@@ -111,6 +111,9 @@ def main():
                    n_gaussians=lifted.meta["n_gaussians"], evals=lifted.meta["evals"],
                    peak_gb=torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None, **m)
         rows[name] = row
+        write_json(out / "bench_lift.json", dict(partial=True, rows=list(rows.values())))  # a killed run keeps its rows
+        print(f"{name}: {steps} steps in {secs:.1f} s, PSNR {m['psnr']:.2f}, f-cos {m['feature_cosine']:.4f}, "
+              f"mv-cos {m.get('multiview_cos_rendered', float('nan')):.4f}", flush=True)
         if row["stopped_early"]: print(f"{name}: stopped at step {steps} of {cfg.iterations} (--ref-steps)")
         for e in row["evals"]:
             print(f"  {name:<18} step {e['step']:>6} {e['seconds']:7.1f} s n={e['n']:>8} PSNR {e['psnr']:6.2f} "
