@@ -6,7 +6,7 @@ Docs: https://fit3d.github.io/fit3d/viewer.html.md"""
 
 # %% ../nbs/10_viewer.ipynb #1c421ec2
 from __future__ import annotations
-import math, os, shutil, signal, subprocess, tempfile, threading, time
+import base64, contextlib, html, io, math, tempfile, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,13 @@ import viser.transforms as vtf
 from .scene import Camera
 from .formats import read_scene, read_splats_ply
 from .features import fit_pca
+from .browser import find_chromium, browser_screenshot, html_screenshot
 
 # %% auto #0
-__all__ = ['SH_C0', 'COLOURINGS', 'CHROMIUM_FLAGS', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
-           'pca_rgb', 'frustum_pose', 'camera_scale', 'up_direction', 'LiveViewer', 'add_cameras', 'view_splats',
-           'lifted_scene_path', 'view_lifted', 'toy_splats', 'find_chromium', 'HeadlessBrowser', 'browser_screenshot']
+__all__ = ['SH_C0', 'COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
+           'pca_rgb', 'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer',
+           'add_cameras', 'view_splats', 'lifted_scene_path', 'view_lifted', 'toy_splats', 'scene_html', 'embed_viewer',
+           'InlineViewer', 'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
 SH_C0 = 0.28209479177387814  # the degree-0 spherical harmonic, 1 / (2 sqrt(pi))
@@ -94,6 +96,18 @@ def up_direction(cameras: list[Camera]) -> np.ndarray | None:
     n = np.linalg.norm(u)
     return u / n if n > 0.3 else None
 
+# %% ../nbs/10_viewer.ipynb #c7136e81
+def viser_server(host: str = "127.0.0.1", # "0.0.0.0" to serve other machines
+                 port: int = 8080,        # 0 = any free port
+                 label: str = "fit3d",    # the browser tab's title
+                ) -> viser.ViserServer:
+    "Start a viser server without its banner (callers print the address they mean)."
+    with contextlib.redirect_stdout(io.StringIO()): return viser.ViserServer(host=host, port=port, label=label, verbose=False)
+
+def stop_server(server: viser.ViserServer):
+    "Stop a viser server without its goodbye line."
+    with contextlib.redirect_stdout(io.StringIO()): server.stop()
+
 # %% ../nbs/10_viewer.ipynb #61def1ae
 COLOURINGS = ("RGB", "Feature PCA")
 
@@ -111,7 +125,7 @@ class LiveViewer:
                  server: viser.ViserServer | None = None, # draw into a running server instead of starting one
                 ):
         if colour not in COLOURINGS: raise ValueError(f"colour must be one of {COLOURINGS}, got {colour!r}")
-        self.server = server or viser.ViserServer(host=host, port=port, label="fit3d", verbose=False)
+        self.server = server or viser_server(host, port)
         self.every, self.max_gaussians, self.cameras = every, max_gaussians, list(cameras or [])
         self.last, self.handle, self._g, self._pca = -math.inf, None, None, None
         self._lock = threading.RLock()
@@ -189,7 +203,7 @@ class LiveViewer:
 
     def stop(self):
         "Stop the server."
-        self.server.stop()
+        stop_server(self.server)
 
 def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, scale: float | None = None,
                 color=(40, 90, 200)) -> list:
@@ -263,121 +277,81 @@ def toy_splats(n: int = 2000,      # number of Gaussians
                 opacities=torch.full((n,), 2.0), sh0=((rgb - 0.5) / SH_C0)[:, None, :],
                 shN=torch.zeros(n, 15, 3), features=torch.sin(3 * p @ W))
 
-# %% ../nbs/10_viewer.ipynb #656db486
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--hide-scrollbars", "--mute-audio", "--disable-dev-shm-usage")
-_FRAMES = "new Promise(r => { let n = 0; const f = () => (++n >= %d ? r(n) : requestAnimationFrame(f)); requestAnimationFrame(f); })"
+# %% ../nbs/10_viewer.ipynb #11e35f5a
+def scene_html(server: viser.ViserServer,  # a running viser server
+               dark_mode: bool = False,
+              ) -> str:                     # a complete HTML document
+    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded into it); it needs no server."
+    ser = server.get_scene_serializer()
+    if not hasattr(ser, "as_html"):
+        ser.serialize()  # unregister the recorder before saying why
+        raise RuntimeError(f"viser {viser.__version__} cannot make a static copy of a scene (needs viser>=1.1)")
+    return ser.as_html(dark_mode=dark_mode)
 
-def find_chromium() -> str | None:
-    "The path of a Chromium/Chrome executable, or None."
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if p := shutil.which(name): return p
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+def _server_of(source, cameras, images, colour: str, max_gaussians: int | None):
+    "(server, whether we started it) for a server, a `LiveViewer` or a splat dict."
+    if isinstance(source, viser.ViserServer): return source, False
+    if isinstance(source, LiveViewer): return source.server, False
+    if isinstance(source, dict) and "means" in source:
+        return view_splats(source, cameras, images, port=0, colour=colour, max_gaussians=max_gaussians), True
+    raise TypeError(f"embed_viewer shows a viser server, a LiveViewer or a splat dict, not {type(source).__name__}")
 
-class HeadlessBrowser:
-    "Headless Chromium with software WebGL, one page driven over the DevTools protocol; use as a context manager."
-    def __init__(self, size: tuple[int, int] = (1024, 768), # viewport width, height in CSS pixels
-                 timeout: float = 60,                      # seconds allowed for each step (start, load, picture)
-                 chromium: str | None = None,              # executable (default: `find_chromium()`)
-                ):
-        self.exe = chromium or find_chromium()
-        if self.exe is None: raise FileNotFoundError("no Chromium found: install it (Debian/Ubuntu: apt-get install -y chromium)")
-        self.size, self.timeout, self.n = size, timeout, 0
+VIEWER_MODES = ("static", "live", "picture")
 
-    def __enter__(self) -> HeadlessBrowser:
-        import json, urllib.request
-        from websockets.sync.client import connect
-        self._profile = tempfile.TemporaryDirectory(prefix="fit3d-chromium-")
-        prof = Path(self._profile.name)
-        cmd = [self.exe, *CHROMIUM_FLAGS, f"--user-data-dir={prof}", f"--window-size={self.size[0]},{self.size[1]}",
-               "--remote-debugging-port=0", "about:blank"]
-        # its own process group, so that the browser goes away with all its helper processes; its chatter goes to a
-        # file (a pipe nobody reads would fill up and stall it)
-        self._log = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, text=True, start_new_session=True)
-        try:
-            deadline, page = time.monotonic() + self.timeout, None
-            while page is None:
-                if self.proc.poll() is not None: raise RuntimeError(f"{self.exe} exited with {self.proc.returncode}: {self.log()[-3000:]}")
-                if time.monotonic() > deadline: raise TimeoutError(f"{self.exe} opened no page in {self.timeout} s")
-                time.sleep(0.05)
-                try:
-                    port = int((prof / "DevToolsActivePort").read_text().split()[0])
-                    pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
-                    page = next((p["webSocketDebuggerUrl"] for p in pages if p.get("type") == "page"), None)
-                except (OSError, ValueError, IndexError): pass
-            self.ws = connect(page, max_size=None, open_timeout=self.timeout)
-            self("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1, mobile=False)
-        except BaseException: self.close(); raise
-        return self
+def embed_viewer(source,                     # a running `viser.ViserServer`, a `LiveViewer`, or a splat dict (gsplat trainer dict)
+                 cameras: list[Camera] | None = None, # with a splat dict: training cameras, drawn as frustums
+                 images=None,                # with a splat dict: thumbnails, as in `view_splats`
+                 mode: str = "static",       # one of `VIEWER_MODES`: self-contained copy, IFrame to the server, or PNG
+                 height: int = 480,          # pixel height of the frame
+                 colour: str = "RGB",        # with a splat dict: one of `COLOURINGS`
+                 max_gaussians: int | None = 100_000, # with a splat dict: keep at most this many (the most opaque)
+                 host: str = "127.0.0.1",    # "live": the host the reader's browser reaches the server at
+                ) -> str:                    # an HTML fragment to put into a page or a notebook
+    "An HTML fragment showing a scene of Gaussians: a self-contained interactive copy, a live IFrame, or a picture."
+    if mode not in VIEWER_MODES: raise ValueError(f"mode must be one of {VIEWER_MODES}, got {mode!r}")
+    if mode == "live" and not isinstance(source, (viser.ViserServer, LiveViewer)):
+        raise ValueError("mode='live' needs a running server (or LiveViewer) to point at, not a splat dict")
+    server, ours = _server_of(source, cameras, images, colour, max_gaussians)
+    try:
+        if mode == "live":
+            return (f'<iframe src="http://{host}:{server.get_port()}" width="100%" height="{height}" '
+                    f'style="border:1px solid #ddd"></iframe>')
+        if mode == "picture":
+            with tempfile.TemporaryDirectory() as d:
+                png = html_screenshot(scene_html(server), Path(d) / "viewer.png", size=(int(height * 4 / 3), height))
+                b64 = base64.b64encode(png.read_bytes()).decode()
+            return f'<img src="data:image/png;base64,{b64}" style="max-width:100%" alt="3D viewer (picture)">'
+        doc = scene_html(server)
+        return (f'<iframe srcdoc="{html.escape(doc, quote=True)}" width="100%" height="{height}" '
+                f'style="border:1px solid #ddd;display:block" title="3D viewer"></iframe>')
+    finally:
+        if ours: stop_server(server)
 
-    def __exit__(self, *exc): self.close()
+# %% ../nbs/10_viewer.ipynb #6db0a5df
+class InlineViewer:
+    "A scene for a notebook: HTML (the interactive copy or live IFrame) and, if taken, a PNG for renderers that run no scripts."
+    def __init__(self, html: str, png: bytes | None = None): self.html, self.png = html, png
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        out = {"text/html": self.html}
+        if self.png is not None: out["image/png"] = base64.b64encode(self.png).decode()
+        return out
 
-    def __call__(self, method: str, **params) -> dict:
-        "Send one DevTools command and return its result."
-        import json
-        self.n += 1
-        self.ws.send(json.dumps(dict(id=self.n, method=method, params=params)))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=self.timeout))
-            if msg.get("id") == self.n:
-                if "error" in msg: raise RuntimeError(f"DevTools {method} failed: {msg['error']}")
-                return msg.get("result", {})
-
-    def frames(self, n: int):
-        "Let the page draw `n` animation frames."
-        self("Runtime.evaluate", expression=_FRAMES % n, awaitPromise=True)
-
-    def open(self, url: str,      # the page, e.g. f"http://127.0.0.1:{server.get_port()}"
-             ready=None,          # a callable: wait until it returns True (e.g. the server sees a client)
-             frames: int = 20,    # animation frames to draw once ready
-            ):
-        "Load `url`, wait until `ready()`, and let it draw."
-        self("Page.navigate", url=url)
-        deadline = time.monotonic() + self.timeout
-        while ready is not None and not ready():
-            if time.monotonic() > deadline: raise TimeoutError(f"{url} was not ready after {self.timeout} s")
-            time.sleep(0.05)
-        self.frames(frames)
-
-    def upload(self, path, selector: str = "input[type=file]"):
-        "Put the file at `path` into the page's file input (as if the user picked it there)."
-        root = self("DOM.getDocument", depth=-1)["root"]["nodeId"]
-        node = self("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
-        if not node: raise ValueError(f"the page has no element matching {selector!r}")
-        self("DOM.setFileInputFiles", files=[str(Path(path).absolute())], nodeId=node)
-
-    def screenshot(self, path, frames: int = 5) -> Path:
-        "Save a PNG of the page once two pictures `frames` frames apart are the same (or `timeout` has passed)."
-        import base64
-        path = Path(path).absolute(); path.parent.mkdir(parents=True, exist_ok=True)
-        shot = lambda: self("Page.captureScreenshot", format="png")["data"]
-        deadline, prev, png = time.monotonic() + self.timeout, None, None
-        while png is None or (png != prev and time.monotonic() < deadline):
-            self.frames(frames); prev, png = png, shot()
-        path.write_bytes(base64.b64decode(png))
-        return path
-
-    def close(self):
-        "Stop the browser (and its helper processes) and remove its profile."
-        if getattr(self, "ws", None) is not None: self.ws.close(); self.ws = None
-        if self.proc.poll() is None: os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(); self._log.close()
-        self._profile.cleanup()
-
-    def log(self) -> str:
-        "What the browser wrote to stderr so far."
-        self._log.seek(0); return self._log.read()
-
-def browser_screenshot(url: str,                    # the page
-                       path,                        # where the PNG goes
-                       size: tuple[int, int] = (1024, 768), # viewport width, height
-                       ready=None,                  # wait until this callable returns True
-                       timeout: float = 60,         # seconds allowed for each step
-                       chromium: str | None = None, # executable (default: `find_chromium()`)
-                      ) -> Path:
-    "Load `url` in headless Chromium with software WebGL and save a PNG once it is ready and steady."
-    with HeadlessBrowser(size, timeout, chromium) as b:
-        b.open(url, ready)
-        return b.screenshot(path)
+def show_viewer(source,                      # as in `embed_viewer`
+                cameras: list[Camera] | None = None, images=None, # with a splat dict, as in `embed_viewer`
+                live: bool = False,          # an IFrame to the running server instead of a static copy
+                picture: bool | None = None, # keep a screenshot as the fallback (default: if Chromium is found)
+                height: int = 420,           # pixel height
+                **kw,                        # more `embed_viewer` arguments (colour, max_gaussians)
+               ) -> InlineViewer:
+    "Show a scene of Gaussians inline in a notebook: the self-contained copy with a screenshot fallback, or a live IFrame."
+    if live: return InlineViewer(embed_viewer(source, mode="live", height=height))
+    server, ours = _server_of(source, cameras, images, kw.pop("colour", "RGB"), kw.pop("max_gaussians", 100_000))
+    try:
+        frag = embed_viewer(server, mode="static", height=height, **kw)
+        png = None
+        if picture or (picture is None and find_chromium()):
+            with tempfile.TemporaryDirectory() as d:
+                png = html_screenshot(scene_html(server), Path(d) / "v.png", size=(int(height * 4 / 3), height)).read_bytes()
+        return InlineViewer(frag, png)
+    finally:
+        if ours: stop_server(server)
