@@ -21,7 +21,7 @@ from .browser import find_chromium, browser_screenshot, html_screenshot
 
 # %% auto #0
 __all__ = ['SH_C0', 'COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
-           'pca_rgb', 'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer',
+           'pca_colours', 'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer',
            'add_cameras', 'view_splats', 'lifted_scene_path', 'view_lifted', 'toy_splats', 'scene_html', 'embed_viewer',
            'InlineViewer', 'show_viewer']
 
@@ -57,13 +57,13 @@ def splat_opacities(logits) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-_np(logits).reshape(-1, 1)))
 
 # %% ../nbs/10_viewer.ipynb #1d79f6f3
-def pca_rgb(x,                     # (N, D) features (array or tensor)
+def pca_colours(x,                     # (N, D) features (array or tensor)
             max_fit: int = 20_000, # fit the PCA on at most this many rows (a random subset)
             seed: int = 0,         # for the subset and the solver
            ) -> np.ndarray:        # (N, 3) float32 in [0, 1]
     "Colour each row of `x` by its first three principal components: `fit3d.features.fit_pca` on the rows."
     x = _np(x)
-    if x.ndim != 2 or len(x) == 0: raise ValueError(f"pca_rgb needs an (N, D) array with N > 0, got shape {x.shape}")
+    if x.ndim != 2 or len(x) == 0: raise ValueError(f"pca_colours needs an (N, D) array with N > 0, got shape {x.shape}")
     rows = torch.from_numpy(np.ascontiguousarray(x.T))[:, :, None]   # the rows as a (D, N, 1) feature map
     return fit_pca([rows], max_fit, seed)(rows)[:, 0]
 
@@ -183,7 +183,7 @@ class LiveViewer:
             if self._g is None: return
             g = dict(self._g)
             if self.colour.value == "Feature PCA" and self._feats is not None:
-                if self._pca is None: self._pca = pca_rgb(self._feats)
+                if self._pca is None: self._pca = pca_colours(self._feats)
                 g["rgbs"] = self._pca
             if self.handle is None: self.handle = self.server.scene.add_gaussian_splats("/gaussians", **g)
             else: self.handle.set_gaussians(**g)

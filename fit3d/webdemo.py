@@ -15,11 +15,13 @@ import torch.nn.functional as F
 import viser
 from PIL import Image, ImageDraw
 
-from .viewer import pca_rgb
+from .features import fit_pca, _IMAGE_SUFFIXES
+from .figures import tile
+from .viewer import viser_server
 
 # %% auto #0
 __all__ = ['PALETTE', 'to_image', 'dense_features', 'drawn_examples', 'example_images', 'pca_image', 'kmeans_labels',
-           'kmeans_image', 'upscale', 'side_by_side', 'compare', 'serve_demo']
+           'kmeans_image', 'compare', 'serve_demo']
 
 # %% ../nbs/11_webdemo.ipynb #412721c4
 def to_image(x) -> np.ndarray:
@@ -91,8 +93,6 @@ def drawn_examples(width: int = 448, height: int = 336, seed: int = 0) -> dict[s
     noise = lambda im: np.clip(np.asarray(im, np.float32) + rng.normal(0, 4, (H, W, 3)), 0, 255).astype(np.uint8)
     return {"room": noise(room), "table": noise(table)}
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG")
-
 def _spread(items: list, n: int) -> list:
     "`n` items evenly spread over `items` (all of them if fewer)."
     return items if len(items) <= n else [items[round(i * (len(items) - 1) / (n - 1))] if n > 1 else items[0] for i in range(n)]
@@ -106,7 +106,7 @@ def example_images(source=None,   # None: drawn examples; a folder of images; a 
     src = Path(source)
     if not src.exists():
         import warnings; warnings.warn(f"{src}: no such folder; using the drawn example images"); return drawn_examples()
-    files = sorted(p for p in src.iterdir() if p.suffix in _IMAGE_SUFFIXES) if src.is_dir() else []
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if src.is_dir() else []
     if not files:
         scenes = [src] if (src / "transforms.json").exists() or src.suffix == ".json" else sorted(
             {p.parent for p in src.glob("**/transforms.json") if len(p.relative_to(src).parts) <= 4})
@@ -139,7 +139,8 @@ def pca_image(feats,     # (C, h, w) feature map
              ) -> np.ndarray: # (h, w, 3) uint8
     "The first three principal components of a feature map as an RGB image."
     x, (h, w) = _rows(feats)
-    rgb = pca_rgb(x)
+    f = torch.from_numpy(np.ascontiguousarray(x.T.reshape(-1, h, w)))
+    rgb = fit_pca([f])(f).reshape(-1, 3)
     if like is not None:
         ref = np.asarray(like, np.float32).reshape(-1, 3)
         if len(ref) == len(rgb):
@@ -175,19 +176,6 @@ def kmeans_image(feats, k: int, like=None, seed: int = 0) -> np.ndarray:
     return PALETTE[kmeans_labels(feats, k, like, seed) % len(PALETTE)]
 
 # %% ../nbs/11_webdemo.ipynb #0eeab7d1
-def upscale(img: np.ndarray, height: int) -> np.ndarray:
-    "Resize an (h, w, 3) uint8 image to `height` rows, keeping its aspect, with nearest-neighbour sampling."
-    h, w = img.shape[:2]
-    return np.asarray(Image.fromarray(img).resize((max(1, round(w * height / h)), height), Image.NEAREST))
-
-def side_by_side(*imgs: np.ndarray, gap: int = 6) -> np.ndarray:
-    "Images of equal height next to each other, with white gaps."
-    h = imgs[0].shape[0]
-    sep = np.full((h, gap, 3), 255, np.uint8)
-    out = [imgs[0]]
-    for im in imgs[1:]: out += [sep, im]
-    return np.concatenate(out, 1)
-
 def compare(image,                 # anything `to_image` reads
             original, finetuned,   # the two models
             k: int = 8,            # number of K-means clusters
@@ -203,14 +191,26 @@ def compare(image,                 # anything `to_image` reads
     pal = lambda lab: PALETTE[lab % len(PALETTE)]
     inp = np.asarray(Image.fromarray((img * 255).round().astype(np.uint8)).resize(
         (max(1, round(img.shape[1] * height / img.shape[0])), height), Image.BILINEAR))
-    return dict(pca=side_by_side(inp, upscale(po, height), upscale(pf, height)),
-                kmeans=side_by_side(inp, upscale(pal(ko), height), upscale(pal(kf), height)), feats=(fo, ff))
+    row = lambda a, b: np.asarray(tile([inp, a, b], height=height, gap=6))
+    return dict(pca=row(po, pf), kmeans=row(pal(ko), pal(kf)), feats=(fo, ff))
 
 # %% ../nbs/11_webdemo.ipynb #50560fa5
+def _drop_big_uploads(server: viser.ViserServer, max_bytes: int, refuse):
+    "Drop an upload whose declared size is over `max_bytes` when it starts (viser would buffer all of it first)."
+    try:
+        from viser._messages import FileTransferStartUpload
+        states = server.gui._current_file_upload_states   # viser's private state; the late check in `show_file` remains
+        def start(client_id, msg):
+            if msg.size_bytes > max_bytes and states.pop(msg.transfer_uuid, None) is not None: refuse(msg.filename, msg.size_bytes)
+        server._websock_server.register_handler(FileTransferStartUpload, start)   # runs after viser's own handler
+    except (ImportError, AttributeError): pass
+
 class _Demo:
     "The state behind one demo server: models, examples, the current features and GUI handles."
-    def __init__(self, server, original, finetuned, examples: dict, k: int, long_side: int, height: int, width: int):
+    def __init__(self, server, original, finetuned, examples: dict, k: int, long_side: int, height: int, width: int,
+                 max_bytes: int, max_pixels: int):
         self.server, self.models, self.examples = server, (original, finetuned), examples
+        self.max_bytes, self.max_pixels = max_bytes, max_pixels
         self.long_side, self.height, self.lock, self.image, self.feats = long_side, height, threading.Lock(), None, None
         gui = server.gui
         gui.main_panel.dock_right(); gui.main_panel.set_width(width)
@@ -220,15 +220,28 @@ class _Demo:
         self.k = gui.add_slider("Clusters", min=2, max=len(PALETTE), step=1, initial_value=k)
         self.status = gui.add_markdown("")
         blank = np.full((height, height, 3), 255, np.uint8)
-        self.pca = gui.add_image(side_by_side(blank, blank, blank), label="PCA of the features (3 components)")
-        self.kmeans = gui.add_image(side_by_side(blank, blank, blank), label="K-means of the features (cosine)")
+        blank = np.asarray(tile([blank] * 3, gap=6))
+        self.pca = gui.add_image(blank, label="PCA of the features (3 components)")
+        self.kmeans = gui.add_image(blank, label="K-means of the features (cosine)")
         self.pick.on_update(lambda _: self.show(self.examples[self.pick.value], self.pick.value))
         self.k.on_update(lambda _: self.recluster())
         self.upload.on_upload(lambda _: self.show_file(self.upload.value.name, self.upload.value.content))
+        _drop_big_uploads(server, max_bytes, self.refuse)
+
+    def refuse(self, name: str, size: int):
+        "Say in the panel that an upload is over the size cap."
+        self.status.content = (f"refused {name}: {size / 1e6:.1f} MB is over the upload limit of "
+                               f"{self.max_bytes / 1e6:.1f} MB")
 
     def show_file(self, name: str, content: bytes):
         "Show an uploaded image file, or say in the panel why it cannot be read."
-        try: img = to_image(Image.open(io.BytesIO(content)))
+        if len(content) > self.max_bytes: return self.refuse(name, len(content))
+        try:
+            im = Image.open(io.BytesIO(content))   # reads the header only
+            if im.width * im.height > self.max_pixels:
+                self.status.content = f"refused {name}: {im.width} x {im.height} pixels is over the limit of {self.max_pixels:,}"
+                return
+            img = to_image(im)
         except Exception as e: self.status.content = f"could not read {name}: {e}"; return
         self.show(img, name)
 
@@ -261,14 +274,17 @@ def serve_demo(original,                  # the original model: (B, 3, H, W) in 
                long_side: int = 448,      # the models see images at this size
                height: int = 240,         # display height of each picture in pixels
                panel_width: int = 900,    # width of the control panel in pixels (pictures shrink to fit)
+               max_upload_mb: float = 20, # uploads over this size are refused
+               max_pixels: int = 40_000_000, # uploaded images over this many pixels are refused before decoding
               ) -> viser.ViserServer:
     "Serve the original-vs-fine-tuned feature demo; returns the running viser server (the first example shown)."
     if examples is None: examples = example_images()
     if not isinstance(examples, dict): examples = {Path(p).name if isinstance(p, (str, Path)) else f"example {i}": p
                                                    for i, p in enumerate(examples)}
     if not examples: raise ValueError("serve_demo needs at least one example image")
-    server = viser.ViserServer(host=host, port=port, label="fit3d demo", verbose=False)
-    demo = _Demo(server, original, finetuned, examples, k, long_side, height, panel_width)
+    server = viser_server(host, port, label="fit3d demo")
+    demo = _Demo(server, original, finetuned, examples, k, long_side, height, panel_width,
+                 int(max_upload_mb * 1e6), max_pixels)
     name = next(iter(examples)); demo.show(examples[name], name)
     server.fit3d_demo = demo  # for tests and scripts: the GUI handles and the current features
     return server
