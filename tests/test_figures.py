@@ -1,0 +1,27 @@
+"Figures: plotly to PNG through kaleido and the system Chromium (offline); the outputs check on this repository."
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fit3d.browser import need_chromium
+from fit3d.figures import missing_outputs, plotly_png
+
+
+def test_plotly_png():
+    "A plotly line plot comes back as a PNG of the asked size with the line drawn in plotly's blue."
+    need_chromium()
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"): pytest.importorskip("kaleido")
+    import plotly.graph_objects as go
+    im = plotly_png(go.Figure(go.Scatter(y=[1, 3, 2], line=dict(color="rgb(0,0,255)", width=6))), width=400, height=300)
+    assert im.size == (400, 300)
+    a = np.asarray(im).astype(int)
+    assert ((a[..., 2] > 200) & (a[..., 0] < 60) & (a[..., 1] < 60)).sum() > 300, "no blue line in the PNG"
+
+
+def test_my_notebooks_have_outputs():
+    "The notebooks of the viewer, the demo, the browser and the figures were saved with their outputs."
+    nbs = Path(__file__).parents[1] / "nbs"
+    mine = {str(nbs / n) for n in ("10_viewer.ipynb", "11_webdemo.ipynb", "16_browser.ipynb", "17_figures.ipynb", "index.ipynb")}
+    assert not mine & set(missing_outputs(nbs))
