@@ -24,11 +24,14 @@ import numpy as np
 from PIL import Image
 
 # %% auto #0
-__all__ = ['to_pil', 'tile', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'check_outputs']
+__all__ = ['to_pil', 'tile', 'png', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'check_outputs']
 
 # %% ../nbs/17_figures.ipynb #5a16264d
 def to_pil(x) -> Image.Image:
-    "An RGB PIL image from a PIL image, an (H, W, 3|4) or (H, W) array (uint8, or float in [0, 1]) or a (3, H, W) tensor."
+    "An RGB PIL image from a file, a PIL image, an (H, W, 3|4) or (H, W) array (uint8, or float in [0, 1]) or a (3, H, W) tensor."
+    if isinstance(x, (str, Path)):
+        try: x = Image.open(x)
+        except OSError as e: raise ValueError(f"{x}: cannot read image: {e}") from e
     if isinstance(x, Image.Image): return x.convert("RGB")
     a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channel-first
@@ -56,6 +59,20 @@ def tile(images: list,              # a row of images, or a list of rows (anythi
     for i, r in enumerate(ims):
         for c, im in enumerate(r): out.paste(im, (sum(colw[:c]) + gap * c, i * (h + gap)))
     return out
+
+# %% ../nbs/17_figures.ipynb #4369fe4c
+def png(img,                        # anything `to_pil` reads
+        max_side: int | None = None, # shrink so that the longer side is at most this many pixels
+        colours: int | None = None,  # reduce to a palette of this many colours (at most 256)
+       ):
+    "A picture for a notebook's saved output: one PNG (no JPEG copy), optionally shrunk and with a palette."
+    import io
+    from IPython.display import Image as IPImage
+    im = to_pil(img)
+    if max_side and max(im.size) > max_side: im.thumbnail((max_side, max_side))
+    if colours: im = im.quantize(min(int(colours), 256), method=Image.Quantize.MEDIANCUT)
+    buf = io.BytesIO(); im.save(buf, "PNG", optimize=True)
+    return IPImage(data=buf.getvalue(), format="png")
 
 # %% ../nbs/17_figures.ipynb #3a9f07be
 def plotly_png(fig,                 # a plotly figure
