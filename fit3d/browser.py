@@ -40,7 +40,8 @@ class HeadlessBrowser:
                  chromium: str | None = None,              # executable (default: `find_chromium()`)
                 ):
         self.exe = chromium or find_chromium()
-        if self.exe is None: raise FileNotFoundError("no Chromium found: install it (Debian/Ubuntu: apt-get install -y chromium)")
+        if self.exe is None:
+            raise FileNotFoundError("no Chromium found: install it (Debian/Ubuntu: apt-get install -y chromium)")
         self.size, self.timeout, self.n = size, timeout, 0
 
     def __enter__(self) -> HeadlessBrowser:
@@ -57,7 +58,8 @@ class HeadlessBrowser:
         try:
             deadline, page = time.monotonic() + self.timeout, None
             while page is None:
-                if self.proc.poll() is not None: raise RuntimeError(f"{self.exe} exited with {self.proc.returncode}: {self.log()[-3000:]}")
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.exe} exited with {self.proc.returncode}: {self.log()[-3000:]}")
                 if time.monotonic() > deadline: raise TimeoutError(f"{self.exe} opened no page in {self.timeout} s")
                 time.sleep(0.05)
                 try:
@@ -66,7 +68,8 @@ class HeadlessBrowser:
                     page = next((p["webSocketDebuggerUrl"] for p in pages if p.get("type") == "page"), None)
                 except (OSError, ValueError, IndexError): pass
             self.ws = connect(page, max_size=None, open_timeout=self.timeout)
-            self("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1, mobile=False)
+            self("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1,
+                 mobile=False)
         except BaseException: self.close(); raise
         return self
 
@@ -161,7 +164,8 @@ def need_chromium() -> str:
     exe = find_chromium()
     if exe is not None: return exe
     msg = "no Chromium to test the browser side (Debian/Ubuntu: apt-get install -y chromium)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"): raise RuntimeError(f"CI: {msg}; browser tests must run here")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise RuntimeError(f"CI: {msg}; browser tests must run here")
     import pytest
     pytest.skip(msg)
 

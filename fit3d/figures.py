@@ -28,7 +28,7 @@ __all__ = ['to_pil', 'tile', 'png', 'plotly_png', 'notebook_outputs', 'missing_o
 
 # %% ../nbs/17_figures.ipynb #5a16264d
 def to_pil(x) -> Image.Image:
-    "An RGB PIL image from a file, a PIL image, an (H, W, 3|4) or (H, W) array (uint8, or float in [0, 1]) or a (3, H, W) tensor."
+    "An RGB PIL image from a file, a PIL image, an (H, W, 3|4) or (H, W) array (uint8 or float in [0, 1]), a (3, H, W) tensor."
     if isinstance(x, (str, Path)):
         try: x = Image.open(x)
         except OSError as e: raise ValueError(f"{x}: cannot read image: {e}") from e
@@ -52,7 +52,8 @@ def tile(images: list,              # a row of images, or a list of rows (anythi
     ims = [[to_pil(x) for x in r] for r in rows]
     h = height or ims[0][0].height
     how = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}[resample]
-    ims = [[im if im.height == h else im.resize((max(1, round(im.width * h / im.height)), h), how) for im in r] for r in ims]
+    fit = lambda im: im if im.height == h else im.resize((max(1, round(im.width * h / im.height)), h), how)
+    ims = [[fit(im) for im in r] for r in ims]
     ncol = max(len(r) for r in ims)
     colw = [max(r[c].width for r in ims if c < len(r)) for c in range(ncol)]
     out = Image.new("RGB", (sum(colw) + gap * (ncol - 1), h * len(ims) + gap * (len(ims) - 1)), "white")
@@ -83,7 +84,8 @@ def plotly_png(fig,                 # a plotly figure
     "A plotly figure as a PIL image, rendered by kaleido in headless Chromium."
     import io
     try: import kaleido  # noqa: F401
-    except ImportError as e: raise ImportError("plotly_png needs kaleido>=1 (pip install 'kaleido>=1'; it uses the system Chromium)") from e
+    except ImportError as e:
+        raise ImportError("plotly_png needs kaleido>=1 (pip install 'kaleido>=1'; it uses the system Chromium)") from e
     return Image.open(io.BytesIO(fig.to_image(format="png", width=width, height=height, scale=scale))).convert("RGB")
 
 # %% ../nbs/17_figures.ipynb #343324fc
@@ -100,5 +102,6 @@ def missing_outputs(folder="nbs") -> list[str]:
 def check_outputs(folder="nbs"):
     "Exit with a message naming the notebooks in `folder` that were saved without outputs (for `make test`)."
     bad = missing_outputs(folder)
-    if bad: raise SystemExit(f"notebooks saved without outputs (run `nbdev-test --save` on them, then `nbdev-clean`): {', '.join(bad)}")
+    if bad: raise SystemExit("notebooks saved without outputs (run `nbdev-test --save` on them, then `nbdev-clean`): "
+                             + ", ".join(bad))
     print(f"outputs-check: every notebook in {folder} shows its outputs")

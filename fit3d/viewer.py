@@ -115,7 +115,8 @@ def viser_server(host: str = "127.0.0.1", # "0.0.0.0" to serve other machines
                  label: str = "fit3d",    # the browser tab's title
                 ) -> viser.ViserServer:
     "Start a viser server without its banner (callers print the address they mean)."
-    with contextlib.redirect_stdout(io.StringIO()): return viser.ViserServer(host=host, port=port, label=label, verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return viser.ViserServer(host=host, port=port, label=label, verbose=False)
 
 def stop_server(server: viser.ViserServer):
     "Stop a viser server without its goodbye line."
@@ -128,7 +129,7 @@ class LiveViewer:
     "A viser scene of Gaussians and training cameras that a training loop refreshes at most every `every` seconds."
     def __init__(self,
                  cameras: list[Camera] | None = None, # training cameras, drawn as frustums
-                 images=None,                   # thumbnails on the frustums: a list of images (H, W, 3), True to read each camera's `image_path`, or None
+                 images=None,                   # thumbnails on the frustums: images (H, W, 3), True (read `image_path`) or None
                  host: str = "127.0.0.1",       # "0.0.0.0" to serve other machines
                  port: int = 8080,              # 0 = any free port (see `.port`)
                  every: float = 2.0,            # minimum seconds between two refreshes
@@ -245,7 +246,8 @@ def view_splats(splats: dict,                      # gsplat trainer dict, option
                 frustum_scale: float | None = None, # frustum size in scene units
                ) -> viser.ViserServer:
     "Serve `splats` (and `cameras`) to the browser; returns the running viser server."
-    v = LiveViewer(cameras, images, host, port, every=0, colour=colour, max_gaussians=max_gaussians, frustum_scale=frustum_scale)
+    v = LiveViewer(cameras, images, host, port, every=0, colour=colour, max_gaussians=max_gaussians,
+                   frustum_scale=frustum_scale)
     v.update(splats, force=True)
     return v.server
 
@@ -294,7 +296,7 @@ def toy_splats(n: int = 2000,      # number of Gaussians
 def scene_html(server: viser.ViserServer,  # a running viser server
                dark_mode: bool = False,
               ) -> str:                     # a complete HTML document
-    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded into it); it needs no server."
+    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): no server needed."
     ser = server.get_scene_serializer()
     if not hasattr(ser, "as_html"):
         ser.serialize()  # unregister the recorder before saying why
@@ -311,7 +313,7 @@ def _server_of(source, cameras, images, colour: str, max_gaussians: int | None):
 
 VIEWER_MODES = ("static", "live", "picture")
 
-def embed_viewer(source,                     # a running `viser.ViserServer`, a `LiveViewer`, or a splat dict (gsplat trainer dict)
+def embed_viewer(source,                     # a running `viser.ViserServer`, a `LiveViewer`, or a gsplat splat dict
                  cameras: list[Camera] | None = None, # with a splat dict: training cameras, drawn as frustums
                  images=None,                # with a splat dict: thumbnails, as in `view_splats`
                  mode: str = "static",       # one of `VIEWER_MODES`: self-contained copy, IFrame to the server, or PNG
@@ -342,7 +344,7 @@ def embed_viewer(source,                     # a running `viser.ViserServer`, a 
 
 # %% ../nbs/10_viewer.ipynb #6db0a5df
 class InlineViewer:
-    "A scene for a notebook: HTML (the interactive copy or live IFrame) and, if taken, a PNG for renderers that run no scripts."
+    "A scene for a notebook: HTML (interactive copy or live IFrame) and, if taken, a PNG for renderers without scripts."
     def __init__(self, html: str, png: bytes | None = None): self.html, self.png = html, png
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         out = {"text/html": self.html}
@@ -356,7 +358,7 @@ def show_viewer(source,                      # as in `embed_viewer`
                 height: int = 420,           # pixel height
                 **kw,                        # more `embed_viewer` arguments (colour, max_gaussians)
                ) -> InlineViewer:
-    "Show a scene of Gaussians inline in a notebook: the self-contained copy with a screenshot fallback, or a live IFrame."
+    "Show Gaussians inline in a notebook: the self-contained copy with a screenshot fallback, or a live IFrame."
     if live: return InlineViewer(embed_viewer(source, mode="live", height=height))
     server, ours = _server_of(source, cameras, images, kw.pop("colour", "RGB"), kw.pop("max_gaussians", 100_000))
     try:
@@ -364,7 +366,8 @@ def show_viewer(source,                      # as in `embed_viewer`
         png = None
         if picture or (picture is None and find_chromium()):
             with tempfile.TemporaryDirectory() as d:
-                png = html_screenshot(scene_html(server), Path(d) / "v.png", size=(int(height * 4 / 3), height)).read_bytes()
+                shot = html_screenshot(scene_html(server), Path(d) / "v.png", size=(int(height * 4 / 3), height))
+                png = shot.read_bytes()
         return InlineViewer(frag, png)
     finally:
         if ours: stop_server(server)

@@ -210,7 +210,8 @@ def _drop_big_uploads(server: viser.ViserServer, max_bytes: int, refuse):
         from viser._messages import FileTransferStartUpload
         states = server.gui._current_file_upload_states   # viser's private state; the late check in `show_file` remains
         def start(client_id, msg):
-            if msg.size_bytes > max_bytes and states.pop(msg.transfer_uuid, None) is not None: refuse(msg.filename, msg.size_bytes)
+            if msg.size_bytes > max_bytes and states.pop(msg.transfer_uuid, None) is not None:
+                refuse(msg.filename, msg.size_bytes)
         server._websock_server.register_handler(FileTransferStartUpload, start)   # runs after viser's own handler
     except (ImportError, AttributeError): pass
 
@@ -248,7 +249,8 @@ class _Demo:
         try:
             im = Image.open(io.BytesIO(content))   # reads the header only
             if im.width * im.height > self.max_pixels:
-                self.status.content = f"refused {name}: {im.width} x {im.height} pixels is over the limit of {self.max_pixels:,}"
+                self.status.content = (f"refused {name}: {im.width} x {im.height} pixels is over the limit of "
+                                       f"{self.max_pixels:,}")
                 return
             img = to_image(im)
         except Exception as e: self.status.content = f"could not read {name}: {e}"; return
