@@ -11,15 +11,15 @@ Docs: https://fit3d.github.io/fit3d/browser.html.md"""
 
 # %% ../nbs/16_browser.ipynb #957a5ff7
 from __future__ import annotations
-import os, shutil, signal, subprocess, tempfile, threading, time
+import json, os, shutil, signal, subprocess, tempfile, threading, time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['CHROMIUM_FLAGS', 'find_chromium', 'HeadlessBrowser', 'browser_screenshot', 'html_screenshot', 'need_chromium',
-           'client_watch', 'pixels', 'coloured', 'not_white']
+__all__ = ['CHROMIUM_FLAGS', 'NOTICE_CSS', 'find_chromium', 'HeadlessBrowser', 'browser_screenshot', 'html_screenshot',
+           'need_chromium', 'client_watch', 'pixels', 'coloured', 'not_white']
 
 # %% ../nbs/16_browser.ipynb #1972c70a
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
@@ -90,6 +90,11 @@ class HeadlessBrowser:
         "Let the page draw `n` animation frames."
         self("Runtime.evaluate", expression=_FRAMES % n, awaitPromise=True)
 
+    def style(self, css: str):
+        "Add a style sheet to the open page (e.g. to hide a notice before a picture)."
+        self("Runtime.evaluate", expression=f"document.head.appendChild(Object.assign(document.createElement('style'), "
+                                            f"{{textContent: {json.dumps(css)}}}))")
+
     def open(self, url: str,      # the page, e.g. f"http://127.0.0.1:{server.get_port()}"
              ready=None,          # a callable: wait until it returns True (e.g. the server sees a client)
              frames: int = 20,    # animation frames to draw once ready
@@ -137,11 +142,16 @@ def browser_screenshot(url: str,                    # the page
                        ready=None,                  # wait until this callable returns True
                        timeout: float = 60,         # seconds allowed for each step
                        chromium: str | None = None, # executable (default: `find_chromium()`)
+                       css: str | None = None,      # a style sheet to add before the picture (e.g. `NOTICE_CSS`)
                       ) -> Path:
     "Load `url` in headless Chromium with software WebGL and save a PNG once it is ready and steady."
     with HeadlessBrowser(size, timeout, chromium) as b:
         b.open(url, ready)
+        if css: b.style(css)
         return b.screenshot(path)
+
+# viser's client warns in a corner when WebGL runs on the CPU (as here, never for a reader with a GPU): not for pictures
+NOTICE_CSS = "[role=alert], .mantine-Notification-root, .mantine-Notifications-root {display: none !important}"
 
 # %% ../nbs/16_browser.ipynb #b9c73c3f
 def html_screenshot(html: str,                          # a complete HTML document
@@ -149,6 +159,7 @@ def html_screenshot(html: str,                          # a complete HTML docume
                     size: tuple[int, int] = (1024, 768), # viewport width, height
                     frames: int = 30,                   # animation frames to draw before the first picture
                     timeout: float = 60,                # seconds allowed for each step
+                    css: str | None = None,             # a style sheet to add before the picture (e.g. `NOTICE_CSS`)
                    ) -> Path:
     "Render an HTML document (e.g. a static viser scene) from a temporary file, with no server, and save a PNG."
     with tempfile.TemporaryDirectory(prefix="fit3d-html-") as d:
@@ -156,6 +167,7 @@ def html_screenshot(html: str,                          # a complete HTML docume
         page.write_text(html, encoding="utf-8")
         with HeadlessBrowser(size, timeout) as b:
             b.open(page.as_uri(), frames=frames)
+            if css: b.style(css)
             return b.screenshot(path)
 
 # %% ../nbs/16_browser.ipynb #6e392ed2

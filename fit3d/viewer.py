@@ -30,7 +30,7 @@ import viser.transforms as vtf
 from .scene import Camera
 from .formats import read_scene, read_splats_ply
 from .features import fit_pca
-from .browser import find_chromium, browser_screenshot, html_screenshot
+from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screenshot
 
 # %% auto #0
 __all__ = ['SH_C0', 'COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
@@ -333,7 +333,8 @@ def embed_viewer(source,                     # a running `viser.ViserServer`, a 
                     f'style="border:1px solid #ddd"></iframe>')
         if mode == "picture":
             with tempfile.TemporaryDirectory() as d:
-                png = html_screenshot(scene_html(server), Path(d) / "viewer.png", size=(int(height * 4 / 3), height))
+                png = html_screenshot(scene_html(server), Path(d) / "viewer.png", size=(int(height * 4 / 3), height),
+                                      css=NOTICE_CSS)
                 b64 = base64.b64encode(png.read_bytes()).decode()
             return f'<img src="data:image/png;base64,{b64}" style="max-width:100%" alt="3D viewer (picture)">'
         doc = scene_html(server)
@@ -366,7 +367,8 @@ def show_viewer(source,                      # as in `embed_viewer`
         png = None
         if picture or (picture is None and find_chromium()):
             with tempfile.TemporaryDirectory() as d:
-                shot = html_screenshot(scene_html(server), Path(d) / "v.png", size=(int(height * 4 / 3), height))
+                shot = html_screenshot(scene_html(server), Path(d) / "v.png", size=(int(height * 4 / 3), height),
+                                       css=NOTICE_CSS)
                 png = shot.read_bytes()
         return InlineViewer(frag, png)
     finally:
