@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU-friendly pins that install from PyPI anywhere (and from the local disk on the project's machines).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test export-check outputs-check nbtest pytest readme
+.PHONY: install demo test export-check notebooks-check nbtest pytest readme
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,9 +31,10 @@ export-check: install
 readme: install
 	$(PY) .ci/readme.py nbs/index.ipynb > README.md
 
-# Notebooks are read with their outputs (pictures, tables, figures): each must have been saved after running.
-outputs-check: install
-	$(PY) -c 'from fit3d.figures import check_outputs; check_outputs("nbs")'
+# Notebooks are read as chapters: each saved with its outputs (pictures, tables, figures) after running, opening with
+# only `# Title` and `> summary`, and with an exported introduction (which puts its module into llms.txt).
+notebooks-check: install
+	$(PY) -c 'from fit3d.figures import check_notebooks; check_notebooks("nbs")'
 
 nbtest: install
 	$(VENV)/bin/nbdev-test --n-workers 2 --timing
@@ -41,4 +42,4 @@ nbtest: install
 pytest: install
 	$(VENV)/bin/python -m pytest -q tests
 
-test: export-check outputs-check nbtest pytest
+test: export-check notebooks-check nbtest pytest

@@ -3,8 +3,8 @@
 Every stage of fit3d ends in a picture: a PCA of features next to the image, a render next to its view, the
 original model next to the fine-tuned one. This module holds what those pictures share, so that there is one way
 to make each: `tile` lays images out in rows (`fit3d.features.pca_grid`, `fit3d.lift.lift_picture` and the web
-demo's panels are all tiles), `plotly_png` turns a plotly figure into a PNG, and `missing_outputs` is the test that
-every notebook was saved with its outputs.
+demo's panels are all tiles), `plotly_png` turns a plotly figure into a PNG, and `check_notebooks` is the test that
+every notebook was saved with its outputs and opens as a chapter should.
 
 **The figure format.** Notebooks are saved with their outputs, so figures must be light: PNG, tens of KB, made with
 PIL (a tile of images) or, for plots, with plotly rendered to PNG by kaleido (which drives the same headless
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 # %% auto #0
-__all__ = ['to_pil', 'tile', 'png', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'check_outputs']
+__all__ = ['to_pil', 'tile', 'png', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'check_notebooks']
 
 # %% ../nbs/17_figures.ipynb #5a16264d
 def to_pil(x) -> Image.Image:
@@ -89,19 +89,37 @@ def plotly_png(fig,                 # a plotly figure
     return Image.open(io.BytesIO(fig.to_image(format="png", width=width, height=height, scale=scale))).convert("RGB")
 
 # %% ../nbs/17_figures.ipynb #343324fc
+def _read_nb(path) -> dict:
+    try: return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e: raise ValueError(f"{path}: not a readable notebook: {e}") from e
+
 def notebook_outputs(path) -> int:
     "The number of outputs saved in the code cells of the notebook at `path`."
-    try: nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e: raise ValueError(f"{path}: not a readable notebook: {e}") from e
-    return sum(len(c.get("outputs", [])) for c in nb.get("cells", []) if c.get("cell_type") == "code")
+    return sum(len(c.get("outputs", [])) for c in _read_nb(path).get("cells", []) if c.get("cell_type") == "code")
 
 def missing_outputs(folder="nbs") -> list[str]:
     "The notebooks in `folder` saved without any output (sorted paths)."
     return sorted(str(p) for p in Path(folder).glob("*.ipynb") if notebook_outputs(p) == 0)
 
-def check_outputs(folder="nbs"):
-    "Exit with a message naming the notebooks in `folder` that were saved without outputs (for `make test`)."
-    bad = missing_outputs(folder)
-    if bad: raise SystemExit("notebooks saved without outputs (run `nbdev-test --save` on them, then `nbdev-clean`): "
-                             + ", ".join(bad))
-    print(f"outputs-check: every notebook in {folder} shows its outputs")
+def title_problems(path) -> list[str]:
+    "What keeps the notebook at `path` from opening as a chapter: its title cell and its exported introduction."
+    cells = _read_nb(path).get("cells", [])
+    src = lambda c: "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+    mds = [c for c in cells if c.get("cell_type") == "markdown"]
+    title = next((c for c in mds if src(c).startswith("# ")), None)
+    if title is None: return ["no markdown cell starting with `# Title`"]
+    lines = [l for l in src(title).strip().splitlines()[1:] if l.strip()]
+    out = [] if any(l.startswith("> ") for l in lines) else ["no `> summary` line under the title"]
+    if any(not l.startswith("> ") for l in lines):
+        out.append("the title cell holds more than `# Title` and `> summary` (move the introduction to the next cell)")
+    if not any(src(c).startswith("#| export") for c in mds):
+        out.append("no exported introduction (`#| export` in the markdown cell after the title): "
+                   "the module is missing from llms.txt and the package docstring")
+    return out
+
+def check_notebooks(folder="nbs"):
+    "Exit with a message naming each notebook in `folder` saved without outputs or without a proper title (`make test`)."
+    bad = [f"{p}: saved without outputs (run `nbdev-test --save {p}`, then `nbdev-clean`)" for p in missing_outputs(folder)]
+    bad += [f"{p}: {why}" for p in sorted(Path(folder).glob("*.ipynb")) for why in title_problems(p)]
+    if bad: raise SystemExit("notebooks-check:\n" + "\n".join(bad))
+    print(f"notebooks-check: every notebook in {folder} has its outputs, its title and an exported introduction")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fit3d.browser import need_chromium
-from fit3d.figures import missing_outputs, plotly_png
+from fit3d.figures import missing_outputs, plotly_png, title_problems
 
 
 def test_plotly_png():
@@ -20,8 +20,9 @@ def test_plotly_png():
     assert ((a[..., 2] > 200) & (a[..., 0] < 60) & (a[..., 1] < 60)).sum() > 300, "no blue line in the PNG"
 
 
-def test_my_notebooks_have_outputs():
-    "The notebooks of the viewer, the demo, the browser and the figures were saved with their outputs."
+def test_my_notebooks_read_as_chapters():
+    "The viewer, demo, browser, figures and index notebooks were saved with outputs and open with title and summary only."
     nbs = Path(__file__).parents[1] / "nbs"
-    mine = {str(nbs / n) for n in ("10_viewer.ipynb", "11_webdemo.ipynb", "16_browser.ipynb", "17_figures.ipynb", "index.ipynb")}
-    assert not mine & set(missing_outputs(nbs))
+    mine = [nbs / n for n in ("10_viewer.ipynb", "11_webdemo.ipynb", "16_browser.ipynb", "17_figures.ipynb", "index.ipynb")]
+    assert not {str(p) for p in mine} & set(missing_outputs(nbs))
+    for p in mine: assert title_problems(p) == [], (p.name, title_problems(p))
