@@ -24,7 +24,8 @@ import torch.nn.functional as F
 import viser
 from PIL import Image, ImageDraw
 
-from .features import fit_pca, _IMAGE_SUFFIXES
+from .features import fit_pca
+from .scene import IMAGE_SUFFIXES
 from .figures import tile
 from .viewer import viser_server
 
@@ -115,7 +116,7 @@ def example_images(source=None,   # None: drawn examples; a folder of images; a 
     src = Path(source)
     if not src.exists():
         import warnings; warnings.warn(f"{src}: no such folder; using the drawn example images"); return drawn_examples()
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if src.is_dir() else []
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else []
     if not files:
         scenes = [src] if (src / "transforms.json").exists() or src.suffix == ".json" else sorted(
             {p.parent for p in src.glob("**/transforms.json") if len(p.relative_to(src).parts) <= 4})
