@@ -35,6 +35,7 @@ __all__ = ['ARCHS', 'WEIGHTS_DIR', 'BANK_VERSION', 'MEAN', 'STD', 'create_vit', 
 ARCHS = dict(  # weights name -> (timm architecture, keyword arguments of timm.create_model)
     fit3d_tiny=("vit_small_patch14_dinov2", dict(embed_dim=192, depth=12, num_heads=3, img_size=224, init_values=1.0)),
     fit3d_small=("vit_small_patch14_dinov2", dict(embed_dim=384, depth=12, num_heads=6, img_size=224, init_values=1.0)),
+    fit3d_micro=("vit_small_patch14_dinov2", dict(embed_dim=48, depth=2, num_heads=2, img_size=224, init_values=1.0)),  # tests only
 )
 WEIGHTS_DIR = Path(__file__).parent / "weights" if "__file__" in globals() else Path("../fit3d/weights")
 
@@ -109,7 +110,7 @@ def load_bank(folder,                   # cache folder (data/... is git-ignored)
                      height=height, seed=seed)
     meta = folder / "bank.json"
     if meta.exists() and read_json(meta, "bank record") == rec:
-        try: return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ("images", "labels", "rooms")}
+        try: return {k: np.load(folder / f"{k}.npy") for k in ("images", "labels", "rooms")}
         except (OSError, ValueError) as e: print(f"{folder}: bank unreadable ({e}); rendering it again")
     bank = render_bank(rooms, views, width, height, seed, 2, device, progress)
     meta.unlink(missing_ok=True)  # the record goes last: a half-written bank never looks complete
@@ -298,10 +299,11 @@ class PretrainConfig:
     log_every: int = 50                # steps between log rows (and throughput measurements)
     ckpt_every: int = 500              # steps between checkpoints
     pca_every: int = 1000              # steps between PCA pictures of held-out rooms (0: only at the end)
+    pca_rooms: int = 2                 # held-out rooms in those pictures (2 views each)
     device: str = "auto"
     progress: bool = True
 
-_NOT_RUN = {"seconds", "bank_dir", "out_dir", "log_every", "ckpt_every", "pca_every", "device", "progress"}
+_NOT_RUN = {"seconds", "bank_dir", "out_dir", "log_every", "ckpt_every", "pca_every", "pca_rooms", "device", "progress"}
 
 def run_record(cfg: PretrainConfig, world: int = 1) -> dict:
     "Provenance of a run: every setting that changes the weights (not budgets, folders or logging), and the world size."
@@ -377,7 +379,8 @@ def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
     "AdamW; no weight decay on biases, norms, LayerScale, tokens and positional embeddings."
     decay, plain = [], []
     for n, p in model.named_parameters(): (plain if p.ndim <= 1 or "token" in n or "pos_embed" in n else decay).append(p)
-    return torch.optim.AdamW([dict(params=decay), dict(params=plain, weight_decay=0.0)], lr=0.0, betas=(0.9, 0.999))
+    return torch.optim.AdamW([dict(params=decay), dict(params=plain, weight_decay=0.0)], lr=0.0, betas=(0.9, 0.999),
+                             fused=decay[0].is_cuda)  # lr and wd are set every step
 
 def _step_generator(cfg: PretrainConfig, step: int, rank: int, device) -> torch.Generator:
     return torch.Generator(device).manual_seed(int(np.random.SeedSequence([cfg.seed, step, rank]).generate_state(1)[0]))
@@ -406,8 +409,10 @@ def pretrain(cfg: PretrainConfig,          # settings
         if teacher is not None: teacher.load_state_dict(st["teacher"]); center = st["center"]
         step, seconds, history = st["step"], st["seconds"], st["history"]
         if rank == 0: log(f"resumed {ckpt} at step {step}/{cfg.steps}")
-    model = nn.parallel.DistributedDataParallel(student, device_ids=[dev.index] if dev.type == "cuda" else None) if world > 1 else student
-    held = held_out_views(cfg, dev) if rank == 0 else None
+    unused = cfg.objective == "supervised" or cfg.ibot == 0   # the mask token gets no gradient then
+    model = nn.parallel.DistributedDataParallel(student, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                                find_unused_parameters=unused) if world > 1 else student
+    held = held_out_views(cfg, dev, cfg.pca_rooms) if rank == 0 else None
     def save():
         if rank != 0: return
         state = dict(student=student.state_dict(), optimizer=opt.state_dict(), step=step, seconds=seconds, history=history)

@@ -1,0 +1,118 @@
+"""Pretrain a fit3d foundation model in one device call: bank, training to a time budget, shards, gate, pictures.
+
+Everything that comes back goes to $OUT (at most 8 files of at most 16 MB): `results.tar` (weights if they fit,
+history, loss plot, PCA pictures, gate table and JSON, the shard manifest, the log) and the checkpoint in shards of at
+most 15 MB. A later call resumes from those files (`--resume DIR`); the schedule is fixed by `--steps`, not by time.
+
+    python tests/benchmarks/pretrain_device.py --smoke                       # CPU, well under a minute
+    python tests/benchmarks/pretrain_device.py --budget 540                  # GPU: first call, ~9 minutes in all
+    python tests/benchmarks/pretrain_device.py --budget 540 --resume DIR     # GPU: continue from returned files
+    python tests/benchmarks/pretrain_device.py --export-from DIR             # here: rebuild weights from returned files
+"""
+import argparse, json, os, shutil, sys, tarfile, time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+T0 = time.perf_counter()
+import numpy as np, torch
+from fit3d.pretrain import (ARCHS, WEIGHTS_DIR, PretrainConfig, compact_checkpoint, create_vit, export_weights, gate,
+                            gate_table, held_out_views, join_shards, load_pretrained, pca_picture, pretrain, run_record,
+                            write_shards)
+from fit3d.store import load_checkpoint, write_json
+
+MAX_FILES, SHARD = 8, 15_000_000
+
+
+def config(a) -> PretrainConfig:
+    kw = dict(name=a.name, objective=a.objective, steps=a.steps, rooms=a.rooms, views=a.views, batch_size=a.batch_size,
+              ibot=a.ibot, koleo=a.koleo, jitter=a.jitter, out_dir=str(a.run_dir), bank_dir=a.bank_dir)
+    if a.smoke: kw |= dict(name="fit3d_micro", steps=4, batch_size=4, rooms=2, views=2, width=112, height=84, global_size=56, local_size=28,
+                           n_local=2, out_dim=64, head_hidden=64, head_bottleneck=32, log_every=1, ckpt_every=2,
+                           pca_every=0, pca_rooms=1, device="cpu", bank_dir=str(a.run_dir / "bank"))
+    return PretrainConfig(**kw)
+
+
+def unpack(src: Path, run_dir: Path):
+    "Reassemble the checkpoint returned by an earlier call (shards + results.tar holding the manifest) into run_dir."
+    if (src / "results.tar").exists():
+        with tarfile.open(src / "results.tar") as t:
+            t.extractall(src / "results", filter="data")
+    man = sorted(src.glob("**/checkpoint.pt.shards.json"))
+    if not man: sys.exit(f"{src}: no checkpoint.pt.shards.json (in the folder or in results.tar); nothing to resume from")
+    for p in src.glob("checkpoint.pt.*-of-*"): shutil.copy(p, man[0].parent / p.name) if man[0].parent != src else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return join_shards(man[0], run_dir / "checkpoint.pt")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", default="fit3d_tiny", choices=list(ARCHS))
+    ap.add_argument("--objective", default="dino", choices=["dino", "supervised"])
+    ap.add_argument("--steps", type=int, default=6000, help="schedule length (keep it the same when resuming)")
+    ap.add_argument("--budget", type=float, default=540, help="seconds for the whole call; training gets what is left")
+    ap.add_argument("--reserve", type=float, default=110, help="seconds kept for saving, the gate and pictures")
+    ap.add_argument("--rooms", type=int, default=1000); ap.add_argument("--views", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--ibot", type=float, default=1.0); ap.add_argument("--koleo", type=float, default=0.1)
+    ap.add_argument("--jitter", type=float, default=0.2)
+    ap.add_argument("--resume", type=Path, help="folder with the files an earlier call returned")
+    ap.add_argument("--no-gate", action="store_true"); ap.add_argument("--gate-iters", type=int, default=1500)
+    ap.add_argument("--export-from", type=Path, help="only rebuild fit3d/weights/<name>.safetensors from returned files")
+    ap.add_argument("--run-dir", type=Path, default=None); ap.add_argument("--bank-dir", default="data/pretrain/bank")
+    ap.add_argument("--smoke", action="store_true", help="tiny CPU run of every stage")
+    a = ap.parse_args()
+    a.run_dir = a.run_dir or Path("runs/pretrain") / f"{a.name}-{a.objective}{'-smoke' if a.smoke else ''}"
+    out = Path(os.environ.get("OUT") or a.run_dir / "out"); out.mkdir(parents=True, exist_ok=True)
+    cfg = config(a)
+    if a.export_from:   # on the CPU here: the teacher (or student) backbone of the returned checkpoint -> fp16 weights
+        ck = unpack(a.export_from, a.run_dir)
+        st = load_checkpoint(ck, run_record(cfg), "pretraining checkpoint")
+        model = create_vit(cfg.name)
+        src = st["teacher"] if "teacher" in st else st["student"]
+        model.load_state_dict({k[4:]: v for k, v in src.items() if k.startswith("vit.")})
+        p = export_weights(model, WEIGHTS_DIR / f"{cfg.name}.safetensors", cfg.name, dict(record=run_record(cfg), step=st["step"]))
+        print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB) from step {st['step']}/{cfg.steps}"); return
+    if a.resume: print("resuming from", unpack(a.resume, a.run_dir))
+    log = open(out / "log.txt", "a")
+    say = lambda s: (print(s), log.write(s + "\n"), log.flush())
+    cfg = replace(cfg, seconds=max(0.0, a.budget - (time.perf_counter() - T0) - a.reserve) if not a.smoke else 600)
+    say(f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; settings {json.dumps(asdict(cfg))}")
+    res = pretrain(cfg, log=say)
+    say(f"trained to step {res['step']}/{cfg.steps} ({res['seconds']:.0f} s in all); loader {res['loader_img_s'] or 0:.0f} img/s, "
+        f"step {res['step_img_s'] or 0:.0f} img/s; call so far {time.perf_counter() - T0:.0f} s")
+    run, keep = Path(cfg.out_dir), []
+    compact_checkpoint(run / "checkpoint.pt", run / "transfer" / "checkpoint.pt")
+    shards = write_shards(run / "transfer" / "checkpoint.pt", run / "transfer" / "shards", SHARD)
+    weights, small = Path(res["weights"]), []
+    if weights.stat().st_size > SHARD: small = write_shards(weights, run / "transfer" / "shards", SHARD)
+    summary = dict(result={k: v for k, v in res.items() if k != "history"}, config=asdict(cfg))
+    if not a.no_gate:
+        rnd, pre = create_vit(cfg.name), load_pretrained(cfg.name, weights)
+        kw = dict(n_train=1, n_val=1, views=3, width=56, height=42, iters=10) if a.smoke else dict(iters=a.gate_iters)
+        t = time.perf_counter(); g = gate({cfg.name: pre, "random": rnd}, root=Path(cfg.bank_dir).parent / "gate", **kw)
+        table = gate_table(g); say(table + f"\n(gate {time.perf_counter() - t:.0f} s; pass if mIoU >= 1.75x random)")
+        summary["gate"] = g; summary["gate_pass"] = g[cfg.name]["miou"] >= 1.75 * g["random"]["miou"]
+        (run / "gate.txt").write_text(table + "\n")
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        pca_picture(pre, held_out_views(cfg, dev, 1 if a.smoke else 3), {"random": rnd}).save(run / "pca_vs_random.png")
+    write_json(run / "results.json", summary)
+    files = [run / n for n in ("results.json", "history.json", "loss.png", "pca_last.png", "pca_vs_random.png", "gate.txt")]
+    files += sorted(run.glob("pca_0*.png"))[-4:] + [shards[-1]] + ([small[-1]] if small else [])   # manifests
+    if not small: files.append(weights)
+    log.close(); files.append(out / "log.txt")
+    with tarfile.open(out / "results.tar", "w") as t:
+        for f in files:
+            if f.exists(): t.add(f, arcname=f.name)
+    big = [*small[:-1], *shards[:-1]]
+    room = MAX_FILES - 1
+    if len(big) > room:   # the weights come first; the checkpoint only if all of it fits
+        print(f"checkpoint needs {len(shards) - 1} shards and only {room - len(small[:-1])} files are left: not returned "
+              f"(resume on the same warm machine: {run / 'checkpoint.pt'} stays there)")
+        big = small[:-1]
+    for f in big: shutil.copy(f, out / f.name)
+    (out / "log.txt").unlink(missing_ok=True)
+    print(f"$OUT: {', '.join(sorted(p.name for p in out.iterdir()))}; call {time.perf_counter() - T0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
