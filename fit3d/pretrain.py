@@ -331,7 +331,7 @@ def _masks(n: int, h: int, w: int, cfg: PretrainConfig, g: torch.Generator, devi
 
 def _losses(student: nn.Module, teacher: nn.Module | None, center: dict, imgs, labs, cfg: PretrainConfig,
             sched: dict, g: torch.Generator) -> tuple[torch.Tensor, dict, dict]:
-    "Total loss, its parts and collapse signals for one batch; updates nothing."
+    "Total loss, its parts (tensors; `probs`: the teacher's targets) and the teacher's mean outputs; updates nothing."
     B, dev = len(imgs), imgs.device
     gx, glab = crops(imgs, 2, cfg.global_size, cfg.global_scale, g, labs, cfg.jitter, cfg.grayscale)
     lx, llab = crops(imgs, cfg.n_local, cfg.local_size, cfg.local_scale, g, labs, cfg.jitter, cfg.grayscale) if cfg.n_local else (None, None)
@@ -342,7 +342,7 @@ def _losses(student: nn.Module, teacher: nn.Module | None, center: dict, imgs, l
         target = classes_in_view(glab, len(CLASSES), cfg.label_min)   # each crop's own classes in view
         if lx is not None: target = torch.cat([target, classes_in_view(llab, len(CLASSES), cfg.label_min)])
         loss = F.binary_cross_entropy_with_logits(logits.float(), target)
-        return loss, dict(loss=loss.item(), bce=loss.item()), {}
+        return loss, dict(loss=loss.detach(), bce=loss.detach()), {}
     h = cfg.global_size // student_patch(student)
     m = _masks(2 * B, h, h, cfg, g, dev) if cfg.ibot > 0 else None
     with torch.no_grad(), amp: t = teacher(gx, select=m)
@@ -353,9 +353,8 @@ def _losses(student: nn.Module, teacher: nn.Module | None, center: dict, imgs, l
     if cfg.ibot > 0: parts["ibot"] = ibot_loss(s["patch"], teacher_probs(t["patch"], center["patch"], sched["teacher_temp"]), cfg.student_temp)
     if cfg.koleo > 0: parts["koleo"] = koleo_loss(s["cls"][:B])
     loss = parts["dino"] + cfg.ibot * parts.get("ibot", 0) + cfg.koleo * parts.get("koleo", 0)
-    h_mean, h_sample = entropies(tp)
     means = dict(cls=t["g"].float().mean(0), patch=t["patch"].float().mean(0) if cfg.ibot > 0 and len(t["patch"]) else None)
-    return loss, dict(loss=loss.item(), **{k: v.item() for k, v in parts.items()}, h_mean=h_mean, h_sample=h_sample), means
+    return loss, dict(loss=loss.detach(), **{k: v.detach() for k, v in parts.items()}, probs=tp.detach()), means
 
 def student_patch(student: nn.Module) -> int:
     s = (student.module if hasattr(student, "module") else student).vit.patch_embed.patch_size
@@ -452,6 +451,9 @@ def pretrain(cfg: PretrainConfig,          # settings
             tl = time.perf_counter() - tb
             rates["step"].append(cfg.batch_size * world / (tb - ta)); rates["loader"].append(cfg.batch_size * world / tl)
             img_s = log_n * cfg.batch_size * world / (time.perf_counter() - log_t); log_t, log_n = time.perf_counter(), 0
+            tp = parts.pop("probs", None)   # floats only on logged steps: no extra GPU syncs in between
+            parts = {k: float(v) for k, v in parts.items()}
+            if tp is not None: parts["h_mean"], parts["h_sample"] = entropies(tp)
             history.append(dict(step=step, **parts, lr=sched["lr"], img_s=img_s))
             bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k in ("loss", "h_mean", "h_sample")} | dict(img_s=f"{img_s:.0f}"))
         if step % cfg.ckpt_every == 0 or step == cfg.steps: seconds += time.perf_counter() - start; start = time.perf_counter(); save()
