@@ -28,8 +28,9 @@ from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, 
 __all__ = ['ARCHS', 'WEIGHTS_DIR', 'BANK_VERSION', 'MEAN', 'STD', 'create_vit', 'random_cameras', 'room_seed', 'render_bank',
            'load_bank', 'crop_boxes', 'jitter', 'crops', 'DINOHead', 'teacher_probs', 'dino_loss', 'ibot_loss',
            'koleo_loss', 'entropies', 'classes_in_view', 'Student', 'PretrainConfig', 'run_record', 'schedule',
-           'student_patch', 'pretrain', 'export_weights', 'load_pretrained', 'held_out_views', 'patch_features',
-           'pca_picture', 'plot_history', 'write_shards', 'join_shards', 'compact_checkpoint', 'gate', 'gate_table']
+           'student_patch', 'bank_for', 'pretrain', 'export_weights', 'load_pretrained', 'held_out_views',
+           'patch_features', 'pca_picture', 'plot_history', 'write_shards', 'join_shards', 'compact_checkpoint', 'gate',
+           'gate_table']
 
 # %% ../nbs/14_pretrain.ipynb #5a36f117
 ARCHS = dict(  # weights name -> (timm architecture, keyword arguments of timm.create_model)
@@ -384,6 +385,11 @@ def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
 def _step_generator(cfg: PretrainConfig, step: int, rank: int, device) -> torch.Generator:
     return torch.Generator(device).manual_seed(int(np.random.SeedSequence([cfg.seed, step, rank]).generate_state(1)[0]))
 
+def bank_for(cfg: PretrainConfig, rank: int = 0, world: int = 1, device="cpu") -> dict:
+    "This process's share of the bank (rooms rank, rank + world, ...), cached under `cfg.bank_dir`."
+    return load_bank(Path(cfg.bank_dir) / f"rank{rank}-of{world}", range(rank, cfg.rooms, world), cfg.views, cfg.width,
+                     cfg.height, cfg.bank_seed, device, cfg.progress and rank == 0)
+
 def pretrain(cfg: PretrainConfig,          # settings
              bank: dict | None = None,     # images/labels arrays (default: `load_bank` of this process's rooms)
              log=print,                    # where progress lines go (rank 0)
@@ -393,9 +399,7 @@ def pretrain(cfg: PretrainConfig,          # settings
     rank, world = _dist()
     dev = torch.device((f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     t0, out = time.perf_counter(), Path(cfg.out_dir)
-    if bank is None:
-        bank = load_bank(Path(cfg.bank_dir) / f"rank{rank}-of{world}", range(rank, cfg.rooms, world), cfg.views, cfg.width,
-                         cfg.height, cfg.bank_seed, dev, cfg.progress and rank == 0)
+    bank = bank if bank is not None else bank_for(cfg, rank, world, dev)
     imgs, labs = torch.from_numpy(np.asarray(bank["images"])).to(dev), torch.from_numpy(np.asarray(bank["labels"])).to(dev)
     student = _build(cfg).to(dev)
     teacher = copy.deepcopy(student).requires_grad_(False) if cfg.objective == "dino" else None
@@ -447,7 +451,9 @@ def pretrain(cfg: PretrainConfig,          # settings
             sync(); tb = time.perf_counter()
             # the loader's share: the augmentation alone, timed on the same batch
             g2 = _step_generator(cfg, step - 1, rank, dev); g2.manual_seed(g2.initial_seed() + 1)
-            crops(imgs[idx], 2 + cfg.n_local, cfg.local_size, cfg.local_scale, g2); sync()
+            crops(imgs[idx], 2, cfg.global_size, cfg.global_scale, g2, labs[idx])
+            if cfg.n_local: crops(imgs[idx], cfg.n_local, cfg.local_size, cfg.local_scale, g2, labs[idx])
+            sync()
             tl = time.perf_counter() - tb
             rates["step"].append(cfg.batch_size * world / (tb - ta)); rates["loader"].append(cfg.batch_size * world / tl)
             img_s = log_n * cfg.batch_size * world / (time.perf_counter() - log_t); log_t, log_n = time.perf_counter(), 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 import numpy as np, torch
-from fit3d.pretrain import (ARCHS, WEIGHTS_DIR, PretrainConfig, compact_checkpoint, create_vit, export_weights, gate,
+from fit3d.pretrain import (ARCHS, WEIGHTS_DIR, PretrainConfig, _dist, bank_for, compact_checkpoint, create_vit, export_weights, gate,
                             gate_table, held_out_views, join_shards, load_pretrained, pca_picture, pretrain, run_record,
                             write_shards)
 from fit3d.store import load_checkpoint, write_json
@@ -30,6 +30,15 @@ def config(a) -> PretrainConfig:
                            n_local=2, out_dim=64, head_hidden=64, head_bottleneck=32, log_every=1, ckpt_every=2,
                            pca_every=0, pca_rooms=1, device="cpu", bank_dir=str(a.run_dir / "bank"))
     return PretrainConfig(**kw)
+
+
+def _tar(path: Path, files: list):
+    "Write the existing `files` into the tar at `path` (atomically: a temporary file renamed over it)."
+    tmp = path.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as t:
+        for f in files:
+            if Path(f).exists(): t.add(f, arcname=Path(f).name)
+    os.replace(tmp, path)
 
 
 def unpack(src: Path, run_dir: Path):
@@ -73,18 +82,33 @@ def main():
         p = export_weights(model, WEIGHTS_DIR / f"{cfg.name}.safetensors", cfg.name, dict(record=run_record(cfg), step=st["step"]))
         print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB) from step {st['step']}/{cfg.steps}"); return
     if a.resume: print("resuming from", unpack(a.resume, a.run_dir))
-    log = open(out / "log.txt", "a")
+    a.run_dir.mkdir(parents=True, exist_ok=True); log = open(a.run_dir / "log.txt", "a")   # not in $OUT: 8 files at most
     say = lambda s: (print(s), log.write(s + "\n"), log.flush())
+    rank, world = _dist()
+    dev = (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    t = time.perf_counter(); bank = bank_for(cfg, rank, world, dev)
+    say(f"bank: {len(bank['images'])} images of {cfg.rooms // world} rooms in {time.perf_counter() - t:.0f} s "
+        f"({len(bank['images']) / max(time.perf_counter() - t, 1e-9):.0f} img/s, or loaded from {cfg.bank_dir})")
     cfg = replace(cfg, seconds=max(0.0, a.budget - (time.perf_counter() - T0) - a.reserve) if not a.smoke else 600)
-    say(f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; settings {json.dumps(asdict(cfg))}")
-    res = pretrain(cfg, log=say)
+    say(f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'} x{world}; training for at most "
+        f"{cfg.seconds:.0f} s; settings {json.dumps(asdict(cfg))}")
+    res = pretrain(cfg, bank, log=say)
+    if rank != 0: return
     say(f"trained to step {res['step']}/{cfg.steps} ({res['seconds']:.0f} s in all); loader {res['loader_img_s'] or 0:.0f} img/s, "
         f"step {res['step_img_s'] or 0:.0f} img/s; call so far {time.perf_counter() - T0:.0f} s")
-    run, keep = Path(cfg.out_dir), []
+    run = Path(cfg.out_dir)
     compact_checkpoint(run / "checkpoint.pt", run / "transfer" / "checkpoint.pt")
     shards = write_shards(run / "transfer" / "checkpoint.pt", run / "transfer" / "shards", SHARD)
     weights, small = Path(res["weights"]), []
     if weights.stat().st_size > SHARD: small = write_shards(weights, run / "transfer" / "shards", SHARD)
+    big = [*small[:-1], *shards[:-1]]   # to $OUT now, before the gate: a call killed later still returns them
+    if len(big) > MAX_FILES - 1:        # the weights come first; the checkpoint only if all of it fits
+        print(f"checkpoint needs {len(shards) - 1} shards and only {MAX_FILES - 1 - len(small[:-1])} files are left: not "
+              f"returned (resume on the same warm machine: {run / 'checkpoint.pt'} stays there)")
+        big = small[:-1]
+    for f in big: shutil.copy(f, out / f.name)
+    pack = lambda names: _tar(out / "results.tar", [run / n for n in names] + [shards[-1]] + ([small[-1]] if small else [weights]))
+    pack(["history.json", "loss.png", "pca_last.png", "log.txt"])   # replaced at the end; enough to resume if the gate is cut short
     summary = dict(result={k: v for k, v in res.items() if k != "history"}, config=asdict(cfg))
     if not a.no_gate:
         rnd, pre = create_vit(cfg.name), load_pretrained(cfg.name, weights)
@@ -96,21 +120,9 @@ def main():
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         pca_picture(pre, held_out_views(cfg, dev, 1 if a.smoke else 3), {"random": rnd}).save(run / "pca_vs_random.png")
     write_json(run / "results.json", summary)
-    files = [run / n for n in ("results.json", "history.json", "loss.png", "pca_last.png", "pca_vs_random.png", "gate.txt")]
-    files += sorted(run.glob("pca_0*.png"))[-4:] + [shards[-1]] + ([small[-1]] if small else [])   # manifests
-    if not small: files.append(weights)
-    log.close(); files.append(out / "log.txt")
-    with tarfile.open(out / "results.tar", "w") as t:
-        for f in files:
-            if f.exists(): t.add(f, arcname=f.name)
-    big = [*small[:-1], *shards[:-1]]
-    room = MAX_FILES - 1
-    if len(big) > room:   # the weights come first; the checkpoint only if all of it fits
-        print(f"checkpoint needs {len(shards) - 1} shards and only {room - len(small[:-1])} files are left: not returned "
-              f"(resume on the same warm machine: {run / 'checkpoint.pt'} stays there)")
-        big = small[:-1]
-    for f in big: shutil.copy(f, out / f.name)
-    (out / "log.txt").unlink(missing_ok=True)
+    log.close()
+    pack(["results.json", "history.json", "loss.png", "pca_last.png", "pca_vs_random.png", "gate.txt", "log.txt",
+          *[p.name for p in sorted(run.glob("pca_0*.png"))[-4:]]])
     print(f"$OUT: {', '.join(sorted(p.name for p in out.iterdir()))}; call {time.perf_counter() - T0:.0f} s")
 
 
