@@ -423,9 +423,9 @@ def pretrain(cfg: PretrainConfig,          # settings
         save_checkpoint(ckpt, state, record)
     sync = lambda: torch.cuda.synchronize(dev) if dev.type == "cuda" else None
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, disable=not (cfg.progress and rank == 0))
-    start, last, rates = time.perf_counter(), None, dict(loader=[], step=[])
-    log_t, log_n = time.perf_counter(), 0
-    while step < cfg.steps and time.perf_counter() - start < cfg.seconds:
+    begin = start = time.perf_counter()   # begin: this call's budget; start: training time not yet counted in `seconds`
+    rates, log_t, log_n = dict(loader=[], step=[]), time.perf_counter(), 0
+    while step < cfg.steps and time.perf_counter() - begin < cfg.seconds:
         sched = schedule(step, cfg, world)
         for i, grp in enumerate(opt.param_groups): grp["lr"], grp["weight_decay"] = sched["lr"], sched["wd"] if i == 0 else 0.0
         g = _step_generator(cfg, step, rank, dev)
@@ -576,10 +576,15 @@ def join_shards(manifest, out_path=None) -> Path:
     if hashlib.sha256(data).hexdigest() != m["sha256"]: raise ArtifactError(manifest, "reassembled file's SHA-256 differs")
     return atomic_write(out, data)
 
-def compact_checkpoint(path, out_path) -> Path:
-    "A copy of a pretraining checkpoint with the optimiser moments in bf16 (about 2/3 the size); resumable as is."
+def compact_checkpoint(path, out_path,
+                       moments: str = "bf16", # optimiser moments: "bf16" (about 2/3 the size) or "drop" (half; Adam restarts)
+                      ) -> Path:
+    "A smaller copy of a pretraining checkpoint for transfer; resumable as is (student and teacher stay fp32)."
+    if moments not in ("bf16", "drop"): raise ValueError(f"moments={moments!r}: use 'bf16' or 'drop'")
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    for s in ck["state"]["optimizer"]["state"].values():
+    opt = ck["state"]["optimizer"]
+    if moments == "drop": opt["state"] = {}
+    for s in opt["state"].values():
         for k in ("exp_avg", "exp_avg_sq"): s[k] = s[k].to(torch.bfloat16)
     return atomic_write(out_path, lambda t: torch.save(ck, t))
 

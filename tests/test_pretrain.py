@@ -22,7 +22,8 @@ def bank():
     return dict(images=rng.integers(0, 255, (6, 42, 56, 3), dtype=np.uint8), labels=rng.integers(0, 15, (6, 42, 56), dtype=np.uint8))
 
 
-def test_resume_from_compact_shards(tmp_path, bank, monkeypatch):
+@pytest.mark.parametrize("moments", ["bf16", "drop"])
+def test_resume_from_compact_shards(tmp_path, bank, monkeypatch, moments):
     "A run cut at step 2, shipped as bf16-moment shards and reassembled, finishes its schedule close to the uninterrupted run."
     monkeypatch.setattr("fit3d.pretrain.held_out_views", lambda cfg, dev, rooms=1: torch.from_numpy(bank["images"][:1]))
     full = pretrain(micro(tmp_path / "full"), bank)
@@ -36,7 +37,7 @@ def test_resume_from_compact_shards(tmp_path, bank, monkeypatch):
     monkeypatch.setattr(P, "save_checkpoint", stop)
     with pytest.raises(Stop): pretrain(micro(tmp_path / "cut"), bank)
     monkeypatch.setattr(P, "save_checkpoint", real)
-    compact_checkpoint(tmp_path / "cut/checkpoint.pt", tmp_path / "ship/checkpoint.pt")
+    compact_checkpoint(tmp_path / "cut/checkpoint.pt", tmp_path / "ship/checkpoint.pt", moments)
     files = write_shards(tmp_path / "ship/checkpoint.pt", tmp_path / "ship/out", max_bytes=100_000)
     assert len(files) > 2 and all(f.stat().st_size <= 100_000 for f in files)
     join_shards(files[-1], tmp_path / "resumed/checkpoint.pt")
@@ -46,7 +47,8 @@ def test_resume_from_compact_shards(tmp_path, bank, monkeypatch):
     a = torch.load(tmp_path / "full/checkpoint.pt", weights_only=True)["state"]["teacher"]
     b = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)["state"]["teacher"]
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert worst < 1e-3, f"resumed teacher differs by {worst}"   # only the moments' bf16 rounding differs
+    if moments == "bf16": assert worst < 1e-3, f"resumed teacher differs by {worst}"   # only the moments' rounding differs
+    assert all(torch.isfinite(v).all() for v in b.values())
 
 
 def test_ddp_torchrun(tmp_path):
@@ -71,3 +73,12 @@ def test_ddp_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     ck = torch.load(tmp_path / "ddp/checkpoint.pt", weights_only=True)
     assert ck["provenance"]["world"] == 2 and ck["state"]["step"] == 2
+
+
+def test_budget_stops_at_a_step_boundary(tmp_path, bank, monkeypatch):
+    "A seconds budget ends the call early, with a checkpoint at the last finished step, even between checkpoints."
+    monkeypatch.setattr("fit3d.pretrain.held_out_views", lambda cfg, dev, rooms=1: torch.from_numpy(bank["images"][:1]))
+    res = pretrain(micro(tmp_path / "b", steps=10_000, ckpt_every=1, seconds=2.0), bank)
+    assert not res["done"] and 0 < res["step"] < 10_000
+    ck = torch.load(tmp_path / "b/checkpoint.pt", weights_only=True)
+    assert ck["state"]["step"] == res["step"]

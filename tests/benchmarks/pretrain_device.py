@@ -7,7 +7,8 @@ most 15 MB. A later call resumes from those files (`--resume DIR`); the schedule
     python tests/benchmarks/pretrain_device.py --smoke                       # CPU, well under a minute
     python tests/benchmarks/pretrain_device.py --budget 540                  # GPU: first call, ~9 minutes in all
     python tests/benchmarks/pretrain_device.py --budget 540 --resume DIR     # GPU: continue from returned files
-    python tests/benchmarks/pretrain_device.py --export-from DIR             # here: rebuild weights from returned files
+    python tests/benchmarks/pretrain_device.py --export-from DIR             # here: reassemble the checkpoint into the run
+                                                                              # folder (carry it to resume) and write the weights
 """
 import argparse, json, os, shutil, sys, tarfile, time
 from dataclasses import asdict, replace
@@ -41,16 +42,17 @@ def _tar(path: Path, files: list):
     os.replace(tmp, path)
 
 
-def unpack(src: Path, run_dir: Path):
-    "Reassemble the checkpoint returned by an earlier call (shards + results.tar holding the manifest) into run_dir."
+def unpack(src: Path, run_dir: Path) -> Path:
+    "Reassemble the checkpoint an earlier call returned (shards + results.tar holding the manifest) as run_dir/checkpoint.pt."
+    dst = run_dir / "returned"; dst.mkdir(parents=True, exist_ok=True)   # `src` may be read-only
     if (src / "results.tar").exists():
         with tarfile.open(src / "results.tar") as t:
-            t.extractall(src / "results", filter="data")
-    man = sorted(src.glob("**/checkpoint.pt.shards.json"))
-    if not man: sys.exit(f"{src}: no checkpoint.pt.shards.json (in the folder or in results.tar); nothing to resume from")
-    for p in src.glob("checkpoint.pt.*-of-*"): shutil.copy(p, man[0].parent / p.name) if man[0].parent != src else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return join_shards(man[0], run_dir / "checkpoint.pt")
+            try: t.extractall(dst, filter="data")
+            except TypeError: t.extractall(dst)   # Python without tar filters
+    for p in [*src.glob("checkpoint.pt.*-of-*"), *src.glob("checkpoint.pt.shards.json")]: shutil.copy(p, dst / p.name)
+    man = dst / "checkpoint.pt.shards.json"
+    if not man.exists(): sys.exit(f"{src}: no checkpoint.pt.shards.json (in the folder or in results.tar); nothing to resume from")
+    return join_shards(man, run_dir / "checkpoint.pt")
 
 
 def main():
@@ -65,6 +67,8 @@ def main():
     ap.add_argument("--ibot", type=float, default=1.0); ap.add_argument("--koleo", type=float, default=0.1)
     ap.add_argument("--jitter", type=float, default=0.2)
     ap.add_argument("--resume", type=Path, help="folder with the files an earlier call returned")
+    ap.add_argument("--moments", default="drop", choices=["drop", "bf16"],
+                    help="Adam moments in the returned checkpoint: drop (~60 MB for fit3d_tiny, fits a 64 MiB carry) or bf16 (~90 MB)")
     ap.add_argument("--no-gate", action="store_true"); ap.add_argument("--gate-iters", type=int, default=1500)
     ap.add_argument("--export-from", type=Path, help="only rebuild fit3d/weights/<name>.safetensors from returned files")
     ap.add_argument("--run-dir", type=Path, default=None); ap.add_argument("--bank-dir", default="data/pretrain/bank")
@@ -97,7 +101,7 @@ def main():
     say(f"trained to step {res['step']}/{cfg.steps} ({res['seconds']:.0f} s in all); loader {res['loader_img_s'] or 0:.0f} img/s, "
         f"step {res['step_img_s'] or 0:.0f} img/s; call so far {time.perf_counter() - T0:.0f} s")
     run = Path(cfg.out_dir)
-    compact_checkpoint(run / "checkpoint.pt", run / "transfer" / "checkpoint.pt")
+    compact_checkpoint(run / "checkpoint.pt", run / "transfer" / "checkpoint.pt", a.moments)
     shards = write_shards(run / "transfer" / "checkpoint.pt", run / "transfer" / "shards", SHARD)
     weights, small = Path(res["weights"]), []
     if weights.stat().st_size > SHARD: small = write_shards(weights, run / "transfer" / "shards", SHARD)
