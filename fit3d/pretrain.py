@@ -16,21 +16,18 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 import timm
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .scene import Camera, look_at
-from .synthetic import CLASSES, make_room, render
+from .synthetic import CLASSES
 from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, provenance, read_json,
                          save_checkpoint, write_json)
+from .pretrain_data import crops, load_bank
+from .pretrain_eval import held_out_views, pca_picture, plot_history
 
 # %% auto #0
-__all__ = ['ARCHS', 'WEIGHTS_DIR', 'BANK_VERSION', 'MEAN', 'STD', 'create_vit', 'random_cameras', 'room_seed', 'render_bank',
-           'load_bank', 'crop_boxes', 'jitter', 'crops', 'DINOHead', 'teacher_probs', 'dino_loss', 'ibot_loss',
-           'koleo_loss', 'entropies', 'classes_in_view', 'Student', 'PretrainConfig', 'run_record', 'schedule',
-           'student_patch', 'bank_for', 'pretrain', 'export_weights', 'load_pretrained', 'held_out_views',
-           'patch_features', 'pca_picture', 'plot_history', 'write_shards', 'join_shards', 'compact_checkpoint', 'gate',
-           'gate_table']
+__all__ = ['ARCHS', 'WEIGHTS_DIR', 'create_vit', 'DINOHead', 'teacher_probs', 'dino_loss', 'ibot_loss', 'koleo_loss', 'entropies',
+           'classes_in_view', 'Student', 'PretrainConfig', 'run_record', 'schedule', 'student_patch', 'bank_for',
+           'pretrain', 'export_weights', 'load_pretrained', 'write_shards', 'join_shards', 'compact_checkpoint']
 
 # %% ../nbs/14_pretrain.ipynb #5a36f117
 ARCHS = dict(  # weights name -> (timm architecture, keyword arguments of timm.create_model)
@@ -49,123 +46,6 @@ def create_vit(name: str,      # an entry of `ARCHS`
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **kw)
-
-# %% ../nbs/14_pretrain.ipynb #908558ff
-def random_cameras(room,                   # a `fit3d.synthetic.Room`
-                   n: int,                 # number of views
-                   width: int, height: int, # image size
-                   seed: int = 0,
-                   hfov: tuple = (60.0, 90.0), # range of the horizontal field of view, degrees
-                  ) -> list[Camera]:
-    "Random views from the room's free floor towards its furniture (OpenCV cameras)."
-    rng, L = np.random.default_rng(seed), room.size
-    targets = room.obj_origin[6:] if len(room.obj_origin) > 6 else np.array([[*(L[:2] / 2), 1.0]])
-    def free(p): return not any(x0 - 0.25 < p[0] < x1 + 0.25 and y0 - 0.25 < p[1] < y1 + 0.25 for x0, y0, x1, y1 in room.floor_rects)
-    cams = []
-    for i in range(n):
-        xy = rng.uniform(0.4, L[:2] - 0.4)
-        for _ in range(50):
-            if free(xy): break
-            xy = rng.uniform(0.4, L[:2] - 0.4)
-        eye = np.r_[xy, rng.uniform(0.9, 2.0)]
-        t = np.r_[targets[rng.integers(len(targets))][:2] + rng.normal(0, 0.3, 2), rng.uniform(0.2, 1.4)]
-        if np.linalg.norm(t[:2] - eye[:2]) < 0.6:  # too close: look across the room instead
-            a = rng.uniform(0, 2 * np.pi); t = eye + np.r_[2 * np.cos(a), 2 * np.sin(a), -rng.uniform(0.2, 1.0)]
-        c2w, r = look_at(eye, t), np.radians(rng.normal(0, 3.0))
-        c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])  # roll
-        fx = width / 2 / math.tan(math.radians(rng.uniform(*hfov)) / 2)
-        cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"view_{i:03d}"))
-    return cams
-
-# %% ../nbs/14_pretrain.ipynb #bdd240c8
-BANK_VERSION = 1  # bump when the room generator or the camera sampler changes what a seed renders
-
-def room_seed(seed: int, k: int, stream: int = 2) -> int:
-    "Seed of room `k` of a stream (0/1: the benchmark's training/validation rooms, 2: pretraining, 3: held-out pictures)."
-    return int(np.random.SeedSequence([seed, stream, k]).generate_state(1)[0])
-
-def render_bank(rooms,                  # room indices k to render (seeds `room_seed(seed, k, stream)`)
-                views: int,             # views per room
-                width: int, height: int,
-                seed: int = 0, stream: int = 2,
-                device="cpu",           # where to ray-cast ("cuda": ~300 img/s at 224x168 on an H200)
-                progress: bool = True,
-               ) -> dict:               # images (N, H, W, 3) uint8, labels (N, H, W) uint8, rooms (N,) int64
-    "Ray-cast `views` random views of each room into uint8 arrays."
-    imgs, labs, ids = [], [], []
-    chunk = 1 << 20 if str(device).startswith("cuda") else 1 << 15
-    for k in tqdm(list(rooms), desc="rendering rooms", disable=not progress):
-        s = room_seed(seed, k, stream); room = make_room(s)
-        r = render(room, random_cameras(room, views, width, height, s), device=device, chunk=chunk)
-        imgs.append(r["rgb"]); labs.append(r["labels"]); ids += [k] * views
-    return dict(images=np.concatenate(imgs), labels=np.concatenate(labs), rooms=np.array(ids, np.int64))
-
-def load_bank(folder,                   # cache folder (data/... is git-ignored)
-              rooms, views: int, width: int, height: int, seed: int = 0,
-              device="cpu", progress: bool = True,
-             ) -> dict:
-    "The bank of `render_bank`, from `folder` if it was made with the same settings, else rendered and saved there."
-    folder, rooms = Path(folder), list(rooms)
-    rec = provenance(kind="pretrain-bank", version=BANK_VERSION, rooms=[rooms[0], rooms[-1], len(rooms)],
-                     room_list=hashlib.sha256(str(rooms).encode()).hexdigest()[:16], views=views, width=width,
-                     height=height, seed=seed)
-    meta = folder / "bank.json"
-    if meta.exists() and read_json(meta, "bank record") == rec:
-        try: return {k: np.load(folder / f"{k}.npy") for k in ("images", "labels", "rooms")}
-        except (OSError, ValueError) as e: print(f"{folder}: bank unreadable ({e}); rendering it again")
-    bank = render_bank(rooms, views, width, height, seed, 2, device, progress)
-    meta.unlink(missing_ok=True)  # the record goes last: a half-written bank never looks complete
-    for k, a in bank.items(): atomic_write(folder / f"{k}.npy", lambda t, a=a: np.save(open(t, "wb"), a))
-    write_json(meta, rec)
-    return bank
-
-# %% ../nbs/14_pretrain.ipynb #80751de4
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the normalisation of timm's DINOv2 configs
-
-def crop_boxes(n: int, scale: tuple, aspect: float, g: torch.Generator, device,
-               ratio: tuple = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
-    "(n, 2, 3) affine maps from output crops to random boxes of `scale` x the image area (`aspect` = W/H of the image)."
-    u = torch.rand(n, 5, generator=g, device=device)
-    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
-    r = torch.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1])
-    fw, fh = (area * r / aspect).sqrt().clamp(max=1), (area * aspect / r).sqrt().clamp(max=1)  # fractions of W and H
-    cx, cy = (2 * u[:, 2] - 1) * (1 - fw), (2 * u[:, 3] - 1) * (1 - fh)
-    sx = torch.where((u[:, 4] < 0.5) & flip, -fw, fw)
-    z = torch.zeros_like(fw)
-    return torch.stack([torch.stack([sx, z, cx], -1), torch.stack([z, fh, cy], -1)], 1)
-
-def jitter(x: torch.Tensor,           # (B, 3, H, W) in [0, 1]
-           g: torch.Generator,
-           strength: float = 0.2,     # brightness, contrast and saturation factors within 1 +- strength
-           p: float = 0.8,            # probability of jittering an image
-           grayscale: float = 0.05,   # probability of dropping colour
-          ) -> torch.Tensor:
-    "Gentle per-image colour jitter (no hue shift)."
-    B = len(x); u = torch.rand(B, 5, generator=g, device=x.device)
-    f = 1 + strength * (2 * u[:, :3] - 1)
-    f = torch.where(u[:, 3:4] < p, f, torch.ones_like(f))[:, :, None, None, None]
-    gray = lambda y: (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2])[:, None]
-    x = x * f[:, 0]
-    x = (x - x.mean((1, 2, 3), keepdim=True)) * f[:, 1] + x.mean((1, 2, 3), keepdim=True)
-    x = (x - gray(x)) * f[:, 2] + gray(x)
-    x = torch.where(u[:, 4, None, None, None] < grayscale, gray(x).expand_as(x), x)
-    return x.clamp(0, 1)
-
-def crops(images: torch.Tensor,        # (B, H, W, 3) uint8 bank images (on the training device)
-          n: int, size: int, scale: tuple, g: torch.Generator,
-          labels: torch.Tensor | None = None, # (B, H, W) uint8 class maps, cropped alike
-          strength: float = 0.2, grayscale: float = 0.05,
-         ) -> tuple[torch.Tensor, torch.Tensor | None]: # (n*B, 3, size, size) normalised, (n*B, size, size) labels
-    "`n` random resized, flipped and jittered square crops of every image, crop-major."
-    B, H, W, _ = images.shape
-    theta = crop_boxes(n * B, scale, W / H, g, images.device)
-    grid = F.affine_grid(theta, (n * B, 3, size, size), align_corners=False)
-    x = images.permute(0, 3, 1, 2).float().div(255).repeat(n, 1, 1, 1)
-    x = jitter(F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False), g, strength, grayscale=grayscale)
-    x = (x - x.new_tensor(MEAN)[:, None, None]) / x.new_tensor(STD)[:, None, None]
-    lab = None if labels is None else F.grid_sample(labels[:, None].float().repeat(n, 1, 1, 1), grid, mode="nearest",
-                                                     padding_mode="border", align_corners=False)[:, 0].long()
-    return x, lab
 
 # %% ../nbs/14_pretrain.ipynb #1a954628
 class DINOHead(nn.Module):
@@ -385,6 +265,11 @@ def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
 def _step_generator(cfg: PretrainConfig, step: int, rank: int, device) -> torch.Generator:
     return torch.Generator(device).manual_seed(int(np.random.SeedSequence([cfg.seed, step, rank]).generate_state(1)[0]))
 
+def _picture(make, path: Path, log):
+    "Save the picture `make()` draws; a picture that fails (a missing plotting package, say) is logged, never fatal."
+    try: make().save(path)
+    except Exception as e: log(f"picture {path.name} skipped: {type(e).__name__}: {e}")
+
 def bank_for(cfg: PretrainConfig, rank: int = 0, world: int = 1, device="cpu") -> dict:
     "This process's share of the bank (rooms rank, rank + world, ...), cached under `cfg.bank_dir`."
     return load_bank(Path(cfg.bank_dir) / f"rank{rank}-of{world}", range(rank, cfg.rooms, world), cfg.views, cfg.width,
@@ -463,7 +348,7 @@ def pretrain(cfg: PretrainConfig,          # settings
             history.append(dict(step=step, **parts, lr=sched["lr"], img_s=img_s))
             bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k in ("loss", "h_mean", "h_sample")} | dict(img_s=f"{img_s:.0f}"))
         if step % cfg.ckpt_every == 0 or step == cfg.steps: seconds += time.perf_counter() - start; start = time.perf_counter(); save()
-        if rank == 0 and cfg.pca_every and step % cfg.pca_every == 0: pca_picture(teacher or student, held).save(out / f"pca_{step:06d}.png")
+        if rank == 0 and cfg.pca_every and step % cfg.pca_every == 0: _picture(lambda: pca_picture(teacher or student, held), out / f"pca_{step:06d}.png", log)
     seconds += time.perf_counter() - start
     done = step >= cfg.steps
     if not done: bar.total = step; bar.set_description(f"{cfg.name} (time budget)")
@@ -473,10 +358,10 @@ def pretrain(cfg: PretrainConfig,          # settings
                loader_img_s=float(np.median(rates["loader"])) if rates["loader"] else None,
                step_img_s=float(np.median(rates["step"])) if rates["step"] else None, checkpoint=str(ckpt))
     if rank == 0:
-        write_json(out / "history.json", history)
-        plot_history(history).save(out / "loss.png")
-        pca_picture((teacher or student), held).save(out / "pca_last.png")
         res["weights"] = str(export_weights((teacher or student).vit, out / f"{cfg.name}.safetensors", cfg.name, dict(record=record, step=step)))
+        write_json(out / "history.json", history)
+        _picture(lambda: plot_history(history), out / "loss.png", log)
+        _picture(lambda: pca_picture(teacher or student, held), out / "pca_last.png", log)
         log(f"{cfg.name}: step {step}/{cfg.steps} in {seconds:.0f} s; loader {res['loader_img_s'] or 0:.0f} img/s, "
             f"training step {res['step_img_s'] or 0:.0f} img/s" + ("" if done else "; stopped by the time budget, run again to resume"))
     return res
@@ -498,55 +383,6 @@ def load_pretrained(name: str,          # an entry of `ARCHS`
     arch, kw = ARCHS[name]
     return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), num_classes=0,
                              dynamic_img_size=True, **kw)
-
-# %% ../nbs/14_pretrain.ipynb #0a3c1579
-def held_out_views(cfg: PretrainConfig, device="cpu", rooms: int = 2, views: int = 2) -> torch.Tensor:
-    "(N, H, W, 3) uint8 views of rooms no pretraining step sees (stream 3), for PCA pictures."
-    with torch.random.fork_rng(devices=[]):
-        return torch.from_numpy(render_bank(range(rooms), views, cfg.width, cfg.height, cfg.bank_seed, 3, device, False)["images"])
-
-@torch.no_grad()
-def patch_features(vit: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    "(N, D, h, w) normed last-layer patch features of uint8 images (N, H, W, 3), cut to multiples of the patch size."
-    p = vit.patch_embed.patch_size; p = p[0] if isinstance(p, (tuple, list)) else p
-    x = images.permute(0, 3, 1, 2).float().div(255)
-    x = (x - x.new_tensor(MEAN)[:, None, None]) / x.new_tensor(STD)[:, None, None]
-    h, w = x.shape[-2] // p, x.shape[-1] // p
-    was = vit.training; vit.eval()
-    t = vit.forward_features(x[..., : h * p, : w * p].to(next(vit.parameters()).device))[:, vit.num_prefix_tokens:]
-    vit.train(was)
-    return t.float().reshape(len(x), h, w, -1).permute(0, 3, 1, 2).cpu()
-
-def pca_picture(model: nn.Module, images: torch.Tensor, others: dict | None = None, height: int = 84) -> Image.Image:
-    "Images and the PCA colours of `model`'s features (and of `others`: {title: model}), one row per image."
-    from fit3d.features import pca_grid
-    vits = [getattr(model, "vit", model)] + [getattr(m, "vit", m) for m in (others or {}).values()]
-    feats = [list(patch_features(v, images)) for v in vits]
-    ims = list(images.float().div(255).numpy())
-    grid = pca_grid(ims, feats[0], feats[1] if len(feats) > 1 else None, height=height)
-    return grid
-
-def plot_history(history: list, keys=("loss", "dino", "ibot", "bce"), size=(360, 200)) -> Image.Image:
-    "A small PNG line plot of logged losses against the step (each curve in its own colour), with the collapse signals."
-    W, H = size; im = Image.new("RGB", size, "white"); d = ImageDraw.Draw(im)
-    rows = [r for r in history if "loss" in r]
-    if len(rows) < 2: d.text((10, H // 2), "not enough steps logged", fill="black"); return im
-    x0, x1, y0, y1 = 40, W - 10, 20, H - 25
-    steps = [r["step"] for r in rows]
-    vals = [r[k] for r in rows for k in keys if k in r]
-    lo, hi = min(vals), max(vals); hi = hi if hi > lo else lo + 1
-    X = lambda s: x0 + (x1 - x0) * (s - steps[0]) / max(steps[-1] - steps[0], 1)
-    Y = lambda v: y1 - (y1 - y0) * (v - lo) / (hi - lo)
-    d.rectangle([x0, y0, x1, y1], outline="gray")
-    colors = dict(loss="black", dino="tab:blue", ibot="orange", bce="purple")
-    pal = {"tab:blue": (31, 119, 180), "orange": (255, 127, 14), "purple": (148, 103, 189), "black": (0, 0, 0)}
-    for i, k in enumerate(k for k in keys if k in rows[0]):
-        c = pal[colors.get(k, "black")]
-        d.line([(X(r["step"]), Y(r[k])) for r in rows], fill=c, width=2); d.text((x0 + 5 + 60 * i, 4), k, fill=c)
-    d.text((2, y0), f"{hi:.2f}", fill="black"); d.text((2, y1 - 10), f"{lo:.2f}", fill="black")
-    d.text((x0, y1 + 5), f"step {steps[0]}", fill="black"); d.text((x1 - 60, y1 + 5), f"{steps[-1]}", fill="black")
-    if "h_mean" in rows[-1]: d.text((x0 + 100, y1 + 5), f"H(mean) {rows[-1]['h_mean']:.2f} H {rows[-1]['h_sample']:.2f}", fill="black")
-    return im
 
 # %% ../nbs/14_pretrain.ipynb #c9fa074c
 def write_shards(path, out_dir, max_bytes: int = 15_000_000) -> list[Path]:
@@ -587,49 +423,3 @@ def compact_checkpoint(path, out_path,
     for s in opt["state"].values():
         for k in ("exp_avg", "exp_avg_sq"): s[k] = s[k].to(torch.bfloat16)
     return atomic_write(out_path, lambda t: torch.save(ck, t))
-
-# %% ../nbs/14_pretrain.ipynb #3c5b4927
-def gate(models: dict,                  # {title: timm ViT}, e.g. pretrained and random
-         root="data/pretrain/gate",     # where the benchmark rooms are written (kept between runs)
-         n_train: int = 6, n_val: int = 3, views: int = 24, width: int = 224, height: int = 168,
-         iters: int = 1500,             # probe training steps
-         pair_gap: int = 2,             # correspondence pairs: views i and i + pair_gap of each validation room
-         seed: int = 0, device=None, progress: bool = False,
-        ) -> dict:                      # {title: {miou, abs_rel, rmse, recall@10, ...}}
-    "Linear-probe segmentation and depth and correspondence recall of each model on held-out synthetic rooms."
-    from fit3d.synthetic import make_benchmark
-    from fit3d.formats import read_scene
-    from fit3d.probe import ProbeConfig, DepthProbeConfig, train_seg_probe, eval_seg_probe, train_depth_probe, eval_depth_probe
-    from fit3d.correspondence import correspondence_recall
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    paths = make_benchmark(root, n_train, n_val, views, width, height, n_test=0, seed=seed, device=device, progress=progress)
-    scenes = {k: [read_scene(p) for p in v] for k, v in paths.items()}
-    rgb = {k: [torch.from_numpy((np.stack([s.image(i) for i in range(len(s))]) * 255).round().astype(np.uint8)) for s in v] for k, v in scenes.items()}
-    lab = {k: [torch.from_numpy(s.labels(i)) for s in v for i in range(len(s))] for k, v in scenes.items()}
-    dep = {k: [torch.from_numpy(s.depth(i)) for s in v for i in range(len(s))] for k, v in scenes.items()}
-    out = {}
-    for title, vit in models.items():
-        vit = vit.to(device).eval()
-        f = {k: [x for r in v for x in patch_features(vit, r)] for k, v in rgb.items()}
-        pc = dict(iters=iters, progress=progress, seed=seed)
-        seg = eval_seg_probe(train_seg_probe(f["train"], lab["train"], len(CLASSES), ProbeConfig(**pc)), f["val"], lab["val"])
-        dh = train_depth_probe(f["train"], dep["train"], DepthProbeConfig(**pc))
-        d = eval_depth_probe(dh, f["val"], dep["val"])
-        rec, k0 = [], 0
-        for s, r in zip(scenes["val"], rgb["val"]):
-            fv = patch_features(vit, r)
-            rec.append(correspondence_recall(s, {i: fv[i] for i in range(len(s))}, [(i, i + pair_gap) for i in range(len(s) - pair_gap)]))
-        n = sum(r["n_points"] for r in rec)
-        out[title] = dict(miou=100 * seg["mIoU"], abs_rel=d["abs_rel"], rmse=d["rmse"],
-                          **{f"recall@{t}": 100 * sum(r[f"recall@{t}"] * r["n_points"] for r in rec) / max(n, 1) for t in (5, 10, 20)},
-                          cos_corr=sum(r["cos_corr"] * r["n_points"] for r in rec) / max(n, 1))
-        vit.cpu()
-    return out
-
-def gate_table(res: dict, base: str = "random") -> str:
-    "The gate's results as a text table, with each model's mIoU ratio to `base`."
-    rows = [f"{'model':14s} {'mIoU':>6s} {'x base':>7s} {'AbsRel':>7s} {'RMSE':>6s} {'R@10px':>7s} {'cos':>5s}"]
-    for t, r in res.items():
-        ratio = r["miou"] / res[base]["miou"] if base in res and res[base]["miou"] > 0 else float("nan")
-        rows.append(f"{t:14s} {r['miou']:6.1f} {ratio:7.2f} {r['abs_rel']:7.3f} {r['rmse']:6.3f} {r['recall@10']:7.1f} {r['cos_corr']:5.2f}")
-    return "\n".join(rows)

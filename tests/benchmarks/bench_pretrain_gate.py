@@ -12,7 +12,8 @@ import argparse, os, time
 from pathlib import Path
 
 import torch
-from fit3d.pretrain import ARCHS, PretrainConfig, create_vit, gate, gate_table, held_out_views, load_pretrained, pca_picture
+from fit3d.pretrain import ARCHS, PretrainConfig, create_vit, load_pretrained
+from fit3d.pretrain_eval import gate, gate_table, held_out_views, pca_picture
 from fit3d.store import write_json
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 import numpy as np, torch
-from fit3d.pretrain import (ARCHS, WEIGHTS_DIR, PretrainConfig, _dist, bank_for, compact_checkpoint, create_vit, export_weights, gate,
-                            gate_table, held_out_views, join_shards, load_pretrained, pca_picture, pretrain, run_record,
-                            write_shards)
+from fit3d.pretrain import (ARCHS, WEIGHTS_DIR, PretrainConfig, _dist, bank_for, compact_checkpoint, create_vit,
+                            export_weights, join_shards, load_pretrained, pretrain, run_record, write_shards)
+from fit3d.pretrain_eval import gate, gate_table, held_out_views, pca_picture
 from fit3d.store import load_checkpoint, write_json
 
 MAX_FILES, SHARD = 8, 15_000_000
@@ -53,6 +53,18 @@ def unpack(src: Path, run_dir: Path) -> Path:
     man = dst / "checkpoint.pt.shards.json"
     if not man.exists(): sys.exit(f"{src}: no checkpoint.pt.shards.json (in the folder or in results.tar); nothing to resume from")
     return join_shards(man, run_dir / "checkpoint.pt")
+
+
+def run_gate(a, cfg: PretrainConfig, run: Path, weights: Path, say) -> dict:
+    "The quality gate and the PCA picture, pretrained vs random; writes gate.txt and pca_vs_random.png into `run`."
+    rnd, pre = create_vit(cfg.name), load_pretrained(cfg.name, weights)
+    kw = dict(n_train=1, n_val=1, views=3, width=56, height=42, iters=10) if a.smoke else dict(iters=a.gate_iters)
+    t = time.perf_counter(); g = gate({cfg.name: pre, "random": rnd}, root=Path(cfg.bank_dir).parent / "gate", **kw)
+    table = gate_table(g); say(table + f"\n(gate {time.perf_counter() - t:.0f} s; pass if mIoU >= 1.75x random)")
+    (run / "gate.txt").write_text(table + "\n")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    pca_picture(pre, held_out_views(cfg, dev, 1 if a.smoke else 3), {"random": rnd}).save(run / "pca_vs_random.png")
+    return dict(gate=g, gate_pass=g[cfg.name]["miou"] >= 1.75 * g["random"]["miou"])
 
 
 def main():
@@ -115,14 +127,9 @@ def main():
     pack(["history.json", "loss.png", "pca_last.png", "log.txt"])   # replaced at the end; enough to resume if the gate is cut short
     summary = dict(result={k: v for k, v in res.items() if k != "history"}, config=asdict(cfg))
     if not a.no_gate:
-        rnd, pre = create_vit(cfg.name), load_pretrained(cfg.name, weights)
-        kw = dict(n_train=1, n_val=1, views=3, width=56, height=42, iters=10) if a.smoke else dict(iters=a.gate_iters)
-        t = time.perf_counter(); g = gate({cfg.name: pre, "random": rnd}, root=Path(cfg.bank_dir).parent / "gate", **kw)
-        table = gate_table(g); say(table + f"\n(gate {time.perf_counter() - t:.0f} s; pass if mIoU >= 1.75x random)")
-        summary["gate"] = g; summary["gate_pass"] = g[cfg.name]["miou"] >= 1.75 * g["random"]["miou"]
-        (run / "gate.txt").write_text(table + "\n")
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-        pca_picture(pre, held_out_views(cfg, dev, 1 if a.smoke else 3), {"random": rnd}).save(run / "pca_vs_random.png")
+        try: summary |= run_gate(a, cfg, run, weights, say)
+        except Exception as e:   # a failing gate must not cost the training: the shards are already in $OUT
+            import traceback; say(f"gate failed: {type(e).__name__}: {e}\n{traceback.format_exc()[-2000:]}")
     write_json(run / "results.json", summary)
     log.close()
     pack(["results.json", "history.json", "loss.png", "pca_last.png", "pca_vs_random.png", "gate.txt", "log.txt",
