@@ -1,5 +1,6 @@
-"""Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest-
-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.
+"""Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth,
+nearest-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between
+corresponding features.
 
 Docs: https://fit3d.github.io/fit3d/correspondence.html.md"""
 

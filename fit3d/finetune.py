@@ -22,11 +22,15 @@ from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
 from .formats import read_scene, toy_scene, write_nerfstudio
-from .features import load_backbone, iter_features, pca_grid
+from .features import load_backbone, iter_features, pca_grid, input_size
+from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, weights_digest, scene_identity,
+                    save_checkpoint, load_checkpoint, check_finite)
 
 # %% auto #0
-__all__ = ['COMBINE', 'write_targets', 'read_targets_meta', 'TargetViews', 'toy_targets', 'StepBatches', 'masked_l1',
-           'FinetuneConfig', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'train_step', 'finetune',
+__all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
+           'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
+           'toy_targets', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
+           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'finetuned_record', 'finetune',
            'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
@@ -38,83 +42,235 @@ def write_targets(path,                  # `<targets_dir>/<scene>.safetensors`
                   patch_size: int,       # the backbone's patch size
                   input_size: tuple,     # (height, width) of the image fed to the backbone
                   scene_root,            # the scene's folder (for `read_scene`)
-                  masks: dict | None = None, # view name -> (h, w) weights in [0, 1]
+                  masks: dict | None = None,  # view name -> (h, w) weights in [0, 1]
+                  record: dict | None = None, # provenance of the targets (`target_record`), kept in the metadata
                  ) -> Path:
-    "Write one scene's target features (fp16) and masks in the cache layout, atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    t = {k: torch.as_tensor(v).half().contiguous() for k, v in targets.items()}
-    t |= {f"{k}.mask": torch.as_tensor(v).half().contiguous() for k, v in (masks or {}).items()}
+    "Write one scene's target features (fp16), masks and provenance record in the cache layout, atomically."
+    t = {k: torch.as_tensor(v).detach().cpu().half().contiguous() for k, v in targets.items()}
+    t |= {f"{k}.mask": torch.as_tensor(v).detach().cpu().half().contiguous() for k, v in (masks or {}).items()}
     meta = dict(backbone=backbone, patch_size=str(patch_size), input_height=str(input_size[0]),
-                input_width=str(input_size[1]), scene_root=str(scene_root))
-    tmp = path.with_name(path.name + ".tmp"); save_file(t, str(tmp), metadata=meta); os.replace(tmp, path)
-    return path
+                input_width=str(input_size[1]), scene_root=str(scene_root),
+                provenance=json.dumps(record, sort_keys=True) if record is not None else "")
+    return atomic_write(path, lambda tmp: save_file(t, str(tmp), metadata=meta))
 
 def read_targets_meta(path) -> dict:
-    "Metadata of a target cache file (ints parsed), or `SceneError` naming the file."
+    "Metadata of a target cache file (ints parsed, `provenance` as a dict or None), or an error naming the file."
     path = Path(path)
-    if not path.exists(): raise SceneError(path, "target cache file does not exist")
+    if not path.exists(): raise ArtifactError(path, "target cache file does not exist")
     try:
         with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
-    except Exception as e: raise SceneError(path, f"not a readable safetensors target cache: {e}") from e
-    if missing := [k for k in _META if k not in meta]: raise SceneError(path, f"target cache metadata lacks {missing}")
-    m = dict(meta, views=sorted(k for k in keys if not k.endswith(".mask")))
+    except Exception as e:
+        raise ArtifactError(path, f"not a readable safetensors target cache (corrupt or truncated?): {e}") from None
+    if missing := [k for k in _META if k not in meta]: raise ArtifactError(path, f"target cache metadata lacks {missing}")
+    try: rec = json.loads(meta["provenance"]) if meta.get("provenance") else None
+    except json.JSONDecodeError as e: raise ArtifactError(path, f"target cache provenance is not valid JSON: {e.msg}") from None
+    m = dict(meta, provenance=rec, views=sorted(k for k in keys if not k.endswith(".mask")))
     for k in ("patch_size", "input_height", "input_width"): m[k] = int(meta[k])
     if m["input_height"] % m["patch_size"] or m["input_width"] % m["patch_size"]:
-        raise SceneError(path, f"input size {m['input_height']}x{m['input_width']} is not a multiple of the patch size {m['patch_size']}")
+        raise ArtifactError(path, f"input size {m['input_height']}x{m['input_width']} is not a multiple of "
+                                  f"the patch size {m['patch_size']}")
     return m
 
+def lifted_key(lifted) -> str:
+    "The provenance key of a lifted scene (a `Lifted` or its meta): Stage I's own record if it wrote one, else a hash."
+    meta = getattr(lifted, "meta", lifted) or {}
+    rec = meta.get("provenance")
+    if isinstance(rec, dict) and "key" in rec: return rec["key"]
+    return provenance(config=meta.get("config"), scene=meta.get("scene"), scene_name=meta.get("scene_name"))["key"]
+
+def lifted_views(lifted, scene: Scene) -> list[int]:
+    "The views a scene was lifted from: all (`frames` + `test_frames`, as the official) unless Stage I held some out."
+    meta = getattr(lifted, "meta", lifted) or {}
+    return list(scene.train) if meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
+
+def target_record(backbone: str,          # the backbone whose features were lifted
+                  weights: str,           # `weights_digest` of that backbone
+                  lifted,                 # the lifted scene (`Lifted`) or its key
+                  scene: Scene,           # the scene the targets are rendered for
+                  input_size,             # (height, width) fed to the backbone
+                  resample: str = "bilinear", # how renders were brought to the patch grid (`to_grid`)
+                  render_scale: float = 1.0,  # render resolution relative to the images
+                 ) -> dict:
+    "The provenance record of one scene's targets, for `write_targets(record=...)`."
+    return provenance(kind="fit3d-targets", backbone=backbone, weights=weights,
+                      lifted=lifted if isinstance(lifted, str) else lifted_key(lifted), scene=scene_identity(scene),
+                      input_size=list(input_size), resample=resample, render_scale=float(render_scale))
+
+# %% ../nbs/06_finetune.ipynb #4f0a7c55
+RESAMPLE = ("bilinear", "area")
+
+def to_grid(x: torch.Tensor,           # (N, C, H, W) maps
+            grid,                      # (h, w) patch grid
+            resample: str = "bilinear",# "bilinear": the official point sampling at patch centres; "area": patch means
+           ) -> torch.Tensor:          # (N, C, h, w)
+    "Bring full-resolution maps to the patch grid: official bilinear (align_corners=False, no antialias) or area."
+    if resample == "bilinear":
+        return F.interpolate(x, size=tuple(grid), mode="bilinear", align_corners=False, antialias=False)
+    if resample == "area": return F.interpolate(x, size=tuple(grid), mode="area")
+    raise ValueError(f"resample must be one of {RESAMPLE}, not {resample!r}")
+
+@torch.no_grad()
+def render_target(lifted,                  # a `fit3d.lift.Lifted` (frozen Gaussians and their decoder)
+                  scene: Scene,            # its scene
+                  i: int,                  # the view
+                  grid,                    # (h, w) the model's patch grid
+                  resample: str = "bilinear", # see `to_grid`
+                  scale: float = 1.0,      # render resolution relative to the image (the official: 1)
+                  device=None,             # default: where the Gaussians are
+                 ) -> tuple[torch.Tensor, torch.Tensor]: # target (C, h, w) and alpha (h, w), on `device`
+    "Render view `i`'s features from the frozen Gaussians, decode them at render resolution, resample to the grid."
+    from fit3d.raster import render
+    device = torch.device(device) if device is not None else lifted.splats["means"].device
+    s = scene.downscaled(1 / scale) if scale != 1 else scene
+    c = s.cameras[i]
+    splats = {k: v.to(device) for k, v in lifted.splats.items()}   # no copy when they already live there
+    out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, features=True)
+    f = lifted.decoder.to(device)(out.features.permute(0, 3, 1, 2))
+    return to_grid(f, grid, resample)[0], to_grid(out.alpha.permute(0, 3, 1, 2), grid, resample)[0, 0].clamp(0, 1)
+
+def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lifted`)
+                        scene: Scene,        # its scene
+                        path,                # `<targets_dir>/<scene>.safetensors`
+                        backbone: str,       # the backbone whose features were lifted
+                        patch_size: int,     # its patch size
+                        weights: str,        # `weights_digest` of its weights (for the record)
+                        ids=None,            # views (default: those it was lifted from, `lifted_views`)
+                        resample: str = "bilinear", # see `to_grid` (the official: bilinear)
+                        scale: float = 1.0,  # render resolution relative to the images (the official: 1)
+                        device=None,         # where to render (default: where the Gaussians are)
+                       ) -> Path:
+    "Render the targets of a lifted scene's views as `render_target` does and write them, with alphas and a record."
+    ids = lifted_views(lifted, scene) if ids is None else ids
+    sizes = {input_size(scene.cameras[i].height, scene.cameras[i].width, patch_size) for i in ids}
+    if len(sizes) != 1:
+        raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
+    (H, W), = sizes; grid = (H // patch_size, W // patch_size)
+    targets, alphas = {}, {}
+    for i in ids:
+        t, a = render_target(lifted, scene, i, grid, resample, scale, device)
+        targets[scene.cameras[i].name], alphas[scene.cameras[i].name] = t.cpu(), a.cpu()
+    return write_targets(path, targets, backbone, patch_size, (H, W), scene.root, alphas,
+                         target_record(backbone, weights, lifted, scene, (H, W), resample, scale))
+
 # %% ../nbs/06_finetune.ipynb #de4ccffb
-def _resize(x: torch.Tensor, size, mode="bilinear") -> torch.Tensor:
-    "Resize (C, H, W) or (H, W) to `size` = (h, w): antialiased bilinear for images, area for masks."
-    if tuple(x.shape[-2:]) == tuple(size): return x
-    y = x[None] if x.ndim == 3 else x[None, None]
-    y = F.interpolate(y, size=tuple(size), mode=mode, **({"antialias": True, "align_corners": False} if mode == "bilinear" else {}))
-    return y[0] if x.ndim == 3 else y[0, 0]
+def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
+    "View `i` as uint8 (H, W, 3) at `size` = (H, W), decoded by PIL; resized (bilinear, antialiased) only if need be."
+    from PIL import Image
+    c = scene.cameras[i]
+    if c.image_path is None: raise SceneError(scene.root, f"view {i} ({c.name}) has no image")
+    try:
+        with Image.open(c.image_path) as im:
+            im = im.convert("RGB") if im.mode in ("RGB", "RGBA", "L", "P", "CMYK") else None
+            if im is not None and im.size != (size[1], size[0]): im = im.resize((size[1], size[0]), Image.BILINEAR)
+            a = np.array(im) if im is not None else None
+    except OSError as e: raise SceneError(c.image_path, f"cannot read the image: {e}") from None
+    if a is None:   # 16-bit and other modes: through the scene's own float reader
+        x = torch.from_numpy(scene.image(i)).permute(2, 0, 1)[None]
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+        a = (x.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    return torch.from_numpy(a)
+
+MASKS = ("official", "alpha")
+
+class RenderedTargets:
+    "Targets rendered at every step from frozen lifted scenes, as the official code does (see `render_target`)."
+    def __init__(self, lifted: dict,              # scene key -> `Lifted`, already on the training device
+                 resample: str = "bilinear",      # see `to_grid`
+                 scale: float = 1.0):             # render resolution relative to the images
+        self.lifted, self.resample, self.scale = lifted, resample, scale
+        one = next(iter(lifted.values())); conv = one.decoder.conv
+        self.dim = one.splats["features"].shape[1] if conv is None else conv.out_channels
+
+    def keys(self) -> list: return sorted([k, lifted_key(v)] for k, v in self.lifted.items())
+
+    def fill(self, batch: dict, data) -> dict:
+        "Add the rendered targets of `batch` (on the device of its images) and fold alpha/NaN into its masks."
+        ts, ms = [], []
+        for j, (i, flip) in enumerate(zip(batch["index"].tolist(), batch["flip"].tolist())):
+            key, v = data.views[i]
+            t, a = render_target(self.lifted[key], data.scenes[key], v, data.grid, self.resample, self.scale,
+                                 batch["image"].device)
+            m = a if data.mask == "alpha" else torch.ones_like(a)
+            m = m * t.isfinite().all(0); t = t.nan_to_num(0.0)
+            if flip: t, m = t.flip(-1), m.flip(-1)
+            ts.append(t); ms.append(m * batch["mask"][j])
+        return batch | dict(target=torch.stack(ts), mask=torch.stack(ms))
 
 class TargetViews(torch.utils.data.Dataset):
-    "(image, target, mask) training pairs over many scenes, from target caches or a `target_fn`."
+    "(image, target, mask) training pairs over many scenes, from target caches, a `target_fn` or rendered per step."
     def __init__(self, scenes: dict,     # scene key -> Scene
                  views: list,            # (scene key, view index) pairs, in a fixed order
                  input_size,             # (height, width) the images are fed at, multiples of `patch_size`
                  patch_size: int,        # the backbone's patch size
                  backbone: str,          # the backbone the targets are for
                  files: dict | None = None, # scene key -> target cache file
-                 target_fn=None,         # or: (scene, view index) -> target (C,h,w), or (target, (h,w) mask)
+                 target_fn=None,         # or: (scene, view index) -> target (C,h,w), or (target, (h,w) alpha)
+                 mask: Literal["official", "alpha"] = "official", # the loss mask (see above)
+                 renderer: RenderedTargets | None = None, # or: render targets at every step (`to_device`)
+                 records: dict | None = None, # scene key -> the targets' provenance record (None: unknown)
                 ):
+        if mask not in MASKS: raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
         self.scenes, self.views, self.files, self.target_fn = scenes, views, files or {}, target_fn
         self.input_size, self.patch_size, self.backbone = tuple(input_size), patch_size, backbone
+        self.mask, self.renderer, self.records = mask, renderer, records or {}
         self.grid = (self.input_size[0] // patch_size, self.input_size[1] // patch_size)
+        sizes = {(scenes[k].cameras[v].height, scenes[k].cameras[v].width) for k, v in views}
+        self.load_size = sizes.pop() if len(sizes) == 1 else self.input_size   # one size: resized on the device
 
     @classmethod
-    def from_cache(cls, targets) -> TargetViews:
+    def from_cache(cls, targets, mask: str = "official") -> TargetViews:
         "All views of the caches in `targets` (folders of `<scene>.safetensors`, or files)."
         paths = [q for p in ([targets] if isinstance(targets, (str, Path)) else targets)
                  for q in (sorted(Path(p).glob("*.safetensors")) if Path(p).is_dir() else [Path(p)])]
         if not paths: raise SceneError(targets or None, "no target cache files (<scene>.safetensors) given or found")
-        scenes, views, files, first = {}, [], {}, None
+        scenes, views, files, records, first = {}, [], {}, {}, None
         for p in paths:
             m = read_targets_meta(p)
             key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
             first = first or (key, p)
-            if key != first[0]: raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but {first[1]} has {first[0]}")
+            if key != first[0]:
+                raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but {first[1]} has {first[0]}")
             if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
             root = Path(m["scene_root"]); root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
-            s = scenes[p.stem] = read_scene(root); files[p.stem] = p
+            s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
             ids = {c.name: i for i, c in enumerate(s.cameras)}
             if bad := [v for v in m["views"] if v not in ids]: raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
             views += [(p.stem, ids[v]) for v in m["views"]]
-        return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files)
+        return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files, mask=mask, records=records)
 
     @classmethod
-    def from_scenes(cls, scenes: list, target_fn, input_size, patch_size: int, backbone: str) -> TargetViews:
-        "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) mask)`."
+    def from_scenes(cls, scenes: list, target_fn, input_size, patch_size: int, backbone: str, mask: str = "official") -> TargetViews:
+        "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) alpha)`."
         if len({s.name for s in scenes}) != len(scenes): raise ValueError("scene names must be unique: they key the views")
-        return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size, backbone, target_fn=target_fn)
+        return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size,
+                   backbone, target_fn=target_fn, mask=mask)
+
+    @classmethod
+    def from_lifted(cls, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
+                    patch_size: int, backbone: str, mask: str = "official",
+                    resample: str = "bilinear", scale: float = 1.0, device="cpu") -> TargetViews:
+        "The views lifted scenes were fitted to, their targets rendered at every step on `device` (the official way)."
+        from fit3d.lift import load_lifted
+        lifted, scenes, views, sizes = {}, {}, [], set()
+        for d in ([folders] if isinstance(folders, (str, Path)) else folders):
+            lf = load_lifted(d, device=device)
+            if not lf.meta.get("scene"): raise ArtifactError(Path(d) / "lift.json", "records no scene folder")
+            s = read_scene(lf.meta["scene"]); key = s.name
+            if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
+            lifted[key], scenes[key] = lf, s
+            ids = lifted_views(lf, s); views += [(key, i) for i in ids]
+            sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
+        if len(sizes) != 1:
+            raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
+        return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask, renderer=RenderedTargets(lifted, resample, scale))
 
     def __len__(self): return len(self.views)
 
+    @property
+    def dim(self) -> int: return self.renderer.dim if self.renderer else int(self.target(0)[0].shape[0])
+
     def target(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        "Target (C, h, w) float32 and optional mask (h, w) of item `i`."
+        "Target (C, h, w) and optional alpha (h, w) of item `i`, as stored (cache or `target_fn`)."
         key, v = self.views[i]; s = self.scenes[key]
         if self.target_fn is not None:
             t = self.target_fn(s, v)
@@ -126,26 +282,49 @@ class TargetViews(torch.utils.data.Dataset):
     def __getitem__(self, item) -> dict:
         i, flip = item if isinstance(item, tuple) else (item, False)
         key, v = self.views[i]; s = self.scenes[key]
-        t, m = self.target(i)
-        t, m = t.float(), (torch.ones(self.grid) if m is None else m.float())
-        if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or tuple(m.shape) != self.grid:
-            raise SceneError(self.files.get(key, s.root), f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
-                             f"(mask {tuple(m.shape)}), expected (C, {self.grid[0]}, {self.grid[1]})")
-        m = m * ~t.isnan().any(0); t = t.nan_to_num(0.0)
-        if (valid := s.mask(v)) is not None: m = m * _resize(torch.from_numpy(valid).float(), self.grid, "area")
-        img = _resize(torch.from_numpy(s.image(v)).permute(2, 0, 1), self.input_size)
-        if flip: img, t, m = img.flip(-1), t.flip(-1), m.flip(-1)
-        return dict(image=img.contiguous(), target=t.contiguous(), mask=m.contiguous())
+        valid = s.mask(v)
+        m = torch.ones(self.grid) if valid is None else \
+            to_grid(torch.from_numpy(valid).float()[None, None], self.grid, "bilinear" if self.mask == "official" else "area")[0, 0]
+        out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
+        if self.renderer is None:
+            t, a = self.target(i)
+            if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
+                raise SceneError(self.files.get(key, s.root), f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
+                                 f"(alpha {None if a is None else tuple(a.shape)}), expected (C, {self.grid[0]}, {self.grid[1]})")
+            if self.mask == "alpha" and a is not None: m = m * a.float()
+            out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
+        out["mask"] = m
+        if flip: out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask") else v for k, v in out.items()}
+        return {k: v.contiguous() for k, v in out.items()}
+
+    def to_device(self, batch: dict, device) -> dict:
+        "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float with NaN/Inf masked out."
+        b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask") else v for k, v in batch.items()}
+        img = b["image"].permute(0, 3, 1, 2).float().div_(255)
+        if tuple(img.shape[-2:]) != self.input_size:
+            img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        b["image"] = img
+        if "target" in b:
+            t = b["target"].float()
+            b["target"], b["mask"] = t.nan_to_num(0.0, 0.0, 0.0), b["mask"] * t.isfinite().all(1)
+        return self.renderer.fill(b, self) if self.renderer is not None else b
 
     def fingerprint(self) -> str:
         "A hash of what the data is: backbone, sizes, scenes and their view names (not the target values)."
         ids = [(k, self.scenes[k].cameras[v].name) for k, v in self.views]
         return hashlib.sha1(json.dumps([self.backbone, self.patch_size, self.input_size, ids]).encode()).hexdigest()[:16]
 
+    def target_keys(self) -> list:
+        "What the targets were made from: [scene, key of its targets' record] (rendered: of its lifted scene)."
+        if self.renderer is not None: return self.renderer.keys()
+        return sorted([k, (self.records.get(k) or {}).get("key")] for k in self.scenes)
+
 # %% ../nbs/06_finetune.ipynb #1182b2ae
-def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch: int = 14, grid=(2, 3), backbone="tiny", seed=0) -> Path:
+def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch: int = 14, grid=(2, 3), backbone="tiny",
+                seed=0) -> Path:
     "Tiny scenes with random images and random target caches under `folder` (for tests); returns the targets folder."
     folder, g = Path(folder), torch.Generator().manual_seed(seed)
+    digest = weights_digest(load_backbone(backbone, pretrained=False, device="cpu").model)
     for k in range(n_scenes):
         s = toy_scene(folder / f"scene{k}", n=views, width=grid[1] * patch + 4, height=grid[0] * patch + 2)
         write_nerfstudio(s, folder / f"scene{k}")
@@ -153,14 +332,16 @@ def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch:
         ms = {n: torch.ones(grid) for n in tg}
         first = s.cameras[s.train[0]].name; ms[first][0, 0] = 0
         if len(s.train) > 1: tg[s.cameras[s.train[1]].name][:, -1, -1] = float("nan")
-        write_targets(folder / "targets" / f"scene{k}.safetensors", tg, backbone, patch, (grid[0] * patch, grid[1] * patch),
-                      Path("..") / f"scene{k}", ms)
+        size = (grid[0] * patch, grid[1] * patch)
+        write_targets(folder / "targets" / f"scene{k}.safetensors", tg, backbone, patch, size, Path("..") / f"scene{k}", ms,
+                      target_record(backbone, digest, f"toy{k}", s, size, "area"))
     return folder / "targets"
 
 # %% ../nbs/06_finetune.ipynb #43654b62
 class StepBatches(torch.utils.data.Sampler):
     "Batches of `(index, flip)` for one process: step `start` onwards of epoch `epoch`, seeded by `seed`."
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, flip: float = 0.5, rank: int = 0, world: int = 1, start: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, flip: float = 0.5, rank: int = 0, world: int = 1,
+                 start: int = 0):
         if batch_size % world: raise ValueError(f"global batch {batch_size} does not split over {world} processes")
         self.n, self.B, self.rank, self.world, self.start = n, batch_size, rank, world, start
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -182,11 +363,38 @@ def masked_l1(pred: torch.Tensor,   # (B, C, h, w) features
     num = ((pred - target).abs() * mask[:, None]).sum()
     return num / (mask.sum() * pred.shape[1] if denom is None else denom).clamp_min(1e-8)
 
+# %% ../nbs/06_finetune.ipynb #d0ccdf07
+def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): images (B,3,H,W) in [0,1] -> (B,C,h,w)
+               batch: dict,            # image, target, mask (on the model's device)
+               opt: torch.optim.Optimizer,
+               clip: float = 0.1,      # max gradient norm (0 = off)
+               amp: torch.dtype | None = None, # autocast dtype, None = full precision
+               scaler=None,            # a GradScaler for fp16
+               world: int = 1,         # processes (the loss normaliser is summed over them)
+              ) -> tuple[torch.Tensor, torch.Tensor]: # (this process' loss, gradient norm before clipping), not read back
+    "One AdamW step of masked L1 between the model's dense features and the targets."
+    img, tgt, m = batch["image"], batch["target"], batch["mask"]
+    den = m.sum() * tgt.shape[1]
+    work = dist.all_reduce(den, async_op=True) if world > 1 else None   # overlaps the forward pass
+    with torch.autocast(img.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        pred = model(img)
+    if work is not None: work.wait(); den = den / world   # DDP averages gradients over processes
+    loss = masked_l1(pred.float(), tgt, m, den)
+    opt.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler: scaler.unscale_(opt)
+    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    gn = torch.nn.utils.clip_grad_norm_(params, clip) if clip > 0 else torch.nn.utils.get_total_norm([p.grad for p in params])
+    if scaler: scaler.step(opt); scaler.update()
+    else: opt.step()
+    return loss.detach(), gn
+
 # %% ../nbs/06_finetune.ipynb #a33934cb
 @dataclass
 class FinetuneConfig:
     "Stage II settings; the defaults follow the reference (AdamW 1e-5, wd 1e-4, clip 0.1, batch 2, 1 epoch, flips)."
     targets: tuple[str, ...] = ()  # target caches: folders of <scene>.safetensors, or files
+    lifted: tuple[str, ...] = ()   # or: lifted scene folders, targets rendered at every step (the official way)
     out: str = "runs/finetune"     # output folder: checkpoint.pt, log.jsonl, config.json, finetuned.safetensors
     backbone: str = ""             # backbone alias or timm name; "" = the one the targets were made for
     pretrained: bool = True        # start from the pretrained weights (False: random init, for tests)
@@ -198,6 +406,9 @@ class FinetuneConfig:
     clip: float = 0.1              # max gradient norm (0 = no clipping)
     warmup_steps: int = 0          # linear learning-rate warm-up (the reference has none)
     flip: float = 0.5              # probability of flipping image, target and mask horizontally
+    mask: Literal["official", "alpha"] = "official" # loss mask: the anonymisation mask, or also the rendered alpha (ours)
+    resample: Literal["bilinear", "area"] = "bilinear" # with `lifted`: renders to the grid (official: bilinear)
+    render_scale: float = 1.0      # with `lifted`: render resolution relative to the images (official: 1)
     seed: int = 42                 # fixes the data order and flips (and the init of a random model)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto" # mixed precision; "auto": bf16 on GPU, off on CPU
     compile: bool = False          # torch.compile the model (an option to measure; the reference does not)
@@ -205,140 +416,150 @@ class FinetuneConfig:
     resume: bool = True            # continue from <out>/checkpoint.pt when it exists
     max_steps: int = 0             # stop after this many steps in total (0 = all epochs)
     num_workers: int = 4           # data loader worker processes per training process
-    log_every: int = 10            # append to log.jsonl every N steps
+    log_every: int = 10            # append to log.jsonl every N steps (the loss is read back, and checked, then)
     device: str = "auto"           # "auto" (cuda:LOCAL_RANK if available, else cpu), "cpu", "cuda", ...
     progress: bool = True          # show a progress bar (rank 0)
 
 # settings that change the result: a checkpoint made with other values cannot be resumed. `epochs` and `max_steps`
 # may grow: the order of an epoch depends only on (seed, epoch), so a longer run continues the shorter one exactly.
-_SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "clip", "warmup_steps", "flip", "seed", "amp")
+_SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "clip", "warmup_steps", "flip", "seed", "amp",
+         "mask", "resample", "render_scale")
 
-# %% ../nbs/06_finetune.ipynb #c2251084
-class CheckpointError(ValueError):
-    "A checkpoint is unreadable or does not belong to this run; the message names the file."
-    def __init__(self, path, problem: str):
-        self.path = Path(path); super().__init__(f"{path}: {problem}")
-
-def save_checkpoint(path, state: dict) -> Path:
-    "Write `state` with `torch.save`, atomically (temporary file, then `os.replace`)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp"); torch.save(state, tmp); os.replace(tmp, path)
-    return path
-
-def load_checkpoint(path, config: dict, fingerprint: str) -> dict:
-    "Read a checkpoint and check that it belongs to a run with `config` on data `fingerprint`."
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise CheckpointError(path, f"cannot read the checkpoint (corrupt or truncated?): {e}") from e
-    if not isinstance(ck, dict) or (miss := {"model", "optimizer", "step", "config", "data"} - set(ck)):
-        raise CheckpointError(path, f"not a fit3d fine-tuning checkpoint (missing {sorted(miss) if isinstance(ck, dict) else 'everything'})")
-    if diff := {k: (ck["config"].get(k), config[k]) for k in _SAME if ck["config"].get(k) != config[k]}:
-        raise CheckpointError(path, f"made with other settings (checkpoint vs now: {diff}); use another --out or --no-resume")
-    if ck["data"] != fingerprint:
-        raise CheckpointError(path, f"made on other data (fingerprint {ck['data']} vs {fingerprint}); use another --out or --no-resume")
-    return ck
-
-# %% ../nbs/06_finetune.ipynb #d0ccdf07
-def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): images (B,3,H,W) in [0,1] -> (B,C,h,w)
-               batch: dict,            # image, target, mask (on the model's device)
-               opt: torch.optim.Optimizer,
-               clip: float = 0.1,      # max gradient norm (0 = off)
-               amp: torch.dtype | None = None, # autocast dtype, None = full precision
-               scaler=None,            # a GradScaler for fp16
-               world: int = 1,         # processes (the loss normaliser is summed over them)
-              ) -> tuple[torch.Tensor, torch.Tensor]: # (the batch's loss, gradient norm before clipping)
-    "One AdamW step of masked L1 between the model's dense features and the targets."
-    img, tgt, m = batch["image"], batch["target"], batch["mask"]
-    with torch.autocast(img.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        pred = model(img)
-    den = m.sum() * tgt.shape[1]
-    if world > 1: dist.all_reduce(den); den = den / world   # DDP averages gradients over processes
-    loss = masked_l1(pred.float(), tgt, m, den)
-    opt.zero_grad(set_to_none=True)
-    (scaler.scale(loss) if scaler else loss).backward()
-    if scaler: scaler.unscale_(opt)
-    params = [p for g in opt.param_groups for p in g["params"]]
-    gn = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-    if scaler: scaler.step(opt); scaler.update()
-    else: opt.step()
-    loss = loss.detach()
-    if world > 1: dist.all_reduce(loss); loss = loss / world
-    return loss, gn
-
-# %% ../nbs/06_finetune.ipynb #e164fe15
-def _setup(cfg: FinetuneConfig):
-    "Process group, rank, world size and device for this process."
-    world = int(os.environ.get("WORLD_SIZE", 1)); rank = int(os.environ.get("RANK", 0)); local = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
-    device = torch.device(f"cuda:{local}" if cuda else "cpu") if cfg.device in ("auto", "cuda") else torch.device(cfg.device)
-    if device.type == "cuda": torch.cuda.set_device(device)
+# %% ../nbs/06_finetune.ipynb #c6a1f3e8
+def setup_process(device: str = "auto") -> tuple[int, int, torch.device, bool]:
+    "(rank, world size, device, whether we started the process group) for this process."
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    dev = torch.device(f"cuda:{local}" if cuda else "cpu") if device in ("auto", "cuda") else torch.device(device)
+    if dev.type == "cuda": torch.cuda.set_device(dev)
     own = world > 1 and not dist.is_initialized()
-    if own: dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device, own
+    if own: dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev, own
 
-def _amp(cfg, device) -> torch.dtype | None:
-    a = ("bf16" if device.type == "cuda" else "off") if cfg.amp == "auto" else cfg.amp
-    if a not in ("bf16", "fp16", "off"): raise ValueError(f"amp must be auto, bf16, fp16 or off, not {cfg.amp!r}")
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    "The autocast dtype for `amp` ('auto': bf16 on CUDA, none on the CPU)."
+    a = ("bf16" if device.type == "cuda" else "off") if amp == "auto" else amp
+    if a not in ("bf16", "fp16", "off"): raise ValueError(f"amp must be auto, bf16, fp16 or off, not {amp!r}")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[a]
 
-def _export(bb: nn.Module, out: Path, conf: dict, step: int) -> Path:
-    "Write the timm state dict of `bb.model` to `out/finetuned.safetensors`, atomically."
-    path, tmp = out / "finetuned.safetensors", out / "finetuned.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in bb.model.state_dict().items()}, str(tmp), metadata=dict(backbone=conf["backbone"], step=str(step)))
-    os.replace(tmp, path)
-    return path
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    "AdamW over all weights; the fused kernel on CUDA."
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
+# %% ../nbs/06_finetune.ipynb #c2251084
+def run_record(conf: dict,          # the run's settings (`FinetuneConfig` as a dict, backbone resolved)
+               start_weights: str,  # `weights_digest` of the model before the first step
+               data: TargetViews,   # the training pairs
+              ) -> dict:
+    "The provenance record of a fine-tuning run: what a checkpoint must match to be resumed."
+    return provenance(kind="fit3d-finetune", settings={k: conf[k] for k in _SAME}, start_weights=start_weights,
+                      data=data.fingerprint(), targets=data.target_keys(),
+                      target_kind="rendered" if data.renderer is not None else "cached")
+
+def check_targets(data: TargetViews, backbone: str, digest: str, init: str = "") -> None:
+    "Refuse targets whose record says they were made for other weights than `digest` (the model being tuned)."
+    for key, rec in data.records.items():
+        if rec is None:
+            print(f"{data.files.get(key, key)}: target cache records no provenance (written by an older fit3d); using it as is")
+        elif rec.get("weights") not in (None, digest) and not init:
+            raise ArtifactError(data.files.get(key, key), f"targets were made for {rec.get('backbone')} weights {rec.get('weights')}, "
+                                f"but the model being tuned is {backbone} with weights {digest}; re-render the targets or pass --init")
+
+def export_weights(model: nn.Module, path, record: dict, backbone: str, step: int) -> Path:
+    "Write `model`'s timm state dict to `path` (safetensors) with `record` in its metadata, atomically."
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = dict(backbone=backbone, step=str(step), provenance=json.dumps(record, sort_keys=True))
+    return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+
+def finetuned_record(path) -> dict:
+    "Metadata of fine-tuned weights (backbone, step, provenance as a dict), or `ArtifactError` naming the file."
+    path = Path(path)
+    if not path.is_file(): raise ArtifactError(path, "fine-tuned weights file does not exist")
+    try:
+        with safe_open(str(path), "pt") as f: meta = dict(f.metadata() or {})
+    except Exception as e:
+        raise ArtifactError(path, f"fine-tuned weights are corrupt or truncated (not a readable safetensors file: {e})") from None
+    try: meta["provenance"] = json.loads(meta["provenance"]) if meta.get("provenance") else None
+    except json.JSONDecodeError: raise ArtifactError(path, "fine-tuned weights carry a provenance that is not valid JSON") from None
+    return meta
+
+# %% ../nbs/06_finetune.ipynb #e164fe15
 def _log(out: Path, **row):
     with (out / "log.jsonl").open("a") as f: f.write(json.dumps(row) + "\n")
 
 def finetune(cfg: FinetuneConfig,             # the settings
-             data: TargetViews | None = None,  # the training pairs; default: `TargetViews.from_cache(cfg.targets)`
-             callback=None,                    # called as callback(step, loss) after every step, on every process
+             data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
+             callback=None,                    # called as callback(step, loss tensor) after every step, on every process
             ) -> Path:                         # `<out>/finetuned.safetensors`, a timm state dict
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
-    rank, world, device, own = _setup(cfg)
+    rank, world, device, own = setup_process(cfg.device)
     try:
-        data = data or TargetViews.from_cache(cfg.targets)
-        out, amp = Path(cfg.out), _amp(cfg, device)
-        conf = asdict(cfg) | dict(backbone=cfg.backbone or data.backbone, amp=str(amp))
+        if data is None and bool(cfg.targets) == bool(cfg.lifted):
+            raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
+        if data is None and cfg.targets: data = TargetViews.from_cache(cfg.targets, cfg.mask)
+        name = cfg.backbone or (data.backbone if data is not None else "")
+        if not name: raise ValueError("--backbone is needed with --lifted")
+        out, amp = Path(cfg.out), amp_dtype(cfg.amp, device)
+        conf = asdict(cfg) | dict(backbone=name, amp=str(amp))
         torch.manual_seed(cfg.seed)
-        bb = load_backbone(conf["backbone"], pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device).train().requires_grad_(True)
-        if (bb.patch_size, bb.dim) != (data.patch_size, dim := data.target(0)[0].shape[0]):
-            raise SceneError(data.files.get(data.views[0][0]), f"targets are {dim}-d at patch size {data.patch_size}, "
-                             f"but backbone {conf['backbone']!r} gives {bb.dim}-d at patch size {bb.patch_size}")
-        model = nn.parallel.DistributedDataParallel(bb, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else bb
+        bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
+        bb.train().requires_grad_(True)
+        if data is None:
+            data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample, cfg.render_scale, device)
+        if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
+            raise SceneError(data.files.get(data.views[0][0]), f"targets are {data.dim}-d at patch size {data.patch_size}, "
+                             f"but backbone {name!r} gives {bb.dim}-d at patch size {bb.patch_size}")
+        start = weights_digest(bb.model); check_targets(data, name, start, cfg.init)
+        record = run_record(conf, start, data)
+        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)
+        model = ddp(bb) if world > 1 else bb
         if cfg.compile: model = torch.compile(model)
-        opt = torch.optim.AdamW(bb.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
         per_epoch = len(data) // cfg.batch_size
         if per_epoch == 0: raise ValueError(f"{len(data)} training views are fewer than the batch size {cfg.batch_size}")
         total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
         step, ck_path = 0, out / "checkpoint.pt"
-        if cfg.resume and ck_path.exists():
-            ck = load_checkpoint(ck_path, conf, data.fingerprint())
-            bb.model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); step = ck["step"]
-            if scaler and ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
-            torch.set_rng_state(ck["rng"])
-        save = lambda: save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=step, epoch=step // per_epoch,
-                                                     scaler=scaler.state_dict() if scaler else None, rng=torch.get_rng_state(), config=conf, data=data.fingerprint()))
-        if rank == 0: out.mkdir(parents=True, exist_ok=True); (out / "config.json").write_text(json.dumps(conf, indent=1))
+        if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint")) is not None:
+            bb.model.load_state_dict(st["model"]); opt.load_state_dict(st["optimizer"]); step = st["step"]
+            if scaler and st.get("scaler"): scaler.load_state_dict(st["scaler"])
+            torch.set_rng_state(st["rng"])
+        if rank == 0: write_json(out / "config.json", conf | dict(provenance=record))
+        bad = torch.zeros((), dtype=torch.bool, device=device)   # any non-finite loss or gradient norm since the last read
+        def read(loss) -> float:                                  # the one host sync, every log_every steps
+            v = loss.detach().clone()
+            if world > 1: dist.all_reduce(v); v = v / world
+            v = check_finite(v, f"fine-tuning {out} step {step}", ck_path)
+            if bad.item(): raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
+                                               f"stopped before writing; the last good checkpoint {ck_path} is kept")
+            return v
+        def save(): save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=step,
+                                                  scaler=scaler.state_dict() if scaler else None, rng=torch.get_rng_state()), record)
         bar = tqdm(total=total, initial=step, disable=rank != 0 or not cfg.progress, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), step
         while step < total:
-            epoch, start = divmod(step, per_epoch)
-            sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, world, start)
-            for batch in torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda"):
+            epoch, start_at = divmod(step, per_epoch)
+            sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, world, start_at)
+            loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                                 pin_memory=device.type == "cuda")
+            for batch in loader:
                 for g in opt.param_groups: g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-                loss, gn = train_step(model, {k: v.to(device, non_blocking=True) for k, v in batch.items()}, opt, cfg.clip, amp, scaler, world)
-                step += 1; loss = loss.item()
-                ips = (step - s0) * cfg.batch_size / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}", refresh=False); bar.update(1)
-                if rank == 0 and (step % cfg.log_every == 0 or step == total):
-                    _log(out, step=step, epoch=epoch, loss=loss, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"], images_per_s=ips)
-                if rank == 0 and cfg.save_every and step % cfg.save_every == 0 and step < total: save()
+                loss, gn = train_step(model, data.to_device(batch, device), opt, cfg.clip, amp, scaler, world)
+                bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
+                log = step % cfg.log_every == 0 or step == total
+                ck = cfg.save_every and step % cfg.save_every == 0 and step < total
+                if log or ck:
+                    v = read(loss); ips = (step - s0) * cfg.batch_size / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{v:.4f}", img_s=f"{ips:.1f}", refresh=False)
+                    if rank == 0 and log:
+                        _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"], images_per_s=ips)
+                    if rank == 0 and ck: save()
+                bar.update(1)
                 if callback: callback(step, loss)
                 if step >= total: break
         bar.close()
-        if rank == 0: save(); _export(bb, out, conf, step)
+        if rank == 0: save(); export_weights(bb.model, out / "finetuned.safetensors", record, name, step)
         if world > 1: dist.barrier()
         return out / "finetuned.safetensors"
     finally:
@@ -378,6 +599,7 @@ def load_finetuned(name: str,              # the backbone alias or timm name tha
                   ) -> CombinedBackbone:
     "The test-time feature extractor of FiT3D: original and fine-tuned `name`, combined; eval mode, frozen."
     if combine not in COMBINE: raise ValueError(f"combine mode must be one of {COMBINE}, not {combine!r}")
+    if combine != "original" and str(weights).endswith(".safetensors"): finetuned_record(weights)   # names a bad file
     orig = load_backbone(name, pretrained=pretrained, device=device) if combine != "finetuned" else None
     fine = load_backbone(name, checkpoint=weights, device=device) if combine != "original" else None
     return CombinedBackbone(orig, fine, combine).eval().requires_grad_(False)
@@ -390,7 +612,7 @@ def compare_before_after(before: nn.Module, # the original backbone
                          n: int = 4,        # at most this many views
                          height: int = 96,  # pixel height of a picture row
                          **kw,              # passed to `correspondence_recall` (n_points, depth_tol, thresholds, ...)
-                        ) -> dict:          # image (PIL: rows image | before | after), before, after (agreement; None without depth), views
+                        ) -> dict:          # image (PIL rows: image | before | after), before, after (agreement or None), views
     "PCA pictures and multi-view agreement of two backbones on the views of `scene`."
     from fit3d.correspondence import correspondence_recall
     ids = list(ids if ids is not None else (scene.test or scene.train))[:n]

@@ -6,19 +6,22 @@ Docs: https://fit3d.github.io/fit3d/formats.html.md"""
 
 # %% ../nbs/01_formats.ipynb #aafaf841
 from __future__ import annotations
-import json
+import json, math
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .scene import Camera, Scene, SceneError, check_pose, look_at, opengl_to_opencv, opencv_to_opengl, validate
+from .scene import (Camera, Scene, SceneError, check_pose, look_at, opengl_to_opencv, opencv_to_opengl, validate,
+                         scannetpp_to_colmap, colmap_to_scannetpp, IMAGE_SUFFIXES)
+from .store import atomic_write, read_json, safe_name
 from PIL import Image
 
 # %% auto #0
-__all__ = ['write_ply', 'read_ply', 'read_nerfstudio', 'write_nerfstudio', 'toy_scene', 'read_colmap',
-           'write_colmap_text_fixture', 'read_scene', 'write_splats_ply', 'read_splats_ply']
+__all__ = ['PAPER_WIDTH', 'write_ply', 'read_ply', 'scannetpp_layout', 'paper_downscale', 'read_nerfstudio', 'write_nerfstudio',
+           'toy_scene', 'colmap_scene_name', 'read_colmap', 'write_colmap_text_fixture', 'read_scene',
+           'write_splats_ply', 'read_splats_ply']
 
 # %% ../nbs/01_formats.ipynb #d18a5f0f
 def write_ply(path, points: np.ndarray, colors: np.ndarray | None = None, **extra: np.ndarray) -> Path:
@@ -51,6 +54,8 @@ def read_ply(path) -> tuple[np.ndarray, np.ndarray | None]:
 
 # %% ../nbs/01_formats.ipynb #338dc1e8
 _INTR = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+_DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
+PAPER_WIDTH = 876   # FiT3D trains on ScanNet++ DSLR images at 876x584: the toolkit's 1752x1168 halved
 
 def _resolve(json_dir: Path, rel: str, fallbacks: list[Path]) -> Path:
     p = json_dir / rel
@@ -60,58 +65,107 @@ def _resolve(json_dir: Path, rel: str, fallbacks: list[Path]) -> Path:
         if (d / Path(rel).name).exists(): return d / Path(rel).name
     return p  # validate() reports it as missing
 
+def _number(v, path, what: str) -> float:
+    "`v` as a finite float, or `SceneError` naming the file and the field."
+    try: x = float(v)
+    except (TypeError, ValueError): raise SceneError(path, f"{what} is {v!r}, not a number") from None
+    if not math.isfinite(x): raise SceneError(path, f"{what} is {v!r}, not a finite number")
+    return x
+
 def _colmap_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     "The 3D points and colours of a COLMAP model (text or binary)."
     import pycolmap
     try: rec = pycolmap.Reconstruction(str(sparse_dir))
     except Exception as e: raise SceneError(sparse_dir, f"COLMAP model cannot be read: {e}") from e
-    pts = np.array([p.xyz for p in rec.points3D.values()], np.float32).reshape(-1, 3)
-    return pts, np.array([p.color for p in rec.points3D.values()], np.uint8).reshape(-1, 3)
+    ps = [p for _, p in sorted(rec.points3D.items())]    # by point id: the order of points3D.txt, on every platform
+    return np.array([p.xyz for p in ps], np.float32).reshape(-1, 3), np.array([p.color for p in ps], np.uint8).reshape(-1, 3)
+
+def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    "Points and colours of a lone COLMAP `points3D.txt` (FiT3D's reorganised scenes keep only this file)."
+    pts, cols = [], []
+    try: lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e: raise SceneError(path, f"cannot read COLMAP points: {e}") from None
+    for k, line in enumerate(lines):
+        if not line.strip() or line.startswith("#"): continue
+        f = line.split()
+        try: pts.append([float(x) for x in f[1:4]]); cols.append([int(x) for x in f[4:7]])
+        except (ValueError, IndexError):
+            raise SceneError(path, f"line {k + 1} is not 'ID X Y Z R G B ERROR TRACK[]'") from None
+    return np.array(pts, np.float32).reshape(-1, 3), np.array(cols, np.uint8).reshape(-1, 3)
+
+def scannetpp_layout(path) -> bool:
+    "Whether a transforms file is ScanNet++'s: `<scene>/dslr/nerfstudio/*.json`, or FiT3D's `transforms_train.json`."
+    path = Path(path)
+    return (path.parent.name == "nerfstudio" and path.parent.parent.name == "dslr") or \
+           (path.name == "transforms_train.json" and (path.parent / "points3D.txt").exists())
+
+def paper_downscale(width: int) -> int:
+    "The factor that brings a ScanNet++ DSLR image of `width` to the paper's resolution (2 for 1752, 1 for 876)."
+    return max(1, round(width / PAPER_WIDTH))
 
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
                     check_files: bool = True, # check that every image exists and matches its intrinsics
+                    holdout: bool | None = None, # keep `test_frames` out of training; None: yes, but not for ScanNet++
+                                                 # (the official loader trains on frames and test_frames)
+                    downscale: float | None = None, # None: ScanNet++ at the paper's 876x584, other scenes as they are
+                    world: str = "auto",  # "scannetpp": the toolkit's permuted world; "nerfstudio": plain OpenGL; "auto": by layout
                    ) -> Scene:
-    "Read a nerfstudio/ScanNet++ `transforms.json` into a `Scene` with OpenCV poses."
+    "Read a nerfstudio/ScanNet++ `transforms.json` into a `Scene` with OpenCV poses (ScanNet++: in COLMAP's world)."
     path = Path(path)
     if path.is_dir(): path = path / "transforms.json"
-    if not path.exists(): raise SceneError(path, "transforms file does not exist")
-    try: meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise SceneError(path, f"malformed JSON: {e}") from e
-    if not isinstance(meta, dict) or "frames" not in meta: raise SceneError(path, "no 'frames' list in transforms file")
+    meta = read_json(path, "transforms file")
+    if not isinstance(meta, dict):
+        raise SceneError(path, f"transforms file holds a {type(meta).__name__}, expected an object")
+    frames, tests = meta.get("frames"), meta.get("test_frames", [])
+    for key, v in (("frames", frames), ("test_frames", tests)):
+        if not isinstance(v, list):
+            raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, expected a list of frames")
     model = meta.get("camera_model", "PINHOLE")
-    if model not in ("PINHOLE", "SIMPLE_PINHOLE") or any(abs(float(meta.get(k) or 0)) > 1e-9 for k in ("k1", "k2", "k3", "k4", "p1", "p2")):
+    dist = {k: _number(meta[k], path, k) for k in _DISTORTION if meta.get(k) is not None}
+    if model not in ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "OPENCV_FISHEYE") or any(abs(v) > 1e-9 for v in dist.values()):
         raise SceneError(path, f"camera model {model} with lens distortion: use undistorted images and their transforms "
                                "(ScanNet++: transforms_undistorted.json)")
+    if world not in ("auto", "scannetpp", "nerfstudio"):
+        raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
+    sfm = scannetpp_layout(path) if world == "auto" else world == "scannetpp"
+    to_cv = scannetpp_to_colmap if sfm else opengl_to_opencv
     d = path.parent
     # ScanNet++ DSLR: dslr/nerfstudio/transforms_undistorted.json next to dslr/undistorted_images/
     img_dirs = [Path(images_dir)] if images_dir else [d.parent / "undistorted_images", d.parent / "images", d / "images"]
     mask_dirs = [d.parent / "undistorted_anon_masks", d.parent / "masks", d / "masks"]
     cams, train, test = [], [], []
-    frames = [(f, False) for f in meta["frames"]] + [(f, True) for f in meta.get("test_frames", [])]
     test_names = set(meta.get("test_filenames", []))
-    for k, (f, is_test) in enumerate(frames):
-        try:
-            intr = {key: float(f.get(key, meta.get(key))) for key in _INTR}
-            rel = f["file_path"]
-        except (TypeError, KeyError) as e:
-            raise SceneError(path, f"frame {k} lacks {e if isinstance(e, KeyError) else 'one of ' + ', '.join(_INTR)}") from e
-        c2w = opengl_to_opencv(check_pose(np.array(f.get("transform_matrix"), dtype=float), path, f"transform_matrix of frame {k} ({rel})"))
+    for k, (f, is_test) in enumerate([(f, False) for f in frames] + [(f, True) for f in tests]):
+        if not isinstance(f, dict) or not isinstance(f.get("file_path"), str):
+            raise SceneError(path, f"frame {k} is not an object with a 'file_path'")
+        rel = f["file_path"]
+        intr = {key: _number(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in _INTR}
+        try: m = np.array(f.get("transform_matrix"), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SceneError(path, f"transform_matrix of frame {k} ({rel}) is not a 4x4 array of numbers") from None
+        c2w = to_cv(check_pose(m, path, f"transform_matrix of frame {k} ({rel})"))
         opt = lambda key, dirs: _resolve(d, f[key], dirs) if f.get(key) else None
         cams.append(Camera(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"], int(intr["w"]), int(intr["h"]), c2w,
                            name=Path(rel).stem, image_path=_resolve(d, rel, img_dirs),
                            depth_path=opt("depth_file_path", []), label_path=opt("label_file_path", []),
                            mask_path=opt("mask_path", mask_dirs), instance_path=opt("instance_file_path", [])))
         (test if is_test or rel in test_names or Path(rel).name in test_names else train).append(k)
+    if not (holdout if holdout is not None else not sfm): train, test = sorted(train + test), []
     pts = cols = None
     if meta.get("ply_file_path"): pts, cols = read_ply(d / meta["ply_file_path"])
     elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
         pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
+    elif (d / "points3D.txt").exists(): pts, cols = _points3d_txt(d / "points3D.txt")   # FiT3D's reorganised scenes
     # ScanNet++ keeps the JSON in <scene>/dslr/nerfstudio/: the scene is named after <scene>, not "dslr"
     default = (d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name) if d.name == "nerfstudio" else d.name
-    scene = Scene(cams, train, test, pts, cols, name=meta.get("scene_name", default),
-                  root=d, depth_scale=1.0 / float(meta.get("depth_unit_scale_factor", 1e-3)), classes=meta.get("classes"))
-    return validate(scene, path, check_files=check_files)
+    scale = _number(meta.get("depth_unit_scale_factor", 1e-3), path, "depth_unit_scale_factor")
+    if scale <= 0: raise SceneError(path, f"depth_unit_scale_factor is {scale}: metres per depth unit must be positive")
+    scene = Scene(cams, train, test, pts, cols, name=safe_name(meta.get("scene_name", default) or "scene", path),
+                  root=d, depth_scale=1.0 / scale, classes=meta.get("classes"))
+    validate(scene, path, check_files=check_files)
+    factor = downscale if downscale is not None else (paper_downscale(cams[0].width) if sfm else 1)
+    return scene.downscaled(factor) if factor != 1 else scene
 
 # %% ../nbs/01_formats.ipynb #80f175d2
 def _rel(p, d: Path) -> str | None:
@@ -142,7 +196,7 @@ def write_nerfstudio(scene: Scene, path) -> Path:
     if scene.points is not None:
         write_ply(d / "points3D.ply", scene.points, scene.point_colors)
         meta["ply_file_path"] = "points3D.ply"
-    path.write_text(json.dumps(meta, indent=1))
+    atomic_write(path, json.dumps(meta, indent=1))
     return path
 
 # %% ../nbs/01_formats.ipynb #e8b192fa
@@ -160,6 +214,14 @@ def toy_scene(folder, n: int = 4, width: int = 32, height: int = 24) -> Scene:
                  rng.integers(0, 255, (100, 3)).astype(np.uint8), name="toy", root=folder)
 
 # %% ../nbs/01_formats.ipynb #79c7a6cd
+def colmap_scene_name(sparse_dir) -> str:
+    "A COLMAP model's scene name: its project folder (`proj/sparse/0` -> proj; ScanNet++ `<id>/dslr/colmap` -> <id>)."
+    p = Path(sparse_dir).resolve()
+    if p.name.isdigit(): p = p.parent
+    if p.name in ("sparse", "colmap"): p = p.parent
+    if p.name in ("dslr", "iphone"): p = p.parent
+    return safe_name(p.name or "colmap", sparse_dir)
+
 def read_colmap(sparse_dir,            # folder with cameras/images/points3D .txt or .bin
                 images_dir=None,       # folder of the images; default: `images/` next to `sparse/`
                 test_every: int = 8,   # hold out every n-th view (by name); 0 = none
@@ -189,8 +251,7 @@ def read_colmap(sparse_dir,            # folder with cameras/images/points3D .tx
     n = len(cams)
     test = [i for i in range(n) if test_every and i % test_every == 0 and n > 1]
     pts, cols = _colmap_points(sparse_dir)
-    scene = Scene(cams, [i for i in range(n) if i not in test], test, pts, cols,
-                  name=sparse_dir.parent.name if sparse_dir.name.isdigit() else sparse_dir.name, root=sparse_dir)
+    scene = Scene(cams, [i for i in range(n) if i not in test], test, pts, cols, name=colmap_scene_name(sparse_dir), root=sparse_dir)
     return validate(scene, sparse_dir, check_files=check_files)
 
 # %% ../nbs/01_formats.ipynb #ea970d6f
@@ -209,14 +270,17 @@ def write_colmap_text_fixture(folder, image_names=("a.png", "b.png")) -> Path:
 
 # %% ../nbs/01_formats.ipynb #373976d1
 def read_scene(path, **kw) -> Scene:
-    "Read a scene from a nerfstudio JSON, a ScanNet++ `dslr/` folder, or a COLMAP model folder."
+    "Read a scene from a nerfstudio JSON, a ScanNet++ scene or `dslr/` folder, or a COLMAP model folder (`kw`: the reader's)."
     path = Path(path)
     if path.suffix == ".json": return read_nerfstudio(path, **kw)
     if not path.exists(): raise SceneError(path, "scene path does not exist")
-    for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json", "transforms.json"):
+    for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json", "dslr/nerfstudio/transforms_undistorted.json",
+                 "transforms_train.json", "transforms.json"):
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
     for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
         if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
+    n = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else 0
+    if n: raise SceneError(path, f"holds {n} images but no poses: run COLMAP (or nerfstudio's ns-process-data) on it first")
     raise SceneError(path, "no transforms.json, ScanNet++ dslr/nerfstudio folder or COLMAP model found here")
 
 # %% ../nbs/01_formats.ipynb #fa7a2a16

@@ -6,21 +6,43 @@ Docs: https://fit3d.github.io/fit3d/raster.html.md"""
 
 # %% ../nbs/04_raster.ipynb #4db2a8af
 from __future__ import annotations
-import math
+import functools, math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci, _fully_fused_projection, _spherical_harmonics
 
 from .scene import look_at
 
 # %% auto #0
-__all__ = ['SH_C0', 'ALPHA_MIN', 'ALPHA_MAX', 'T_MIN', 'PARITY_TOL', 'rgb_to_sh', 'sh_to_rgb', 'random_splats', 'orbit_cameras',
-           'splats_from_points', 'Render', 'check_splats', 'max_sh_degree', 'sh_colors', 'rasterize_torch',
-           'auto_channel_chunk', 'render', 'relocation_torch', 'patch_gsplat_for_cpu', 'backend_errors',
-           'parity_failures']
+__all__ = ['SH_C0', 'ALPHA_MIN', 'ALPHA_MAX', 'T_MIN', 'PARITY_TOL', 'gsplat_strategy_ops', 'rgb_to_sh', 'sh_to_rgb',
+           'random_splats', 'orbit_cameras', 'splats_from_points', 'Render', 'check_splats', 'max_sh_degree',
+           'sh_colors', 'rasterize_torch', 'auto_channel_chunk', 'render', 'relocation_torch', 'patch_gsplat_for_cpu',
+           'gsplat_resets_opacity', 'reset_opacities', 'backend_errors', 'parity_failures']
+
+# %% ../nbs/04_raster.ipynb #7f57381a
+def _gsplat_private(module: str, name: str):
+    "gsplat's private `module.name`, or an ImportError saying which gsplat version lacks it."
+    import importlib, gsplat
+    try: return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ImportError(f"gsplat {gsplat.__version__} has no {module}.{name}, which fit3d.raster uses "
+                          f"(written against gsplat 1.5.3): {e}") from None
+
+_quat_scale_to_covar_preci = _gsplat_private("gsplat.cuda._torch_impl", "_quat_scale_to_covar_preci")
+_fully_fused_projection = _gsplat_private("gsplat.cuda._torch_impl", "_fully_fused_projection")
+_spherical_harmonics = _gsplat_private("gsplat.cuda._torch_impl", "_spherical_harmonics")
+
+def gsplat_strategy_ops():
+    "gsplat's `strategy.ops` module (relocation, opacity reset, covariances), imported on first use."
+    import gsplat.strategy.ops as ops
+    return ops
+
+def _sh_cuda(*args):
+    "gsplat's CUDA spherical-harmonics kernel."
+    return _gsplat_private("gsplat.cuda._wrapper", "spherical_harmonics")(*args)
 
 # %% ../nbs/04_raster.ipynb #088aadfb
 SH_C0 = 0.28209479177387814  # the degree-0 SH basis constant
@@ -141,8 +163,7 @@ def sh_colors(splats,                 # Gaussians with means, sh0 and shN
     coeffs = coeffs[:, : (sh_degree + 1) ** 2]
     campos = torch.linalg.inv(viewmats)[:, :3, 3]
     dirs = splats["means"][None] - campos[:, None]
-    if cuda: from gsplat.cuda._wrapper import spherical_harmonics as sh
-    else: sh = _spherical_harmonics
+    sh = _sh_cuda if cuda else _spherical_harmonics
     return torch.clamp_min(sh(sh_degree, dirs, coeffs.expand(len(viewmats), *coeffs.shape)) + 0.5, 0.0)
 
 # %% ../nbs/04_raster.ipynb #d83814e5
@@ -165,8 +186,9 @@ def _pairs(x0, y0, nx, cnt, width):
     k = torch.arange(len(rep), device=cnt.device) - (torch.cumsum(cnt, 0) - cnt)[rep]
     return (y0[rep] + k // nx[rep]) * width + x0[rep] + k % nx[rep], rep
 
-def _composite(m2d, con, opa, col, rad, order, width, height, max_pairs, absgrad=None):
+def _composite(m2d, con, opa, col, rad, order, width, height, max_pairs, absgrad=None, detach: int = 0):
     "Composite Gaussians `order` (front to back) into one image: colours (H*W, Ch) and log-transmittance (H*W,)."
+    # the first `detach` channels use weights detached from the geometry: their loss moves only their colours
     P, dev = width * height, m2d.device
     out, logT = col.new_zeros(P, col.shape[-1]), torch.zeros(P, dtype=torch.float64, device=dev)
     done = torch.zeros(P, dtype=torch.bool, device=dev)
@@ -201,7 +223,10 @@ def _composite(m2d, con, opa, col, rad, order, width, height, max_pairs, absgrad
         logT_i = logT[pix] + cs - cs[first][torch.cumsum(first, 0) - 1]   # log T in front of each pair
         with torch.no_grad(): ok = (logT_i + lt).exp() > T_MIN
         w = torch.where(ok, a * logT_i.exp().to(a.dtype), 0.0)
-        out = out.index_add(0, pix, w[:, None] * col[fid])
+        cf = col[fid]
+        contrib = w[:, None] * cf if not detach else \
+            torch.cat([w.detach()[:, None] * cf[:, :detach], w[:, None] * cf[:, detach:]], -1)
+        out = out.index_add(0, pix, contrib)
         logT = logT.index_add(0, pix, torch.where(ok, lt, 0.0))
         done = done.index_fill(0, pix[~ok], True)
         s = e
@@ -217,6 +242,7 @@ def rasterize_torch(means, quats, scales, opacities, # (N,3), (N,4), (N,3) activ
                     absgrad: bool = False,           # also accumulate |dL/dmeans2d| per pixel into means2d.absgrad
                     antialiased: bool = False,       # gsplat's "antialiased" mode (Mip-Splatting compensation)
                     max_pairs: int | None = None,    # bound on (pixel, Gaussian) pairs per chunk
+                    detach_channels: int = 0,        # leading colour channels whose gradient does not reach the geometry
                    ):
     "Pure-PyTorch twin of gsplat's `rasterization(..., render_mode='RGB+ED')`: (colours+depth, alphas, meta)."
     C, N = viewmats.shape[0], means.shape[0]
@@ -249,7 +275,8 @@ def rasterize_torch(means, quats, scales, opacities, # (N,3), (N,4), (N,3) activ
     max_pairs = max_pairs or max(1 << 16, (1 << 25) // (Ch + 8))
     imgs, alphas = [], []
     for c in range(C):
-        out, logT = _composite(**flat, order=orders[c], width=width, height=height, max_pairs=max_pairs, absgrad=buf)
+        out, logT = _composite(**flat, order=orders[c], width=width, height=height, max_pairs=max_pairs, absgrad=buf,
+                               detach=detach_channels)
         T = logT.exp().to(out.dtype)[:, None]
         if backgrounds is not None: out = out + T * torch.cat([backgrounds[c], backgrounds.new_zeros(1)])
         imgs.append(out.view(height, width, Ch)); alphas.append((1 - T).view(height, width, 1))
@@ -265,12 +292,35 @@ def auto_channel_chunk(d: int) -> int:
     return d + 4 if d + 4 <= 33 else min(d, 64)
 
 def _gsplat_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane, far_plane,
-                      eps2d, radius_clip, packed, backgrounds, absgrad, antialiased, channel_chunk):
+                      eps2d, radius_clip, packed, backgrounds, absgrad, antialiased, channel_chunk, render_mode="RGB+ED"):
     from gsplat.rendering import rasterization
     return rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
                          far_plane=far_plane, eps2d=eps2d, radius_clip=radius_clip, packed=packed, backgrounds=backgrounds,
-                         render_mode="RGB+ED", absgrad=absgrad, channel_chunk=channel_chunk,
+                         render_mode=render_mode, absgrad=absgrad, channel_chunk=channel_chunk,
                          rasterize_mode="antialiased" if antialiased else "classic")
+
+def _render_gsplat(geometry, rgb, feats, cams, bg, absgrad, opts, aa, channel_chunk, feature_grad_geometry):
+    "gsplat: one pass over [features, rgb] (+ depth), or, when features must not move the geometry, two."
+    D = 0 if feats is None else feats.shape[-1]
+    coupled = feats is None or feature_grad_geometry or not torch.is_grad_enabled() or \
+              not any(t.requires_grad for t in geometry)             # without a backward one pass gives the same images
+    if coupled:
+        colors = rgb if feats is None else torch.cat([feats, rgb], -1)
+        bgs = None if bg is None else torch.cat([bg.new_zeros(len(bg), D), bg], -1)
+        return _gsplat_rasterize(*geometry, colors, *cams, *opts, bgs, absgrad, aa,
+                                 channel_chunk or auto_channel_chunk(D))
+    img, alpha, info = _gsplat_rasterize(*geometry, rgb, *cams, *opts, bg, absgrad, aa, 4)
+    fimg, _, _ = _gsplat_rasterize(*(t.detach() for t in geometry), feats, *cams, *opts, None, False, aa,
+                                   channel_chunk or min(D, 64), render_mode="RGB")   # same projection, no geometry grads
+    return torch.cat([fimg, img], -1), alpha, info
+
+def _render_torch(geometry, rgb, feats, cams, bg, absgrad, opts, aa, max_pairs, feature_grad_geometry):
+    "The PyTorch twin: one pass; feature channels composite with detached weights unless they may move the geometry."
+    D = 0 if feats is None else feats.shape[-1]
+    colors = rgb if feats is None else torch.cat([feats, rgb], -1)
+    bgs = None if bg is None else torch.cat([bg.new_zeros(len(bg), D), bg], -1)
+    return rasterize_torch(*geometry, colors, *cams, *opts, bgs, absgrad, aa, max_pairs=max_pairs,
+                           detach_channels=0 if feature_grad_geometry else D)
 
 def render(splats,                     # Gaussians: dict / ParameterDict with gsplat-trainer keys
            viewmats: Tensor,           # (C, 4, 4) world-to-camera, OpenCV
@@ -278,7 +328,7 @@ def render(splats,                     # Gaussians: dict / ParameterDict with gs
            width: int, height: int,    # image size
            sh_degree: int | None = None, # SH degree to use; None: all the splats hold
            features: bool = True,      # also render splats["features"] (if present)
-           backend: str = "auto",      # "gsplat", "torch", or "auto" (gsplat iff the Gaussians are on CUDA)
+           backend: Literal["gsplat", "torch", "auto"] = "auto", # "auto": gsplat iff the Gaussians are on CUDA
            near: float = 0.01, far: float = 1e10, # depth range of visible Gaussians
            background: Tensor | None = None, # (3,) or (C, 3) colour behind the Gaussians
            absgrad: bool = False,      # accumulate |dL/dmeans2d| into info["means2d"].absgrad (AbsGS)
@@ -288,6 +338,7 @@ def render(splats,                     # Gaussians: dict / ParameterDict with gs
            antialiased: bool = False,  # Mip-Splatting's opacity compensation
            channel_chunk: int | None = None, # gsplat only: channels per kernel; None: `auto_channel_chunk(D)`
            max_pairs: int | None = None,     # torch only: (pixel, Gaussian) pairs per chunk
+           feature_grad_geometry: bool = False, # let the features' gradient reach means, quats, scales, opacities, means2d
           ) -> Render:
     "Render colour, expected depth, alpha and (optionally) features of `splats` for every camera."
     check_splats(splats)
@@ -302,17 +353,18 @@ def render(splats,                     # Gaussians: dict / ParameterDict with gs
     top = max_sh_degree(splats)
     if sh_degree is None: sh_degree = top
     if not 0 <= sh_degree <= top: raise ValueError(f"sh_degree {sh_degree}: the splats hold degrees 0..{top}")
-    feats = splats["features"] if features and "features" in splats else None
-    D = 0 if feats is None else feats.shape[1]
-    colors = sh_colors(splats, viewmats, sh_degree, cuda=backend == "gsplat")
-    if feats is not None: colors = torch.cat([feats.expand(C, -1, -1), colors], -1)
-    bg = None
-    if background is not None:
-        bg = torch.cat([means.new_zeros(C, D), torch.as_tensor(background).to(means).expand(C, 3)], -1)
-    args = (means, splats["quats"], torch.exp(splats["scales"]), torch.sigmoid(splats["opacities"]), colors,
-            viewmats, Ks, width, height, near, far, eps2d, radius_clip, packed, bg, absgrad, antialiased)
-    if backend == "gsplat": img, alpha, info = _gsplat_rasterize(*args, channel_chunk or auto_channel_chunk(D))
-    else: img, alpha, info = rasterize_torch(*args, max_pairs=max_pairs)
+    feats = splats["features"].expand(C, -1, -1) if features and "features" in splats else None
+    D = 0 if feats is None else feats.shape[-1]
+    rgb = sh_colors(splats, viewmats, sh_degree, cuda=backend == "gsplat")
+    bg = None if background is None else torch.as_tensor(background).to(means).expand(C, 3)
+    geometry = (means, splats["quats"], torch.exp(splats["scales"]), torch.sigmoid(splats["opacities"]))
+    cams, opts = (viewmats, Ks, width, height), (near, far, eps2d, radius_clip, packed)
+    if backend == "gsplat":
+        img, alpha, info = _render_gsplat(geometry, rgb, feats, cams, bg, absgrad, opts, antialiased, channel_chunk,
+                                          feature_grad_geometry)
+    else:
+        img, alpha, info = _render_torch(geometry, rgb, feats, cams, bg, absgrad, opts, antialiased, max_pairs,
+                                         feature_grad_geometry)
     return Render(rgb=img[..., D:D + 3], features=img[..., :D] if feats is not None else None,
                   depth=img[..., -1:], alpha=alpha, info=info)
 
@@ -333,7 +385,7 @@ def relocation_torch(opacities: Tensor, # (N,) opacities of the sampled Gaussian
 
 def patch_gsplat_for_cpu():
     "Make gsplat's strategy ops run on CPU tensors (MCMC relocation, position noise); CUDA tensors keep the kernels."
-    import gsplat.strategy.ops as ops
+    ops = gsplat_strategy_ops()
     if getattr(ops, "_fit3d_cpu", False): return
     reloc, covar = ops.compute_relocation, ops.quat_scale_to_covar_preci
     ops.compute_relocation = lambda opacities, scales, ratios, binoms: (
@@ -343,6 +395,32 @@ def patch_gsplat_for_cpu():
     ops._fit3d_cpu = True
 
 patch_gsplat_for_cpu()
+
+# %% ../nbs/04_raster.ipynb #c0ec0cf1
+@functools.cache
+def gsplat_resets_opacity() -> bool:
+    "Whether gsplat's `DefaultStrategy` resets opacities by itself (1.5.3 never does), found by running one step."
+    from gsplat.strategy import DefaultStrategy
+    with torch.enable_grad():
+        sp = random_splats(8, 0, 0, seed=0); opt = {k: torch.optim.Adam([p], lr=1e-3) for k, p in sp.items()}
+        strat = DefaultStrategy(refine_start_iter=10**6, refine_stop_iter=10**7, reset_every=2, verbose=False)
+        state, (vm, K) = strat.initialize_state(), orbit_cameras(1, 16, 12)
+        out = render(sp, vm, K, 16, 12, backend="torch")
+        strat.step_pre_backward(sp, opt, state, 2, out.info)
+        out.rgb.sum().backward()
+        before = sp["opacities"].detach().clone()
+        strat.step_post_backward(sp, opt, state, 2, out.info)
+    return not torch.equal(sp["opacities"].detach(), before)
+
+def reset_opacities(strategy,          # a gsplat `DefaultStrategy`
+                    splats, optimizers, state, # what its `step_post_backward` got
+                    step: int,         # the step just taken
+                   ) -> bool:
+    "3DGS' periodic opacity reset (to 2x the pruning threshold) where gsplat's strategy skips it; True if done."
+    if gsplat_resets_opacity() or not (0 < step < strategy.refine_stop_iter and step % strategy.reset_every == 0):
+        return False
+    gsplat_strategy_ops().reset_opa(params=splats, optimizers=optimizers, state=state, value=strategy.prune_opa * 2.0)
+    return True
 
 # %% ../nbs/04_raster.ipynb #d53d2f61
 PARITY_TOL = dict(mean=2e-5, max=3e-2, grad=2e-2)  # torch vs gsplat: forward mean/max abs error, gradient relative L2

@@ -14,8 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # image files the readers look for (any case): one list for every reader
+
 # %% auto #0
-__all__ = ['opencv_to_opengl', 'SceneError', 'opengl_to_opencv', 'check_pose', 'Camera', 'Scene', 'validate', 'look_at']
+__all__ = ['IMAGE_SUFFIXES', 'opencv_to_opengl', 'SceneError', 'opengl_to_opencv', 'colmap_to_scannetpp', 'scannetpp_to_colmap',
+           'check_pose', 'Camera', 'Scene', 'validate', 'look_at']
 
 # %% ../nbs/00_scene.ipynb #69a92c07
 class SceneError(ValueError):
@@ -33,6 +36,18 @@ def opengl_to_opencv(c2w: np.ndarray, # (..., 4, 4) camera-to-world, OpenGL axes
     return np.asarray(c2w, dtype=np.float64) @ _GL_TO_CV
 
 opencv_to_opengl = opengl_to_opencv  # the flip is an involution
+
+_SCANNETPP_WORLD = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+def colmap_to_scannetpp(c2w: np.ndarray, # (..., 4, 4) OpenCV camera-to-world in COLMAP's world
+                       ) -> np.ndarray:  # (..., 4, 4) `transform_matrix` as the ScanNet++ toolkit writes it
+    "The toolkit's `convert_frames`: flip camera y, z (OpenGL), swap world rows x and y, negate world z."
+    return _SCANNETPP_WORLD @ opencv_to_opengl(c2w)
+
+def scannetpp_to_colmap(m: np.ndarray, # (..., 4, 4) a ScanNet++ `transform_matrix`
+                       ) -> np.ndarray: # (..., 4, 4) OpenCV camera-to-world in COLMAP's world (where points3D.txt is)
+    "Undo all three steps of `colmap_to_scannetpp` (the official FiT3D reader's 'Option 3')."
+    return _SCANNETPP_WORLD @ opengl_to_opencv(m)   # the world permutation is its own inverse
 
 def check_pose(c2w: np.ndarray, # a 4x4 camera-to-world matrix
                path=None,       # the file it came from, for the error message
@@ -95,6 +110,17 @@ def _read_array(path: Path, what: str) -> np.ndarray:
         with Image.open(path) as im: return np.array(im)
     except Exception as e: raise SceneError(path, f"cannot read {what}: {e}") from e
 
+def _check_size(a: np.ndarray, c: Camera, path: Path, what: str) -> np.ndarray:
+    "`a` if it has the size of its view (the camera's, or the image file's before downscaling); else `SceneError`."
+    h, w = a.shape[:2]
+    if (w, h) == (c.width, c.height): return a
+    if c.image_path is not None and Path(c.image_path).exists():
+        with Image.open(c.image_path) as im:
+            if im.size == (w, h): return a
+            size = f"{im.size[0]}x{im.size[1]}"
+    else: size = f"{c.width}x{c.height}"
+    raise SceneError(path, f"{what} is {w}x{h} but its view ({c.name}) is {size}")
+
 def _resize(a: np.ndarray, width: int, height: int, nearest: bool) -> np.ndarray:
     if a.shape[1] == width and a.shape[0] == height: return a
     t = torch.from_numpy(np.ascontiguousarray(a)).float()
@@ -139,15 +165,17 @@ class Scene:
         "Metric depth of view `i` in metres (H, W) float32, 0 = unknown; None if the view has none."
         c = self.cameras[i]
         if c.depth_path is None: return None
-        a = _read_array(c.depth_path, "depth")
-        a = a.astype(np.float32) if c.depth_path.suffix == ".npy" else a.astype(np.float32) / self.depth_scale
-        return _resize(a, c.width, c.height, nearest=True)
+        a = _check_size(_read_array(c.depth_path, "depth"), c, c.depth_path, "depth map")
+        if c.depth_path.suffix == ".npy": return _resize(a.astype(np.float32), c.width, c.height, nearest=True)
+        if a.dtype not in (np.uint16, np.int32, np.uint32):   # 8 bits cannot hold millimetres: the wrong file
+            raise SceneError(c.depth_path, f"depth PNG is {a.dtype} ({a.ndim}-D), expected a 16-bit single-channel PNG")
+        return _resize(a.astype(np.float32) / self.depth_scale, c.width, c.height, nearest=True)
 
     def labels(self, i: int) -> np.ndarray | None:
         "Semantic labels of view `i` (H, W) int64, -1 = ignore; None if the view has none."
         c = self.cameras[i]
         if c.label_path is None: return None
-        a = _read_array(c.label_path, "label map")
+        a = _check_size(_read_array(c.label_path, "label map"), c, c.label_path, "label map")
         ignore = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(a.dtype)
         a = _resize(a, c.width, c.height, nearest=True).astype(np.int64)
         if ignore is not None: a[a == ignore] = -1
@@ -157,13 +185,14 @@ class Scene:
         "Instance ids of view `i` (H, W) int64, 0 = none; None if the view has none."
         c = self.cameras[i]
         if c.instance_path is None: return None
-        return _resize(_read_array(c.instance_path, "instance map"), c.width, c.height, nearest=True).astype(np.int64)
+        a = _check_size(_read_array(c.instance_path, "instance map"), c, c.instance_path, "instance map")
+        return _resize(a, c.width, c.height, nearest=True).astype(np.int64)
 
     def mask(self, i: int) -> np.ndarray | None:
         "Validity mask of view `i` (H, W) bool, True = use the pixel; None if the view has none."
         c = self.cameras[i]
         if c.mask_path is None: return None
-        a = _read_array(c.mask_path, "mask")
+        a = _check_size(_read_array(c.mask_path, "mask"), c, c.mask_path, "mask")
         if a.ndim == 3: a = a[..., 0]
         return _resize((a > 0).astype(np.uint8), c.width, c.height, nearest=True).astype(bool)
 
@@ -200,6 +229,10 @@ def validate(scene: Scene,         # the scene to check
     "Raise `SceneError` for an empty scene, bad poses or intrinsics, missing files, or sizes that don't match."
     path = path if path is not None else scene.root
     if not scene.cameras: raise SceneError(path, "scene has no views")
+    try: ds = float(scene.depth_scale)
+    except (TypeError, ValueError): ds = math.nan
+    if not (math.isfinite(ds) and ds > 0):
+        raise SceneError(path, f"depth scale {scene.depth_scale!r} is not a positive number of depth units per metre")
     for i, c in enumerate(scene.cameras):
         what = f"view {i} ({c.name})"
         check_pose(c.c2w, path, f"pose of {what}")

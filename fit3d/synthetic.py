@@ -16,18 +16,17 @@ from PIL import Image
 
 from .scene import Camera, Scene, look_at
 from .formats import write_nerfstudio, read_scene
+from .store import atomic_write
+from .raycast import BOX, CYL, ELL, FAMILIES, render, light_seen, noise, fbm, _Geometry, _shadow_res
 
 # %% auto #0
-__all__ = ['CLASSES', 'FAMILIES', 'BOX', 'CYL', 'ELL', 'WOODS', 'MUTED', 'BRIGHT', 'FURNITURE', 'LABEL_COLORS', 'Room',
-           'make_room', 'light_seen', 'noise', 'fbm', 'render', 'room_cameras', 'sample_points', 'scene_complete',
-           'make_scene', 'make_benchmark', 'colorize', 'contact_sheet', 'plot_cameras']
+__all__ = ['CLASSES', 'WOODS', 'MUTED', 'BRIGHT', 'FURNITURE', 'LABEL_COLORS', 'Room', 'make_room', 'room_cameras',
+           'random_views', 'sample_points', 'scene_complete', 'make_scene', 'make_benchmark', 'colorize',
+           'contact_sheet', 'plot_cameras']
 
 # %% ../nbs/02_synthetic.ipynb #dcbc2fce
 CLASSES = ["wall", "floor", "ceiling", "door", "window", "table", "chair", "sofa", "bed",
            "cabinet", "shelf", "lamp", "box", "plant", "picture"]
-FAMILIES = ["plaster", "planks", "tiles", "speckle", "panel", "panes", "rings", "plastic",
-            "weave", "stripes", "brushed", "glow", "cardboard", "leaves", "mosaic", "grain", "spines"]
-BOX, CYL, ELL = 0, 1, 2   # primitive kinds: box, vertical cylinder, ellipsoid (all axis-aligned in their object's frame)
 
 WOODS = [(0.62, 0.42, 0.25), (0.75, 0.58, 0.38), (0.45, 0.28, 0.16), (0.82, 0.70, 0.52)]
 MUTED = [(0.30, 0.40, 0.55), (0.55, 0.30, 0.28), (0.45, 0.45, 0.42), (0.30, 0.45, 0.35), (0.60, 0.52, 0.40)]
@@ -171,6 +170,9 @@ class Room:
     prim_mat: np.ndarray    # (P, 11) material rows (`_mat`)
     light: np.ndarray       # (3,) position of the point light
     floor_rects: np.ndarray # (F, 4) x0, y0, x1, y1 footprints of the objects standing on the floor
+    light_rgb: np.ndarray | None = None # (3,) colour of the light (None: white)
+    light_power: float = 1.5            # strength of the light
+    ambient: float = 0.3                # light that reaches everything
 
     def __repr__(self):
         names = [CLASSES[c] for c in self.obj_class[6:]]
@@ -252,7 +254,36 @@ class _Layout:
         if self.free(self.rect(ch, o, yaw + np.pi)): self.add("chair", ch, o, yaw + np.pi)
 
 # %% ../nbs/02_synthetic.ipynb #5aee630b
-def make_room(seed: int, # layouts differ from seed to seed
+def _tone(rng, sat=(0.05, 0.45), val=(0.55, 0.95)) -> tuple:
+    "A random colour of any hue, with saturation and value in the given ranges."
+    import colorsys
+    return colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val))
+
+def _varied_surfaces(rng) -> tuple:
+    "Wall, floor and ceiling materials drawn from many families and colours."
+    k = rng.random()
+    wall = (_mat(rng, "plaster", _tone(rng), dark=rng.uniform(0.8, 0.92)) if k < 0.55 else
+            _mat(rng, "stripes", _tone(rng), _tone(rng, val=(0.4, 0.9)), scale=rng.uniform(0.5, 2.0)) if k < 0.7 else
+            _mat(rng, "weave", _tone(rng), dark=rng.uniform(0.7, 0.9), scale=rng.uniform(0.3, 1.0)) if k < 0.85 else
+            _mat(rng, "tiles", _tone(rng, sat=(0, 0.2), val=(0.75, 0.95)), _tone(rng, val=(0.3, 0.7)), scale=rng.uniform(0.2, 0.5), ks=0.4, shin=40))
+    k = rng.random()
+    wood = np.clip(np.asarray(_pick(rng, WOODS)) * rng.uniform(0.6, 1.2), 0, 1)
+    floor = (_mat(rng, "planks", wood, dark=rng.uniform(0.45, 0.7), ks=0.25, shin=20) if k < 0.4 else
+             _mat(rng, "tiles", _tone(rng, val=(0.5, 0.9)), _tone(rng, val=(0.2, 0.7)), scale=rng.uniform(0.3, 0.9), ks=0.4, shin=40) if k < 0.65 else
+             _mat(rng, "speckle", _tone(rng, sat=(0, 0.3), val=(0.4, 0.85)), dark=rng.uniform(0.5, 0.8), ks=0.3, shin=30) if k < 0.8 else
+             _mat(rng, "weave", _tone(rng, sat=(0.1, 0.6), val=(0.25, 0.7)), scale=rng.uniform(0.2, 0.6), dark=0.7))   # carpet
+    ceiling = _mat(rng, _pick(rng, ["speckle", "plaster"]), _tone(rng, sat=(0, 0.08), val=(0.85, 0.98)), dark=0.85)
+    return wall, floor, ceiling
+
+def _lighting(rng, size) -> dict:
+    "A light of random colour temperature, strength and place, and a random ambient level."
+    warm = rng.uniform(0, 1)   # 0: cool daylight, 1: warm incandescent
+    rgb = np.array([0.85, 0.92, 1.0]) * (1 - warm) + np.array([1.0, 0.82, 0.62]) * warm
+    return dict(light=np.r_[size[:2] * rng.uniform(0.25, 0.75, 2), size[2] - rng.uniform(0.3, 0.8)],
+                light_rgb=rgb / rgb.max(), light_power=rng.uniform(0.9, 2.3), ambient=rng.uniform(0.15, 0.42))
+
+def make_room(seed: int,            # layouts differ from seed to seed
+              variety: float = 1.0, # 0: the classic rooms (plaster walls, white light), bit for bit; 1: varied surfaces, light and clutter
              ) -> Room:
     "A random furnished room: walls, floor and ceiling, a door, windows and pictures, furniture and small things."
     rng = np.random.default_rng(seed)
@@ -269,6 +300,14 @@ def make_room(seed: int, # layouts differ from seed to seed
     for _ in range(rng.integers(1, 3)): lay.on_wall("plant", _plant(rng))
     for _ in range(rng.integers(1, 4)): (lay.on_wall if rng.random() < 0.5 else lay.anywhere)("box", _box(rng))
     for _ in range(rng.integers(1, 3)): lay.on_wall("picture", _picture(rng), floor=False)
+    vr = np.random.default_rng([seed, 13])   # variety draws from a stream of their own: the classic draws stay as they were
+    if variety > 0:   # clutter: more things in the open and along the walls
+        lay.rng = vr
+        for _ in range(vr.integers(0, int(1 + 5 * variety))):
+            cls = _pick(vr, ["box", "box", "plant", "chair", "lamp", "cabinet", "shelf"])
+            parts = dict(box=_box, plant=_plant, chair=_chair, lamp=_lamp, cabinet=_cabinet, shelf=_shelf)[cls](vr)
+            (lay.anywhere if cls in ("box", "plant", "chair") and vr.random() < 0.6 else lay.on_wall)(cls, parts)
+        lay.rng = rng
     for origin, yaw, z, hx, hy in list(lay.tops):   # small things on tables and low cabinets
         if rng.random() < 0.6 and hx > 0 and hy > 0:
             o, small = origin + np.r_[_rot(yaw) @ (rng.uniform(-1, 1, 2) * (hx, hy)), z], rng.random() < 0.3
@@ -276,270 +315,16 @@ def make_room(seed: int, # layouts differ from seed to seed
     wall = _mat(rng, "plaster", _pick(rng, [(0.86, 0.83, 0.77), (0.78, 0.83, 0.86), (0.88, 0.80, 0.70), (0.76, 0.80, 0.72), (0.9, 0.9, 0.9)]), dark=0.88)
     floor = (_mat(rng, "planks", _pick(rng, WOODS), dark=0.55, ks=0.25, shin=20) if rng.random() < 0.65 else
              _mat(rng, "tiles", (0.82, 0.8, 0.76), _pick(rng, [(0.3, 0.32, 0.35), (0.6, 0.5, 0.4), (0.7, 0.72, 0.75)]), scale=rng.uniform(0.3, 0.6), ks=0.4, shin=40))
-    prims = [(k, -1, np.zeros(3), np.zeros(3), m) for k, m in enumerate([wall] * 4 + [floor, _mat(rng, "speckle", (0.95, 0.95, 0.93), dark=0.8)])]
+    ceiling = _mat(rng, "speckle", (0.95, 0.95, 0.93), dark=0.8)
+    light = dict(light=np.r_[size[:2] / 2 + rng.uniform(-0.3, 0.3, 2), size[2] - 0.5])
+    if vr.random() < variety: wall, floor, ceiling = _varied_surfaces(vr)
+    if vr.random() < variety: light = _lighting(vr, size)
+    prims = [(k, -1, np.zeros(3), np.zeros(3), m) for k, m in enumerate([wall] * 4 + [floor, ceiling])]
     for i, (_, _, _, parts) in enumerate(lay.objs): prims += [(6 + i, kind, c, h, m) for kind, c, h, m in parts]
     col = lambda j, dt=np.float32: np.array([p[j] for p in prims], dt)
     return Room(size, np.array([0, 0, 0, 0, 1, 2] + [c for c, _, _, _ in lay.objs]), np.array([np.zeros(3)] * 6 + [o for _, o, _, _ in lay.objs]),
                 np.array([0.0] * 6 + [y for _, _, y, _ in lay.objs]), col(0, np.int64), col(1, np.int64), col(2), col(3), col(4),
-                np.r_[size[:2] / 2 + rng.uniform(-0.3, 0.3, 2), size[2] - 0.5], np.array(lay.rects).reshape(-1, 4))
-
-# %% ../nbs/02_synthetic.ipynb #a39b02d2
-_EPS, _INF = 1e-4, float("inf")
-
-def _yaw(v, c, s):
-    "Rotate the xy part of vectors `v` (..., 3) by the angle with cosine `c` and sine `s`."
-    return torch.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
-
-def _safe(d): return torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
-
-def _hit_box(o, d, lo, hi):
-    "Hits of rays `o + t d` with boxes [lo, hi] (o, lo, hi broadcast over d (..., 3)): t (inf: none) and normal."
-    inv = 1 / _safe(d)
-    t1, t2 = (lo - o) * inv, (hi - o) * inv
-    tn, ax = torch.minimum(t1, t2).max(-1)
-    t = torch.where((tn <= torch.maximum(t1, t2).amin(-1)) & (tn > _EPS), tn, _INF)
-    return t, torch.zeros_like(d).scatter_(-1, ax[..., None], -torch.sign(d.gather(-1, ax[..., None])))
-
-def _hit_cylinder(o, d, lo, hi):
-    "Hits with upright cylinders inscribed in the boxes [lo, hi]: the side, or the cap facing the ray."
-    q, h, dz = o - (lo + hi) / 2, (hi - lo) / 2, _safe(d[..., 2])
-    r2, hz = h[..., 0] ** 2, h[..., 2]
-    a, b = (d[..., :2] ** 2).sum(-1).clamp(min=1e-12), (q[..., :2] * d[..., :2]).sum(-1)
-    disc = b * b - a * ((q[..., :2] ** 2).sum(-1) - r2)
-    ts = (-b - disc.clamp(min=0).sqrt()) / a
-    ts = torch.where((disc > 0) & (ts > _EPS) & ((q[..., 2] + ts * dz).abs() <= hz), ts, _INF)
-    tc = (-torch.sign(dz) * hz - q[..., 2]) / dz
-    tc = torch.where((tc > _EPS) & ((q[..., :2] + tc[..., None] * d[..., :2]) ** 2).sum(-1).le(r2), tc, _INF)
-    t = torch.minimum(ts, tc)
-    n_side = torch.nn.functional.normalize((q + t.clamp(max=1e6)[..., None] * d) * torch.tensor([1.0, 1.0, 0.0], device=d.device), dim=-1)
-    n_cap = torch.zeros_like(n_side); n_cap[..., 2] = -torch.sign(dz)
-    return t, torch.where((ts <= tc)[..., None], n_side, n_cap)
-
-def _hit_ellipsoid(o, d, lo, hi):
-    "Hits with axis-aligned ellipsoids inscribed in the boxes [lo, hi]."
-    h = (hi - lo) / 2
-    q, e = (o - (lo + hi) / 2) / h, d / h
-    a, b = (e * e).sum(-1), (q * e).sum(-1)
-    disc = b * b - a * ((q * q).sum(-1) - 1)
-    t = (-b - disc.clamp(min=0).sqrt()) / a
-    t = torch.where((disc > 0) & (t > _EPS), t, _INF)
-    return t, torch.nn.functional.normalize((q + t.clamp(max=1e6)[..., None] * e) / h, dim=-1)
-
-_HITS = {BOX: _hit_box, CYL: _hit_cylinder, ELL: _hit_ellipsoid}
-
-# %% ../nbs/02_synthetic.ipynb #b705b573
-class _Geometry:
-    "A room's primitives as tensors on one device, ready for casting packets of rays (and a shadow map, made on demand)."
-    def __init__(self, room: Room, device="cpu", shadow_res: int = 256):
-        T = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
-        self.room, self.device, self.shadow_res, self.cube = room, device, shadow_res, None
-        self.size, self.light = T(room.size), T(room.light)
-        self.origin, self.cos, self.sin = T(room.obj_origin), T(np.cos(room.obj_yaw)), T(np.sin(room.obj_yaw))
-        self.prim_obj, self.mat, self.obj_class = T(room.prim_obj, torch.long), T(room.prim_mat), T(room.obj_class, torch.long)
-        lo, hi, obj = room.prim_center - room.prim_half, room.prim_center + room.prim_half, room.prim_obj
-        mid, c, s = (lo + hi) / 2, np.cos(room.obj_yaw[obj]), np.sin(room.obj_yaw[obj])
-        centers = np.c_[c * mid[:, 0] - s * mid[:, 1], s * mid[:, 0] + c * mid[:, 1], mid[:, 2]] + room.obj_origin[obj]
-        self.kinds = [(k, T(np.nonzero(room.prim_kind == k)[0], torch.long)) for k in (BOX, CYL, ELL) if (room.prim_kind == k).any()]
-        self.lo, self.hi, self.centers, self.radii = T(lo), T(hi), T(centers), T(np.linalg.norm(hi - lo, axis=1) / 2)
-
-    def to_local(self, v, obj, point=True):
-        "World points (or directions) `v` (..., 3) in the frames of objects `obj` (...)."
-        return _yaw(v - self.origin[obj] if point else v, self.cos[obj], -self.sin[obj])
-
-    def cast(self, o, d):
-        "Nearest hits of packets of rays from origins `o` (T, 3) along unit `d` (T, S, 3): distance, primitive, world normal (T, S, ...)."
-        S, of = d.shape[1], o[:, None].expand_as(d)
-        dd = _safe(d)
-        t, ax = (torch.where(dd > 0, self.size - of, -of) / dd).min(-1)   # every ray leaves the room box somewhere
-        da = dd.gather(-1, ax[..., None])
-        prim, n = 2 * ax + (da[..., 0] > 0).long(), torch.zeros_like(d).scatter_(-1, ax[..., None], -torch.sign(da))
-        # broad phase: the cone around each packet against the bounding sphere of each primitive, (T, P)
-        axis = torch.nn.functional.normalize(d.sum(1), dim=-1)
-        alpha = torch.acos((d * axis[:, None]).sum(-1).amin(1).clamp(-1, 1))
-        v = self.centers - o[:, None]; dist = v.norm(dim=-1).clamp(min=1e-6)
-        theta = torch.acos(((v * axis[:, None]).sum(-1) / dist).clamp(-1, 1))
-        near = (dist <= self.radii) | (theta - torch.asin((self.radii / dist).clamp(max=1)) <= alpha[:, None])
-        near &= dist - self.radii < t.amax(1, keepdim=True)
-        # narrow phase: the surviving (packet, primitive) pairs, one primitive per ray, in the primitive's object frame
-        ts, idx, pids, ns = [], [], [], []
-        for kind, ids in self.kinds:
-            tp, pp = near[:, ids].nonzero(as_tuple=True)
-            if len(tp) == 0: continue
-            p = ids[pp]; obj = self.prim_obj[p]
-            rd = _yaw(d[tp], self.cos[obj, None], -self.sin[obj, None])
-            tk, nk = _HITS[kind](self.to_local(o[tp], obj)[:, None], rd, self.lo[p, None], self.hi[p, None])
-            ts.append(tk.reshape(-1)); idx.append((tp[:, None] * S + torch.arange(S, device=d.device)).reshape(-1))
-            pids.append(p[:, None].expand(-1, S).reshape(-1)); ns.append(_yaw(nk, self.cos[obj, None], self.sin[obj, None]).reshape(-1, 3))
-        if not idx: return t, prim, n
-        tk, idx, pk, nk = torch.cat(ts), torch.cat(idx), torch.cat(pids), torch.cat(ns)
-        best = t.reshape(-1).scatter_reduce(0, idx, tk, "amin")
-        win = (tk < _INF) & (tk == best[idx])
-        prim, n = prim.reshape(-1).index_put((idx[win],), pk[win]), n.reshape(-1, 3).index_put((idx[win],), nk[win])
-        return best.view_as(t), prim.view_as(t), n.view_as(d)
-
-# %% ../nbs/02_synthetic.ipynb #b70067ef
-_P = 8  # rays travel in packets of _P x _P pixels that share an origin
-
-def _packets(x):
-    "Images (N, H, W, ...) with H, W multiples of _P as packets (N * H/_P * W/_P, _P * _P, ...)."
-    N, H, W = x.shape[:3]
-    x = x.reshape(N, H // _P, _P, W // _P, _P, *x.shape[3:]).transpose(2, 3)
-    return x.reshape(N * (H // _P) * (W // _P), _P * _P, *x.shape[5:])
-
-def _unpack(x, N, H, W):
-    "Inverse of `_packets`."
-    x = x.reshape(N, H // _P, W // _P, _P, _P, *x.shape[2:]).transpose(2, 3)
-    return x.reshape(N, H, W, *x.shape[5:])
-
-def _cube_dirs(R: int, device) -> torch.Tensor:
-    "Unit directions through the texel centres of the six faces (-x, +x, -y, +y, -z, +z) of an R x R cube map, as packets."
-    u = (torch.arange(R, device=device) + 0.5) / R * 2 - 1
-    w, u = torch.meshgrid(u, u, indexing="ij")
-    faces = []
-    for a in range(3):
-        for s in (-1.0, 1.0):
-            v = torch.empty(R, R, 3, device=device); b, c = [x for x in range(3) if x != a]
-            v[..., a], v[..., b], v[..., c] = s, u, w
-            faces.append(v)
-    return _packets(torch.nn.functional.normalize(torch.stack(faces), dim=-1))
-
-def light_seen(g: _Geometry,   # the room on a device (its shadow map is made on first use and kept)
-               p, n,           # (N, 3) surface points and their normals
-               chunk: int = 1 << 15,
-              ) -> torch.Tensor: # (N,) in [0, 1]: how much of the light reaches each point
-    "Shadowing by the room's cube shadow map, four taps bilinearly weighted."
-    R = g.shadow_res
-    if g.cube is None:
-        d = _cube_dirs(R, g.device)
-        t = torch.cat([g.cast(g.light.expand(len(dc), 3), dc)[0] for dc in d.split(max(1, chunk // _P ** 2))])
-        g.cube = _unpack(t, 6, R, R).reshape(-1)
-    v = p + n * (p - g.light).norm(dim=-1, keepdim=True) * (3.0 / R) - g.light   # normal offset: no self-shadowing
-    a = v.abs().argmax(-1, keepdim=True); va = v.gather(1, a)
-    uv = (v.gather(1, torch.tensor([[1, 2], [0, 2], [0, 1]], device=p.device)[a[:, 0]]) / va.abs() + 1) / 2 * R - 0.5
-    face, x0 = 2 * a[:, 0] + (va[:, 0] > 0).long(), torch.floor(uv)
-    f, x0, dist, seen = uv - x0, x0.long(), v.norm(dim=-1) - 0.02, torch.zeros_like(p[:, 0])
-    for dx in (0, 1):
-        for dy in (0, 1):
-            x, y = (x0[:, 0] + dx).clamp(0, R - 1), (x0[:, 1] + dy).clamp(0, R - 1)
-            seen += (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (g.cube[(face * R + y) * R + x] > dist)
-    return seen
-
-# %% ../nbs/02_synthetic.ipynb #b0135563
-_g = torch.Generator().manual_seed(0)
-_WAVES = torch.nn.functional.normalize(torch.randn(3, 16, generator=_g), dim=0) * (0.7 + 0.6 * torch.rand(16, generator=_g)) * 2 * math.pi
-_PHASE = torch.rand(16, generator=_g) * 2 * math.pi
-
-def noise(p):
-    "Smooth solid noise in [0, 1] at points `p` (N, 3): 16 plane waves in random directions, about one bump per unit."
-    return (0.5 + 1.1 * torch.sin(p @ _WAVES.to(p.device) + _PHASE.to(p.device)).mean(-1)).clamp(0, 1)
-
-def fbm(p, octaves: int = 3):
-    "Fractal noise: `octaves` of `noise`, each twice as fine and half as strong."
-    return sum(noise(p * 2 ** k + 5.3 * k) * 0.5 ** k for k in range(octaves)) / (2 - 0.5 ** (octaves - 1))
-
-def _hash(i):
-    "Integer points (..., 3) to pseudo-random numbers in [0, 1)."
-    h = (i[..., 0] * 73856093) ^ (i[..., 1] * 19349663) ^ (i[..., 2] * 83492791)
-    h = (h & 0xFFFFFFFF) * 1274126177 & 0xFFFFFFFF
-    return ((h ^ (h >> 15)) & 0xFFFF).float() / 65536
-
-def _frac(x): return x - torch.floor(x)
-def _lines(x, w): return _frac(x + w / 2) < w      # lines of width w (in units of x) at the integers
-def _S(*s): return lambda p: p * torch.tensor(s, device=p.device)
-def _one(x): return torch.ones_like(x)
-
-def _planks(p, n, o):
-    q = p[:, 0] / 0.2; k = torch.floor(q).long()
-    r = p[:, 1] / 1.4 + 3 * _hash(torch.stack([k, 0 * k, 0 * k + 7], -1))       # staggered plank ends
-    w = 0.45 * fbm(_S(25, 1.5, 25)(p) + o) + 0.4 * _hash(torch.stack([k, torch.floor(r).long(), 0 * k], -1))
-    return torch.where(_lines(q, 0.04) | _lines(r, 0.01), _one(w), w)
-
-def _tiles(p, n, o):
-    q = p[:, :2] / 0.5
-    w = (torch.floor(q).sum(-1) % 2) * 0.5 + 0.2 * fbm(p * 6 + o)
-    return torch.where(_lines(q[:, 0], 0.04) | _lines(q[:, 1], 0.04), torch.full_like(w, 0.3), w)
-
-def _panel(p, n, o):
-    x, z = p[:, 0].abs(), p[:, 2]
-    rail = lambda z0: (z - z0).abs() < 0.012
-    groove = ((x - 0.3).abs() < 0.012) & (z > 0.2) & (z < 1.85) | (x < 0.3) & (rail(0.2) | rail(1.0) | rail(1.85))
-    return torch.where(groove, _one(x), 0.2 * fbm(p * 3 + o))
-
-def _spines(p, n, o):
-    q = p[:, 0] / 0.03 + 0.6 * noise(p * 3 + o); k = torch.floor(q).long()
-    tone = _hash(torch.stack([k, 0 * k + 3, (o[:, 0] * 100).long()], -1))
-    return torch.where(_lines(q, 0.12) | (n[:, 0].abs() > 0.5), _one(tone), 0.6 * tone)
-
-_FAMILY = {  # (points / pattern scale, normals, both in the object frame; a per-object offset) -> weight of colour B
-    "plaster": lambda p, n, o: 0.7 * fbm(p * 1.5 + o) + 0.3 * noise(p * 30 + o),
-    "planks": _planks, "tiles": _tiles,
-    "speckle": lambda p, n, o: 0.7 * (noise(p * 60 + o) > 0.7).float() + 0.3 * fbm(p * 2 + o),
-    "panel": _panel,
-    "panes": lambda p, n, o: torch.where(_lines(p[:, 0] / 0.4 + 0.5, 0.08) | _lines(p[:, 2] / 0.45, 0.08), _one(p[:, 0]), 0.6 * fbm(_S(1.5, 1.5, 4)(p) + o)),
-    "rings": lambda p, n, o: _frac(torch.sqrt(p[:, 1] ** 2 + p[:, 2] ** 2) * 14 + 4 * fbm(_S(0.6, 2, 2)(p) + o)) ** 2 * 0.75 + 0.25 * noise(_S(2, 60, 60)(p) + o),
-    "plastic": lambda p, n, o: 0.25 * fbm(p * 6 + o),
-    "weave": lambda p, n, o: 0.3 * (torch.sin(p * 150).prod(-1) + 1) + 0.4 * fbm(p * 3 + o),
-    "stripes": lambda p, n, o: 0.8 * (torch.sin(p[:, 0] * 40) > 0).float() + 0.2 * fbm(p * 4 + o),
-    "brushed": lambda p, n, o: 0.6 * fbm(_S(1.5, 1.5, 80)(p) + o),
-    "glow": lambda p, n, o: 0.4 * fbm(p * 4 + o),
-    "cardboard": lambda p, n, o: torch.where((p[:, 0].abs() < 0.03) & ((n[:, 2] > 0.5) | (n[:, 1].abs() > 0.5)), _one(p[:, 0]), 0.35 * fbm(p * 5 + o)),
-    "leaves": lambda p, n, o: (fbm(p * 25 + o) > 0.5).float() * 0.8 + 0.2 * noise(p * 80 + o),
-    "mosaic": lambda p, n, o: (3 * fbm(p * 4 + o) - 1).clamp(0, 1),
-    "grain": lambda p, n, o: 0.5 + 0.5 * torch.sin(90 * (p[:, 1] + p[:, 2]) + 6 * fbm(_S(0.3, 3, 3)(p) + o)),
-    "spines": _spines,
-}
-
-# %% ../nbs/02_synthetic.ipynb #de0596bc
-def _shade(g: _Geometry, o, d, t, prim, n, shadows: bool = True):
-    "Colour of hits (N,): textured albedo under ambient light, Lambert and Blinn-Phong from the point light, plus emission."
-    p = o + t[:, None] * d
-    obj, m = g.prim_obj[prim], g.mat[prim]
-    fam, pl, nl = m[:, 0].long(), g.to_local(p, obj) / m[:, 7:8], g.to_local(n, obj, point=False)
-    off, w = (obj[:, None].float() * 7.31) % 100, torch.zeros_like(t)
-    for f in fam.unique().tolist():
-        k = (fam == f).nonzero()[:, 0]
-        w[k] = _FAMILY[FAMILIES[f]](pl[k], nl[k], off[k]).clamp(0, 1)
-    albedo = torch.lerp(m[:, 1:4], m[:, 4:7], w[:, None])
-    to_l = g.light - p; dist = to_l.norm(dim=-1); l = to_l / dist[:, None]
-    lit = 1.5 / (1 + 0.12 * dist ** 2) * (light_seen(g, p, n) if shadows else 1)
-    spec = m[:, 8] * (n * torch.nn.functional.normalize(l - d, dim=-1)).sum(-1).clamp(min=0) ** m[:, 9]
-    rgb = albedo * (0.3 + 0.08 * n[:, 2] + lit * (n * l).sum(-1).clamp(min=0) + m[:, 10])[:, None] + (lit * spec)[:, None]
-    return torch.where(rgb < 0.75, rgb, 1 - 0.25 * torch.exp((0.75 - rgb) / 0.25))   # linear, then a soft shoulder instead of clipping
-
-# %% ../nbs/02_synthetic.ipynb #5e75d584
-def _rays(cams, device):
-    "Packets of the rays through every pixel of `cams` (one size, padded to multiples of _P): origins, unit directions, z per unit length."
-    H, W = -(-cams[0].height // _P) * _P, -(-cams[0].width // _P) * _P
-    v, u = torch.meshgrid(torch.arange(H, device=device) + 0.5, torch.arange(W, device=device) + 0.5, indexing="ij")
-    os, ds, zs = [], [], []
-    for c in cams:
-        x = torch.stack([(u - c.cx) / c.fx, (v - c.cy) / c.fy, torch.ones_like(u)], -1)
-        c2w, inv = torch.as_tensor(c.c2w, dtype=torch.float32, device=device), 1 / x.norm(dim=-1)
-        ds.append((x * inv[..., None]) @ c2w[:3, :3].T); zs.append(inv); os.append(c2w[:3, 3])
-    return torch.stack(os).repeat_interleave((H // _P) * (W // _P), 0), _packets(torch.stack(ds)), _packets(torch.stack(zs)), (H, W)
-
-def render(room,                 # a `Room`, or a `_Geometry` of one (to keep its shadow map between calls)
-           cams: list[Camera],   # where from: OpenCV cameras, all of one size
-           device="cpu",         # where to compute, if `room` is a `Room`
-           chunk: int = 1 << 15, # rays per step (more on a GPU)
-           shadows: bool = True, # shadows of the room's light
-          ) -> dict:             # rgb (N,H,W,3) uint8, depth (N,H,W) float32 metres, labels (N,H,W) uint8, instances (N,H,W) int32
-    "Ray-cast views of `room`: colour, metric z-depth, semantic class and instance id per pixel."
-    g = room if isinstance(room, _Geometry) else _Geometry(room, device, _shadow_res(cams[0]))
-    o, d, z, (H, W) = _rays(cams, g.device)
-    out, step = dict(rgb=[], depth=[], labels=[], instances=[]), max(1, chunk // _P ** 2)
-    for s in range(0, len(o), step):
-        oc, dc = o[s:s + step], d[s:s + step]
-        t, prim, n = g.cast(oc, dc)
-        rgb = _shade(g, oc[:, None].expand_as(dc).reshape(-1, 3), dc.reshape(-1, 3), t.reshape(-1), prim.reshape(-1), n.reshape(-1, 3), shadows)
-        obj = g.prim_obj[prim]
-        out["rgb"].append((rgb * 255 + 0.5).to(torch.uint8).view_as(dc)); out["depth"].append(t * z[s:s + step])
-        out["labels"].append(g.obj_class[obj].to(torch.uint8)); out["instances"].append((obj + 1).int())
-    return {k: _unpack(torch.cat(v), len(cams), H, W)[:, :cams[0].height, :cams[0].width].cpu().numpy() for k, v in out.items()}
-
-def _shadow_res(cam: Camera) -> int:
-    "Cube shadow map resolution for images like `cam`'s: about the image size, 64 to 512."
-    return int(min(512, max(64, 2 ** round(math.log2(max(cam.width, cam.height))))))
+                floor_rects=np.array(lay.rects).reshape(-1, 4), **light)
 
 # %% ../nbs/02_synthetic.ipynb #3b2d6134
 def _free_floor(room: Room, res: float = 0.05, wall: float = 0.5, pad: float = 0.45):
@@ -627,6 +412,56 @@ def room_cameras(room: Room,        # where to walk
         cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{i:05d}"))
     return cams
 
+# %% ../nbs/02_synthetic.ipynb #d945199d
+def _clear_of_things(room: Room, p: np.ndarray, margin: float) -> np.ndarray:
+    "(M,) whether world points `p` (M, 3) are more than `margin` from every primitive's box (all at once)."
+    k = np.arange(6, len(room.prim_obj)); i = room.prim_obj[k]
+    if not len(k): return np.ones(len(p), bool)
+    c, s = np.cos(room.obj_yaw[i]), np.sin(room.obj_yaw[i])
+    d = p[:, None, :] - room.obj_origin[i][None]                        # (M, K, 3) in each primitive's object frame
+    q = np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1], d[..., 2]], -1)
+    return ~(np.abs(q - room.prim_center[k]) < room.prim_half[k] + margin).all(-1).any(1)
+
+def random_views(room: Room,          # where to put the cameras
+                 n: int,              # number of views
+                 width: int, height: int, # image size
+                 seed=0,              # an int, or a numpy Generator to draw from
+                 hfov=(50.0, 90.0),   # horizontal field of view in degrees, or a (low, high) range to draw from
+                 pitch=(-60.0, 35.0), # up/down angle range in degrees (negative: looking down)
+                 min_free: float = 0.8, # the optical axis meets no surface closer than this (metres)
+                 aim: float = 0.6,    # chance that a view aims at an object (else: any heading)
+                 device="cpu",        # where to cast the rays that check `min_free`
+                ) -> list[Camera]:
+    "Cameras at random free places and orientations in the room (any height, any heading), not only along a walk."
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    g, out = _Geometry(room, device), []
+    centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))]).reshape(-1, 3)
+    lo, hi = np.array([0.25, 0.25, 0.3]), room.size - [0.25, 0.25, 0.25]
+    for _ in range(20):                     # rejection sampling, a batch at a time
+        m = 4 * (n - len(out)) + 8
+        eye = rng.uniform(lo, hi, (m, 3))
+        yaw, pit = rng.uniform(-np.pi, np.pi, m), np.radians(rng.uniform(*pitch, m))
+        fwd = np.stack([np.cos(yaw) * np.cos(pit), np.sin(yaw) * np.cos(pit), np.sin(pit)], -1)
+        if len(centers) and aim > 0:     # some views look at a thing, as a photographer would
+            at = centers[rng.integers(len(centers), size=m)] + rng.normal(0, 0.15, (m, 3)) - eye
+            pick = (rng.random(m) < aim) & (np.linalg.norm(at, axis=1) > min_free)
+            fwd[pick] = at[pick] / np.linalg.norm(at[pick], axis=1, keepdims=True)
+            fwd[:, 2] = np.clip(fwd[:, 2], *np.sin(np.radians(pitch)))
+            fwd /= np.linalg.norm(fwd, axis=1, keepdims=True)
+        ok = _clear_of_things(room, eye, 0.15)
+        t, _, _ = g.cast(torch.as_tensor(eye, dtype=torch.float32, device=g.device),
+                         torch.as_tensor(fwd[:, None], dtype=torch.float32, device=g.device))
+        ok &= t[:, 0].cpu().numpy() > min_free
+        for e, f in zip(eye[ok], fwd[ok]):
+            if len(out) == n: break
+            fov = rng.uniform(*hfov) if np.ndim(hfov) else float(hfov)
+            fx, r = width / 2 / math.tan(math.radians(fov) / 2), np.radians(rng.normal(0, 4.0))
+            c2w = look_at(e, e + f)
+            c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])   # roll
+            out.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{len(out):05d}"))
+        if len(out) == n: return out
+    raise RuntimeError(f"{room}: found only {len(out)} of {n} free camera places")
+
 # %% ../nbs/02_synthetic.ipynb #b201820a
 def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
                   depth: np.ndarray,    # (N, H, W) z-depth in metres (0: none)
@@ -648,7 +483,7 @@ def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
     return (pts + rng.normal(0, noise, pts.shape)).astype(np.float32), cols
 
 # %% ../nbs/02_synthetic.ipynb #0590ad55
-def _settings(**kw): return dict(generator="fit3d.synthetic", version=1, **kw)
+def _settings(**kw): return dict(generator="fit3d.synthetic", version=2, **kw)   # 2: varied rooms, random views
 
 def scene_complete(path, **settings) -> bool:
     "Whether `path` holds a finished synthetic scene made with `settings` (the arguments of `make_scene`)."
@@ -671,18 +506,23 @@ def make_scene(out_dir,                 # folder to write the scene to
                overwrite: bool = True,  # False: keep an already complete scene made with the same settings
                progress: bool = False,  # a progress bar over the views
                threads: int | None = 1, # torch CPU threads while rendering (None: as set)
+               variety: float = 1.0,    # room variety (`make_room`): 0 = the classic rooms
+               cameras: str = "walk",   # "walk": a handheld walk (`room_cameras`); "random": `random_views`
               ) -> Scene:
     "Generate one synthetic room and write its views (RGB, depth, labels, instances), cameras and points as a nerfstudio scene."
     out = Path(out_dir)
-    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows)
+    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows,
+                    variety=variety, cameras=cameras)
     if not overwrite and scene_complete(out, **settings): return read_scene(out)
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     (out / "transforms.json").unlink(missing_ok=True)        # until the end, this folder does not look complete
     for sub in ("images", "depth", "labels", "instances"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         for f in (out / sub).glob("frame_*.png"): f.unlink()   # views of an earlier run with other settings
-    room = make_room(seed)
-    cams = room_cameras(room, n_views, width, height, seed, hfov)
+    if cameras not in ("walk", "random"): raise ValueError(f"cameras={cameras!r}: 'walk' or 'random'")
+    room = make_room(seed, variety)
+    cams = (room_cameras(room, n_views, width, height, seed, hfov) if cameras == "walk" else
+            random_views(room, n_views, width, height, seed, hfov, device=device))
     test = np.linspace(0, n_views - 1, n_test + 2)[1:-1].round().astype(int).tolist() if n_test else []
     train = [i for i in range(n_views) if i not in test]
     chunk = chunk or (1 << 20 if str(device).startswith("cuda") else 1 << 15)
@@ -704,7 +544,7 @@ def make_scene(out_dir,                 # folder to write the scene to
                 if s + k in train: kept[s + k] = (r["rgb"][k], r["depth"][k])
     finally: torch.set_num_threads(old)
     pts, cols = sample_points(np.stack([v[0] for v in kept.values()]), np.stack([v[1] for v in kept.values()]), [cams[i] for i in kept], n_points, seed)
-    (out / "synthetic.json").write_text(json.dumps(_settings(**settings), indent=1))
+    atomic_write(out / "synthetic.json", json.dumps(_settings(**settings), indent=1))
     write_nerfstudio(Scene(cams, train, test, pts, cols, name=out.name, root=out, classes=list(CLASSES)), out)   # transforms.json last
     return read_scene(out)
 
@@ -729,7 +569,7 @@ def make_benchmark(root="data/synthetic",   # the scenes go to root/train_000, .
         path = root / f"{split}_{k:03d}"
         make_scene(path, s, n_views, width, height, n_test, device=device, overwrite=overwrite, **kw)
         out[split].append(path)
-    (root / "benchmark.json").write_text(json.dumps(dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
+    atomic_write(root / "benchmark.json", json.dumps(dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
                                                          n_views=n_views, width=width, height=height, n_test=n_test, seed=seed), indent=1))
     return out
 
@@ -795,3 +635,10 @@ def plot_cameras(scene: Scene,         # cameras and (optionally) points to draw
             fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name, line=dict(color=colour, width=3)))
     fig.update_layout(scene=dict(aspectmode="data"), margin=dict(l=0, r=0, t=30, b=0), title=scene.name)
     return fig
+
+# %% ../nbs/02_synthetic.ipynb #f9387d33
+def __getattr__(name):   # the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), which builds on this module
+    if name in ("write_scannetpp_scene", "make_scannetpp_tree"):
+        from fit3d import synthetic_scannetpp
+        return getattr(synthetic_scannetpp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
