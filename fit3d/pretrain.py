@@ -19,23 +19,23 @@ import timm
 from tqdm.auto import tqdm
 
 from .synthetic import CLASSES
+from .features import PROXY_MODELS, weights_dir
 from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, provenance, read_json,
                          save_checkpoint, write_json)
 from .pretrain_data import crops, load_bank
 from .pretrain_eval import held_out_views, pca_picture, plot_history
 
 # %% auto #0
-__all__ = ['ARCHS', 'WEIGHTS_DIR', 'create_vit', 'DINOHead', 'teacher_probs', 'dino_loss', 'ibot_loss', 'koleo_loss', 'entropies',
+__all__ = ['ARCHS', 'create_vit', 'DINOHead', 'teacher_probs', 'dino_loss', 'ibot_loss', 'koleo_loss', 'entropies',
            'classes_in_view', 'Student', 'PretrainConfig', 'run_record', 'schedule', 'student_patch', 'bank_for',
            'pretrain', 'export_weights', 'load_pretrained', 'write_shards', 'join_shards', 'compact_checkpoint']
 
 # %% ../nbs/14_pretrain.ipynb #5a36f117
-ARCHS = dict(  # weights name -> (timm architecture, keyword arguments of timm.create_model)
+ARCHS = dict(  # weights name -> (timm architecture, keyword arguments of timm.create_model); as fit3d.features.PROXY_MODELS
     fit3d_tiny=("vit_small_patch14_dinov2", dict(embed_dim=192, depth=12, num_heads=3, img_size=224, init_values=1.0)),
     fit3d_small=("vit_small_patch14_dinov2", dict(embed_dim=384, depth=12, num_heads=6, img_size=224, init_values=1.0)),
     fit3d_micro=("vit_small_patch14_dinov2", dict(embed_dim=48, depth=2, num_heads=2, img_size=224, init_values=1.0)),  # tests only
 )
-WEIGHTS_DIR = Path(__file__).parent / "weights" if "__file__" in globals() else Path("../fit3d/weights")
 
 def create_vit(name: str,      # an entry of `ARCHS`
                seed: int = 0,  # seeds the random initialisation (the random baseline uses the same)
@@ -377,8 +377,8 @@ def export_weights(vit: nn.Module, path, name: str, meta: dict | None = None) ->
 def load_pretrained(name: str,          # an entry of `ARCHS`
                     path=None,          # weights file (default: fit3d/weights/<name>.safetensors)
                    ) -> nn.Module:
-    "The timm ViT of `name` with the weights at `path`, loaded by timm offline."
-    path = Path(path) if path is not None else WEIGHTS_DIR / f"{name}.safetensors"
+    "The timm ViT of `name` with the weights at `path` (default: under `fit3d.features.weights_dir()`), loaded by timm offline."
+    path = Path(path) if path is not None else weights_dir() / f"{name}.safetensors"
     if not path.is_file(): raise ArtifactError(path, f"weights of {name} do not exist (make them with fit3d.pretrain)")
     arch, kw = ARCHS[name]
     return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), num_classes=0,

@@ -14,43 +14,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .scene import Camera, look_at
-from .synthetic import CLASSES, make_room, render
+from .synthetic import CLASSES, make_room, random_views, render
 from .store import atomic_write, provenance, read_json, write_json
 
 # %% auto #0
-__all__ = ['BANK_VERSION', 'MEAN', 'STD', 'random_cameras', 'room_seed', 'render_bank', 'load_bank', 'crop_boxes', 'jitter',
-           'crops']
-
-# %% ../nbs/14a_pretrain_data.ipynb #908558ff
-def random_cameras(room,                   # a `fit3d.synthetic.Room`
-                   n: int,                 # number of views
-                   width: int, height: int, # image size
-                   seed: int = 0,
-                   hfov: tuple = (60.0, 90.0), # range of the horizontal field of view, degrees
-                  ) -> list[Camera]:
-    "Random views from the room's free floor towards its furniture (OpenCV cameras)."
-    rng, L = np.random.default_rng(seed), room.size
-    targets = room.obj_origin[6:] if len(room.obj_origin) > 6 else np.array([[*(L[:2] / 2), 1.0]])
-    def free(p): return not any(x0 - 0.25 < p[0] < x1 + 0.25 and y0 - 0.25 < p[1] < y1 + 0.25 for x0, y0, x1, y1 in room.floor_rects)
-    cams = []
-    for i in range(n):
-        xy = rng.uniform(0.4, L[:2] - 0.4)
-        for _ in range(50):
-            if free(xy): break
-            xy = rng.uniform(0.4, L[:2] - 0.4)
-        eye = np.r_[xy, rng.uniform(0.9, 2.0)]
-        t = np.r_[targets[rng.integers(len(targets))][:2] + rng.normal(0, 0.3, 2), rng.uniform(0.2, 1.4)]
-        if np.linalg.norm(t[:2] - eye[:2]) < 0.6:  # too close: look across the room instead
-            a = rng.uniform(0, 2 * np.pi); t = eye + np.r_[2 * np.cos(a), 2 * np.sin(a), -rng.uniform(0.2, 1.0)]
-        c2w, r = look_at(eye, t), np.radians(rng.normal(0, 3.0))
-        c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])  # roll
-        fx = width / 2 / math.tan(math.radians(rng.uniform(*hfov)) / 2)
-        cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"view_{i:03d}"))
-    return cams
+__all__ = ['BANK_VERSION', 'MEAN', 'STD', 'room_seed', 'render_bank', 'load_bank', 'crop_boxes', 'jitter', 'crops']
 
 # %% ../nbs/14a_pretrain_data.ipynb #bdd240c8
-BANK_VERSION = 1  # bump when the room generator or the camera sampler changes what a seed renders
+BANK_VERSION = 2  # bump when the room generator or the camera sampler changes what a seed renders
 
 def room_seed(seed: int, k: int, stream: int = 2) -> int:
     "Seed of room `k` of a stream (0/1: the benchmark's training/validation rooms, 2: pretraining, 3: held-out pictures)."
@@ -68,7 +39,7 @@ def render_bank(rooms,                  # room indices k to render (seeds `room_
     chunk = 1 << 20 if str(device).startswith("cuda") else 1 << 15
     for k in tqdm(list(rooms), desc="rendering rooms", disable=not progress):
         s = room_seed(seed, k, stream); room = make_room(s)
-        r = render(room, random_cameras(room, views, width, height, s), device=device, chunk=chunk)
+        r = render(room, random_views(room, views, width, height, s, device=device), device=device, chunk=chunk)
         imgs.append(r["rgb"]); labs.append(r["labels"]); ids += [k] * views
     return dict(images=np.concatenate(imgs), labels=np.concatenate(labs), rooms=np.array(ids, np.int64))
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 import numpy as np, torch
-from fit3d.pretrain import (ARCHS, WEIGHTS_DIR, PretrainConfig, _dist, bank_for, compact_checkpoint, create_vit,
+from fit3d.features import weights_dir
+from fit3d.pretrain import (ARCHS, PretrainConfig, _dist, bank_for, compact_checkpoint, create_vit,
                             export_weights, join_shards, load_pretrained, pretrain, run_record, write_shards)
 from fit3d.pretrain_eval import gate, gate_table, held_out_views, pca_picture
 from fit3d.store import load_checkpoint, write_json
@@ -95,7 +96,7 @@ def main():
         model = create_vit(cfg.name)
         src = st["teacher"] if "teacher" in st else st["student"]
         model.load_state_dict({k[4:]: v for k, v in src.items() if k.startswith("vit.")})
-        p = export_weights(model, WEIGHTS_DIR / f"{cfg.name}.safetensors", cfg.name, dict(record=run_record(cfg), step=st["step"]))
+        p = export_weights(model, weights_dir() / f"{cfg.name}.safetensors", cfg.name, dict(record=run_record(cfg), step=st["step"]))
         print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB) from step {st['step']}/{cfg.steps}"); return
     if a.resume: print("resuming from", unpack(a.resume, a.run_dir))
     a.run_dir.mkdir(parents=True, exist_ok=True); log = open(a.run_dir / "log.txt", "a")   # not in $OUT: 8 files at most
