@@ -1,4 +1,20 @@
-"""Per scene, fit 3D Gaussians that carry a colour and a low-dimensional feature so that their renderings match every training view's image and 2D feature map.
+r"""Per scene, fit 3D Gaussians that carry a colour and a low-dimensional feature so that their renderings match every training view's image and 2D feature map.
+
+This is the heart of FiT3D. Rendered features are multi-view consistent by construction: every view sees the
+same Gaussians. The official code (FiT3D, built on Feature-3DGS) gives each Gaussian a 64-d feature, renders a
+64-channel map, decodes it to the backbone width with one 3x3 convolution without bias, and minimises
+$(1-\lambda)\,L_1 + \lambda\,(1-\mathrm{SSIM})$ on colour ($\lambda=0.2$) plus $L_1$ between the decoded features and the
+backbone's normed last-layer patch features, bilinearly upsampled to image resolution. Its rasteriser lets the
+feature loss move only the features and the decoder: geometry and densification follow the colour alone. It runs
+30k iterations with the standard 3DGS learning rates and densification, one view a step, on every frame of the
+scene, and it runs the 2D backbone on the training image at every iteration.
+
+We differ in one deliberate place in every preset: each view's 2D features are extracted once (`fit3d.features`)
+and passed in, so an iteration costs a render, a decode and a loss. The loop reads like gsplat's trainer: data in,
+tensors out, densification a swappable gsplat strategy (`DefaultStrategy` or `MCMCStrategy`), every setting in
+`LiftConfig`. The chapter builds it in the order a step runs: settings, decoder, data, initialisation, the loss,
+densification and the learning-rate schedule, checkpoints, the loop; then saving, rendering for Stage II,
+evaluation, and many scenes at once.
 
 Docs: https://fit3d.github.io/fit3d/lift.html.md"""
 
