@@ -132,7 +132,7 @@ def targets_row(dev, smoke, tmp):
     room = make_scene(Path(tmp) / "room", seed=1, n_views=n, width=W, height=H, n_test=2, device=str(dev), n_points=4000)
     bb = load_backbone(name, pretrained=False, device=dev)
     feats = {room.cameras[i].name: f for i, f in zip(room.train, iter_features(bb, (room.image(i) for i in room.train), dtype=torch.float32))}
-    cfg = (LiftConfig.tiny if smoke else LiftConfig.fast)(iterations=its)
+    cfg = (LiftConfig.tiny if smoke else LiftConfig.fast)(iterations=its, holdout=True)  # features of the training views only
     t = time.perf_counter(); lifted = lift(room, feats, cfg, device=dev, progress=False); lift_s = time.perf_counter() - t
     grid = bb.grid_size(H, W)
     ks = {how: torch.stack([render_target(lifted, room, i, grid, how, device=dev)[0] for i in room.train]) for how in RESAMPLE}
