@@ -45,7 +45,7 @@ class ReproduceConfig:
     protocol: Literal["official", "quick"] = "official" # the probes' protocol (quick: cached features, no augmentation)
     probe_iters: int | None = None        # steps of each probe (None: the protocol's, 40k segmentation / 38.4k depth)
     device: str = "auto"                  # "auto": this rank's GPU under torchrun, else CUDA if available, else CPU
-    seed: int = 0
+    finetune_seed: int = 42               # Stage II data order and flips (the Stage I seed is the preset's `--seed`)
     dry_run: bool = False                 # print the plan and its time estimate, and stop
     lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"]) # Stage I preset, then its fields as flags
 
@@ -202,7 +202,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
 
     con.rule("[bold]Stage II")
     fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint, epochs=cfg.finetune_epochs,
-                          lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed, device=str(device),
+                          lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
                           num_workers=0 if device.type == "cpu" else 4)
     weights = finetune_stage(root, fcfg, bb, log=con.print)
     _barrier()
@@ -210,7 +210,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
 
     fine = load_backbone(cfg.backbone, checkpoint=weights, device=device)
     models = compare_models(bb, fine)
-    key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=files_digest([weights]), protocol=cfg.protocol)
+    key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=files_digest([weights]))
     parts = [f"# fit3d reproduce: {bb.name}\n\nWeights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}. "
              f"Stage I: {len(scenes)} ScanNet++ scenes ({cfg.train_split}); Stage II: {weights}."]
     for name in probe_datasets(cfg):
