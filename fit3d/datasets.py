@@ -1,5 +1,5 @@
-"""ScanNet++, NYUv2, ADE20k, Pascal VOC 2012, KITTI and our synthetic rooms, each read from the layout its
-official release ships, into one kind of sample.
+"""ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC 2012, KITTI and our synthetic rooms, each read from the layout
+its official release (or FiT3D's evaluation) ships, into one kind of sample.
 
 Docs: https://fit3d.github.io/fit3d/datasets.html.md"""
 
@@ -7,10 +7,11 @@ Docs: https://fit3d.github.io/fit3d/datasets.html.md"""
 
 # %% ../nbs/08_datasets.ipynb #2a82d770
 from __future__ import annotations
-import json
+import json, warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -19,10 +20,13 @@ from PIL import Image
 
 from .scene import Scene, SceneError
 from .formats import read_scene
+from .store import child, read_json
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'Samples', 'resize_sample', 'ade20k', 'pascal_voc', 'kitti_kb_crop', 'kitti_depth', 'nyu_label_map',
-           'nyuv2', 'scannetpp', 'scene_samples', 'synthetic']
+__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'Task', 'DATASETS', 'Samples', 'read_depth_png',
+           'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k', 'pascal_voc', 'kitti_kb_crop',
+           'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth', 'scannet', 'scannetpp',
+           'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset', 'sample_picture']
 
 # %% ../nbs/08_datasets.ipynb #16950d93
 class Samples(Sequence):
@@ -58,6 +62,45 @@ def _open(path: Path, what: str) -> np.ndarray:
 
 def _rgb(path) -> np.ndarray: return _open(path, "image").astype(np.float32) / 255.0
 
+def _same_size(path: Path, a: np.ndarray, image: np.ndarray, image_path, what: str):
+    "Refuse a label/depth/mask map whose size differs from its image's (a resized or wrong file)."
+    if a.shape[:2] != image.shape[:2]:
+        raise SceneError(path, f"{what} is {a.shape[1]}x{a.shape[0]} but its image {Path(image_path).name} is "
+                               f"{image.shape[1]}x{image.shape[0]}")
+
+def read_depth_png(path,                 # a 16-bit PNG of depth x `scale` (0 = unknown)
+                   scale: float,         # 1000 for millimetres, 256 for KITTI
+                  ) -> np.ndarray:       # (H, W) float32 metres
+    "A depth PNG in metres; 8-bit files and non-positive scales are refused (they would be silently wrong)."
+    if not scale or scale <= 0: raise SceneError(path, f"depth scale must be positive, got {scale!r}")
+    d = _open(path, "depth map")
+    if d.dtype == np.uint8 or d.ndim != 2:
+        raise SceneError(path, f"depth must be a single-channel 16-bit PNG (depth x {scale:g}), "
+                               f"got {'8-bit' if d.dtype == np.uint8 else d.dtype} with shape {d.shape}")
+    return d.astype(np.float32) / float(scale)
+
+def _lines(path: Path, what: str = "split file") -> list[str]:
+    "The non-empty lines of a list file; a missing or empty list is an error naming it."
+    path = Path(path)
+    if not path.is_file(): raise SceneError(path, f"{what} does not exist")
+    try: lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    except UnicodeDecodeError as e: raise SceneError(path, f"{what} is not UTF-8 text: {e}") from e
+    if not lines: raise SceneError(path, f"{what} lists nothing")
+    return lines
+
+def _read_ids(path: Path) -> list[str]: return [l.split()[0] for l in _lines(path)]
+
+def inside(root,                   # the data-set folder
+           rel: str,               # a relative path read from a list file ("/a/b.png" and "a/b.png" alike)
+           listfile=None,          # the list it came from (named in errors)
+          ) -> Path:
+    "`root / rel`, refused when `rel` is absolute beyond its leading '/' or climbs out of `root` with '..'."
+    rel = str(rel).replace("\\", "/").lstrip("/")
+    parts = rel.split("/")
+    if not rel or ".." in parts or Path(rel).is_absolute() or ":" in parts[0]:
+        raise SceneError(listfile, f"{rel!r} would leave the data-set folder {root}")
+    return Path(root) / rel
+
 def resize_sample(sample: dict,          # a sample dict
                   size: tuple[int, int], # (H, W) of the result
                  ) -> dict:
@@ -65,47 +108,102 @@ def resize_sample(sample: dict,          # a sample dict
     out = dict(sample)
     im = torch.from_numpy(np.ascontiguousarray(sample["image"])).permute(2, 0, 1)[None]
     down = size[0] < im.shape[-2] and size[1] < im.shape[-1]
-    out["image"] = F.interpolate(im, size=size, mode="area" if down else "bilinear", align_corners=None if down else False)[0].permute(1, 2, 0).clamp(0, 1).numpy()
-    for k in ("labels", "depth", "mask"):
+    out["image"] = F.interpolate(im, size=size, mode="area" if down else "bilinear",
+                                 align_corners=None if down else False)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    for k in ("labels", "depth", "mask"):   # nearest: never blend class ids or depths across an edge
         if sample.get(k) is not None:
             a = torch.from_numpy(np.ascontiguousarray(sample[k]))
             out[k] = F.interpolate(a[None, None].float(), size=size, mode="nearest")[0, 0].numpy().astype(sample[k].dtype)
     return out
 
-# %% ../nbs/08_datasets.ipynb #15597856
-_SPLIT_ALIASES = {"train": "training", "val": "validation"}
+# %% ../nbs/08_datasets.ipynb #f99f10f9
+_SPLIT_DIRS = {"train": "training", "training": "training", "val": "validation", "validation": "validation",
+               "test": "validation"}
 
+def mmseg_segmentation(root,                 # folder holding images/ and annotations/
+                       split: str,           # "train"/"training" or "val"/"validation" ("test" = validation)
+                       img_suffix: str,      # ".jpg", ".png" or ".JPG", as the data set's mmseg class fixes it
+                       classes: list[str],   # class names; annotations hold 1..len(classes), 0 = unlabelled
+                       name: str,            # the data set's name in messages and `Samples.name`
+                      ) -> Samples:
+    "An mmseg-layout set (`images/<split>/*<suffix>`, `annotations/<split>/*.png`) read with reduce_zero_label."
+    root, sub = Path(root), _SPLIT_DIRS.get(split)
+    if sub is None: raise ValueError(f"{name} split must be 'train' or 'val', not {split!r}")
+    img_dir, ann_dir = root / "images" / sub, root / "annotations" / sub
+    for d in (img_dir, ann_dir):
+        if not d.is_dir(): raise SceneError(d, f"{name} folder not found (expected {root}/{{images,annotations}}/{sub})")
+    imgs = sorted(p for p in img_dir.iterdir() if p.name.endswith(img_suffix))
+    if not imgs: raise SceneError(img_dir, f"no {img_suffix} images")
+    missing = [ann_dir / f"{p.name[:-len(img_suffix)]}.png" for p in imgs]
+    missing = [p for p in missing if not p.exists()]
+    if missing: raise SceneError(missing[0], f"annotation file does not exist ({len(missing)} of {len(imgs)} images "
+                                             f"in {img_dir} have none)")
+    n = len(classes)
+    def load(p: Path) -> dict:
+        ann = ann_dir / f"{p.name[:-len(img_suffix)]}.png"
+        img, raw = _rgb(p), _open(ann, "label map")
+        if raw.ndim != 2: raise SceneError(ann, f"label map must be single-channel, got shape {raw.shape}")
+        _same_size(ann, raw, img, p, "label map")
+        raw = raw.astype(np.int64)
+        bad = raw[(raw > n) & (raw != 255)]
+        if bad.size: raise SceneError(ann, f"label {int(bad.max())} is beyond the {n} classes of {name}")
+        lab = raw - 1                                  # reduce_zero_label: 0 (unlabelled) and 255 -> ignore
+        lab[(raw == 0) | (raw == 255)] = -1
+        return dict(image=img, labels=lab, name=p.name[:-len(img_suffix)])
+    return Samples(imgs, load, list(classes), f"{name}/{sub}")
+
+def depth_pairs(root,                       # the data-set folder the list's paths are relative to
+                split_file,                 # the list: "<image> <depth> [focal]" per line, depth "None" = skip
+                depth_scale: float = 1000., # depth PNG value per metre
+                name: str = "",             # the data set's name in messages
+                also_under: Sequence[str] = (), # further folders under root to look in (BTS' "sync")
+               ) -> Samples:
+    "Image/depth pairs from a Monocular-Depth-Estimation-Toolbox split list; every listed file must exist."
+    root, split_file = Path(root), Path(split_file)
+    if not depth_scale or depth_scale <= 0:
+        raise SceneError(split_file, f"depth scale must be positive, got {depth_scale!r}")
+    def find(rel: str) -> Path:
+        cands = [inside(root, rel, split_file)] + [inside(root / a, rel, split_file) for a in also_under]
+        return next((c for c in cands if c.exists()), cands[0])
+    items, skipped = [], 0
+    for k, line in enumerate(_lines(split_file)):
+        parts = line.split()
+        if len(parts) < 2:
+            raise SceneError(split_file, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> [focal]'")
+        if parts[1] == "None": skipped += 1; continue   # the toolbox drops frames without ground truth too
+        img, dep = find(parts[0]), find(parts[1])
+        for p, what in ((img, "image"), (dep, "depth map")):
+            if not p.exists(): raise SceneError(p, f"{what} listed on line {k + 1} of {split_file.name} does not exist")
+        items.append((img, dep))
+    if not items: raise SceneError(split_file, f"lists no frame with ground-truth depth ({skipped} 'None')")
+    def load(item) -> dict:
+        img, dep = item
+        im, d = _rgb(img), read_depth_png(dep, depth_scale)
+        _same_size(dep, d, im, img, "depth")
+        rel = img.relative_to(root) if img.is_relative_to(root) else img
+        return dict(image=im, depth=d, name=str(rel.with_suffix("")))
+    return Samples(items, load, None, f"{name}/{split_file.stem}")
+
+# %% ../nbs/08_datasets.ipynb #15597856
 def _names_from_object_info(root: Path) -> list[str] | None:
     for p in (root / "objectInfo150.txt", root / "objectInfo150.csv"):
         if p.exists():
-            rows = [r for r in p.read_text().splitlines()[1:] if r.strip()]
+            rows = _lines(p, "class list")[1:]
             sep = "\t" if "\t" in rows[0] else ","
             return [r.split(sep)[-1].strip().strip('"').split(";")[0] for r in rows]
     return None
 
 def ade20k(root="data/ade20k/ADEChallengeData2016", # the unpacked ADEChallengeData2016 folder
-           split: str = "validation",                # "training"/"train" or "validation"/"val"
+           split: str = "val",                       # "train"/"training" or "val"/"validation"
           ) -> Samples:
     "ADE20k SceneParsing (150 classes): images with labels, -1 = 'other'."
-    root = Path(root); split = _SPLIT_ALIASES.get(split, split)
-    img_dir, ann_dir = root / "images" / split, root / "annotations" / split
-    if not img_dir.is_dir(): raise SceneError(img_dir, "ADE20k image folder not found (expected ADEChallengeData2016/images/{training,validation})")
-    imgs = sorted(img_dir.glob("*.jpg"))
-    if not imgs: raise SceneError(img_dir, "no .jpg images")
-    for p in imgs:
-        if not (ann_dir / f"{p.stem}.png").exists(): raise SceneError(ann_dir / f"{p.stem}.png", "annotation file does not exist")
-    def load(p: Path) -> dict:
-        lab = _open(ann_dir / f"{p.stem}.png", "label map").astype(np.int64) - 1
-        return dict(image=_rgb(p), labels=lab, name=p.stem)
-    return Samples(imgs, load, _names_from_object_info(root) or [f"class{i}" for i in range(150)], f"ade20k/{split}")
+    root = Path(root)
+    names = _names_from_object_info(root) or [f"class{i}" for i in range(1, 151)]
+    return mmseg_segmentation(root, split, ".jpg", names, "ade20k")
 
 # %% ../nbs/08_datasets.ipynb #d0d1118d
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
-
-def _read_ids(path: Path) -> list[str]:
-    if not path.exists(): raise SceneError(path, "split list does not exist")
-    return [l.split()[0] for l in path.read_text().splitlines() if l.strip()]
 
 def pascal_voc(root="data/voc/VOCdevkit/VOC2012", # the VOC2012 folder of the devkit
                split: str = "val",                 # "train", "val", "trainval" or "train_aug" (SBD-augmented)
@@ -121,11 +219,14 @@ def pascal_voc(root="data/voc/VOCdevkit/VOC2012", # the VOC2012 folder of the de
         else:
             val = set(_read_ids(lists / "val.txt"))
             ids = sorted(p.stem for p in ann_dir.glob("*.png") if p.stem not in val)
-    else: ids = _read_ids(lists / f"{split}.txt")
+    else: lst = lists / f"{split}.txt"; ids = _read_ids(lst)
+    ids = [child(root / "JPEGImages", i, lst).name for i in ids]      # an id from a list never leaves the folder
     def load(i: str) -> dict:
-        lab = _open(ann_dir / f"{i}.png", "label map").astype(np.int64)
+        img_path, ann = root / "JPEGImages" / f"{i}.jpg", ann_dir / f"{i}.png"
+        img, lab = _rgb(img_path), _open(ann, "label map").astype(np.int64)
+        _same_size(ann, lab, img, img_path, "label map")
         lab[lab == 255] = -1
-        return dict(image=_rgb(root / "JPEGImages" / f"{i}.jpg"), labels=lab, name=i)
+        return dict(image=img, labels=lab, name=i)
     return Samples(ids, load, VOC_CLASSES, f"voc/{split}")
 
 # %% ../nbs/08_datasets.ipynb #b14b07f6
@@ -139,45 +240,64 @@ def kitti_kb_crop(a: np.ndarray) -> np.ndarray:
 def _kitti_split_file(root: Path, split: str) -> Path:
     p = Path(split)
     if p.suffix == ".txt" and p.exists(): return p
-    names = [f"{split}_files_with_gt.txt", f"kitti_{split}.txt", f"{split}.txt"]
-    for d in (root / "splits", root):
+    names = [f"kitti_{split}.txt", f"{split}_files_with_gt.txt", f"{split}.txt"]
+    for d in (root, root / "splits"):
         for n in names:
             if (d / n).exists(): return d / n
-    raise SceneError(root / "splits" / names[0], f"KITTI split list for {split!r} not found (also tried {', '.join(names[1:])})")
+    raise SceneError(root / names[0], f"KITTI split list for {split!r} not found (also tried {', '.join(names[1:])} "
+                                      f"here and under splits/)")
 
-def kitti_depth(root="data/kitti",             # folder with raw/, data_depth_annotated/ and splits/
+def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (input/, gt_depth/, kitti_eigen_*.txt)
                 split: str = "eigen_test",     # "eigen_test", "eigen_train", a path to a split list, or "train"/"val"
-                raw_dir: str = "raw",          # raw drives, relative to root
-                depth_dir: str = "data_depth_annotated", # annotated depth, relative to root
+                raw_dir: str | None = None,    # raw drives under root (default: "input", else "raw")
+                depth_dir: str | None = None,  # ground truth under root (default: "gt_depth", else "data_depth_annotated")
                 kb_crop: bool = True,          # crop to 352x1216 (KB crop), as the reference
                ) -> Samples:
     "KITTI depth: RGB frames with projected-lidar ground truth in metres (0 = unknown)."
-    root = Path(root); raw, gt_root = root / raw_dir, root / depth_dir
+    root = Path(root)
+    raw = root / (raw_dir or ("input" if (root / "input").is_dir() else "raw"))
+    gt_root = root / (depth_dir or ("gt_depth" if (root / "gt_depth").is_dir() else "data_depth_annotated"))
     items = []
     if split in ("train", "val"):
         for gt in sorted((gt_root / split).glob("*/proj_depth/groundtruth/image_0[23]/*.png")):
             drive, cam = gt.parts[-5], gt.parts[-2]
             items.append((raw / drive[:10] / drive / cam / "data" / gt.name, gt))
-        if not items: raise SceneError(gt_root / split, "no annotated depth maps found (expected <drive>/proj_depth/groundtruth/image_02/*.png)")
+        if not items: raise SceneError(gt_root / split, "no annotated depth maps found "
+                                                        "(expected <drive>/proj_depth/groundtruth/image_02/*.png)")
     else:
         lst = _kitti_split_file(root, split)
-        for k, line in enumerate(lst.read_text().splitlines()):
+        for k, line in enumerate(_lines(lst)):
             parts = line.split()
-            if not parts: continue
-            if len(parts) < 2: raise SceneError(lst, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> <focal>'")
-            if parts[1] == "None": continue
-            img = raw / parts[0] if (raw / parts[0]).exists() else root / parts[0]
-            cands = [gt_root / parts[1], gt_root / "train" / parts[1], gt_root / "val" / parts[1]]
-            items.append((img, next((c for c in cands if c.exists()), cands[0])))
+            if len(parts) < 2:
+                raise SceneError(lst, f"line {k + 1} has {len(parts)} field(s); expected '<image> <depth> <focal>'")
+            if parts[1] == "None": continue               # no ground truth: the reference skips these frames too
+            img = inside(raw, parts[0], lst)
+            cands = [inside(gt_root / sub, parts[1], lst) for sub in ("", "train", "val")]
+            gt = next((c for c in cands if c.exists()), cands[0])
+            for p, what in ((img, "image"), (gt, "depth map")):
+                if not p.exists(): raise SceneError(p, f"{what} listed on line {k + 1} of {lst.name} does not exist")
+            items.append((img, gt))
+        if not items: raise SceneError(lst, "lists no frame with ground-truth depth")
     def load(item) -> dict:
         img, gt = item
-        im, d = _rgb(img), _open(gt, "depth map")
-        if d.dtype not in (np.uint16, np.int32): raise SceneError(gt, f"KITTI depth must be a 16-bit PNG, got {d.dtype}")
-        d = d.astype(np.float32) / 256.0
-        if im.shape[:2] != d.shape: raise SceneError(gt, f"depth is {d.shape[1]}x{d.shape[0]} but the image {img.name} is {im.shape[1]}x{im.shape[0]}")
+        im, d = _rgb(img), read_depth_png(gt, 256.0)
+        _same_size(gt, d, im, img, "depth")
         if kb_crop: im, d = kitti_kb_crop(im), kitti_kb_crop(d)
-        return dict(image=np.ascontiguousarray(im), depth=np.ascontiguousarray(d), name=f"{img.parts[-4]}/{img.parts[-3]}/{img.stem}")
+        return dict(image=np.ascontiguousarray(im), depth=np.ascontiguousarray(d),
+                    name=f"{img.parts[-4]}/{img.parts[-3]}/{img.stem}")
     return Samples(items, load, None, f"kitti/{Path(split).stem}")
+
+# %% ../nbs/08_datasets.ipynb #da4c53cb
+NYU40_CLASSES = ["wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
+                 "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
+                 "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box",
+                 "whiteboard", "person", "nightstand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
+                 "otherfurniture", "otherprop"]
+NYU13_CLASSES = ["bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "painting", "sofa", "table", "tv",
+                 "wall", "window"]
+# NYU40 id (0 = unlabelled, 1..40) -> NYU13 id (0, 1..13), Couprie et al.'s grouping as class13Mapping.mat holds it
+NYU40_TO_13 = np.array([0, 12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6, 7, 7, 5,
+                        7, 3, 2, 6, 11, 7, 7, 7, 7, 7, 7, 6, 7, 7, 7, 7, 7, 7, 6, 7])
 
 # %% ../nbs/08_datasets.ipynb #e3cfadb3
 class _Mat:
@@ -189,7 +309,8 @@ class _Mat:
         self.hdf5 = head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n"
         if self.hdf5:
             try: import h5py
-            except ImportError as e: raise SceneError(self.path, "is a MATLAB v7.3 (HDF5) file; install h5py to read it (pip install h5py)") from e
+            except ImportError as e:
+                raise SceneError(self.path, "is a MATLAB v7.3 (HDF5) file; install h5py to read it (pip install h5py)") from e
             self.f = h5py.File(self.path, "r")
         else:
             import scipy.io
@@ -211,34 +332,36 @@ class _Mat:
 def _mat_var(path: Path, key: str) -> np.ndarray:
     import scipy.io
     if not path.exists(): raise SceneError(path, "file does not exist")
-    m = scipy.io.loadmat(path)
+    try: m = scipy.io.loadmat(path)
+    except Exception as e: raise SceneError(path, f"cannot read MATLAB file: {e}") from e
     if key not in m: raise SceneError(path, f"has no variable {key!r}")
     return m[key]
 
 def nyu_label_map(folder: Path, classes: int) -> tuple[np.ndarray, list[str]]:
-    "A lookup table raw label (0..894) → class id (-1..classes-1) and the class names, from the meta-data files."
+    "A lookup table raw label (0..894) -> class id (-1..classes-1) and the class names, from `classMapping40.mat`."
     folder = Path(folder)
     if classes == 894: return np.arange(-1, 894), [f"raw{i}" for i in range(1, 895)]
+    if classes not in (13, 40): raise ValueError(f"NYUv2 classes must be 13, 40 or 894, not {classes}")
     m40 = _mat_var(folder / "classMapping40.mat", "mapClass").ravel().astype(np.int64)
-    if m40.size != 894: raise SceneError(folder / "classMapping40.mat", f"mapClass has {m40.size} entries, expected 894")
-    names40 = [str(np.asarray(n).ravel()[0]) for n in _mat_var(folder / "classMapping40.mat", "className").ravel()]
-    lut = np.concatenate([[0], m40])                    # raw 0 (unlabelled) -> 0
-    if classes == 40: return lut - 1, names40
-    if classes != 13: raise ValueError(f"NYUv2 classes must be 40, 13 or 894, not {classes}")
-    rec = _mat_var(folder / "class13Mapping.mat", "classMapping13")[0, 0]
-    m13 = np.concatenate([[0], np.asarray(rec[0]).ravel().astype(np.int64)])  # 40-class id (1..40) -> 1..13
-    names13 = [str(np.asarray(n).ravel()[0]) for n in np.asarray(rec[1]).ravel()]
-    return m13[lut] - 1, names13
+    if m40.size != 894 or m40.min() < 1 or m40.max() > 40:
+        raise SceneError(folder / "classMapping40.mat", f"mapClass must map 894 raw classes to 1..40, has {m40.size} "
+                                                        f"entries in {m40.min()}..{m40.max()}")
+    lut40 = np.concatenate([[0], m40])                  # raw 0 (unlabelled) -> 0
+    if classes == 40: return lut40 - 1, list(NYU40_CLASSES)
+    return NYU40_TO_13[lut40] - 1, list(NYU13_CLASSES)
 
-def nyuv2(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official labelled set
-          split: str = "test",          # "train" (795), "test" (654) or "all" (1449)
-          classes: int = 40,            # 40 (Gupta), 13 (Couprie) or 894 (raw)
-          meta_dir=None,                # folder with splits.mat / classMapping40.mat / class13Mapping.mat (default: beside the .mat)
-         ) -> Samples:
-    "NYUv2 labelled frames: image, labels (-1 = unlabelled) and depth in metres."
-    path = Path(path); meta = Path(meta_dir) if meta_dir else path.parent
+def nyuv2_labelled(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official labelled set (or its folder)
+                   split: str = "test",          # "train" (795), "test"/"val" (654) or "all" (1449)
+                   classes: int = 13,            # 13 (Couprie, FiT3D's), 40 (Gupta) or 894 (raw)
+                   meta_dir=None,                # folder with splits.mat / classMapping40.mat (default: beside the .mat)
+                  ) -> Samples:
+    "NYUv2 labelled frames from the .mat: image, labels (-1 = unlabelled) and depth in metres."
+    path = Path(path)
+    if path.is_dir(): path = path / "nyu_depth_v2_labeled.mat"
+    meta = Path(meta_dir) if meta_dir else path.parent
     mat = _Mat(path)
     lut, names = nyu_label_map(meta, classes)
+    split = {"val": "test"}.get(split, split)
     if split == "all": ids = list(range(len(mat)))
     elif split in ("train", "test"): ids = [int(i) - 1 for i in _mat_var(meta / "splits.mat", f"{split}Ndxs").ravel()]
     else: raise ValueError(f"NYUv2 split must be 'train', 'test' or 'all', not {split!r}")
@@ -246,68 +369,151 @@ def nyuv2(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official labelled se
         img = mat.frame("images", i)
         raw = mat.frame("labels", i).astype(np.int64)
         if raw.max() >= len(lut): raise SceneError(path, f"frame {i + 1} has label {raw.max()} beyond the 894 classes")
-        return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32), name=f"nyu_{i + 1:04d}")
+        return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32),
+                    name=f"nyu_{i + 1:04d}")
     return Samples(ids, load, names, f"nyuv2/{split}/{classes}")
 
+# %% ../nbs/08_datasets.ipynb #2107a3a7
+def nyuv2(root="data/nyuv2",     # the official evaluation's folder (images/, annotations/), or the labelled .mat
+          split: str = "val",    # "train" or "val" ("test")
+          classes: int = 13,     # 13 (the paper's) or 40
+         ) -> Samples:
+    "NYUv2 segmentation as FiT3D evaluates it: 13 classes, from the mmseg layout (or the labelled .mat)."
+    root = Path(root)
+    mat = root if root.suffix == ".mat" else root / "nyu_depth_v2_labeled.mat"
+    if mat.exists() and not (root / "images").is_dir(): return nyuv2_labelled(mat, split, classes)
+    if classes not in (13, 40): raise ValueError(f"NYUv2 classes must be 13 or 40, not {classes}")
+    return mmseg_segmentation(root, split, ".png", NYU13_CLASSES if classes == 13 else NYU40_CLASSES, f"nyuv2_{classes}")
+
+def nyu_depth(root="data/nyu",    # the toolbox's nyu folder: <scene>/rgb_*.jpg, sync_depth_*.png, nyu_{train,test}.txt
+              split: str = "test", # "train" (the ~24k-frame BTS subset) or "test"/"val" (the 654 official frames)
+             ) -> Samples:
+    "NYU depth v2 as the Monocular-Depth-Estimation-Toolbox reads it: image/depth pairs, depth in mm (scale 1000)."
+    split = {"val": "test"}.get(split, split)
+    if split not in ("train", "test"): raise ValueError(f"NYU depth split must be 'train' or 'test', not {split!r}")
+    root = Path(root)
+    return depth_pairs(root, root / f"nyu_{split}.txt", 1000.0, "nyu", also_under=("sync", "official_splits/test"))
+
+# %% ../nbs/08_datasets.ipynb #c7bdab28
+def scannet(root="data/scannet",  # the official evaluation's folder: images/, annotations/, scannet_{train,val}.txt
+            split: str = "val",   # "train" or "val"
+            task: Literal["seg", "depth"] = "seg", # 40-class segmentation or depth
+           ) -> Samples:
+    "ScanNet (v1) as FiT3D evaluates it: NYU40 labels (0 = unlabelled) or depth PNGs in mm."
+    root = Path(root)
+    if task == "seg": return mmseg_segmentation(root, split, ".jpg", NYU40_CLASSES, "scannet")
+    if task != "depth": raise ValueError(f"ScanNet task must be 'seg' or 'depth', not {task!r}")
+    split = {"training": "train", "validation": "val", "test": "val"}.get(split, split)
+    return depth_pairs(root, root / f"scannet_{split}.txt", 1000.0, "scannet")
+
 # %% ../nbs/08_datasets.ipynb #6dc316fa
-def _classes_file(p: Path) -> list[str]:
-    if not p.exists(): raise SceneError(p, "class list does not exist")
-    return [l.strip() for l in p.read_text().splitlines() if l.strip()]
+def _classes_file(p: Path) -> list[str]: return _lines(p, "class list")
+
+def _few(paths: list, n: int = 4) -> str:
+    names = [Path(p).name for p in paths]
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+def _scannetpp_split(root: Path, split) -> tuple[list[str], Path | None]:
+    if not isinstance(split, str): return list(split), None
+    split = {"train": "nvs_sem_train", "val": "nvs_sem_val"}.get(split, split)
+    cands = [root / "splits" / f"{split}.txt", root / "metadata" / f"{split}.txt"]   # the release's, FiT3D's db/
+    lst = next((c for c in cands if c.exists()), cands[0])
+    return _read_ids(lst), lst
 
 def scannetpp(root="data/scannetpp",          # the release folder (holds data/, splits/, metadata/)
-              split="nvs_sem_val",            # a split name (splits/<name>.txt) or a list of scene ids
+              split="val",                    # "train"/"val" (splits/nvs_sem_{train,val}.txt), a split name, or scene ids
+              task: Literal["seg", "depth", "both"] = "both", # which targets every image must have
               device: str = "dslr",           # "dslr" or "iphone"
-              image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images for dslr, rgb for iphone)
-              depth_dir: str | None = None,   # rendered depth under <scene>/<device>/, e.g. "render_depth"; None = no depth
-              semantics_root=None,            # <save_dir_root>/<save_dir> of semantics_2d.py, e.g. data/scannetpp/semantics_2d; None = no labels
-              render_semantics_dir: str | None = None, # or: labels rendered by common/render.py (render_semantics), under <scene>/<device>/
-              classes_file=None,              # the class list of the semantics (default: metadata/semantic_benchmark/top100.txt)
-              mask_dir: str | None = "auto",  # anonymisation masks under <scene>/<device>/ ("auto": undistorted_anon_masks if present)
+              image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images / rgb)
+              depth_dir: str = "render_depth", # rendered depth (uint16 mm) under <scene>/<device>/
+              semantics_root=None,            # semantics_2d.py's output folder (default: <root>/semantics_2d)
+              render_semantics_dir: str | None = None, # or: labels rendered beside the depth (default if no semantics_2d/)
+              classes_file=None,              # the class list (default: metadata/semantic_benchmark/top100.txt)
+              mask_dir: str | None = "auto",  # anonymisation masks under <scene>/<device>/ ("auto": if present)
+              missing: Literal["error", "skip"] = "error", # an image without its targets: stop, or skip it with a warning
+              size: tuple[int, int] | None = None, # (H, W) to resize every sample to, e.g. (584, 876); None = as stored
              ) -> Samples:
-    "ScanNet++ images with the toolkit's rendered depth and/or 2D semantics."
+    "ScanNet++ images with the toolkit's rendered depth and/or 2D semantics, from the release layout."
     root = Path(root)
-    scenes = _read_ids(root / "splits" / f"{split}.txt") if isinstance(split, str) else list(split)
+    if task not in ("seg", "depth", "both"):
+        raise ValueError(f"ScanNet++ task must be 'seg', 'depth' or 'both', not {task!r}")
+    if semantics_root is not None and render_semantics_dir is not None:
+        raise ValueError("give semantics_root or render_semantics_dir, not both")
+    scenes, lst = _scannetpp_split(root, split)
     image_dir = image_dir or ("undistorted_images" if device == "dslr" else "rgb")
-    classes = None
-    if semantics_root is not None and render_semantics_dir is not None: raise ValueError("give semantics_root or render_semantics_dir, not both")
-    if semantics_root is not None or render_semantics_dir is not None:
-        classes = _classes_file(Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt")
-    items = []
+    want_lab, want_dep = task in ("seg", "both"), task in ("depth", "both")
+    sem_root = Path(semantics_root) if semantics_root is not None else root / "semantics_2d"
+    if semantics_root is None and render_semantics_dir is None and not sem_root.is_dir():
+        render_semantics_dir = "render_semantics"          # no semantics_2d output: labels rendered beside the depth
+    classes_file = Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt"
+    classes = _classes_file(classes_file) if want_lab else None
+    items, problems = [], []
     for sc in scenes:
-        d = root / "data" / sc / device
+        d = child(root / "data", sc, lst) / device
         if not (d / image_dir).is_dir(): raise SceneError(d / image_dir, "image folder not found")
-        md = (d / "undistorted_anon_masks" if mask_dir == "auto" else (d / mask_dir if mask_dir else None))
-        for img in sorted(p for p in (d / image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
-            dep = d / depth_dir / f"{img.stem}.png" if depth_dir else None
+        imgs = sorted(p for p in (d / image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not imgs: raise SceneError(d / image_dir, "holds no images")
+        md = d / "undistorted_anon_masks" if mask_dir == "auto" else (d / mask_dir if mask_dir else None)
+        no_dep, no_lab = [], []
+        for img in imgs:
+            dep = d / depth_dir / f"{img.stem}.png" if want_dep else None
+            if dep is not None and not dep.exists(): no_dep.append(dep)
             sem = None
-            if semantics_root is not None:
-                sem = next((c for c in (Path(semantics_root) / "semantics" / sc / f"{img.name}.png",
-                                        Path(semantics_root) / "semantics" / sc / f"{img.stem}.png") if c.exists()), None)
-                if sem is None: continue
-            elif render_semantics_dir is not None:
-                sem = d / render_semantics_dir / f"{img.stem}.png"
-                if not sem.exists(): continue
-            if dep is not None and not dep.exists(): continue
+            if want_lab:
+                cands = ([d / render_semantics_dir / f"{img.stem}.png"] if render_semantics_dir else
+                         [sem_root / "semantics" / sc / f"{n}.png" for n in (img.name, img.stem)])
+                sem = next((c for c in cands if c.exists()), None)
+                if sem is None: no_lab.append(cands[0])
             m = md / f"{img.stem}.png" if md is not None and (md / f"{img.stem}.png").exists() else None
-            items.append((sc, img, dep, sem, m))
+            if (dep is None or dep.exists()) and (not want_lab or sem is not None): items.append((sc, img, dep, sem, m))
+        for lacking, what in ((no_dep, "depth"), (no_lab, "labels")):
+            if lacking: problems.append((Path(lacking[0]).parent, f"{len(lacking)} of {len(imgs)} images of scene {sc} "
+                                                                  f"have no {what} file: {_few(lacking)}"))
+    if problems:
+        if missing == "error": raise SceneError(problems[0][0], "; ".join(p for _, p in problems) +
+                                                " (pass missing='skip' to leave these images out)")
+        for folder, p in problems: warnings.warn(f"{folder}: {p}; skipped")
+    if not items: raise SceneError(lst or root, f"no image of {len(scenes)} scene(s) has its targets for task {task!r}")
     n = len(classes) if classes else None
     def load(item) -> dict:
         sc, img, dep, sem, m = item
-        s = dict(image=_rgb(img), name=f"{sc}/{img.name}")
-        mask = _open(m, "mask") > 0 if m is not None else None
-        if mask is not None and mask.ndim == 3: mask = mask[..., 0]
+        im = _rgb(img)
+        s = dict(image=im, name=f"{sc}/{img.name}")
+        mask = None
+        if m is not None:
+            mask = _open(m, "mask")
+            mask = (mask[..., 0] if mask.ndim == 3 else mask) > 0
+            _same_size(m, mask, im, img, "mask")
         if dep is not None:
-            dd = _open(dep, "depth map")
-            if dd.dtype not in (np.uint16, np.int32): raise SceneError(dep, f"ScanNet++ depth must be a 16-bit PNG in mm, got {dd.dtype}")
-            s["depth"] = dd.astype(np.float32) / 1000.0
-            if mask is not None and mask.shape == dd.shape: s["depth"][~mask] = 0
+            s["depth"] = read_depth_png(dep, 1000.0)
+            _same_size(dep, s["depth"], im, img, "depth")
+            if mask is not None: s["depth"][~mask] = 0
         if sem is not None:
-            lab = _open(sem, "label map").astype(np.int64)
-            lab[(lab < 0) | (lab >= n) | (lab == 255) | (lab == 65535)] = -1
-            if mask is not None and mask.shape == lab.shape: lab[~mask] = -1
+            raw = _open(sem, "label map")
+            if raw.ndim != 2: raise SceneError(sem, f"label map must be single-channel, got shape {raw.shape}")
+            _same_size(sem, raw, im, img, "label map")
+            lab = raw.astype(np.int64)
+            lab[(lab < 0) | (lab >= n)] = -1          # 255 / 65535 = no label, as the toolkit writes
+            if mask is not None: lab[~mask] = -1
             s["labels"] = lab
-        return s
+        return resize_sample(s, size) if size is not None and s["image"].shape[:2] != tuple(size) else s
     return Samples(items, load, classes, f"scannetpp/{split if isinstance(split, str) else 'scenes'}/{device}")
+
+# %% ../nbs/08_datasets.ipynb #dce67ab4
+def scannetpp_eval(root="data/scannetpp",     # FiT3D's preprocessed set: images/, annotations/, scannetpp_{train,val}.txt
+                   split: str = "val",          # "train" or "val"
+                   task: Literal["seg", "depth"] = "seg", # 100-class segmentation or depth
+                  ) -> Samples:
+    "FiT3D's preprocessed ScanNet++ evaluation set (584x876): top-100 labels (0 = none) or depth PNGs in mm."
+    root = Path(root)
+    if task == "seg":
+        top = next((p for p in (root / "top100.txt", root / "metadata/semantic_benchmark/top100.txt") if p.exists()), None)
+        names = _classes_file(top) if top else [f"class{i}" for i in range(100)]
+        if len(names) != 100: raise SceneError(top, f"has {len(names)} classes; the ScanNet++ benchmark has 100")
+        return mmseg_segmentation(root, split, ".JPG", names, "scannetpp")
+    if task != "depth": raise ValueError(f"ScanNet++ task must be 'seg' or 'depth', not {task!r}")
+    split = {"training": "train", "validation": "val", "test": "val"}.get(split, split)
+    return depth_pairs(root, root / f"scannetpp_{split}.txt", 1000.0, "scannetpp")
 
 # %% ../nbs/08_datasets.ipynb #abecfa61
 def scene_samples(scene: Scene,         # a scene whose views have depth and/or labels
@@ -329,11 +535,119 @@ def synthetic(root="data/synthetic",   # folder holding benchmark.json
     "The synthetic benchmark: every view of the scenes `benchmark.json` lists for `split`."
     root = Path(root); bj = root / "benchmark.json"
     if not bj.exists(): raise SceneError(bj, "benchmark list does not exist (write it with fit3d.synthetic)")
-    try: meta = json.loads(bj.read_text())
-    except json.JSONDecodeError as e: raise SceneError(bj, f"malformed JSON: {e}") from e
-    if split not in meta: raise SceneError(bj, f"has no {split!r} list (has {', '.join(meta)})")
-    scenes = [read_scene(root / p) for p in meta[split]]
+    meta = read_json(bj, "benchmark list")
+    if not isinstance(meta, dict) or split not in meta:
+        has = ', '.join(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise SceneError(bj, f"has no {split!r} list (has {has})")
+    scenes = [read_scene(child(root, p, bj)) for p in meta[split]]
+    if not scenes: raise SceneError(bj, f"its {split!r} list is empty")
     parts = [scene_samples(s) for s in scenes]
     items = [(k, i) for k, p in enumerate(parts) for i in p.items]
     classes = next((s.classes for s in scenes if s.classes), None)
     return Samples(items, lambda it: parts[it[0]].load(it[1]), classes, f"synthetic/{split}")
+
+# %% ../nbs/08_datasets.ipynb #7d6d3627
+Task = Literal["seg", "depth"]
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    "One evaluation data set: how to read it and the settings the reference evaluates it with."
+    name: str                             # the key in `DATASETS`
+    read: Callable[..., Samples]          # read(root, split, task) -> Samples; split is "train" or "val"
+    tasks: tuple[str, ...]                # the probes it serves: "seg" and/or "depth"
+    roots: dict                           # default folder per task, relative to the working directory
+    n_classes: int | None = None          # segmentation classes (None: from the data)
+    depth_range: tuple[float, float] | None = None # (min, max) metres the depth probe predicts and is scored in
+    eval_crop: str | None = None          # the depth evaluation crop, a `fit3d.probe.eval_crop` name
+    image_size: tuple[int, int] | None = None # (H, W) the reference evaluates at, where the data set fixes it
+    paper: str = ""                       # where the FiT3D paper reports it
+    both: bool = False                    # one read gives labels and depth together (task "both")
+
+    def root(self, task: str) -> str: return self.roots.get(task, next(iter(self.roots.values())))
+
+    def splits(self, root=None,           # the data set's folder (default: `self.root(task)`)
+               task: str | None = None,   # "seg", "depth", "both"; None: the only task, else "both"
+              ) -> dict:
+        "Training and evaluation samples with the settings a probe needs: train, val, task, n_classes, depth range, crop."
+        if task is None: task = self.tasks[0] if len(self.tasks) == 1 else "both"
+        if task == "both" and not self.both:
+            raise ValueError(f"{self.name} reads segmentation and depth from different files: pass task='seg' or 'depth'")
+        if task != "both" and task not in self.tasks:
+            raise ValueError(f"{self.name} has no {task!r} task (it has {', '.join(self.tasks)})")
+        root = Path(root) if root is not None else Path(self.root("seg" if task == "both" else task))
+        if not root.exists(): raise SceneError(root, f"{self.name} data set not found (put it here, or pass its folder)")
+        lo, hi = self.depth_range or (None, None)
+        return dict(train=self.read(root, "train", task), val=self.read(root, "val", task), task=task, root=root,
+                    n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop,
+                    image_size=self.image_size)
+
+def _scannetpp_any(root, split, task):
+    "The preprocessed evaluation set when `root` holds it (images/ + annotations/), otherwise the toolkit layout."
+    root = Path(root)
+    if (root / "images").is_dir() or (root / f"scannetpp_{split}.txt").exists():
+        if task == "both": raise ValueError(f"{root} is FiT3D's preprocessed set: pass task='seg' or 'depth'")
+        return scannetpp_eval(root, split, task)
+    return scannetpp(root, split, task)
+
+def _nyu_any(root, split, task): return nyuv2(root, split) if task == "seg" else nyu_depth(root, split)
+def _kitti(root, split, task): return kitti_depth(root, {"train": "eigen_train", "val": "eigen_test"}.get(split, split))
+
+DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
+    DatasetInfo("scannetpp", _scannetpp_any, ("seg", "depth"), {"seg": "data/scannetpp"}, 100, (1e-3, 20.0), None,
+                (584, 876), "Tables 1, 2, 9, 10, 13", both=True),
+    DatasetInfo("scannet", lambda r, s, t: scannet(r, s, t), ("seg", "depth"), {"seg": "data/scannet"}, 40,
+                (1e-3, 10.0), "eigen_nyu", None, "Tables 3, 4"),
+    DatasetInfo("nyuv2", _nyu_any, ("seg", "depth"), {"seg": "data/nyuv2", "depth": "data/nyu"}, 13, (1e-3, 10.0),
+                "eigen_nyu", (480, 640), "Tables 3, 4"),
+    DatasetInfo("ade20k", lambda r, s, t: ade20k(r, s), ("seg",), {"seg": "data/ade20k/ADEChallengeData2016"}, 150,
+                paper="Table 3"),
+    DatasetInfo("voc", lambda r, s, t: pascal_voc(r, s), ("seg",), {"seg": "data/voc/VOCdevkit/VOC2012"}, 21,
+                paper="Table 3"),
+    DatasetInfo("kitti", _kitti, ("depth",), {"depth": "data/kitti"}, None, (1e-3, 80.0), "garg", (352, 1216), "Table 4"),
+    DatasetInfo("synthetic", lambda r, s, t: synthetic(r, s), ("seg", "depth"), {"seg": "data/synthetic"}, None,
+                (1e-3, 10.0), None, None, "ours (no paper number)", both=True),
+)}
+
+def load_dataset(name: str,            # a key of `DATASETS`
+                 task: str,            # "seg", "depth" (or "both" for scannetpp and synthetic)
+                 split: str = "val",   # "train" or "val"
+                 root=None,            # the data set's folder (default: `DATASETS[name].root(task)`)
+                ) -> Samples:
+    "The `split` samples of data set `name` for probe `task`, read from `root`."
+    if name not in DATASETS: raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    info = DATASETS[name]
+    if task not in info.tasks and not (task == "both" and info.both):
+        raise ValueError(f"{name} has no {task!r} task (it has {', '.join(info.tasks)})")
+    root = Path(root) if root is not None else Path(info.root("seg" if task == "both" else task))
+    if not root.exists(): raise SceneError(root, f"{name} data set not found (put it here, or pass its folder)")
+    return info.read(root, split, task)
+
+# %% ../nbs/08_datasets.ipynb #d0075a54
+def _colours(n: int) -> np.ndarray:
+    "A fixed colour per class id (id -1 = black)."
+    return np.vstack([np.random.default_rng(3).integers(40, 256, (max(n, 1), 3)), [[0, 0, 0]]]).astype(np.uint8)
+
+def _depth_rgb(d: np.ndarray, max_depth: float | None = None) -> np.ndarray:
+    "Depth as a blue (near) to yellow (far) ramp; unknown depth black."
+    valid = d > 0
+    hi = max_depth or (float(d[valid].max()) if valid.any() else 1.0)
+    t = np.clip(d / hi, 0, 1)[..., None]
+    rgb = (1 - t) * np.array([40, 60, 200]) + t * np.array([250, 230, 40])
+    return np.where(valid[..., None], rgb, 0).astype(np.uint8)
+
+def sample_picture(sample: dict,             # a sample dict
+                   height: int = 64,         # height of each panel
+                   n_classes: int | None = None, # for the label colours (default: the largest id + 1)
+                  ) -> Image.Image:
+    "image | labels | depth side by side (panels the sample lacks are left out)."
+    im = (np.asarray(sample["image"]) * 255).clip(0, 255).astype(np.uint8)
+    panels = [im]
+    if sample.get("labels") is not None:
+        lab = sample["labels"]
+        panels.append(_colours(n_classes or int(lab.max()) + 1)[np.where(lab < 0, -1, lab)])
+    if sample.get("depth") is not None: panels.append(_depth_rgb(sample["depth"]))
+    w = max(1, round(im.shape[1] * height / im.shape[0]))
+    tiles = [Image.fromarray(p).resize((w, height), Image.NEAREST) for p in panels]
+    out = Image.new("RGB", (len(tiles) * (w + 2) - 2, height), "white")
+    for k, t in enumerate(tiles): out.paste(t, (k * (w + 2), 0))
+    return out
