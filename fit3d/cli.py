@@ -16,9 +16,9 @@ import tyro
 from .lift import LiftConfig
 
 # %% auto #0
-__all__ = ['LiftPreset', 'DatasetName', 'DATA_ROOTS', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs',
-           'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe',
-           'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_pretrain', 'main']
+__all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
+           'ProbeArgs', 'WebdemoArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view',
+           'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_pretrain', 'main']
 
 # %% ../nbs/13_cli.ipynb #6b1f0c3d
 def lift_presets() -> dict:
@@ -106,39 +106,21 @@ class WebdemoArgs:
     port: int = 8081
 
 # %% ../nbs/13_cli.ipynb #5d7e2a90
-DATA_ROOTS = dict(synthetic="data/synthetic", scannetpp="data/scannetpp", scannet="data/scannet",
-                  nyuv2="data/nyuv2/nyu_depth_v2_labeled.mat", ade20k="data/ade20k/ADEChallengeData2016",
-                  voc="data/voc/VOCdevkit/VOC2012", kitti="data/kitti")  # where each data set usually lives
-
-def _reader(name: str):
-    import fit3d.datasets as D
-    reader = getattr(D, dict(voc="pascal_voc", kitti="kitti_depth").get(name, name), None)
-    if reader is None: raise SystemExit(f"fit3d probe: this version of fit3d.datasets has no reader for {name!r}")
-    return reader
-
-def probe_data(name: str,           # a `DatasetName`
-               root=None,           # the data set's root (None: `DATA_ROOTS[name]`)
-              ) -> dict:
-    "Training and evaluation samples of a data set for the probes: dict(train=, val=, scenes=, max_depth=)."
-    import fit3d.datasets as D
-    root = Path(root or DATA_ROOTS[name])
-    if not root.exists(): raise SystemExit(f"fit3d probe --dataset {name}: {root} does not exist (pass --data)")
-    registry = getattr(D, "DATASETS", None)
-    if registry is not None and name in registry and hasattr(registry[name], "splits"):
-        return registry[name].splits(root)  # the data sets chapter's registry, where it has landed
-    if name == "synthetic":
-        meta = json.loads((root / "benchmark.json").read_text()) if (root / "benchmark.json").exists() else {}
-        return dict(train=D.synthetic(root, "train"), val=D.synthetic(root, "val"), max_depth=10.0,
-                    scenes=[root / p for p in meta.get("val", [])])
-    if name == "scannetpp":
-        sem = dict(semantics_root=root / "semantics_2d") if (root / "semantics_2d").is_dir() else \
-              dict(render_semantics_dir="render_semantics")
-        kw = dict(depth_dir="render_depth", **sem)
-        return dict(train=D.scannetpp(root, "nvs_sem_train", **kw), val=D.scannetpp(root, "nvs_sem_val", **kw), max_depth=20.0)
-    splits = dict(nyuv2=("train", "test", 10.0), ade20k=("training", "validation", 10.0), voc=("train", "val", 10.0),
-                  kitti=("eigen_train", "eigen_test", 80.0), scannet=("train", "val", 10.0))[name]
-    read = _reader(name)
-    return dict(train=read(root, split=splits[0]), val=read(root, split=splits[1]), max_depth=splits[2])
+def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
+               root=None,           # the data set's folder (None: its usual place under data/)
+              ) -> list[dict]:
+    "A data set's probe inputs through the registry: one `DatasetInfo.splits` dict per read (one, or seg and depth)."
+    from fit3d.datasets import DATASETS
+    if name not in DATASETS: raise SystemExit(f"fit3d probe: no reader for {name!r} (have {', '.join(DATASETS)})")
+    info = DATASETS[name]
+    tasks = [None] if info.both or len(info.tasks) == 1 else list(info.tasks)
+    # a folder given is the first task's; a task kept elsewhere by default (NYU depth: data/nyu) stays there
+    same = lambda t: t is None or info.root(t) == info.root(tasks[0])
+    parts = [info.splits(root if root is not None and same(t) else None, t) for t in tasks]
+    if name == "synthetic":  # held-out rooms with cameras and depth: multi-view correspondence too
+        bench = parts[0]["root"] / "benchmark.json"
+        parts[0]["scenes"] = [parts[0]["root"] / p for p in json.loads(bench.read_text())["val"]]
+    return parts
 
 # %% ../nbs/13_cli.ipynb #7461a322
 def _backbone(a: BackboneArgs):
@@ -199,11 +181,11 @@ def cmd_probe(a: ProbeArgs):
     fine = load_backbone(a.model.backbone, checkpoint=weights, device=dev)
     data = probe_data(a.dataset, a.data)
     out = a.out or _run_root(bb) / "probe" / a.dataset
-    iters = a.iters or 2000
+    iters = a.iters or (None if a.protocol == "official" else 2000)
     res = probe_models(compare_models(bb, fine), data, iters, dev, cache=out / "results.json", long_side=a.long_side,
-                       max_depth=data.get("max_depth", 10.0), protocol=a.protocol,
-                       key=dict(backbone=bb.name, weights=weights_digest(bb), finetuned=files_digest([weights]),
-                                dataset=a.dataset, data=str(Path(a.data or DATA_ROOTS[a.dataset]).resolve())))
+                       protocol=a.protocol, key=dict(backbone=bb.name, weights=weights_digest(bb),
+                                                     finetuned=files_digest([weights]), dataset=a.dataset,
+                                                     roots=[str(Path(p["root"]).resolve()) for p in data]))
     md = results_markdown(res, paper_numbers(a.model.backbone, a.dataset))
     atomic_write(out / "results.md", md + "\n"); print(md)
 

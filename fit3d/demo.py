@@ -167,22 +167,23 @@ def compare_models(original,   # the frozen 2D `Backbone`
     return dict(original=original.eval(), duplicated=CombinedBackbone(original, original, "concat").eval(),
                 finetuned=finetuned.eval(), combined=CombinedBackbone(original, finetuned, "concat").eval())
 
-def _splits(data) -> tuple:
-    "(train samples, val samples, scenes for correspondence) from a synthetic root or a dict(train=, val=, scenes=)."
-    from fit3d.datasets import synthetic
-    if isinstance(data, dict): return data["train"], data["val"], list(data.get("scenes") or [])
+def _parts(data) -> list[dict]:
+    "The probe inputs as a list of dict(train=, val=, ...), one per read: from a synthetic root, a dict or a list of dicts."
+    from fit3d.datasets import DATASETS
+    if isinstance(data, dict): return [data]
+    if isinstance(data, (list, tuple)): return list(data)
+    part = DATASETS["synthetic"].splits(data)
     meta = read_json(Path(data) / "benchmark.json", "benchmark list")
-    return synthetic(data, "train"), synthetic(data, "val"), [Path(data) / p for p in meta["val"]]
+    return [part | dict(scenes=[Path(data) / p for p in meta["val"]])]  # held-out rooms, for correspondence
 
 def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (B,C,h,w))
-                 data,               # a synthetic benchmark root, or dict(train=Samples, val=Samples, scenes=[scene paths])
+                 data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
                  probe_iters: int | None, # steps of each linear probe (None: the protocol's, 40k / 38.4k)
                  device,
                  cache=None,         # JSON file: results already there (made with the same `key`) are not recomputed
                  key=None,           # what the results depend on (weights, data); results made from others are dropped
                  long_side: int | None = None, # scale images to this long side for the backbones (None/0: as they are)
                  progress: bool = True,
-                 max_depth: float = 10.0, # the depth probe's range in metres (ScanNet++ 20, KITTI 80)
                  protocol: str = "quick", # "quick": probes on cached features; "official": the probe chapter's augmented protocol
                 ) -> dict:
     "Segmentation and depth linear probes (train -> val) and multi-view correspondence for each model, where the data has them."
@@ -192,35 +193,39 @@ def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (
     results = read_json(cache, "probe results") if cache and Path(cache).exists() else {}
     if protocol == "official" and "protocol" not in ProbeConfig.__dataclass_fields__:
         print("fit3d.probe has no official (augmented) protocol yet: probing with the quick one"); protocol = "quick"
-    key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, max_depth=max_depth, models=list(models),
-                     protocol=protocol)
+    parts = _parts(data)
+    settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
+    key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
+                     data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
+                           for s, p in zip(settings, parts)])
     if results.get("_key") != key:
         if results: print(f"{cache}: probe results were made from other inputs ({', '.join(provenance_parts(results.get('_key'), key))}); recomputing")
         results = {"_key": key}
-    train, val, scenes = _splits(data)
-    first = train[0]
-    keys = tuple(k for k in ("labels", "depth") if first.get(k) is not None)
-    if not keys: raise ValueError(f"{train.name}: samples have neither labels nor depth: nothing to probe")
     for name, bb in models.items():
         if name in results: continue
         f = _feature_fn(bb.to(device).eval(), long_side)
         kw = dict(batch_size=8, device=str(device), progress=progress, **({} if probe_iters is None else dict(iters=probe_iters)),
                   **(dict(protocol=protocol) if protocol != "quick" else {}))
-        tr, va = (cache_features(f, s, keys, progress=progress) for s in (train, val))  # once for both probes
         r = {}
-        if "labels" in keys:
-            head = train_seg_probe(tr["feats"], tr["labels"], len(train.classes), ProbeConfig(**kw))
-            r["segmentation"] = eval_seg_probe(head, va["feats"], va["labels"])
-        if "depth" in keys:
-            head = train_depth_probe(tr["feats"], tr["depth"], DepthProbeConfig(**kw, max_depth=max_depth))
-            r["depth"] = eval_depth_probe(head, va["feats"], va["depth"])
-        corr = []
-        for p in scenes:
-            sc = read_scene(p)
-            feats = {i: f(sc.image(i)) for i in range(len(sc))}
-            pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
-            corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
-        if corr: r["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0] if isinstance(corr[0][k], (int, float))}
+        for p in parts:
+            train, val = p["train"], p["val"]
+            keys = tuple(k for k in ("labels", "depth") if train[0].get(k) is not None)
+            if not keys: raise ValueError(f"{train.name}: samples have neither labels nor depth: nothing to probe")
+            tr, va = (cache_features(f, s, keys, progress=progress) for s in (train, val))  # once for both probes
+            if "labels" in keys:
+                head = train_seg_probe(tr["feats"], tr["labels"], p.get("n_classes") or len(train.classes), ProbeConfig(**kw))
+                r["segmentation"] = eval_seg_probe(head, va["feats"], va["labels"])
+            if "depth" in keys:
+                rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
+                head = train_depth_probe(tr["feats"], tr["depth"], DepthProbeConfig(**kw, **rng))
+                r["depth"] = eval_depth_probe(head, va["feats"], va["depth"], crop=p.get("eval_crop"))
+            corr = []
+            for sp in p.get("scenes") or []:
+                sc = read_scene(sp)
+                feats = {i: f(sc.image(i)) for i in range(len(sc))}
+                pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
+                corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
+            if corr: r["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0] if isinstance(corr[0][k], (int, float))}
         results[name] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
                                 for k, g in r.items()})
         if cache: write_json(cache, results)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .lift import LiftConfig
-from .cli import LiftPreset, DatasetName, DATA_ROOTS, lift_presets, probe_data
+from .cli import LiftPreset, DatasetName, lift_presets, probe_data
 from .store import write_json, atomic_write, weights_digest, files_digest
 from .demo import (run_dir, lift_stage, finetune_stage, compare_models, probe_models, results_markdown, paper_numbers,
                         weights_note, _barrier)
@@ -108,8 +108,6 @@ def scannetpp_tree(root, **kw) -> Path:
     make(root, **kw); return Path(root)
 
 # %% ../nbs/15_reproduce.ipynb #a2c3d4e5
-_TASKS = dict(scannetpp=("seg", "depth"), scannet=("seg", "depth"), nyuv2=("seg", "depth"), synthetic=("seg", "depth"),
-              ade20k=("seg",), voc=("seg",), kitti=("depth",))  # what each data set's probes measure
 _PAPER_DATASETS = ("scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti")
 
 def training_scenes(cfg: ReproduceConfig) -> list[Path]:
@@ -126,7 +124,8 @@ def training_scenes(cfg: ReproduceConfig) -> list[Path]:
 def probe_datasets(cfg: ReproduceConfig) -> list[str]:
     "The data sets to probe: those named, or ScanNet++ and every other data set of the paper found in its usual place."
     if cfg.datasets is not None: return list(cfg.datasets)
-    return ["scannetpp"] + [n for n in _PAPER_DATASETS[1:] if Path(DATA_ROOTS[n]).exists()]
+    from fit3d.datasets import DATASETS
+    return ["scannetpp"] + [n for n in _PAPER_DATASETS[1:] if any(Path(r).exists() for r in DATASETS[n].roots.values())]
 
 def plan(cfg: ReproduceConfig,  # the run's settings
          scenes: list | None = None, # the training scenes (default: `training_scenes(cfg)`)
@@ -134,6 +133,7 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     "The stages of a run with their work and estimated GPU seconds (`RATES`); stages already finished count zero."
     from fit3d.formats import read_scene
     from fit3d.probe import ProbeConfig, DepthProbeConfig
+    from fit3d.datasets import DATASETS
     scenes = training_scenes(cfg) if scenes is None else scenes
     root = run_dir(cfg.out, _backbone_name(cfg))
     lift_s, views, left = 0.0, 0, 0
@@ -151,7 +151,7 @@ def plan(cfg: ReproduceConfig,  # the run's settings
                  seconds=0.0 if done_ft else images * RATES["finetune_image"])]
     seg_it, dep_it = cfg.probe_iters or ProbeConfig.iters, cfg.probe_iters or DepthProbeConfig.iters
     for name in probe_datasets(cfg):
-        t = _TASKS.get(name, ("seg", "depth"))
+        t = DATASETS[name].tasks
         done = (root / "probe" / name / "results.json").exists()
         per_model = ("seg" in t) * seg_it * RATES["probe_seg_step"] + ("depth" in t) * dep_it * RATES["probe_depth_step"]
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
@@ -217,8 +217,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
         con.rule(f"[bold]probes: {name}")
         data = probe_data(name, cfg.root if name == "scannetpp" else None)
         res = probe_models(models, data, cfg.probe_iters, device, cache=root / "probe" / name / "results.json",
-                           key=key | dict(dataset=name), long_side=cfg.long_side, max_depth=data.get("max_depth", 10.0),
-                           protocol=cfg.protocol)
+                           key=key | dict(dataset=name), long_side=cfg.long_side, protocol=cfg.protocol)
         parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name)))
         con.print(parts[-1])
     return atomic_write(root / "results.md", "\n\n".join(parts) + "\n")
