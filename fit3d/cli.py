@@ -215,7 +215,13 @@ def cmd_webdemo(a: WebdemoArgs):
     _serve_forever("web demo", server.get_port())
 
 def cmd_finetune(cfg):
-    from fit3d.finetune import finetune
+    from dataclasses import replace
+    from fit3d.finetune import finetune, FinetuneConfig
+    from fit3d.demo import run_dir
+    if cfg.backbone:  # the run folder `fit3d lift --backbone X` wrote, unless other folders are named
+        root = run_dir("runs", cfg.backbone)
+        if not cfg.targets: cfg = replace(cfg, targets=(str(root / "targets"),))
+        if cfg.out == FinetuneConfig.out: cfg = replace(cfg, out=str(root / "finetune"))
     print(f"fine-tuned weights: {finetune(cfg)}")
 
 def cmd_demo(cfg):

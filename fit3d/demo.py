@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from .scene import Scene
+from .scene import Scene, SceneError
 from .formats import read_scene
 from .store import (atomic_write, write_json, read_json, provenance, check_provenance, weights_digest, files_digest,
                     scene_identity, safe_name)
@@ -105,6 +105,10 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
     from fit3d.lift import lift_scenes, write_targets_for, load_lifted, rank_and_world
     root, (rank, world) = Path(root), rank_and_world()
     wdig, scenes = weights_digest(backbone), {}
+    names = [read_scene(p, check_files=False).name for p in scene_paths]
+    if len(set(names)) != len(names):  # checked before any folder is claimed: one scene must never clear another's
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise SceneError(root / "lift", f"scenes share the names {dup}: each needs its own folder (rename one of them)")
     for p in list(scene_paths)[rank::world]:  # each rank claims the scenes `lift_scenes` gives it
         scene = read_scene(p, check_files=False)
         rec = provenance(stage="lift", backbone=backbone.name, weights=wdig, long_side=long_side, downscale=downscale,
@@ -388,7 +392,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
 
     stage("5/6 probes")
     key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
-               data=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
+               benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
     results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json", key=key, long_side=ls)
 
     stage("6/6 report")

@@ -53,3 +53,21 @@ def test_demo_end_to_end_resume_and_provenance(tmp_path):
     assert len(list((other / "lift").glob("*/lift.json"))) == 2 and (other / "targets").is_dir()
     assert json.loads((other / "lift" / lifted[0].name / "provenance.json").read_text())["backbone"] == "tiny_noreg"
     assert stamps(root) == kept
+
+
+def test_lift_stage_refuses_scenes_that_share_a_name(tmp_path):
+    "Two projects whose scenes have one name (every COLMAP project was 'sparse'): refused before any folder is touched."
+    import pytest
+    from fit3d.formats import toy_scene, write_nerfstudio
+    from fit3d.demo import lift_stage
+    from fit3d.features import load_backbone
+    from fit3d.lift import LiftConfig
+    from fit3d.scene import SceneError
+    paths = []
+    for proj in ("a", "b"):
+        sc = toy_scene(tmp_path / proj / "sparse", n=2); sc.name = "sparse"
+        write_nerfstudio(sc, tmp_path / proj / "sparse"); paths.append(tmp_path / proj / "sparse")
+    done = tmp_path / "run" / "lift" / "sparse"; done.mkdir(parents=True); (done / "lift.json").write_text("{}")
+    with pytest.raises(SceneError, match="share the names"):
+        lift_stage(paths, tmp_path / "run", load_backbone("tiny", device="cpu"), None, LiftConfig.tiny(), "cpu")
+    assert (done / "lift.json").exists()
