@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU-friendly pins that install from PyPI anywhere (and from the local disk on the project's machines).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test export-check nbtest pytest readme
+.PHONY: install demo test export-check notebooks-check nbtest pytest readme
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,19 +19,22 @@ demo: install
 
 # nbs/ is the source of truth: exporting must leave fit3d/ unchanged.
 export-check: install
-	@tmp=$$(mktemp -d); cp -a fit3d $$tmp/; $(VENV)/bin/nbdev-export; \
-	if diff -r -x __pycache__ $$tmp/fit3d fit3d; then echo "export-check: fit3d/ matches nbs/"; rm -rf $$tmp; \
-	else echo "export-check: nbdev-export changed fit3d/ (edit the notebook, not the .py)"; rm -rf $$tmp; exit 1; fi
-	@$(PY) -c '$(README_PY)' | cmp -s - README.md && echo "export-check: README.md matches nbs/index.ipynb" \
+	@tmp=$$(mktemp -d); cp -a fit3d nbs/llms.txt $$tmp/; $(VENV)/bin/nbdev-export; \
+	if diff -r -x __pycache__ $$tmp/fit3d fit3d && diff $$tmp/llms.txt nbs/llms.txt; then \
+	  echo "export-check: fit3d/ and nbs/llms.txt match nbs/"; rm -rf $$tmp; \
+	else echo "export-check: nbdev-export changed fit3d/ or nbs/llms.txt (edit the notebook, not the .py)"; rm -rf $$tmp; exit 1; fi
+	@$(PY) .ci/readme.py nbs/index.ipynb | cmp -s - README.md && echo "export-check: README.md matches nbs/index.ipynb" \
 	  || (echo "export-check: README.md is out of date: run make readme"; exit 1)
 
-# README.md is generated from nbs/index.ipynb (its markdown cells). nbdev-readme does the same through Quarto,
-# which cannot be installed from PyPI without downloading a binary, so this is the offline equivalent.
-README_PY := import json; nb = json.load(open("nbs/index.ipynb")); \
-  md = "\n\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"); \
-  print("<!-- generated from nbs/index.ipynb by make readme: edit the notebook -->\n\n" + md)
+# README.md is generated from nbs/index.ipynb (its markdown and visible code cells) by .ci/readme.py. nbdev-readme
+# does the same through Quarto, which cannot be installed from PyPI without downloading a binary.
 readme: install
-	$(PY) -c '$(README_PY)' > README.md
+	$(PY) .ci/readme.py nbs/index.ipynb > README.md
+
+# Notebooks are read as chapters: each saved with its outputs (pictures, tables, figures) after running, opening with
+# only `# Title` and `> summary`, and with an exported introduction (which puts its module into llms.txt).
+notebooks-check: install
+	$(PY) -c 'from fit3d.figures import check_notebooks; check_notebooks("nbs")'
 
 nbtest: install
 	$(VENV)/bin/nbdev-test --n-workers 2 --timing
@@ -39,4 +42,4 @@ nbtest: install
 pytest: install
 	$(VENV)/bin/python -m pytest -q tests
 
-test: export-check nbtest pytest
+test: export-check notebooks-check nbtest pytest

@@ -1,10 +1,41 @@
 """3D-aware fine-tuning of 2D vision foundation models (FiT3D), literate, tested and fast
 
+fit3d is a literate codebase: the notebooks in `nbs/` are the source and read as a methods section; `nbdev-export`
+turns them into the `fit3d` package. It ships the whole method, tested on the CPU and measured on the GPU:
+
+- **Stage I** (`fit3d.lift`): per scene, 3D Gaussians with a colour and a 64-d feature are fitted to every view's image
+  and frozen 2D features (gsplat on the GPU, a pure-PyTorch twin on the CPU), decoded to the backbone width by a 3x3 conv.
+- **Stage II** (`fit3d.finetune`): the 2D model is fine-tuned so that its features match the rendered ones
+  (resumable, DDP under `torchrun`); at test time original and fine-tuned features are concatenated.
+- **Evaluation** (`fit3d.probe`, `fit3d.datasets`, `fit3d.correspondence`): linear probes for segmentation and depth
+  with the DINOv2/FiT3D protocol, readers for ScanNet++, NYUv2, ADE20k, Pascal VOC and KITTI, and multi-view
+  correspondence as a direct measure of 3D awareness.
+- **Built-in data** (`fit3d.synthetic`): procedural furnished rooms rendered from handheld-like trajectories, with depth,
+  semantic and instance labels, in nerfstudio layout, so everything runs out of the box with no download.
+
 Modules:
 
-- `fit3d.correspondence`: Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest- neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.
+- `fit3d.browser`: Headless Chromium with software WebGL, driven over the DevTools protocol: screenshots of viser pages and static HTML, and the checks that browser tests share.
+- `fit3d.correspondence`: Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.
 - `fit3d.dataset_fixtures`: Tiny copies of ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC, KITTI and the synthetic benchmark, file for file in their official layouts, for tests and examples (no downloads).
 - `fit3d.datasets`: ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC 2012, KITTI and our synthetic rooms, each read from the layout its official release (or FiT3D's evaluation) ships, into one kind of sample.
-- `fit3d.probe`: Semantic segmentation and monocular depth from a linear head on frozen (cached) dense features, with one protocol for every backbone: the head, optimiser, schedule, augmentation and metrics of DINOv2's linear evaluation, which FiT3D reuses."""
+- `fit3d.features`: One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
+- `fit3d.figures`: One way to lay pictures side by side, PNG as the one figure format, and the check that every notebook shows its figures.
+- `fit3d.finetune`: Teach a 2D ViT to produce the multi-view consistent features rendered from its own feature Gaussians.
+- `fit3d.formats`: Read real captures into a `Scene` and write scenes back, with round-trip tests and errors that name the file.
+- `fit3d.lift`: Per scene, fit 3D Gaussians that carry a colour and a low-dimensional feature so that their renderings match every training view's image and 2D feature map.
+- `fit3d.pretrain`: DINO self-distillation with an iBOT masked-patch loss (or a supervised multi-label fallback) for a timm ViT/14, resumable across short GPU calls.
+- `fit3d.pretrain_data`: A uint8 bank of ray-cast room views with their class maps, cached on disk, and batched random resized crops with gentle colour jitter.
+- `fit3d.pretrain_eval`: PCA pictures of held-out rooms, a loss plot, and linear probes and correspondences against random weights.
+- `fit3d.probe`: Semantic segmentation and monocular depth from a linear head on dense features, with one protocol for every backbone: the head, optimiser, schedule, losses and metrics of DINOv2's linear evaluation, which FiT3D reuses.
+- `fit3d.protocol`: The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
+- `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
+- `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
+- `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
+- `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
+- `fit3d.synthetic`: Seeded procedural indoor rooms, ray-cast in PyTorch into posed RGB, metric depth, semantic and instance maps, written as nerfstudio scenes.
+- `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
+- `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
+- `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser."""
 
 __version__ = "0.1.0"

@@ -1,5 +1,23 @@
-"""Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest-
-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.
+"""Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth,
+nearest-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between
+corresponding features.
+
+The linear probes measure what a single view's features encode. A 3D-aware feature should also be *consistent*:
+the same surface point seen from two views should get (nearly) the same feature, so that matching features
+finds the right pixel. This is the multi-view correspondence test of Probe3D (El Banani et al., CVPR 2024), on any
+posed `Scene` with depth (ScanNet++, our synthetic rooms):
+
+1. pick pixels of view A with known depth, lift them to 3D (`unproject`) and project them into view B (`project`);
+2. keep those that B sees: inside B's image, in front of it, and at the depth B's own depth map reports there
+   (within a relative tolerance; this rejects occluded points);
+3. for each kept pixel, find the most similar feature of B (cosine, over B's feature map bilinearly upsampled to
+   one cell per `match_stride` pixels, or at its native patch grid with `match_stride=None`);
+4. report the fraction of matches within 5/10/20 pixels of the true location (recall), and the mean cosine
+   between the features at true correspondences (against random pairs as a floor).
+
+**Conventions.** Cameras are OpenCV (`fit3d.scene`); pixel `(row i, col j)` has its centre at `(u, v) = (j + 0.5,
+i + 0.5)`; depth is z-depth along the optical axis (what sensors and rendered depth maps give). A feature map
+`(C, h, w)` covers its whole image, so feature cell `(p, q)` is centred at `((q + 0.5)·W/w, (p + 0.5)·H/h)`.
 
 Docs: https://fit3d.github.io/fit3d/correspondence.html.md"""
 

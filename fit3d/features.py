@@ -1,4 +1,9 @@
-"""One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched extraction over a `Scene` with a cache on disk, and PCA pictures that compare models.
+"""One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched
+extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
+
+Every stage of fit3d consumes 2D features: Stage I lifts them into feature Gaussians, Stage II fine-tunes the
+backbone against rendered features, the probes evaluate them. They all go through `Backbone`, a thin `nn.Module`
+around a timm ViT, so the conventions below hold everywhere.
 
 Docs: https://fit3d.github.io/fit3d/features.html.md"""
 
@@ -23,12 +28,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
+from .store import atomic_write, check_provenance, files_digest, provenance, safe_name, scene_identity, weights_digest
 
 # %% auto #0
-__all__ = ['BACKBONES', 'TINY', 'FEATURE_FORMAT', 'input_size', 'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights',
-           'load_weights', 'load_backbone', 'iter_features', 'feature_path', 'save_features', 'feature_meta',
-           'load_features', 'extract_scene', 'extract_folder', 'FeaturePCA', 'fit_pca', 'pca_rgb', 'pca_grid',
-           'plot_pca']
+__all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
+           'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights', 'load_weights', 'load_backbone',
+           'iter_features', 'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta',
+           'load_features', 'feature_record', 'extract_scene', 'extract_folder', 'FeaturePCA', 'fit_pca', 'pca_rgb',
+           'pca_grid', 'plot_pca']
 
 # %% ../nbs/03_features.ipynb #8273a91f
 BACKBONES = dict(
@@ -45,6 +52,20 @@ BACKBONES = dict(
 
 _TINY_KW = dict(embed_dim=96, depth=4, num_heads=3, img_size=224)
 TINY = dict(tiny=("vit_small_patch14_reg4_dinov2", _TINY_KW), tiny_noreg=("vit_small_patch14_dinov2", _TINY_KW))
+
+# LayerScale starts at 1 (DINO's plain ViT): timm's 1e-5 makes a fresh model's output almost image-independent
+PROXY_MODELS = dict(
+    fit3d_tiny=dict(timm_name="vit_small_patch14_dinov2", file="fit3d_tiny.safetensors",
+                    kwargs=dict(embed_dim=192, depth=12, num_heads=3, img_size=224, init_values=1.0)),
+    fit3d_small=dict(timm_name="vit_small_patch14_dinov2", file="fit3d_small.safetensors",
+                     kwargs=dict(embed_dim=384, depth=12, num_heads=6, img_size=224, init_values=1.0)),
+)  # short name -> architecture and weights file (under `weights_dir()`) of the proxy models trained by fit3d.pretrain
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # every backbone, as the official code
+
+def weights_dir() -> Path:
+    "Where the proxy models' weights files live: `$FIT3D_WEIGHTS`, else `fit3d/weights/` in the package."
+    return Path(os.environ.get("FIT3D_WEIGHTS") or Path(__file__).parent / "weights")
 
 # %% ../nbs/03_features.ipynb #a20529d5
 def input_size(H: int,                   # image height in pixels
@@ -64,9 +85,9 @@ def input_size(H: int,                   # image height in pixels
 class Backbone(nn.Module):
     "Dense patch features `(B, C, h, w)` from a timm ViT for images `(B, 3, H, W)` in [0, 1] of any size."
     def __init__(self, model: nn.Module,       # a timm ViT built with `dynamic_img_size=True`
-                 name: str = "",               # identifies the weights (cache folder, plot titles)
-                 mean: tuple | None = None,    # normalisation mean; default from timm's pretrained config
-                 std: tuple | None = None,     # normalisation std; default from timm's pretrained config
+                 name: str = "",               # identifies the model (cache folder, plot titles)
+                 mean: tuple | None = None,    # normalisation mean; default ImageNet's, as the official code
+                 std: tuple | None = None,     # normalisation std; default ImageNet's, as the official code
                 ):
         super().__init__()
         if not getattr(model, "dynamic_img_size", False):
@@ -75,11 +96,11 @@ class Backbone(nn.Module):
         ps = model.patch_embed.patch_size
         ps = (ps, ps) if isinstance(ps, int) else tuple(ps)
         if ps[0] != ps[1]: raise ValueError(f"non-square patches {ps} are not supported")
-        cfg = timm.data.resolve_data_config({}, model=model)
         self.model, self.name, self.patch_size = model, name or type(model).__name__, int(ps[0])
         self.dim, self.num_prefix_tokens = int(model.num_features), int(getattr(model, "num_prefix_tokens", 0))
-        self.mean = tuple(float(v) for v in (mean if mean is not None else cfg["mean"]))
-        self.std = tuple(float(v) for v in (std if std is not None else cfg["std"]))
+        self.has_cls = getattr(model, "cls_token", None) is not None
+        self.mean = tuple(float(v) for v in (mean if mean is not None else IMAGENET_MEAN))
+        self.std = tuple(float(v) for v in (std if std is not None else IMAGENET_STD))
         self.register_buffer("pixel_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
 
@@ -88,26 +109,43 @@ class Backbone(nn.Module):
         h, w = input_size(H, W, self.patch_size)
         return h // self.patch_size, w // self.patch_size
 
-    def forward(self, images: torch.Tensor,   # (B, 3, H, W) float in [0, 1]
-                upsample: bool = False,        # resize the features bilinearly to (H, W)
-               ) -> torch.Tensor:              # (B, dim, h, w), or (B, dim, H, W) with `upsample`
-        "Normalise, resize down to multiples of the patch size, run the ViT and return the patch tokens as a grid."
+    def tokens(self, images: torch.Tensor, # (B, 3, H, W) float in [0, 1]
+               norm: bool = True,          # after the final norm (segmentation); False: un-normed (depth)
+              ) -> tuple[torch.Tensor, torch.Tensor | None]: # (B, dim, h, w) patch grid, (B, dim) CLS or None
+        "Normalise, resize down to multiples of the patch size, run the ViT once: patch grid and CLS token."
         if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
             raise ValueError(f"expected float images (B, 3, H, W) in [0, 1], got {images.dtype} {tuple(images.shape)}")
         B, _, H, W = images.shape
         (h, w), p = self.grid_size(H, W), self.patch_size
         x = images if (H, W) == (h * p, w * p) else F.interpolate(images, (h * p, w * p), mode="bilinear", align_corners=False)
-        tokens = self.model.forward_features((x - self.pixel_mean) / self.pixel_std)[:, self.num_prefix_tokens:]
-        f = tokens.reshape(B, h, w, tokens.shape[-1]).permute(0, 3, 1, 2)
-        return F.interpolate(f, (H, W), mode="bilinear", align_corners=False) if upsample else f
+        seen, hook = [], None
+        if not norm and isinstance(getattr(self.model, "norm", None), nn.Module):
+            hook = self.model.norm.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+        try: t = self.model.forward_features((x - self.pixel_mean) / self.pixel_std)
+        finally:
+            if hook is not None: hook.remove()
+        t = seen[-1] if seen else t
+        grid = t[:, self.num_prefix_tokens:].reshape(B, h, w, t.shape[-1]).permute(0, 3, 1, 2)
+        return grid, (t[:, 0] if self.has_cls else None)
+
+    def forward(self, images: torch.Tensor,   # (B, 3, H, W) float in [0, 1]
+                upsample: bool = False,        # resize the features bilinearly to (H, W)
+                norm: bool = True,             # after the final norm; False: the un-normed last block output
+               ) -> torch.Tensor:              # (B, dim, h, w), or (B, dim, H, W) with `upsample`
+        "The patch tokens of the last block as a grid (see `tokens`)."
+        f = self.tokens(images, norm)[0]
+        return F.interpolate(f, images.shape[-2:], mode="bilinear", align_corners=False) if upsample else f
 
     def extra_repr(self): return f"name={self.name!r}, patch_size={self.patch_size}, dim={self.dim}, prefix_tokens={self.num_prefix_tokens}"
 
 # %% ../nbs/03_features.ipynb #403f931e
 class WeightsUnavailable(RuntimeError):
     "Pretrained weights are neither on disk nor reachable; the message says how to supply them."
-    def __init__(self, model_name: str, why: str, cfg: dict):
+    def __init__(self, model_name: str, why: str, cfg: dict, ways: list[str] | None = None):
         hub, url = cfg.get("hf_hub_id"), cfg.get("url")
+        if ways is not None:
+            super().__init__(f"No weights for {model_name!r}: {why}. Supply them in one of these ways:\n"
+                             + "\n".join(f"  - {w}" for w in ways)); return
         ways = [f"load_backbone(..., checkpoint='path/to/weights') with a timm .safetensors/.pth file, or the original "
                 f"release file that timm's checkpoint filter converts (DINOv2 torch.hub files and others){f': {url}' if url else ''}"]
         if hub: ways.append(f"on a machine with network run `hf download {hub}`, then copy its Hugging Face cache "
@@ -185,13 +223,29 @@ def _pretrained(timm_name: str, **kw) -> nn.Module:
     return _create(timm_name, pretrained=True, **kw)  # timm downloads into the hub cache
 
 # %% ../nbs/03_features.ipynb #4967c099
-def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TINY`), timm model name, or a built timm ViT
-                  pretrained: bool = True,      # names: load pretrained weights (local cache or hub); False: random init
+def _proxy(base: str, pretrained: bool, checkpoint, **timm_kwargs) -> nn.Module:
+    "A proxy model of `PROXY_MODELS`: its weights file through timm's `pretrained_cfg_overlay`, or random weights."
+    spec = PROXY_MODELS[base]
+    kw = {**spec["kwargs"], **timm_kwargs}
+    if not pretrained or checkpoint is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0); return _create(spec["timm_name"], **kw)
+    f = weights_dir() / spec["file"]
+    if not f.is_file():
+        raise WeightsUnavailable(base, f"{f} does not exist (yet)", {}, [
+            f"train it with fit3d.pretrain (see nbs/14_pretrain.ipynb), which writes {spec['file']}",
+            "set FIT3D_WEIGHTS to a folder that holds it", "checkpoint='path/to/weights.safetensors'",
+            "pretrained=False for random weights of the same architecture"])
+    try: return _create(spec["timm_name"], pretrained=True, pretrained_cfg_overlay=dict(file=str(f)), **kw)
+    except Exception as e: raise ValueError(f"{f}: cannot load {base} from it: {e}") from e
+
+def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TINY`, `PROXY_MODELS`), timm name, or a built timm ViT
+                  pretrained: bool = True,      # names: load pretrained weights (local cache, hub or weights file); False: random
                   checkpoint=None,              # local weights file (timm format or original DINOv2); overrides `pretrained`
                   device=None,                  # default: "cuda" if available, else "cpu"
-                  name: str | None = None,      # keys the feature cache; default: the short/timm name, + "-<checkpoint stem>" or "-random"
-                  mean: tuple | None = None,    # override the normalisation mean of timm's pretrained config
-                  std: tuple | None = None,     # override the normalisation std of timm's pretrained config
+                  name: str | None = None,      # the model's name; default: the short/timm name, + "-<checkpoint stem>" or "-random"
+                  mean: tuple | None = None,    # normalisation mean (default ImageNet's, as the official code)
+                  std: tuple | None = None,     # normalisation std (default ImageNet's, as the official code)
                   **timm_kwargs,                # passed to `timm.create_model` (e.g. img_size, drop_path_rate)
                  ) -> Backbone:                 # in eval mode on `device`
     "Build (or wrap) a timm ViT with `num_classes=0, dynamic_img_size=True` and its weights, as a `Backbone`."
@@ -202,13 +256,15 @@ def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TI
         arch, kw = TINY[base]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0); model = _create(arch, **{**kw, **timm_kwargs})
+    elif base in PROXY_MODELS: model = _proxy(base, pretrained, checkpoint, **timm_kwargs)
     else:
         timm_name = BACKBONES.get(base, base)
         if not timm.is_model(timm_name):
-            raise ValueError(f"unknown backbone {base!r}: use a short name ({', '.join([*BACKBONES, *TINY])}) or a timm model name")
+            raise ValueError(f"unknown backbone {base!r}: use a short name ({', '.join([*BACKBONES, *TINY, *PROXY_MODELS])}) "
+                             "or a timm model name")
         model = _pretrained(timm_name, **timm_kwargs) if pretrained and checkpoint is None else _create(timm_name, **timm_kwargs)
     if checkpoint is not None: load_weights(model, checkpoint)
-    if name is None:  # never let random weights or a checkpoint share a cache folder with the pretrained model
+    if name is None:  # names tell people apart; caches are keyed by the weights' digest as well
         random = not pretrained and checkpoint is None and isinstance(name_or_model, str) and base not in TINY
         name = f"{base}-{Path(checkpoint).stem}" if checkpoint is not None else f"{base}-random" if random else base
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -226,6 +282,7 @@ def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its 
                   progress: bool = False,  # show a tqdm progress bar
                   total: int | None = None, # number of images, for the progress bar
                   desc: str | None = None, # progress bar label
+                  norm: bool = True,       # normed last-layer tokens; False: un-normed (see `Backbone.tokens`)
                  ) -> Iterator[torch.Tensor]: # one (C, h, w) map on the CPU per image
     "Yield the dense features of each image, batching images of equal size; bf16 autocast on the GPU."
     dev = _device(backbone)
@@ -237,33 +294,42 @@ def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its 
             x = F.interpolate(x, input_size(*x.shape[-2:], backbone.patch_size, long_side), mode="bilinear",
                               align_corners=False, antialias=True)
         with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
-            f = backbone(x)
+            f = backbone(x) if norm else backbone(x, norm=False)
         return f.to(dtype).cpu().unbind(0)
     batch = []
     with tqdm(total=total, desc=desc, disable=not progress, unit="img") as bar:
         for a in images:
             if batch and (len(batch) == batch_size or a.shape != batch[0].shape):
-                yield from run(batch); bar.update(len(batch)); batch = []
+                out = run(batch); bar.update(len(batch)); batch = []
+                yield from out  # counted before yielding: a consumer that stops at the last map still sees 100%
             batch.append(a)
-        if batch: yield from run(batch); bar.update(len(batch))
+        if batch:
+            out = run(batch); bar.update(len(batch)); yield from out
 
 # %% ../nbs/03_features.ipynb #9d5bba55
-FEATURE_FORMAT = 1
-_MATCH = ("format", "backbone", "patch_size", "dim", "mean", "std", "long_side")
+FEATURE_FORMAT = 2
 
-def _safe(s: str) -> str: return "".join(c if c.isalnum() or c in "._-+@" else "_" for c in str(s))
+def backbone_digest(backbone: nn.Module) -> str:
+    "`weights_digest` of a backbone, remembered until any of its tensors changes in place (training)."
+    ts = list(backbone.state_dict(keep_vars=True).values())
+    stamp = tuple((t.data_ptr(), t._version) for t in ts)
+    memo = backbone.__dict__.get("_fit3d_digest")
+    if memo is None or memo[0] != stamp:
+        memo = (stamp, weights_digest(backbone)); backbone.__dict__["_fit3d_digest"] = memo
+    return memo[1]
 
-def feature_path(cache_dir, backbone_name: str, scene_name: str) -> Path:
-    "Where the cached features of a scene and a backbone live: `<cache_dir>/<backbone>/<scene>.safetensors`."
-    return Path(cache_dir) / _safe(backbone_name) / f"{_safe(scene_name)}.safetensors"
+def feature_folder(cache_dir, backbone: nn.Module) -> Path:
+    "The cache folder of a backbone: `<cache_dir>/<name>-<weights digest>`."
+    return Path(cache_dir) / f"{safe_name(backbone.name)}-{backbone_digest(backbone)}"
+
+def feature_path(cache_dir, backbone: nn.Module, scene_name: str) -> Path:
+    "Where the cached features of a scene and a backbone live: `<feature_folder>/<scene>.safetensors`."
+    return feature_folder(cache_dir, backbone) / f"{safe_name(scene_name)}.safetensors"
 
 def save_features(path, feats: dict, meta: dict) -> Path:
-    "Write `{view name: (C, h, w)}` features as fp16 safetensors with `meta` as JSON under the header key `fit3d`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.to(torch.float16).contiguous() for k, v in feats.items()}, str(tmp), metadata={"fit3d": json.dumps(meta)})
-    os.replace(tmp, path)  # readers never see half a file
-    return path
+    "Write `{view name: (C, h, w)}` features as fp16 safetensors with `meta` as JSON under the header key `fit3d`, atomically."
+    data = {k: v.to(torch.float16).contiguous() for k, v in feats.items()}
+    return atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata={"fit3d": json.dumps(meta)}))
 
 def feature_meta(path) -> dict:
     "The metadata of a feature file (see above)."
@@ -277,30 +343,37 @@ def load_features(path) -> dict[str, torch.Tensor]:
     except Exception as e: raise SceneError(path, f"cannot read features: {e}") from e
 
 # %% ../nbs/03_features.ipynb #2411837f
-def _meta(backbone, long_side) -> dict:
-    return json.loads(json.dumps(dict(format=FEATURE_FORMAT, backbone=backbone.name, patch_size=backbone.patch_size,
-                                      dim=backbone.dim, mean=backbone.mean, std=backbone.std, long_side=long_side)))
+def feature_record(backbone: nn.Module,       # a `Backbone` (or anything with its interface)
+                   long_side: int | None,     # the size policy
+                   norm: bool,                # normed tokens or not
+                   scene: dict,               # the scene's identity (`fit3d.store.scene_identity`)
+                  ) -> dict:                  # a `fit3d.store.provenance` record
+    "What a feature file depends on: the model and its weights, the size policy, the precision and the scene."
+    dev = _device(backbone)
+    return provenance(format=FEATURE_FORMAT, backbone=backbone.name, weights=backbone_digest(backbone),
+                      patch_size=backbone.patch_size, dim=backbone.dim, mean=backbone.mean, std=backbone.std,
+                      long_side=long_side, norm=norm, precision="bf16" if dev.type == "cuda" else "fp32", scene=scene)
 
 def _extract_cached(backbone, key: str, names: list[str], sizes: dict, load: Callable, cache_dir, long_side,
-                    batch_size: int, progress: bool, overwrite: bool) -> dict[str, torch.Tensor]:
+                    batch_size: int, progress: bool, overwrite: bool, norm: bool, scene: dict) -> dict[str, torch.Tensor]:
     "Features of the views `names` (loaded by `load(name)`, sized `sizes[name]`), through the cache if one is given."
-    meta, have, have_sizes = _meta(backbone, long_side), {}, {}
-    path = feature_path(cache_dir, backbone.name, key) if cache_dir is not None else None
+    have, old = {}, {}
+    path = feature_path(cache_dir, backbone, key) if cache_dir is not None else None
+    record = feature_record(backbone, long_side, norm, scene) if path is not None else None
     if path is not None and path.exists() and not overwrite:
         try: old = feature_meta(path)
-        except SceneError: old = {}
-        if all(old.get(k) == meta[k] for k in _MATCH):
-            have, have_sizes = load_features(path), old["image_sizes"]
-            have = {n: t for n, t in have.items() if n not in sizes or have_sizes.get(n) == list(sizes[n])}
+        except SceneError as e: print(f"{e}; recomputing")
+        if old and check_provenance(path, old.get("provenance"), record, "recompute", "feature cache"):
+            have = load_features(path)
+        else: old = {}
     todo = [n for n in names if n not in have]
     new = dict(zip(todo, iter_features(backbone, map(load, todo), batch_size, long_side, progress=progress,
-                                       total=len(todo), desc=f"{backbone.name} {key}"))) if todo else {}
+                                       total=len(todo), desc=f"{backbone.name} {key}", norm=norm))) if todo else {}
     if path is not None and todo:
-        feats = {**have, **new}
-        all_sizes = {**{n: have_sizes[n] for n in have}, **{n: list(sizes[n]) for n in new}}
-        p = backbone.patch_size
+        feats, p = {**have, **new}, backbone.patch_size
         inputs = {n: [v * p for v in new[n].shape[-2:]] if n in new else old["input_sizes"][n] for n in feats}
-        save_features(path, feats, {**meta, "image_sizes": all_sizes, "input_sizes": inputs})
+        save_features(path, feats, {"provenance": record, "image_sizes": {n: list(sizes[n]) for n in feats},
+                                    "input_sizes": inputs})
     return {n: new[n] if n in new else have[n] for n in names}
 
 # %% ../nbs/03_features.ipynb #5a3fd05f
@@ -312,6 +385,7 @@ def extract_scene(backbone: nn.Module,      # a `Backbone` (or anything with its
                   batch_size: int = 8,      # images per forward pass
                   progress: bool = True,    # show a tqdm progress bar
                   overwrite: bool = False,  # recompute even if cached
+                  norm: bool = True,        # normed last-layer tokens; False: un-normed (see `Backbone.tokens`)
                  ) -> dict[str, torch.Tensor]: # {view name: (C, h, w) fp16}
     "Dense features of a scene's views, from the cache when it matches, else computed (and cached)."
     ids = list(range(len(scene))) if views is None else list(views)
@@ -319,17 +393,18 @@ def extract_scene(backbone: nn.Module,      # a `Backbone` (or anything with its
     if len(set(names)) != len(names): raise SceneError(scene.root, "view names are not unique; features are keyed by view name")
     key = scene.name or (scene.root.name if scene.root else "")
     if cache_dir is not None and not key: raise SceneError(scene.root, "the scene has no name to key its feature cache")
-    by_name = dict(zip(names, ids))
+    by_name = {c.name or f"{i:05d}": i for i, c in enumerate(scene.cameras)}
     sizes = {n: (scene.cameras[i].height, scene.cameras[i].width) for n, i in by_name.items()}
+    ident = scene_identity(scene) if cache_dir is not None else None
     return _extract_cached(backbone, key, names, sizes, lambda n: scene.image(by_name[n]), cache_dir, long_side,
-                           batch_size, progress, overwrite)
+                           batch_size, progress, overwrite, norm, ident)
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its interface)
                    folder,                  # a folder of .png/.jpg images (its name keys the cache)
                    cache_dir=None, long_side: int | None = None, batch_size: int = 8, progress: bool = True,
-                   overwrite: bool = False, # as in `extract_scene`
+                   overwrite: bool = False, norm: bool = True, # as in `extract_scene`
                   ) -> dict[str, torch.Tensor]: # {file stem: (C, h, w) fp16}
     "Dense features of every image in a folder, cached like a scene named after the folder."
     folder = Path(folder)
@@ -341,8 +416,9 @@ def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its
         with Image.open(p) as im: return im.size[::-1]
     def load(n):
         with Image.open(by_name[n]) as im: return np.asarray(im.convert("RGB"))
+    ident = dict(name=folder.resolve().name, root=str(folder.resolve()), views=len(files), images=files_digest(files))
     return _extract_cached(backbone, folder.resolve().name, list(by_name), {n: size(p) for n, p in by_name.items()},
-                           load, cache_dir, long_side, batch_size, progress, overwrite)
+                           load, cache_dir, long_side, batch_size, progress, overwrite, norm, ident)
 
 # %% ../nbs/03_features.ipynb #d02176fe
 @dataclass

@@ -1,4 +1,20 @@
-"""Per scene, fit 3D Gaussians that carry a colour and a low-dimensional feature so that their renderings match every training view's image and 2D feature map.
+r"""Per scene, fit 3D Gaussians that carry a colour and a low-dimensional feature so that their renderings match every training view's image and 2D feature map.
+
+This is the heart of FiT3D. Rendered features are multi-view consistent by construction: every view sees the
+same Gaussians. The official code (FiT3D, built on Feature-3DGS) gives each Gaussian a 64-d feature, renders a
+64-channel map, decodes it to the backbone width with one 3x3 convolution without bias, and minimises
+$(1-\lambda)\,L_1 + \lambda\,(1-\mathrm{SSIM})$ on colour ($\lambda=0.2$) plus $L_1$ between the decoded features and the
+backbone's normed last-layer patch features, bilinearly upsampled to image resolution. Its rasteriser lets the
+feature loss move only the features and the decoder: geometry and densification follow the colour alone. It runs
+30k iterations with the standard 3DGS learning rates and densification, one view a step, on every frame of the
+scene, and it runs the 2D backbone on the training image at every iteration.
+
+We differ in one deliberate place in every preset: each view's 2D features are extracted once (`fit3d.features`)
+and passed in, so an iteration costs a render, a decode and a loss. The loop reads like gsplat's trainer: data in,
+tensors out, densification a swappable gsplat strategy (`DefaultStrategy` or `MCMCStrategy`), every setting in
+`LiftConfig`. The chapter builds it in the order a step runs: settings, decoder, data, initialisation, the loss,
+densification and the learning-rate schedule, checkpoints, the loop; then saving, rendering for Stage II,
+evaluation, and many scenes at once.
 
 Docs: https://fit3d.github.io/fit3d/lift.html.md"""
 
@@ -6,9 +22,10 @@ Docs: https://fit3d.github.io/fit3d/lift.html.md"""
 
 # %% ../nbs/05_lift.ipynb #94bc8e54
 from __future__ import annotations
-import json, math, os, time
-from dataclasses import dataclass, asdict, field, fields, replace
+import math, os, time
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,27 +35,38 @@ from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError, validate
 from .formats import read_scene, write_splats_ply, read_splats_ply
-from .raster import render, splats_from_points
+from .raster import render, splats_from_points, reset_opacities
+from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
+                         weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
+                         check_finite, CHECKPOINT_FORMAT)
 
 # %% auto #0
-__all__ = ['LiftConfig', 'FeatureDecoder', 'ssim', 'Views', 'load_views', 'scene_scale', 'init_splats', 'make_optimizers',
-           'make_strategy', 'step_loss', 'save_checkpoint', 'load_checkpoint', 'pick_device', 'Lifted', 'lift',
-           'save_lifted', 'load_lifted', 'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for',
-           'lift_picture', 'plot_history', 'rank_and_world', 'lift_scenes']
+__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
+           'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views', 'scene_scale', 'init_splats',
+           'make_optimizers', 'make_decoder', 'make_strategy', 'step_loss', 'means_lr', 'densify', 'features_record',
+           'lift_record', 'resume_state', 'pick_device', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted',
+           'load_lifted', 'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture',
+           'plot_history', 'rank_and_world', 'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #5b067cec
 @dataclass
 class LiftConfig:
-    "Settings of Stage I for one scene; defaults follow the official FiT3D / 3DGS code."
+    "Settings of Stage I for one scene; the defaults are the official FiT3D code's (the *reference* preset)."
     iterations: int = 30_000        # optimisation steps
-    feature_dim: int = 64           # feature channels per Gaussian (reference: 64); ignored without a decoder
-    decoder: str = "conv3x3"        # "conv3x3" (reference: one 3x3 conv, no bias) or "none" (render the full backbone width)
+    feature_dim: int = 64           # feature channels per Gaussian (official: 64); ignored without a decoder
+    decoder: Literal["conv3x3", "none"] = "conv3x3" # official: one 3x3 conv, no bias; "none": render the backbone width
+    feature_init: Literal["zeros", "normal"] = "zeros" # official: zeros; "normal": N(0, 0.01²)
+    feature_grad_geometry: bool = False # let the feature loss move geometry and densification (official: no)
     sh_degree: int = 3              # spherical-harmonics degree of the colour
     sh_degree_interval: int = 1000  # raise the active SH degree every n steps, as 3DGS does
     lambda_dssim: float = 0.2       # weight of (1 - SSIM) in the colour loss
     feature_weight: float = 1.0     # weight of the feature L1
-    batch_views: int = 1            # views per step
-    render_scale: float = 1.0       # render (and loss) resolution relative to the scene's images
+    mask_mode: Literal["substitute", "exclude"] = "substitute" # masked pixels: official "substitute" (target := the
+                                    # detached render there, mean over all pixels); "exclude": left out of the means
+    holdout: bool = False           # fit `scene.train` only; official (False): `frames` + `test_frames` together
+    batch_views: int = 1            # views per step (official: 1)
+    render_scale: float = 1.0       # render (and loss) resolution relative to the scene's images (official: 1)
+    near_plane: float = 0.2         # Gaussians nearer than this are not drawn (official: 0.2, the Inria frustum test)
     lr_means: float = 1.6e-4        # position lr (times the scene scale), decays exponentially to lr_means_final
     lr_means_final: float = 1.6e-6
     lr_sh0: float = 2.5e-3
@@ -46,38 +74,70 @@ class LiftConfig:
     lr_opacities: float = 5e-2
     lr_scales: float = 5e-3
     lr_quats: float = 1e-3
-    lr_features: float = 1e-3       # Feature-3DGS' feature lr
-    lr_decoder: float = 1e-4        # Feature-3DGS' decoder lr
-    strategy: str = "default"       # densification: "default" (3DGS), "mcmc" (3DGS-MCMC) or "none"
+    lr_features: float = 0.0025 / 40 # official: feature_lr / 40 = 6.25e-5 (1e-3 is Feature-3DGS')
+    lr_decoder: float = 0.0025 / 40  # official: the same, in the same Adam (eps 1e-15)
+    strategy: Literal["default", "mcmc", "none"] = "default" # densification: 3DGS (gsplat's DefaultStrategy), 3DGS-MCMC
     refine_start: int = 500         # densify from this step ...
     refine_stop: int = 15_000       # ... until this one ...
     refine_every: int = 100         # ... every n steps
     grow_grad2d: float = 2e-4       # screen-space gradient threshold for cloning/splitting
-    reset_every: int = 3000         # opacity reset period
+    reset_every: int | None = 3000  # opacity reset period (None: never)
     cap_max: int = 1_000_000        # Gaussian budget of the MCMC strategy
-    random_init: int = 50_000       # Gaussians drawn in the scene bounds when it has no point cloud
-    max_init_points: int = 300_000  # subsample larger point clouds
-    checkpoint_every: int = 1000    # write a resumable checkpoint every n steps (0 = never)
+    random_init: int = 50_000       # Gaussians drawn in the scene bounds when it has no point cloud (ours: the
+                                    # official data always has SfM points)
+    max_init_points: int | None = None # subsample larger point clouds (official: None, every point)
+    checkpoint_every: int | None = 1000 # write a resumable checkpoint every n steps (None: never); bookkeeping
     seed: int = 0
-    backend: str = "auto"           # rasteriser: "gsplat", "torch" or "auto" (gsplat on CUDA)
+    backend: Literal["gsplat", "torch", "auto"] = "auto" # rasteriser ("auto": gsplat on CUDA); bookkeeping
 
     @classmethod
     def fast(cls, **kw) -> LiftConfig:
-        "Our schedule: far fewer steps at a lower render resolution, densification compressed to match."
+        "Our schedule: a tenth of the steps at half resolution, two views a step, Feature-3DGS' feature lrs."
         d = dict(iterations=3000, render_scale=0.5, batch_views=2, refine_start=250, refine_stop=2000,
-                 refine_every=100, reset_every=1000, sh_degree_interval=500)
-        d.update(kw)
-        return cls(**d)
+                 refine_every=100, reset_every=1000, sh_degree_interval=500, lr_features=1e-3, lr_decoder=1e-4,
+                 max_init_points=300_000)
+        return cls(**(d | kw))
 
     @classmethod
     def tiny(cls, **kw) -> LiftConfig:
-        "A CPU-sized schedule for tests and the CPU demo."
+        "A CPU-sized schedule for tests and the CPU demo (held-out views kept out, to be evaluated)."
         # lr_features 1e-2: on a 24-view 128x96 room after 150 steps, held-out feature cosine 0.81 vs 0.68 with 1e-3
-        d = dict(iterations=200, render_scale=1.0, batch_views=1, feature_dim=16, sh_degree=1, sh_degree_interval=100,
-                 refine_start=50, refine_stop=150, refine_every=50, reset_every=10_000, random_init=2000,
-                 max_init_points=3000, checkpoint_every=100, lr_features=1e-2)
-        d.update(kw)
-        return cls(**d)
+        d = dict(iterations=200, feature_dim=16, sh_degree=1, sh_degree_interval=100, refine_start=50,
+                 refine_stop=150, refine_every=50, reset_every=None, random_init=2000, max_init_points=3000,
+                 checkpoint_every=100, lr_features=1e-2, lr_decoder=1e-4, holdout=True, near_plane=0.01)
+        return cls(**(d | kw))
+
+BOOKKEEPING = ("checkpoint_every", "backend")  # settings that do not change the result
+
+def result_settings(cfg: LiftConfig) -> dict:
+    "Every setting that changes what a lift produces (all but `BOOKKEEPING`)."
+    return {k: v for k, v in asdict(cfg).items() if k not in BOOKKEEPING}
+
+# %% ../nbs/05_lift.ipynb #8f13da80
+PRESET_GROUPS = {  # differences measured together: a benchmark variant reverts one group of `fast` to the reference
+    "schedule": ("iterations", "refine_start", "refine_stop", "reset_every", "sh_degree_interval"),
+    "resolution": ("render_scale",), "views per step": ("batch_views",),
+    "feature lrs": ("lr_features", "lr_decoder"), "init points": ("max_init_points",)}
+
+def preset_differences(a: LiftConfig | None = None, # the reference (default `LiftConfig()`)
+                       b: LiftConfig | None = None, # ours (default `LiftConfig.fast()`)
+                       measured: dict | None = None, # {group: {metric: value}} from `bench_lift.json`'s "ablations"
+                      ) -> list[dict]:
+    "One row per setting that differs between two configs: setting, group, both values, and measured effects."
+    a, b = a or LiftConfig(), b or LiftConfig.fast()
+    group = {k: g for g, ks in PRESET_GROUPS.items() for k in ks}
+    rows = [dict(setting=k, group=group.get(k, k), reference=v, fast=getattr(b, k))
+            for k, v in asdict(a).items() if getattr(b, k) != v]
+    for r in rows: r.update((measured or {}).get(r["group"], {}))
+    return rows
+
+def markdown_table(rows: list[dict]) -> str:
+    "A list of dicts as a markdown table (columns from the first row, in order)."
+    if not rows: return ""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
+                     ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows])
 
 # %% ../nbs/05_lift.ipynb #1491bd14
 class FeatureDecoder(nn.Module):
@@ -128,6 +188,10 @@ def load_views(scene: Scene, features: dict, ids: list[int], scale: float = 1.0,
     return Views(list(ids), imgs.to(device), feats.to(device), None if m is None else m.to(device),
                  s.viewmats(ids).to(device), s.Ks(ids).to(device), w, h)
 
+def training_views(scene: Scene, cfg: LiftConfig) -> list[int]:
+    "The views a lift fits: every view (the official loader's `frames` + `test_frames`), or `scene.train` with `holdout`."
+    return list(scene.train) if cfg.holdout else sorted(set(scene.train) | set(scene.test))
+
 # %% ../nbs/05_lift.ipynb #d6b5c001
 def scene_scale(scene: Scene) -> float:
     "3DGS' scene extent: 1.1 x the largest distance of a camera centre from their mean."
@@ -139,33 +203,44 @@ def init_splats(scene: Scene, cfg: LiftConfig, device="cpu") -> nn.ParameterDict
     g = torch.Generator().manual_seed(cfg.seed)
     if scene.points is not None and len(scene.points):
         pts = torch.as_tensor(scene.points, dtype=torch.float32)
-        cols = torch.as_tensor(scene.point_colors if scene.point_colors is not None else np.full((len(pts), 3), 128), dtype=torch.float32) / 255
-        if len(pts) > cfg.max_init_points:
+        cols = scene.point_colors if scene.point_colors is not None else np.full((len(pts), 3), 128)
+        cols = torch.as_tensor(cols, dtype=torch.float32) / 255
+        if cfg.max_init_points is not None and len(pts) > cfg.max_init_points:
             keep = torch.randperm(len(pts), generator=g)[:cfg.max_init_points]; pts, cols = pts[keep], cols[keep]
     else:
         lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in scene.bounds())
         pad = 0.5 * (hi - lo).clamp(min=1.0)
         pts = lo - pad + torch.rand(cfg.random_init, 3, generator=g) * (hi - lo + 2 * pad)
         cols = torch.rand(cfg.random_init, 3, generator=g)
-    splats = splats_from_points(pts, cols, feature_dim=cfg.feature_dim, sh_degree=cfg.sh_degree, seed=cfg.seed)
+    std = 0.0 if cfg.feature_init == "zeros" else 0.01
+    splats = splats_from_points(pts, cols, feature_dim=cfg.feature_dim, sh_degree=cfg.sh_degree, seed=cfg.seed,
+                                feature_std=std)
     return nn.ParameterDict({k: nn.Parameter(v.to(device)) for k, v in splats.items()})
+
+def _adam(params, lr: float, batch: int) -> torch.optim.Adam:
+    "3DGS' Adam (eps 1e-15), with gsplat's scaling of lr, eps and betas for `batch` views a step."
+    return torch.optim.Adam(params, lr=lr * math.sqrt(batch), eps=1e-15 / math.sqrt(batch),
+                            betas=(1 - batch * (1 - 0.9), 1 - batch * (1 - 0.999)))
 
 def make_optimizers(splats: nn.ParameterDict, cfg: LiftConfig, scale: float) -> dict:
     "One Adam per parameter (gsplat's strategies replace rows of each), learning rates as in 3DGS."
     lrs = dict(means=cfg.lr_means * scale, quats=cfg.lr_quats, scales=cfg.lr_scales, opacities=cfg.lr_opacities,
                sh0=cfg.lr_sh0, shN=cfg.lr_shN, features=cfg.lr_features)
-    # batch_views > 1: scale lr by sqrt(batch) and Adam's betas like gsplat's trainer
-    b = cfg.batch_views
-    return {k: torch.optim.Adam([{"params": splats[k], "lr": lrs[k] * math.sqrt(b), "name": k}], eps=1e-15 / math.sqrt(b),
-                                betas=(1 - b * (1 - 0.9), 1 - b * (1 - 0.999))) for k in splats.keys()}
+    return {k: _adam([{"params": splats[k], "lr": lrs[k], "name": k}], lrs[k], cfg.batch_views) for k in splats.keys()}
+
+def make_decoder(cfg: LiftConfig, out_dim: int, device="cpu") -> tuple[FeatureDecoder, torch.optim.Adam]:
+    "The decoder to the backbone width `out_dim` and its Adam (the official code's settings: lr_decoder, eps 1e-15)."
+    dec = FeatureDecoder(cfg.feature_dim, out_dim, 3 if cfg.decoder == "conv3x3" else 0).to(device)
+    params = list(dec.parameters()) or [torch.zeros(1, requires_grad=True)]   # the identity decoder has none
+    return dec, torch.optim.Adam(params, lr=cfg.lr_decoder, eps=1e-15)
 
 def make_strategy(cfg: LiftConfig):
     "gsplat's densification strategy for `cfg.strategy` (None for 'none')."
     from gsplat.strategy import DefaultStrategy, MCMCStrategy
     if cfg.strategy == "default":
         return DefaultStrategy(refine_start_iter=cfg.refine_start, refine_stop_iter=cfg.refine_stop,
-                               refine_every=cfg.refine_every, reset_every=cfg.reset_every, grow_grad2d=cfg.grow_grad2d,
-                               verbose=False)
+                               refine_every=cfg.refine_every, reset_every=cfg.reset_every or 10**9,
+                               grow_grad2d=cfg.grow_grad2d, verbose=False)
     if cfg.strategy == "mcmc":
         return MCMCStrategy(cap_max=cfg.cap_max, refine_start_iter=cfg.refine_start, refine_stop_iter=cfg.refine_stop,
                             refine_every=cfg.refine_every, verbose=False)
@@ -173,52 +248,86 @@ def make_strategy(cfg: LiftConfig):
     raise ValueError(f"unknown densification strategy {cfg.strategy!r}: use 'default', 'mcmc' or 'none'")
 
 # %% ../nbs/05_lift.ipynb #145d73d2
+def _masked(pred, target, m, mode: str):
+    "(L1, target for SSIM) with the mask `m` (1 = use) applied the official way or by exclusion."
+    if mode == "substitute":
+        target = target * m + pred.detach() * (1 - m)
+        return (pred - target).abs().mean(), target
+    return (pred - target).abs().mul(m).sum() / (m.sum() * pred.shape[1]).clamp(min=1), target
+
 def step_loss(splats, decoder: FeatureDecoder, views: Views, idx: torch.Tensor, cfg: LiftConfig, sh_degree: int):
-    "Render views `idx`, return (total loss, parts dict, gsplat info) for one optimisation step."
+    "Render views `idx`: (total loss, {'colour', 'feature'} detached, gsplat info) for one optimisation step."
     out = render(splats, views.viewmats[idx], views.Ks[idx], views.width, views.height, sh_degree=sh_degree,
-                 features=True, backend=cfg.backend)
+                 features=True, backend=cfg.backend, near=cfg.near_plane, feature_grad_geometry=cfg.feature_grad_geometry)
     rgb = out.rgb.permute(0, 3, 1, 2)                         # (B, 3, H, W)
     gt = views.images[idx].float() / 255
     feats = decoder(out.features.permute(0, 3, 1, 2))          # (B, C, H, W)
     target = F.interpolate(views.features[idx].float(), size=feats.shape[-2:], mode="bilinear", align_corners=False)
     if views.masks is not None:
         m = views.masks[idx].float()
-        rgb, gt = rgb * m, gt * m
-        l1_c = (rgb - gt).abs().sum() / (m.sum() * 3).clamp(min=1)
-        l1_f = ((feats - target).abs() * m).sum() / (m.sum() * feats.shape[1]).clamp(min=1)
+        if cfg.mask_mode == "exclude": rgb, gt = rgb * m, gt * m
+        l1_c, gt = _masked(rgb, gt, m, cfg.mask_mode)
+        l1_f, _ = _masked(feats, target, m, cfg.mask_mode)
     else:
         l1_c, l1_f = (rgb - gt).abs().mean(), (feats - target).abs().mean()
     colour = (1 - cfg.lambda_dssim) * l1_c + cfg.lambda_dssim * (1 - ssim(rgb, gt))
     loss = colour + cfg.feature_weight * l1_f
-    return loss, dict(loss=loss.item(), colour=colour.item(), feature=l1_f.item()), out.info
+    return loss, dict(colour=colour.detach(), feature=l1_f.detach()), out.info
+
+# %% ../nbs/05_lift.ipynb #38a4a75b
+def means_lr(cfg: LiftConfig, scale: float, step: int) -> float:
+    "The position learning rate at `step`: lr_means → lr_means_final exponentially over `iterations`, times the scale."
+    t = step / max(cfg.iterations, 1)
+    lr = math.exp((1 - t) * math.log(cfg.lr_means) + t * math.log(cfg.lr_means_final))
+    return lr * scale * math.sqrt(cfg.batch_views)
+
+def densify(strategy, cfg: LiftConfig, splats, optimizers: dict, state: dict, step: int, info: dict):
+    "The strategy's step after the optimisers' (grow, split, prune; MCMC relocation), plus the opacity reset."
+    if strategy is None: return
+    if cfg.strategy == "mcmc":
+        strategy.step_post_backward(splats, optimizers, state, step, info, lr=optimizers["means"].param_groups[0]["lr"])
+        return
+    strategy.step_post_backward(splats, optimizers, state, step, info, packed=False)
+    if cfg.reset_every: reset_opacities(strategy, splats, optimizers, state, step)
 
 # %% ../nbs/05_lift.ipynb #3eb9173a
-def _atomic_save(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp); os.replace(tmp, path)
+def features_record(features: dict,  # {view name: (C, h, w)}; may carry the cache's record as `.provenance`
+                    backbone=None,   # the backbone that made them, if known
+                    long_side: int | None = None, # the long side they were extracted at (None: full resolution)
+                   ) -> dict:
+    "What made the 2D features: the feature cache's record, else the backbone's name and weights, else their digest."
+    rec = getattr(features, "provenance", None)
+    if isinstance(rec, dict): return rec
+    if backbone is not None:
+        return dict(backbone=getattr(backbone, "name", type(backbone).__name__), weights=weights_digest(backbone),
+                    long_side=long_side)
+    return dict(digest=weights_digest({str(k): torch.as_tensor(v) for k, v in features.items()}))
 
-def _config_key(cfg: LiftConfig) -> dict:
-    "The settings a checkpoint must agree with to be resumed (all but the bookkeeping ones)."
-    d = asdict(cfg); [d.pop(k) for k in ("checkpoint_every", "backend")]
-    return d
+def lift_record(scene: Scene, cfg: LiftConfig, features: dict) -> dict:
+    "The provenance record of lifting `scene` with `cfg` from the 2D `features` (see `features_record`)."
+    return provenance(stage="lift", scene=scene_identity(scene), features=features_record(features),
+                      **result_settings(cfg))  # one part per setting, so a mismatch names the setting
 
-def save_checkpoint(path: Path, step: int, splats, decoder, optimizers: dict, dec_opt, strategy_state, cfg: LiftConfig,
-                    history: list, evals: list = (), seconds: float = 0.0):
-    "Write everything needed to resume at `step`, with the loss history, held-out curve and training seconds so far."
-    _atomic_save(dict(step=step, splats={k: v.detach() for k, v in splats.items()}, decoder=decoder.state_dict(),
-                      optimizers={k: o.state_dict() for k, o in optimizers.items()}, dec_opt=dec_opt.state_dict(),
-                      strategy_state=strategy_state, config=_config_key(cfg), history=history, evals=list(evals),
-                      seconds=seconds), path)
+def _rng_state(device) -> dict:
+    return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
 
-def load_checkpoint(path: Path, cfg: LiftConfig, device) -> dict:
-    "Read a checkpoint written with the same settings, or raise a clear error."
-    try: ck = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e: raise SceneError(path, f"checkpoint is corrupt or unreadable ({e}); delete it to start over") from e
-    if not isinstance(ck, dict) or "step" not in ck: raise SceneError(path, "not a fit3d lifting checkpoint")
-    if ck["config"] != _config_key(cfg):
-        diff = {k: (ck["config"].get(k), v) for k, v in _config_key(cfg).items() if ck["config"].get(k) != v}
-        raise SceneError(path, f"checkpoint was written with other settings {diff} (saved, requested); use the same settings or another output folder")
-    return ck
+def _set_rng_state(rng: dict, device):
+    torch.set_rng_state(rng["cpu"])
+    if rng.get("cuda") is not None and device.type == "cuda": torch.cuda.set_rng_state(rng["cuda"], device)
+
+def resume_state(path,               # the checkpoint (may not exist)
+                 record: dict,       # the lift's provenance record now
+                 on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint of other inputs: error, or start over
+                 device="cpu") -> dict | None:
+    "The checkpoint's state if it exists and matches `record`; None to start from scratch; else `ArtifactError`."
+    path = Path(path)
+    if not path.exists(): return None
+    if on_mismatch == "recompute":
+        ck = load_torch(path, "lifting checkpoint", device)
+        if isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT and \
+           not check_provenance(path, ck.get("provenance"), record, "recompute", "lifting checkpoint"):
+            return None
+    return load_checkpoint(path, record, "lifting checkpoint", device)
 
 # %% ../nbs/05_lift.ipynb #cca407aa
 def _view_batch(step: int, n_views: int, batch: int, seed: int) -> torch.Tensor:
@@ -236,21 +345,38 @@ def pick_device(device=None) -> torch.device:
     if torch.cuda.is_available(): return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
-def _reset_opacities(strategy, splats, optimizers, state, step: int):
-    "3DGS' periodic opacity reset. gsplat 1.5.3's DefaultStrategy never does it: its test `step % n == 0 & step > 0` is always false."
-    from gsplat.strategy.ops import reset_opa
-    if 0 < step < strategy.refine_stop_iter and step % strategy.reset_every == 0:
-        reset_opa(params=splats, optimizers=optimizers, state=state, value=strategy.prune_opa * 2.0)
+@dataclass
+class Trainer:
+    "What a lift updates: the Gaussians, the decoder, their optimisers and the densification state."
+    splats: nn.ParameterDict
+    decoder: FeatureDecoder
+    optimizers: dict             # one Adam per Gaussian parameter
+    dec_opt: torch.optim.Adam
+    strategy: object             # a gsplat strategy, or None
+    state: dict                  # the strategy's state
+    scale: float                 # the scene's extent
+
+def train_step(t: Trainer, views: Views, step: int, cfg: LiftConfig, where: str = "lift", kept=None) -> dict:
+    "One optimisation step; returns the loss parts (tensors). Raises `NonFiniteLoss` before touching anything."
+    idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(views.images.device)
+    loss, parts, info = step_loss(t.splats, t.decoder, views, idx, cfg, min(step // cfg.sh_degree_interval, cfg.sh_degree))
+    check_finite(loss, f"{where} step {step}", kept)
+    if t.strategy is not None: t.strategy.step_pre_backward(t.splats, t.optimizers, t.state, step, info)
+    loss.backward()
+    t.optimizers["means"].param_groups[0]["lr"] = means_lr(cfg, t.scale, step)
+    for o in [*t.optimizers.values(), t.dec_opt]: o.step(); o.zero_grad(set_to_none=True)
+    densify(t.strategy, cfg, t.splats, t.optimizers, t.state, step, info)
+    return parts
 
 @dataclass
 class Lifted:
     "A lifted scene: Gaussians with features, the decoder, and what produced them."
     splats: dict                 # gsplat trainer dict incl. `features`
     decoder: FeatureDecoder      # rendered features -> backbone width
-    meta: dict = field(default_factory=dict)  # config, scene path, metrics, timings
+    meta: dict = field(default_factory=dict)  # config, provenance, scene path, metrics, timings
 
 # %% ../nbs/05_lift.ipynb #c5c90240
-def lift(scene: Scene,                 # the scene (train views are fitted, test views only evaluated)
+def lift(scene: Scene,                 # the scene (see `training_views`; `scene.test` is evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
          cfg: LiftConfig | None = None, # settings (reference defaults)
          out_dir=None,                 # where checkpoints go (resume from there); None = no checkpoints
@@ -258,92 +384,91 @@ def lift(scene: Scene,                 # the scene (train views are fitted, test
          progress: bool = True,        # show a progress bar with the losses
          callback=None,                # called as callback(step, splats) after every step (e.g. a live viewer)
          max_steps: int | None = None, # stop after this step (the schedule still spans cfg.iterations): time-boxed runs
-         eval_every: int = 0,          # evaluate on the held-out views every n steps (0 = never): a fidelity-vs-time curve
+         eval_every: int | None = None, # evaluate on `scene.test` every n steps (None: never): fidelity against time
+         record: dict | None = None,   # the provenance record (default: `lift_record(scene, cfg, features)`)
+         on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint made from other inputs
         ) -> Lifted:
     "Fit feature Gaussians to the training views of `scene` and their 2D `features`."
     cfg, device = cfg or LiftConfig(), pick_device(device)
     if device.type != "cuda" and cfg.backend == "gsplat": raise ValueError("backend 'gsplat' needs CUDA tensors")
-    if not scene.train: raise SceneError(scene.root, "scene has no training views")
-    torch.manual_seed(cfg.seed)
-    views = load_views(scene, features, scene.train, cfg.render_scale, device)
-    scale = scene_scale(scene)
     if cfg.decoder not in ("conv3x3", "none"): raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'conv3x3' or 'none'")
+    train = training_views(scene, cfg)
+    if not train: raise SceneError(scene.root, "scene has no training views")
+    record = record or lift_record(scene, cfg, features)
+    torch.manual_seed(cfg.seed)
+    views = load_views(scene, features, train, cfg.render_scale, device)
     if cfg.decoder == "none": cfg = replace(cfg, feature_dim=views.features.shape[1])
-    splats = init_splats(scene, cfg, device)
-    decoder = FeatureDecoder(cfg.feature_dim, views.features.shape[1], 3 if cfg.decoder == "conv3x3" else 0).to(device)
-    optimizers = make_optimizers(splats, cfg, scale)
-    dec_opt = torch.optim.Adam(list(decoder.parameters()) or [torch.zeros(1, requires_grad=True)], lr=cfg.lr_decoder)
-    strategy = make_strategy(cfg)
-    state = strategy.initialize_state(scene_scale=scale) if strategy is not None else {}
-    if strategy is not None: strategy.check_sanity(splats, optimizers)
+    splats, scale = init_splats(scene, cfg, device), scene_scale(scene)
+    decoder, dec_opt = make_decoder(cfg, views.features.shape[1], device)
+    t = Trainer(splats, decoder, make_optimizers(splats, cfg, scale), dec_opt, make_strategy(cfg), {}, scale)
+    if t.strategy is not None:
+        t.state = t.strategy.initialize_state(scene_scale=scale); t.strategy.check_sanity(splats, t.optimizers)
     start, history, evals, before = 0, [], [], 0.0  # `before`: training seconds of the runs this one resumes
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
-    if ckpt is not None: ckpt.parent.mkdir(parents=True, exist_ok=True)
-    if ckpt is not None and ckpt.exists():
-        ck = load_checkpoint(ckpt, cfg, device)
+    ck = resume_state(ckpt, record, on_mismatch, device) if ckpt is not None else None
+    if ck is not None:
         for k, v in ck["splats"].items(): splats[k] = nn.Parameter(v)
-        optimizers = make_optimizers(splats, cfg, scale)
-        for k, o in optimizers.items(): o.load_state_dict(ck["optimizers"][k])
-        decoder.load_state_dict(ck["decoder"]); dec_opt.load_state_dict(ck["dec_opt"])
-        state, start, history = ck["strategy_state"], ck["step"], ck["history"]
-        evals, before = ck.get("evals", []), ck.get("seconds", 0.0)
-    gamma = (cfg.lr_means_final / cfg.lr_means) ** (1 / max(cfg.iterations, 1))
-    base_lr = optimizers["means"].param_groups[0]["lr"] / (gamma ** start) if start else optimizers["means"].param_groups[0]["lr"]
+        t.optimizers = make_optimizers(splats, cfg, scale)
+        for k, o in t.optimizers.items(): o.load_state_dict(ck["optimizers"][k])
+        decoder.load_state_dict(ck["decoder"]); dec_opt.load_state_dict(ck["dec_opt"]); _set_rng_state(ck["rng"], device)
+        t.state, start, history, evals, before = ck["strategy_state"], ck["step"], ck["history"], ck["evals"], ck["seconds"]
     end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
     t0, t_eval = time.perf_counter(), 0.0
     spent = lambda: before + time.perf_counter() - t0 - t_eval  # training seconds, held-out evaluations excluded
     for step in bar:
-        idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(device)
-        sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-        loss, parts, info = step_loss(splats, decoder, views, idx, cfg, sh_degree)
-        if strategy is not None: strategy.step_pre_backward(splats, optimizers, state, step, info)
-        loss.backward()
-        for o in [*optimizers.values(), dec_opt]: o.step(); o.zero_grad(set_to_none=True)
-        optimizers["means"].param_groups[0]["lr"] = base_lr * gamma ** (step + 1)
-        if strategy is not None:
-            kw = dict(lr=optimizers["means"].param_groups[0]["lr"]) if cfg.strategy == "mcmc" else dict(packed=False)
-            strategy.step_post_backward(splats, optimizers, state, step, info, **kw)
-            if cfg.strategy == "default": _reset_opacities(strategy, splats, optimizers, state, step)
+        parts = train_step(t, views, step, cfg, f"lift {scene.name}", ckpt)
         if step % 10 == 0 or step == end - 1:
-            history.append(dict(step=step, n=len(splats["means"]), **parts))
+            parts = {k: v.item() for k, v in parts.items()}
+            loss = parts["colour"] + cfg.feature_weight * parts["feature"]
+            history.append(dict(step=step, n=len(splats["means"]), loss=loss, **parts))
             bar.set_postfix(colour=f"{parts['colour']:.3f}", feature=f"{parts['feature']:.3f}", n=len(splats["means"]))
         if callback is not None: callback(step, splats)
         if eval_every and scene.test and (step + 1) % eval_every == 0:
             te = time.perf_counter()
-            m = evaluate(Lifted(splats, decoder), scene, features, scale=cfg.render_scale, device=device)
+            now = Lifted(splats, decoder, dict(config=asdict(cfg)))
+            m = evaluate(now, scene, features, scale=cfg.render_scale, device=device)
             t_eval += time.perf_counter() - te
             evals.append(dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
             e = evals[-1]
-            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, held-out PSNR {e['psnr']:.2f}, "
+            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, PSNR {e['psnr']:.2f}, "
                        f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
-            save_checkpoint(ckpt, step + 1, splats, decoder, optimizers, dec_opt, state, cfg, history, evals, spent())
+            save_checkpoint(ckpt, dict(step=step + 1, splats={k: v.detach() for k, v in splats.items()},
+                                       decoder=decoder.state_dict(), dec_opt=dec_opt.state_dict(),
+                                       optimizers={k: o.state_dict() for k, o in t.optimizers.items()},
+                                       strategy_state=t.state, rng=_rng_state(device), history=history, evals=evals,
+                                       seconds=spent()), record)
     if device.type == "cuda": torch.cuda.synchronize(device)
-    meta = dict(config=asdict(cfg), scene=str(Path(scene.root).resolve()) if scene.root else None, scene_name=scene.name,
-                seconds=spent(), resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
-                backbone_dim=views.features.shape[1], history=history)
+    meta = dict(config=asdict(cfg), provenance=record, scene=str(Path(scene.root).resolve()) if scene.root else None,
+                scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(), resumed_from=start,
+                steps=end, evals=evals, n_gaussians=len(splats["means"]), backbone_dim=views.features.shape[1],
+                history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #76d4132e
 def save_lifted(lifted: Lifted, out_dir) -> Path:
-    "Write `lifted` to `out_dir` (gaussians.ply, decoder.pt, then lift.json) and drop the checkpoint."
+    "Write `lifted` to `out_dir` (gaussians.ply, decoder.pt, then lift.json), each atomically, and drop the checkpoint."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    write_splats_ply(out / "gaussians.ply", lifted.splats)
+    atomic_write(out / "gaussians.ply", lambda tmp: write_splats_ply(tmp, lifted.splats))
     conv, dim = lifted.decoder.conv, lifted.splats["features"].shape[1]
-    _atomic_save(dict(weight=None if conv is None else conv.weight.detach().cpu(), feature_dim=dim,
-                      out_dim=dim if conv is None else conv.out_channels), out / "decoder.pt")
-    tmp = out / "lift.json.tmp"; tmp.write_text(json.dumps(lifted.meta, indent=1, default=str)); os.replace(tmp, out / "lift.json")
+    save_torch(out / "decoder.pt", dict(weight=None if conv is None else conv.weight.detach().cpu(), feature_dim=dim,
+                                        out_dim=dim if conv is None else conv.out_channels))
+    write_json(out / "lift.json", lifted.meta)
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return out
 
 def load_lifted(folder, device="cpu") -> Lifted:
-    "Read a lifted scene written by `save_lifted`."
+    "Read a lifted scene written by `save_lifted`; errors name the file and the problem."
     folder = Path(folder)
     if not (folder / "lift.json").exists(): raise SceneError(folder, "not a lifted scene (no lift.json): lifting unfinished or wrong folder")
-    meta = json.loads((folder / "lift.json").read_text())
+    meta = read_json(folder / "lift.json", "lift.json")
+    if not isinstance(meta, dict):
+        raise ArtifactError(folder / "lift.json", f"lift.json holds a {type(meta).__name__}, not a record")
     splats = {k: v.to(device) for k, v in read_splats_ply(folder / "gaussians.ply").items()}
-    d = torch.load(folder / "decoder.pt", map_location=device)
+    d = load_torch(folder / "decoder.pt", "decoder", device)
+    if not isinstance(d, dict) or not {"weight", "feature_dim", "out_dim"} <= set(d):
+        raise ArtifactError(folder / "decoder.pt", "not a fit3d decoder (expected weight, feature_dim, out_dim)")
     decoder = FeatureDecoder(d["feature_dim"], d["out_dim"], 0 if d["weight"] is None else d["weight"].shape[-1]).to(device)
     if d["weight"] is not None: decoder.conv.weight.data.copy_(d["weight"])
     return Lifted(splats, decoder.eval(), meta)
@@ -355,11 +480,12 @@ def render_features(lifted: Lifted, scene: Scene, ids, scale: float = 1.0, size=
     device = pick_device(device)
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     splats = {k: v.to(device) for k, v in lifted.splats.items()}
-    dec = lifted.decoder.to(device)
+    dec, near = lifted.decoder.to(device), (lifted.meta.get("config") or {}).get("near_plane", 0.01)
     rgbs, feats, depths, alphas = [], [], [], []
     for i in ids:
         c = s.cameras[i]
-        out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, sh_degree=sh_degree, features=True, backend=backend)
+        out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, sh_degree=sh_degree,
+                     features=True, backend=backend, near=near)
         f = dec(out.features.permute(0, 3, 1, 2))
         if size is not None: f = F.interpolate(f, size=size, mode="bilinear", align_corners=False, antialias=True)
         rgbs.append(out.rgb.permute(0, 3, 1, 2)); feats.append(f)
@@ -408,10 +534,12 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
                       backbone: str,      # the backbone's name
                       patch_size: int,    # its patch size
                       scale: float = 1.0, # render resolution relative to the images
-                      ids=None, device=None) -> Path:
+                      ids=None,           # views to render (default: those it was lifted from)
+                      device=None) -> Path:
     "Render, decode and write Stage II targets (and alpha masks) for the training views of `scene`."
     from fit3d.finetune import write_targets
-    ids = scene.train if ids is None else ids
+    if ids is None:  # the views the scene was lifted from: all of them unless some were held out
+        ids = scene.train if lifted.meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
     targets, masks, grids = {}, {}, set()
     for i in ids:
         name = scene.cameras[i].name
@@ -426,7 +554,7 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
 
 # %% ../nbs/05_lift.ipynb #f3c8c3cb
 def lift_picture(lifted: Lifted, scene: Scene, features: dict, i: int | None = None, height: int = 120, device=None):
-    "PIL image: view `i` (default: the first held-out view) | render | 2D feature PCA | rendered feature PCA."
+    "PIL image: view `i` (default: the first test view) | render | 2D feature PCA | rendered feature PCA."
     from PIL import Image
     from fit3d.features import fit_pca
     i = (scene.test or scene.train)[0] if i is None else i
@@ -441,21 +569,40 @@ def lift_picture(lifted: Lifted, scene: Scene, features: dict, i: int | None = N
     for k, im in enumerate(ims): grid.paste(im, (k * (size[0] + 4), 0))
     return grid
 
-def plot_history(history: list, title: str = ""):
-    "Plotly figure of the colour and feature losses (and the number of Gaussians) over the steps."
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("colour loss", "feature L1", "Gaussians"))
-    x = [r["step"] for r in history]
-    for col, key in ((1, "colour"), (2, "feature"), (3, "n")):
-        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in history], name=key), 1, col)
-    fig.update_layout(height=280, showlegend=False, title=title, margin=dict(l=30, r=10, t=50, b=30))
-    return fig
+def plot_history(history: list,          # `lifted.meta["history"]`
+                 title: str = "",        # drawn above the panels
+                 size: tuple = (220, 140), # one panel's width and height in pixels
+                ):
+    "PIL image of the colour loss, the feature L1 and the number of Gaussians against the step (three panels)."
+    from PIL import Image, ImageDraw
+    keys, (w, h), pad = ("colour", "feature", "n"), size, 28
+    im = Image.new("RGB", (3 * w, h + 16), "white"); d = ImageDraw.Draw(im)
+    d.text((4, 2), title, fill="black")
+    x = np.array([r["step"] for r in history], float)
+    for p, key in enumerate(keys):
+        y = np.array([r[key] for r in history], float)
+        x0, y0, x1, y1 = p * w + pad, 16 + 14, (p + 1) * w - 6, 16 + h - 16
+        d.rectangle((x0, y0, x1, y1), outline="grey")
+        lo, hi = float(y.min()), float(y.max()) if y.max() > y.min() else float(y.min()) + 1
+        sx = lambda v: x0 + (v - x[0]) / max(x[-1] - x[0], 1) * (x1 - x0)
+        sy = lambda v: y1 - (v - lo) / (hi - lo) * (y1 - y0)
+        d.line([(sx(a), sy(b)) for a, b in zip(x, y)], fill=(31, 119, 180), width=2)
+        d.text((x0, 16), f"{'Gaussians' if key == 'n' else key + ' loss'}  {y[0]:.4g} -> {y[-1]:.4g}", fill="black")
+        d.text((x0, y1 + 2), f"step {int(x[0])}", fill="grey"); d.text((x1 - 60, y1 + 2), f"{int(x[-1])}", fill="grey")
+    return im
 
 # %% ../nbs/05_lift.ipynb #18a7425d
 def rank_and_world() -> tuple[int, int]:
     "This process' rank and the number of processes (torchrun's RANK/WORLD_SIZE; 0, 1 when run alone)."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+def _finished(out: Path, record: dict) -> bool:
+    "Whether `out` holds a finished lift made from the inputs of `record` (else it is redone, saying why)."
+    if not (out / "lift.json").exists(): return False
+    try: saved = read_json(out / "lift.json", "lift.json")
+    except SceneError as e: print(f"{e}; lifting again"); return False
+    return check_provenance(out / "lift.json", saved.get("provenance") if isinstance(saved, dict) else None, record,
+                            "recompute", "lifted scene")
 
 def lift_scenes(scene_paths: list,        # scene folders / transforms files, in a fixed order
                 out_root,                 # one sub-folder per scene is written here
@@ -467,8 +614,8 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
                 callback=None,            # passed to `lift` (e.g. a `fit3d.viewer.LiveViewer`)
                 downscale: float = 1.0,   # read the images downscaled by this factor (ScanNet++ in the paper: 2)
                ) -> list[Path]:
-    "Lift this rank's share of `scene_paths`, skipping finished scenes and resuming an interrupted one."
-    rank, world = rank_and_world()
+    "Lift this rank's share of `scene_paths`, reusing finished scenes made from the same inputs, resuming others."
+    cfg, (rank, world) = cfg or LiftConfig(), rank_and_world()
     scenes = {p: read_scene(p, check_files=False) for p in scene_paths}  # cameras only: names for every rank
     names = [s.name for s in scenes.values()]
     if len(set(names)) != len(names):
@@ -477,13 +624,16 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
     for p in list(scene_paths)[rank::world]:
         scene = scenes[p]
         out = Path(out_root) / scene.name
-        if (out / "lift.json").exists(): done.append(out); continue
         validate(scene)  # the files, checked only for scenes this rank lifts
         if downscale != 1: scene = scene.downscaled(downscale)
-        out.mkdir(parents=True, exist_ok=True)
         feats = features_fn(scene)
-        lifted = lift(scene, feats, cfg, out_dir=out, device=device, progress=progress, callback=callback)
-        lifted.meta["metrics"] = evaluate(lifted, scene, feats, scale=(cfg or LiftConfig()).render_scale, device=device, multiview=True)
+        record = lift_record(scene, cfg, feats)
+        if _finished(out, record): done.append(out); continue
+        out.mkdir(parents=True, exist_ok=True)
+        lifted = lift(scene, feats, cfg, out_dir=out, device=device, progress=progress, callback=callback,
+                      record=record, on_mismatch="recompute")
+        metrics = evaluate(lifted, scene, feats, scale=cfg.render_scale, device=device, multiview=True)
+        lifted.meta["metrics"] = metrics | dict(held_out=cfg.holdout)   # False: the test views were trained on too
         if on_done is not None: on_done(scene, lifted, out)
         done.append(save_lifted(lifted, out))
     return done

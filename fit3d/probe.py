@@ -1,6 +1,31 @@
-"""Semantic segmentation and monocular depth from a linear head on frozen (cached) dense features, with one
-protocol for every backbone: the head, optimiser, schedule, augmentation and metrics of DINOv2's linear
-evaluation, which FiT3D reuses.
+"""Semantic segmentation and monocular depth from a linear head on dense features, with one protocol for every
+backbone: the head, optimiser, schedule, losses and metrics of DINOv2's linear evaluation, which FiT3D reuses.
+
+A probe answers one question: how much of a task can a *linear* map read off the features? The head is kept
+deliberately weak so that the number measures the features, not the head. Everything here takes dense features
+as tensors, `(N, C, h, w)` (or a list of `(C, h, w)` maps of different sizes), and targets at label resolution:
+labels `(N, H, W)` int64 with `-1` = ignore, depth `(N, H, W)` in metres with `0` = unknown. This chapter is
+the head, the losses, the metrics and the training loop; `fit3d.protocol` (next chapter) adds what happens to
+images before the backbone: the official augmentations, sliding-window inference, the four feature sets of a
+results table and the paper's numbers.
+
+**What the reference does (read from the FiT3D/DINOv2 configs), and what we do.**
+
+| | reference (FiT3D = DINOv2 linear, mmseg 0.27 / Monocular-Depth-Estimation-Toolbox) | here |
+|---|---|---|
+| seg input | last layer's patch tokens **after** the final norm | the same (`Backbone(images)`) |
+| seg head | SyncBN + 1x1 conv; logits bilinearly upsampled to the label size | BatchNorm2d + 1x1 conv (BN optional: `batchnorm`) |
+| seg loss | cross-entropy, ignore 255, **averaged over all pixels**, ignored ones included (`avg_non_ignore=False`) | the same (`avg_non_ignore=False`; `True` averages over labelled pixels) |
+| seg optimiser | AdamW lr 1e-3, wd 1e-4; linear warm-up 1500 it from 1e-6·lr, then poly (power 1) to 0; 40k it, batch 16 | the same (`ProbeConfig` defaults) |
+| depth input | last layer's tokens **without** the final norm (`final_norm=False`) + the original model's CLS token broadcast and concatenated (1152 channels for ViT-S + FiT3D) | the same (`fit3d.protocol.feature_sets(..., task="depth")`) |
+| depth head | features upsampled x4, no BN, 1x1 conv to 256 uniform bins in [1e-3, max], ReLU + 0.1 then normalised ("linear" norm, AdaBins), depth = Σ p·bin | the same (`DepthProbeConfig`); plain regression (`head="regression"`) and softmax norm as options |
+| depth loss | SigLoss (λ = 0.15, first 100 it mean term only) + 0.5 · GradientLoss, which differences the batch and channel axes and so is **exactly 0** at 2 images per GPU | SigLoss only (`grad_loss=0`); `grad_loss=0.5` adds a working spatial gradient loss |
+| depth optimiser | AdamW lr 1e-4, wd 1e-2, grad-clip 35; linear warm-up 12.8k it from 1e-3·lr, then cosine; **OneCycle momentum** (β1 0.95 → 0.85 → 0.95); 38.4k it, batch 16 | the same (`onecycle_momentum=True`) |
+| depth range | ScanNet++ 20 m; NYU/ScanNet 10 m; KITTI 80 m | `max_depth` (default 10; `fit3d.protocol.DEPTH_PRESETS` per data set) |
+| depth metrics | per image over min_depth < gt < max_depth (and a crop), prediction clamped to [min, max], then averaged over images | the same; median scaling off by default |
+| augmentation, inference | on images, before the backbone: see `fit3d.protocol` | `protocol="official"` there; `protocol="quick"` caches features once and flips them |
+
+A non-finite loss stops training at once with a message naming the probe and the step (`fit3d.store.check_finite`).
 
 Docs: https://fit3d.github.io/fit3d/probe.html.md"""
 
@@ -18,11 +43,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .store import check_finite
+
 # %% auto #0
-__all__ = ['ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'SegHead', 'DepthHead', 'seg_loss', 'sig_loss', 'gradient_loss',
-           'confusion_matrix', 'seg_metrics', 'depth_metrics', 'eval_crop', 'train_seg_probe', 'train_depth_probe',
-           'eval_seg_probe', 'eval_depth_probe', 'toy_seg_data', 'toy_depth_data', 'concat_cls', 'cache_features',
-           'probe_segmentation', 'probe_depth']
+__all__ = ['ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead', 'seg_loss', 'sig_loss',
+           'gradient_loss', 'confusion_matrix', 'seg_metrics', 'depth_metrics', 'eval_crop', 'fit_heads', 'seg_loss_fn',
+           'depth_loss_fn', 'train_seg_probe', 'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe',
+           'toy_seg_data', 'toy_depth_data', 'concat_cls', 'cache_features', 'probe_segmentation', 'probe_depth']
 
 # %% ../nbs/07_probe.ipynb #87c1191f
 @dataclass
@@ -38,6 +65,8 @@ class ProbeConfig:
     grad_clip: float | None = None  # clip the gradient norm at this value; None = no clipping
     batchnorm: bool = True          # BatchNorm before the 1x1 conv (DINOv2's linear head)
     flip: bool = True               # random horizontal flip of features and targets together
+    avg_non_ignore: bool = False    # seg CE over labelled pixels only; False: over all pixels (mmseg 0.27, the reference)
+    onecycle_momentum: bool = False # cycle AdamW's beta1 0.95 -> 0.85 -> 0.95 (mmcv's OneCycle momentum, pct 0.3)
     seed: int = 0                   # seeds the head's initialisation, the batch order and the flips
     amp: bool = True                # bf16 autocast on CUDA (ignored on the CPU)
     device: str = "auto"            # "cuda", "cpu" or "auto" (CUDA when available)
@@ -58,9 +87,10 @@ class DepthProbeConfig(ProbeConfig):
     n_bins: int = 256               # uniform depth bins in [min_depth, max_depth]
     bins_norm: str = "linear"       # "linear" (ReLU + 0.1, normalised; AdaBins) or "softmax"
     min_depth: float = 1e-3         # metres
-    max_depth: float = 10.0         # metres (NYU/ScanNet 10, KITTI 80)
+    max_depth: float = 10.0         # metres (NYU/ScanNet 10, ScanNet++ 20, KITTI 80)
     upsample: int = 4               # features are bilinearly upsampled by this before the head
-    grad_loss: float = 0.5          # weight of the gradient loss (0 = SigLoss only)
+    grad_loss: float = 0.0          # weight of a working gradient loss (the reference's 0.5 x GradientLoss is 0 in effect)
+    onecycle_momentum: bool = True  # the reference's momentum_config = dict(policy="OneCycle")
     sig_warmup: int = 100           # first steps of SigLoss use only its mean term
 
 # %% ../nbs/07_probe.ipynb #446acdc1
@@ -75,6 +105,15 @@ def lr_factor(step: int,          # 0-based optimisation step
     w = int(round(cfg.warmup * cfg.iters))
     if step < w: f *= 1.0 - (1.0 - step / w) * (1.0 - cfg.warmup_ratio)
     return f
+
+def momentum_at(step: int,         # 0-based optimisation step
+                cfg: ProbeConfig,  # iterations
+                lo: float = 0.85, hi: float = 0.95, pct: float = 0.3, # mmcv OneCycleMomentumUpdaterHook's defaults
+               ) -> float:         # AdamW's beta1 at `step`
+    "mmcv's OneCycle momentum: cosine from `hi` down to `lo` over the first `pct` of the run, then back up to `hi`."
+    T = max(cfg.iters - 1, 1); k = max(float(pct * cfg.iters) - 1, 1.0)
+    cos = lambda a, b, t: b + (a - b) / 2 * (math.cos(math.pi * min(max(t, 0.0), 1.0)) + 1)
+    return cos(hi, lo, step / k) if step <= k else cos(lo, hi, (step - k) / max(T - k, 1))
 
 # %% ../nbs/07_probe.ipynb #33f67ab7
 class SegHead(nn.Module):
@@ -130,12 +169,14 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
 # %% ../nbs/07_probe.ipynb #b4ab026a
 def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
              labels: list[torch.Tensor], # (H, W) int64 per image, -1 = ignore
+             avg_non_ignore: bool = False, # average over labelled pixels; False: over all pixels (mmseg 0.27)
             ) -> torch.Tensor:
-    "Cross-entropy averaged over all labelled pixels of the batch."
+    "Cross-entropy of the batch, averaged over all its pixels (ignored ones add 0) or over the labelled ones."
     z = torch.cat([o.flatten(1).T for o in logits]).float()
     y = torch.cat([l.flatten() for l in labels]).long()
     if not (y >= 0).any(): return z.sum() * 0.0
-    return F.cross_entropy(z, y, ignore_index=-1)
+    if avg_non_ignore: return F.cross_entropy(z, y, ignore_index=-1)
+    return F.cross_entropy(z, y, ignore_index=-1, reduction="sum") / y.numel()
 
 def sig_loss(pred: torch.Tensor,   # predicted depth, any shape
              gt: torch.Tensor,     # ground-truth depth, same shape, 0 = unknown
@@ -236,37 +277,84 @@ def _check_pairs(feats: list, targets: list, what: str):
         if t.ndim != 2: raise ValueError(f"{what} {i} has shape {tuple(t.shape)}; expected (H, W)")
         if f.shape[0] != feats[0].shape[0]: raise ValueError(f"feature map {i} has {f.shape[0]} channels, map 0 has {feats[0].shape[0]}")
 
-def _fit(head: nn.Module, feats: list, targets: list, loss_fn: Callable, cfg: ProbeConfig,
-         feats_flipped: list | None = None, desc: str = "probe") -> nn.Module:
-    "Train `head` on (feature map, target) pairs with AdamW, the warm-up schedule, flips and bf16 autocast."
-    dev = _device(cfg); head.to(dev).train()
-    amp = cfg.amp and dev.type == "cuda"
+def fit_heads(heads: dict,           # name -> head; trained side by side on the same batches
+              batches: Callable,     # (step, generator, device) -> ({name: [(C, h, w) maps]}, [targets])
+              loss_fn: Callable,     # (outputs, targets, step) -> scalar loss
+              cfg: ProbeConfig,      # optimiser, schedule, device, seed
+              desc: str = "probe",   # progress label, and where a non-finite loss is reported
+             ) -> dict:              # the heads, trained, in eval mode, each with `.losses` [(step, loss)]
+    "Train heads with AdamW, the warm-up schedule (and OneCycle momentum), bf16 autocast; stop on a non-finite loss."
+    dev = _device(cfg); amp = cfg.amp and dev.type == "cuda"
     g = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    order, losses, n = torch.empty(0, dtype=torch.long), [], len(feats)
+    b1 = momentum_at(0, cfg) if cfg.onecycle_momentum else 0.9
+    opts = {k: torch.optim.AdamW(h.to(dev).train().parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(b1, 0.999))
+            for k, h in heads.items()}
+    scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg)) for k, o in opts.items()}
+    losses = {k: [] for k in heads}
     bar = tqdm(range(cfg.iters), desc=desc, disable=not cfg.progress, mininterval=1.0)
     for step in bar:
-        while len(order) < cfg.batch_size: order = torch.cat([order, torch.randperm(n, generator=g)])
-        idx, order = order[:cfg.batch_size].tolist(), order[cfg.batch_size:]
+        feats, targets = batches(step, g, dev)
+        for k, head in heads.items():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                outs = _forward(head, feats[k], [t.shape[-2:] for t in targets])
+            loss = loss_fn(outs, targets, step)
+            v = check_finite(loss, f"{desc}{'' if len(heads) == 1 else ' ' + k} step {step}")
+            opts[k].zero_grad(set_to_none=True); loss.backward()
+            if cfg.grad_clip: nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
+            if cfg.onecycle_momentum:
+                for pg in opts[k].param_groups: pg["betas"] = (momentum_at(step, cfg), pg["betas"][1])
+            opts[k].step(); scheds[k].step()
+            if step % 25 == 0 or step == cfg.iters - 1: losses[k].append((step, v))
+        if losses[k] and losses[k][-1][0] == step: bar.set_postfix(loss=f"{losses[k][-1][1]:.4f}")
+    for k, h in heads.items(): h.eval(); h.losses = losses[k]
+    return heads
+
+def _cached_batches(feats: list | dict, targets: list, cfg: ProbeConfig, feats_flipped: list | dict | None = None,
+                    name: str = "probe") -> Callable:
+    "Batches of cached (feature map, target) pairs: shuffled epochs, a random flip per sample (features of flipped images if given)."
+    if isinstance(feats, dict):  # several heads' inputs (rows of a table), one batch order
+        rows = {k: _cached_batches(v, targets, cfg, None if feats_flipped is None else feats_flipped[k], k) for k, v in feats.items()}
+        def batches(step, g, dev):
+            s = g.get_state(); out, ts = {}, None
+            for k, b in rows.items():
+                g.set_state(s); f, ts = b(step, g, dev); out.update(f)
+            return out, ts
+        return batches
+    state = dict(order=torch.empty(0, dtype=torch.long))
+    def batches(step, g, dev):
+        while len(state["order"]) < cfg.batch_size: state["order"] = torch.cat([state["order"], torch.randperm(len(feats), generator=g)])
+        idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
         flips = (torch.rand(len(idx), generator=g) < 0.5).tolist() if cfg.flip else [False] * len(idx)
         fs, ts = [], []
         for i, fl in zip(idx, flips):
             f, t = feats[i], targets[i]
             if fl: f, t = (feats_flipped[i] if feats_flipped is not None else f.flip(-1)), t.flip(-1)
             fs.append(f.to(dev, torch.float32, non_blocking=True)); ts.append(t.to(dev, non_blocking=True))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            outs = _forward(head, fs, [t.shape[-2:] for t in ts])
-        loss = loss_fn(outs, ts, step)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        if cfg.grad_clip: nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
-        opt.step(); sched.step()
-        if step % 25 == 0 or step == cfg.iters - 1:
-            losses.append((step, loss.item())); bar.set_postfix(loss=f"{losses[-1][1]:.4f}")
-    head.eval(); head.losses = losses  # (step, loss) pairs, for a loss curve
-    return head
+        return {name: fs}, ts
+    return batches
+
+def _fit(head: nn.Module, feats: list, targets: list, loss_fn: Callable, cfg: ProbeConfig,
+         feats_flipped: list | None = None, desc: str = "probe") -> nn.Module:
+    "Train one head on cached (feature map, target) pairs."
+    return fit_heads({"probe": head}, _cached_batches(feats, targets, cfg, feats_flipped), loss_fn, cfg, desc)["probe"]
 
 # %% ../nbs/07_probe.ipynb #d6fa2ced
+def seg_loss_fn(cfg: ProbeConfig) -> Callable:
+    "The segmentation loss `(outputs, labels, step) -> loss` that `cfg` asks for."
+    return lambda outs, labels, step: seg_loss(outs, labels, cfg.avg_non_ignore)
+
+def depth_loss_fn(cfg: DepthProbeConfig) -> Callable:
+    "The depth loss `(outputs, depths, step) -> loss`: SigLoss (mean term only at first) + `grad_loss` x gradient loss."
+    def loss(outs, gts, step):
+        gts = [t.float() for t in gts]
+        l = sig_loss(torch.cat([o.flatten() for o in outs]), torch.cat([t.flatten() for t in gts]), warmup=step < cfg.sig_warmup)
+        if cfg.grad_loss:
+            same = len({t.shape for t in gts}) == 1
+            gl = gradient_loss(torch.stack(outs)[:, 0], torch.stack(gts)) if same else sum(gradient_loss(o[0], t) for o, t in zip(outs, gts)) / len(outs)
+            l = l + cfg.grad_loss * gl
+        return l
+    return loss
+
 def train_seg_probe(train_feats,          # (N, C, h, w) tensor or list of (C, h, w) feature maps
                     train_labels,         # (N, H, W) int64 or list of (H, W); -1 = ignore
                     n_classes: int,       # number of classes (labels are 0..n_classes-1)
@@ -282,30 +370,22 @@ def train_seg_probe(train_feats,          # (N, C, h, w) tensor or list of (C, h
     torch.manual_seed(cfg.seed)
     head = SegHead(feats[0].shape[0], n_classes, cfg.batchnorm)
     flipped = _as_list(train_feats_flipped) if train_feats_flipped is not None else None
-    return _fit(head, feats, labels, lambda o, t, s: seg_loss(o, t), cfg, flipped, "seg probe")
+    return _fit(head, feats, labels, seg_loss_fn(cfg), cfg, flipped, "seg probe")
 
 def train_depth_probe(train_feats,        # (N, C, h, w) tensor or list of (C, h, w) feature maps
                       train_depths,       # (N, H, W) metres or list of (H, W); 0 = unknown
                       cfg: DepthProbeConfig | None = None, # training settings (default: the reference protocol, indoor)
                       train_feats_flipped=None, # features of the horizontally flipped images, if cached
                      ) -> DepthHead:
-    "Train a linear depth head (bins or regression) on frozen features with SigLoss + gradient loss."
+    "Train a linear depth head (bins or regression) on frozen features with SigLoss (+ the optional gradient loss)."
     cfg = cfg or DepthProbeConfig()
     if not isinstance(cfg, DepthProbeConfig): raise TypeError(f"train_depth_probe needs a DepthProbeConfig, got {type(cfg).__name__}")
     feats, depths = _as_list(train_feats), _as_list(train_depths)
     _check_pairs(feats, depths, "depth maps")
     torch.manual_seed(cfg.seed)
     head = DepthHead(feats[0].shape[0], cfg.n_bins, cfg.min_depth, cfg.max_depth, cfg.head, cfg.bins_norm, cfg.batchnorm, cfg.upsample)
-    def loss(outs, gts, step):
-        gts = [t.float() for t in gts]
-        l = sig_loss(torch.cat([o.flatten() for o in outs]), torch.cat([t.flatten() for t in gts]), warmup=step < cfg.sig_warmup)
-        if cfg.grad_loss:
-            same = len({t.shape for t in gts}) == 1
-            gl = gradient_loss(torch.stack(outs)[:, 0], torch.stack(gts)) if same else sum(gradient_loss(o[0], t) for o, t in zip(outs, gts)) / len(outs)
-            l = l + cfg.grad_loss * gl
-        return l
     flipped = _as_list(train_feats_flipped) if train_feats_flipped is not None else None
-    return _fit(head, feats, depths, loss, cfg, flipped, "depth probe")
+    return _fit(head, feats, depths, depth_loss_fn(cfg), cfg, flipped, "depth probe")
 
 # %% ../nbs/07_probe.ipynb #384f8012
 @torch.no_grad()

@@ -79,3 +79,28 @@ def test_unreadable_checkpoint(tmp_path):
     (tmp_path / "bad.pth").write_text("not weights")
     with pytest.raises(ValueError, match="bad.pth: cannot read weights"):
         load_backbone("tiny", checkpoint=tmp_path / "bad.pth", device="cpu")
+
+
+def test_proxy_model_by_name_offline(tmp_path):
+    "A proxy model loads by name from its weights file in a fresh offline process; without the file, the message names it."
+    from fit3d.features import PROXY_MODELS
+    spec = PROXY_MODELS["fit3d_tiny"]
+    m = timm.create_model(spec["timm_name"], num_classes=0, **spec["kwargs"])   # as fit3d.pretrain would save it
+    save_file({k: v.half() for k, v in m.state_dict().items()}, str(tmp_path / spec["file"]))
+    code = ("import torch; from fit3d.features import load_backbone, WeightsUnavailable\n"
+            "bb = load_backbone('fit3d_tiny', device='cpu')\n"
+            "with torch.no_grad(): f = bb(torch.rand(1, 3, 56, 70))\n"
+            "print(tuple(f.shape), bb.name)\n"
+            "import os; os.environ['FIT3D_WEIGHTS'] = '/nonexistent'\n"
+            "try: load_backbone('fit3d_small', device='cpu')\n"
+            "except WeightsUnavailable as e: print(str(e).splitlines()[0])")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FIT3D_WEIGHTS": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    lines = r.stdout.strip().splitlines()
+    assert lines[:1] == ["(1, 192, 4, 5) fit3d_tiny"], r.stderr[-2000:]
+    assert "/nonexistent/fit3d_small.safetensors does not exist" in lines[1]
+
+
+def test_unknown_backbone_lists_the_short_names():
+    with pytest.raises(ValueError, match=r"unknown backbone 'dinov9'.*dinov2_small.*tiny.*fit3d_small"):
+        load_backbone("dinov9", device="cpu")

@@ -19,7 +19,7 @@ def test_two_processes_match_one(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "two"
     assert (out / "log.jsonl").exists() and (out / "config.json").exists()
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 6
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["state"]["step"] == 6
     two = load_file(str(out / "finetuned.safetensors"))
     # the same global batches and the loss normaliser summed over processes: only float summation order differs
     worst = max((one[k] - two[k]).abs().max().item() for k in one)

@@ -56,3 +56,75 @@ def test_depth_probe_median_scaling_removes_global_scale():
     r = eval_depth_probe(head, fx, dx * 2, max_depth=20)          # ground truth twice as far
     rm = eval_depth_probe(head, fx, dx * 2, max_depth=20, median_scaling=True)
     assert rm["abs_rel"] < r["abs_rel"] / 3
+
+
+# --- the protocol (fit3d.protocol): rows, both protocols end to end, provenance of results ---
+from fit3d.features import load_backbone
+from fit3d.probe import SegHead, fit_heads, seg_loss_fn, _cached_batches
+from fit3d.protocol import (FeatureSets, SegAugment, DepthAugment, run_probes, toy_probe_samples, results_table,
+                            seg_augment, windows, PAPER)
+from fit3d.store import NonFiniteLoss
+
+
+def _pair():
+    orig, tuned = load_backbone("tiny", device="cpu"), load_backbone("tiny", device="cpu")
+    with torch.no_grad(): tuned.model.blocks[-1].mlp.fc2.weight.mul_(1.5)
+    return orig, tuned
+
+
+def test_rows_trained_together_equal_one_head_trained_alone():
+    "Several heads on one batch stream see exactly the batches (order, flips) a single head would see."
+    fx, lx = toy_seg_data(n=8, seed=0)
+    cfg = ProbeConfig(iters=20, batch_size=3, lr=1e-2, progress=False, device="cpu")
+    alone = train_seg_probe(fx, lx, 4, cfg)
+    torch.manual_seed(cfg.seed)
+    heads = {"a": SegHead(8, 4), "b": SegHead(16, 4)}
+    feats = {"a": list(fx), "b": [torch.cat([f, f]) for f in fx]}
+    fit_heads(heads, _cached_batches(feats, list(lx), cfg), seg_loss_fn(cfg), cfg)
+    torch.testing.assert_close(heads["a"].conv.weight, alone.conv.weight)
+
+
+def test_official_and_quick_protocols_run_end_to_end():
+    orig, tuned = _pair()
+    train, val = toy_probe_samples(4, 56, 70, seed=0), toy_probe_samples(2, 56, 70, seed=1)
+    scfg = ProbeConfig(iters=3, batch_size=2, progress=False, device="cpu")
+    dcfg = DepthProbeConfig(iters=3, batch_size=2, n_bins=16, upsample=1, progress=False, device="cpu")
+    seg_aug = SegAugment(scale=(112, 28), crop=(28, 42), stride=(20, 30), test_scale=(112, 28))
+    for protocol in ("official", "quick"):
+        s = run_probes(FeatureSets(orig, tuned, "seg"), train, val, scfg, protocol, n_classes=3, aug=seg_aug)
+        d = run_probes(FeatureSets(orig, tuned, "depth"), train, val, dcfg, protocol, aug=DepthAugment(crop=(42, 56)),
+                       flip_extract=True)
+        assert set(s) == {"original", "duplicated", "finetuned", "combined", "_seconds"}
+        assert all(0 <= s[r]["mIoU"] <= 1 and d[r]["rmse"] > 0 for r in ("original", "combined"))
+    with pytest.raises(ValueError, match="protocol is 'fast'"):
+        run_probes(FeatureSets(orig, tuned, "seg"), train, val, scfg, "fast", n_classes=3)
+    with pytest.raises(ValueError, match="needs n_classes"):
+        run_probes(FeatureSets(orig, tuned, "seg"), train, val, scfg)
+
+
+def test_non_finite_loss_stops_a_protocol_run():
+    orig, tuned = _pair()
+    with torch.no_grad(): tuned.model.blocks[0].mlp.fc2.bias.fill_(float("nan"))
+    train = toy_probe_samples(2, 56, 70, seed=0)
+    cfg = ProbeConfig(iters=2, batch_size=2, progress=False, device="cpu")
+    with pytest.raises(NonFiniteLoss, match="finetuned step 0: loss is nan"):
+        run_probes(FeatureSets(orig, tuned, "seg"), train, train, cfg, "quick", n_classes=3)
+
+
+def test_windows_cover_every_pixel_and_crops_pad_with_ignore():
+    for H, W in [(512, 683), (300, 1000), (600, 600)]:
+        cover = torch.zeros(H, W)
+        for y0, y1, x0, x1 in windows(H, W, (512, 512), (341, 341)): cover[y0:y1, x0:x1] += 1
+        assert cover.min() >= 1
+    img, lab = torch.rand(3, 20, 30), torch.zeros(20, 30, dtype=torch.long)
+    im, lb = seg_augment(img, lab, torch.Generator().manual_seed(0), SegAugment(scale=(30, 20), ratio=(1, 1), crop=(32, 32)))
+    assert im.shape == (3, 32, 32) and (lb == -1).sum() == 32 * 32 - 20 * 30
+
+
+def test_results_table_prints_the_papers_numbers_where_they_match():
+    res = {r: dict(seg=dict(mIoU=0.3), depth=dict(rmse=0.4, abs_rel=0.1)) for r in ("original", "duplicated", "finetuned", "combined")}
+    t = results_table(res, "dinov2_small", "scannetpp")
+    assert "30.19" in t and "30.31" in t and "32.76" in t and "0.3676" in t and "Table 13" in t
+    k = results_table(res, "dinov2_small", "kitti")      # KITTI: the paper has depth only
+    assert "2.9125" in k and k.splitlines()[0].count("paper") == 1
+    assert all(k[0] in ("dinov2_small", "dinov2_base", "dinov2_reg_small", "clip_base", "mae_base", "deit3_base") for k in PAPER)

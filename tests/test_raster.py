@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fit3d.raster as fr
-from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
+from fit3d.raster import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics  # the shim
 
 
 @pytest.fixture
@@ -62,26 +62,35 @@ def mocked_gsplat(monkeypatch):
     return ctx
 
 
-def gsplat_render(sp, vm, Ks, W, H, packed=False, background=None, channel_chunk=None):
-    "The gsplat branch of `render` (which refuses CPU tensors), step by step."
-    C, D = len(vm), sp["features"].shape[1] if "features" in sp else 0
-    colors = fr.sh_colors(sp, vm, fr.max_sh_degree(sp), cuda=True)
-    if D: colors = torch.cat([sp["features"].expand(C, -1, -1), colors], -1)
-    bg = None if background is None else torch.cat([torch.zeros(C, D), background.expand(C, 3)], -1)
-    img, alpha, info = fr._gsplat_rasterize(sp["means"], sp["quats"], sp["scales"].exp(), torch.sigmoid(sp["opacities"]),
-                                            colors, vm, Ks, W, H, 0.01, 1e10, 0.3, 0.0, packed, bg, False, False,
-                                            channel_chunk or fr.auto_channel_chunk(D))
+def gsplat_render(sp, vm, Ks, W, H, packed=False, background=None, channel_chunk=None, feature_grad_geometry=False):
+    "The gsplat branch of `render` (which refuses CPU tensors), from its inputs on."
+    C = len(vm)
+    feats = sp["features"].expand(C, -1, -1) if "features" in sp else None
+    D = 0 if feats is None else feats.shape[-1]
+    rgb = fr.sh_colors(sp, vm, fr.max_sh_degree(sp), cuda=True)
+    geometry = (sp["means"], sp["quats"], sp["scales"].exp(), torch.sigmoid(sp["opacities"]))
+    bg = None if background is None else background.expand(C, 3)
+    img, alpha, info = fr._render_gsplat(geometry, rgb, feats, (vm, Ks, W, H), bg, False, (0.01, 1e10, 0.3, 0.0, packed),
+                                         False, channel_chunk, feature_grad_geometry)
     return fr.Render(img[..., D:D + 3], img[..., :D] if D else None, img[..., -1:], alpha, info)
+
+
+GEOMETRY = ["means", "quats", "scales", "opacities"]
 
 
 @pytest.mark.parametrize("D,kw,chunks", [(8, {}, [12]), (64, {}, [64, 4]), (64, dict(channel_chunk=32), [32, 32, 4]),
                                          (0, {}, [4]), (5, dict(packed=True), [9]),
-                                         (30, dict(background=torch.tensor([0.1, 0.2, 0.3])), [30, 4])])
+                                         (30, dict(background=torch.tensor([0.1, 0.2, 0.3])), [30, 4]),
+                                         (8, dict(fgg=False), [4, 8]), (64, dict(fgg=False, packed=True), [4, 64]),
+                                         (30, dict(fgg=False, background=torch.tensor([0.1, 0.2, 0.3])), [4, 30])])
 def test_gsplat_glue_matches_torch_backend(mocked_gsplat, D, kw, chunks):
+    "Both branches draw the same images and gradients, coupled (one gsplat call) or not (two calls)."
     torch.set_num_threads(1)
+    fgg = kw.pop("fgg", True)
     vm, Ks = fr.orbit_cameras(2, 32, 24)
     sp = fr.random_splats(300, D, 2, seed=D)
-    a, b = gsplat_render(sp, vm, Ks, 32, 24, **kw), fr.render(sp, vm, Ks, 32, 24, backend="torch", **kw)
+    a = gsplat_render(sp, vm, Ks, 32, 24, feature_grad_geometry=fgg, **kw)
+    b = fr.render(sp, vm, Ks, 32, 24, backend="torch", feature_grad_geometry=fgg, **kw)
     assert mocked_gsplat["chunks"] == chunks
     for x, y in [(a.rgb, b.rgb), (a.alpha, b.alpha), (a.depth * a.alpha, b.depth * b.alpha)] + ([(a.features, b.features)] if D else []):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
@@ -89,6 +98,33 @@ def test_gsplat_glue_matches_torch_backend(mocked_gsplat, D, kw, chunks):
     loss = lambda r: r.rgb.sum() + (r.features.sum() if D else 0) + (r.depth * r.alpha).sum()
     for g1, g2 in zip(torch.autograd.grad(loss(a), list(sp.values())), torch.autograd.grad(loss(b), list(sp.values()))):
         torch.testing.assert_close(g1, g2, atol=1e-4, rtol=1e-3)   # summation order differs per chunk
+
+
+@pytest.mark.parametrize("backend", ["torch", "gsplat-glue"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_feature_loss_does_not_move_geometry(mocked_gsplat, backend, packed):
+    "Default: the feature loss's gradients wrt means/quats/scales/opacities and means2d are the colour loss's alone."
+    torch.set_num_threads(1)
+    vm, Ks = fr.orbit_cameras(2, 32, 24)
+    sp = fr.random_splats(300, 6, 1, seed=11)
+    draw = (lambda **kw: fr.render(sp, vm, Ks, 32, 24, backend="torch", packed=packed, **kw)) if backend == "torch" else \
+           (lambda **kw: gsplat_render(sp, vm, Ks, 32, 24, packed=packed, **kw))
+    def grads(with_features, **kw):
+        for p in sp.values(): p.grad = None
+        o = draw(**kw); o.info["means2d"].retain_grad()              # as a strategy's step_pre_backward does
+        loss = (o.rgb - 0.3).abs().mean() + 0.2 * (1 - o.rgb.mean())
+        if with_features: loss = loss + (o.features - torch.linspace(-1, 1, 6)).abs().mean()
+        loss.backward()
+        return {k: sp[k].grad.clone() for k in GEOMETRY} | {"means2d": o.info["means2d"].grad.clone()}, sp["features"].grad
+    rgb_only, f0 = grads(False)
+    default, f1 = grads(True)
+    coupled, f2 = grads(True, feature_grad_geometry=True)
+    assert f0 is None or f0.abs().sum() == 0
+    assert f1.abs().sum() > 0
+    torch.testing.assert_close(f1, f2)                                 # the features learn the same either way
+    for k in rgb_only:
+        torch.testing.assert_close(default[k], rgb_only[k], atol=1e-9, rtol=1e-6)
+        assert (coupled[k] - rgb_only[k]).abs().max() > 1e-5, k        # the option restores the coupling
 
 
 def test_gsplat_backend_refuses_cpu_tensors():

@@ -1,46 +1,16 @@
-"The splat viewer in a real browser: headless Chromium loads the page, connects, and draws the Gaussians, cameras and panel."
-import threading, time
-from contextlib import contextmanager
+"""The splat viewer in a real browser: headless Chromium loads the page, connects, and draws the Gaussians, cameras and panel;
+the static copy draws them with no server at all; servers listen on 127.0.0.1 only."""
+import inspect, socket
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from fit3d.browser import HeadlessBrowser, client_watch, coloured, html_screenshot, need_chromium, not_white, pixels
 from fit3d.formats import toy_scene
-from fit3d.viewer import HeadlessBrowser, LiveViewer, find_chromium, toy_splats
+from fit3d.viewer import LiveViewer, embed_viewer, toy_splats, view_lifted, view_splats, viser_server
 
 OUT = Path(__file__).parent / "output"  # screenshots, kept for a person to look at (git-ignored)
-needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="no Chromium to test the browser side (apt-get install -y chromium)")
-
-
-@contextmanager
-def client_watch(server):
-    "Record the most clients `server` has connected while the block runs (in `.most`)."
-    class W: most = 0
-    done = threading.Event()
-    def watch():
-        while not done.is_set():
-            W.most = max(W.most, len(server.get_clients())); time.sleep(0.02)
-    t = threading.Thread(target=watch, daemon=True); t.start()
-    try: yield W
-    finally: done.set(); t.join()
-
-
-def pixels(png, box=None) -> np.ndarray:
-    "The screenshot's RGB pixels as int (h, w, 3), optionally cropped to box = (left, top, right, bottom)."
-    im = Image.open(png).convert("RGB")
-    return np.asarray(im.crop(box) if box else im).astype(int)
-
-
-def coloured(p) -> np.ndarray:
-    "Which pixels are clearly coloured (not white, grey or black): the splats, not the UI."
-    return (p.max(-1) - p.min(-1)) > 60
-
-
-def not_white(p) -> np.ndarray:
-    "Which pixels differ clearly from the white background."
-    return (255 - p).max(-1) > 20
 
 
 def inked(p) -> float:
@@ -48,8 +18,8 @@ def inked(p) -> float:
     return float((p.min(-1) < 160).mean())
 
 
-@needs_chromium
 def test_viewer_in_browser():
+    need_chromium()
     sc = toy_scene(OUT / "viewer_scene", n=6, width=64, height=48)
     # thumbnails with a red top half and a blue bottom half, to see which way up the browser draws them
     top_red = np.zeros((48, 64, 3), np.uint8); top_red[:24, :, 0] = 255; top_red[24:, :, 2] = 255
@@ -77,3 +47,48 @@ def test_viewer_in_browser():
     # switching to feature PCA changes the colours the browser draws where the splats are
     splat = coloured(rgb)
     assert np.abs(rgb - pca)[splat].mean() > 20, "feature PCA looks the same as RGB"
+
+
+def test_static_copy_without_server():
+    "The self-contained copy that notebooks and report.html embed draws the splats in colour with no server running."
+    need_chromium()
+    sc = toy_scene(OUT / "static_scene", n=6, width=64, height=48)
+    frag = embed_viewer(toy_splats(3000), sc.cameras, height=600)   # starts a server, records it, stops it
+    assert frag.startswith("<iframe srcdoc=") and len(frag) < 3e6, f"{len(frag) / 1e6:.1f} MB"
+    page = f"<html><body style='margin:0;background:white'><h3>report</h3>{frag}</body></html>"
+    rgb = pixels(html_screenshot(page, OUT / "viewer_static.png", size=(800, 700)))
+    mid = rgb[300:385, 360:440]   # inside the sphere of splats, in the middle of the iframe (below a heading)
+    assert not_white(mid).mean() > 0.9, "no splats drawn in the static copy"
+    assert coloured(mid).mean() > 0.5, "the static copy's splats are grey"
+    # and the picture form, for pages that run no scripts
+    img = embed_viewer(toy_splats(500), mode="picture", height=360)
+    assert img.startswith('<img src="data:image/png;base64,')
+
+
+def _lan_address() -> str | None:
+    "This machine's address on its network (not loopback), or None."
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.123", 9)); a = s.getsockname()[0]   # no packet is sent
+        return None if a.startswith("127.") else a
+    except OSError: return None
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2): return True
+    except OSError: return False
+
+
+def test_servers_bind_localhost():
+    "Viewers and the demo listen on 127.0.0.1 unless asked: reachable there, refused on the machine's network address."
+    from fit3d.webdemo import serve_demo
+    for f in (LiveViewer, view_splats, view_lifted, viser_server, serve_demo):
+        assert inspect.signature(f).parameters["host"].default == "127.0.0.1", f.__name__
+    v = LiveViewer(port=0)
+    try:
+        assert v.server.get_host() == "127.0.0.1"
+        assert _accepts("127.0.0.1", v.port)
+        lan = _lan_address()
+        if lan is not None: assert not _accepts(lan, v.port), f"the viewer answers on {lan}"
+    finally: v.stop()

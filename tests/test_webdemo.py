@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 from fit3d.features import load_backbone
-from fit3d.viewer import HeadlessBrowser, find_chromium
+from fit3d.browser import HeadlessBrowser, client_watch, coloured, need_chromium, pixels
+from fit3d.viewer import stop_server
 from fit3d.webdemo import serve_demo
-from test_viewer import OUT, client_watch, pixels, coloured
 
-needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="no Chromium to test the browser side (apt-get install -y chromium)")
+OUT = Path(__file__).parent / "output"  # screenshots, kept for a person to look at (git-ignored)
 
 
 def tiny_pair():
@@ -33,8 +33,8 @@ def stripes(path) -> Path:
     return path
 
 
-@needs_chromium
 def test_webdemo_in_browser():
+    need_chromium()
     torch.set_num_threads(2)
     server = serve_demo(*tiny_pair(), port=0, long_side=224, height=200, panel_width=880)
     d = server.fit3d_demo
@@ -49,7 +49,7 @@ def test_webdemo_in_browser():
             d.k.value = 3                                  # as if the slider moved
             b.screenshot(OUT / "webdemo_upload_k3.png", frames=10)
         assert w.most >= 1, "no browser connected to the demo server"
-    finally: server.stop()
+    finally: stop_server(server)
     room, up = pixels(OUT / "webdemo_room.png"), pixels(OUT / "webdemo_upload_k3.png")
     # the panel is docked on the right: its pictures make it far more colourful than the empty 3D viewport
     assert coloured(room[:, 1280 - 860:]).mean() > 0.2, "the demo's pictures are not in the panel"
@@ -58,3 +58,28 @@ def test_webdemo_in_browser():
     assert np.abs(room - up)[:, 1280 - 860:].mean() > 10, "the pictures did not change after the upload"
     # what the server sent: right of the input, 3 cluster colours and the white gap
     assert len(np.unique(d.kmeans.image[:, 267 + 6:].reshape(-1, 3), axis=0)) <= 4
+
+
+def noise(path, side: int = 300) -> Path:
+    "A test image that does not compress: random pixels (about 270 KB as PNG)."
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_oversized_upload_refused():
+    "An upload over the cap, sent through the page's upload button, is refused with a message and changes nothing."
+    need_chromium()
+    torch.set_num_threads(2)
+    server = serve_demo(*tiny_pair(), port=0, long_side=112, height=64, max_upload_mb=0.1)
+    d = server.fit3d_demo
+    before = d.pca.image.copy()
+    try:
+        with HeadlessBrowser((1024, 700)) as b:
+            b.open(f"http://127.0.0.1:{server.get_port()}", ready=lambda: len(server.get_clients()) > 0)
+            b.upload(noise(OUT / "noise.png"))
+            t = time.monotonic()
+            while "noise.png" not in d.status.content and time.monotonic() - t < 30: time.sleep(0.1)
+    finally: stop_server(server)
+    assert d.status.content.startswith("refused noise.png:") and "over the upload limit of 0.1 MB" in d.status.content, d.status.content
+    assert (d.pca.image == before).all()
+    assert not server.gui._current_file_upload_states, "the refused upload is still being buffered"

@@ -5,13 +5,15 @@
     depth*alpha, relative L2 error of the gradient of every parameter; PASS/FAIL against fit3d.raster.PARITY_TOL.
 (2) Forward+backward time against the feature width D (0, 16, 32, 64, 128, 384) at 300k Gaussians, 876x584, one
     camera. The loss is L1 of rgb and features against random targets plus a small depth term. Channel layouts:
-      auto      render(channel_chunk=None): fit3d's rule auto_channel_chunk(D)
+      auto      render(channel_chunk=None, feature_grad_geometry=True): fit3d's rule auto_channel_chunk(D), one call
       fused     one kernel for all D+4 channels (gsplat pads to its next compiled size)
       chunk32   gsplat's default channel_chunk=32
       split64   features in 64-channel kernels, then rgb+depth in a 4-channel one (shared projection and sort)
       split128  the same with 128-channel kernels
-      two-pass  two rasterization() calls, each projecting and sorting: rgb+ED (SH inside gsplat), then features
-(3) Decoder path: render 64-d features + 3x3 conv without bias to 384 + L1, against rendering 384 channels + L1.
+      detached  render()'s default (feature_grad_geometry=False, the official gradient routing): an rgb+ED call,
+                then a features call over detached geometry, each projecting and sorting (what lifting runs)
+    The coupled layouts (all but "detached") let the feature loss move the geometry, as Feature-3DGS does.
+(3) Decoder path (render's default routing): render 64-d features + 3x3 conv without bias to 384 + L1, against rendering 384 channels + L1.
 CUDA events, warm-up, median of repeats; peak memory above the scene's own tensors. Writes nothing.
 
     PYTHONPATH=/tmp/site:. python tests/benchmarks/bench_raster.py            # H100 (first call compiles gsplat)
@@ -76,19 +78,11 @@ def timing(dev, n, W, H, widths, warmup, repeats, gpu):
             return l + (feats - t_f).abs().mean() if d else l
         def with_chunk(chunk):
             def step():
-                o = render(sp, vm, K, W, H, channel_chunk=chunk)
+                detached = chunk == "detached"
+                o = render(sp, vm, K, W, H, channel_chunk=None if detached else chunk, feature_grad_geometry=not detached)
                 loss_of(o.rgb, o.features, o.depth).backward()
                 for p in sp.values(): p.grad = None
             return step
-        def two_pass():
-            from gsplat.rendering import rasterization
-            args = (sp["means"], sp["quats"], sp["scales"].exp(), torch.sigmoid(sp["opacities"]))
-            img, _, _ = rasterization(*args, torch.cat([sp["sh0"], sp["shN"]], 1), vm, K, W, H, sh_degree=3,
-                                      render_mode="RGB+ED", packed=False)
-            feats = None
-            if d: feats, _, _ = rasterization(*args, sp["features"], vm, K, W, H, packed=False, channel_chunk=min(d, 64))
-            loss_of(img[..., :3], feats, img[..., 3:]).backward()
-            for p in sp.values(): p.grad = None
         layouts = {"auto": auto_channel_chunk(d) if gpu else "-"}
         if gpu:   # the other layouts, each only where it differs from those before it
             for name, chunk in [("fused", d + 4), ("chunk32", 32), ("split64", min(d, 64)), ("split128", min(d, 128))]:
@@ -96,9 +90,9 @@ def timing(dev, n, W, H, widths, warmup, repeats, gpu):
                 if name == "fused" and chunk > 68: continue
                 if chunk > 0 and chunk not in layouts.values() and not (name == "chunk32" and d + 4 <= 32):
                     layouts[name] = chunk
-            layouts["two-pass"] = "2x"
+        layouts["detached"] = "detached"
         for name, chunk in layouts.items():
-            fn = two_pass if name == "two-pass" else with_chunk(chunk if gpu else None)
+            fn = with_chunk(chunk if gpu or chunk == "detached" else None)
             ms, peak = measure(fn, dev, warmup, repeats)
             print(f"{d:4d} {name:10s} {chunk:>5} {ms:8.2f} {peak:9.0f}", flush=True)
         del sp
