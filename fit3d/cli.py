@@ -234,7 +234,7 @@ def cmd_reproduce(cfg):
 
 def cmd_pretrain(cfg):
     from fit3d.pretrain import pretrain
-    print(f"pretrained weights: {pretrain(cfg)}")
+    print(f"pretrained weights: {pretrain(cfg).get('weights')}")
 
 # %% ../nbs/13_cli.ipynb #d312291b
 def _commands() -> dict:

@@ -20,7 +20,7 @@ from .store import (atomic_write, write_json, read_json, provenance, check_prove
                     scene_identity, safe_name)
 
 # %% auto #0
-__all__ = ['MODELS', 'DemoConfig', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage', 'finetune_stage',
+__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage', 'finetune_stage',
            'compare_models', 'probe_models', 'provenance_parts', 'paper_numbers', 'results_markdown', 'save_png',
            'viewer_html', 'loss_figure', 'write_report', 'run_demo']
 
@@ -30,7 +30,7 @@ class DemoConfig:
     "Settings of `fit3d demo`; `None` means: chosen for the device (CPU: small and fast, GPU: larger)."
     out: str = "runs/demo"              # run root: each backbone writes to <out>/<backbone>/ (features, lift, targets, ...)
     data: str = "data/synthetic"        # the synthetic benchmark root (generated if missing)
-    backbone: str | None = None         # None: "tiny" on CPU, "dinov2_small" on GPU; any fit3d.features name
+    backbone: str | None = None         # None: "dinov2_small" on GPU; on CPU the proxy "fit3d_tiny" where its weights are, else "tiny"
     pretrained: bool = True             # load pretrained weights (the tiny ViT has none: it is a fixed random init)
     checkpoint: str = ""                # local weights file for the backbone
     device: str = "auto"                # "auto": CUDA if available
@@ -46,10 +46,15 @@ class DemoConfig:
     feature_long_side: int | None = None # long side of the backbone's input (None: 224 on CPU, 0 = images as they are on GPU)
     seed: int = 0
 
+def cpu_backbone() -> str:
+    "The CPU demo's model: the small proxy made by `fit3d.pretrain` where its weights are installed, else the random tiny ViT."
+    from fit3d.features import PROXY_MODELS, weights_dir
+    return "fit3d_tiny" if (weights_dir() / PROXY_MODELS["fit3d_tiny"]["file"]).exists() else "tiny"
+
 def resolve(cfg: DemoConfig) -> DemoConfig:
     "Fill the `None` settings for the device the demo runs on."
     gpu = (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device.startswith("cuda")
-    auto = dict(backbone="dinov2_small" if gpu else "tiny", train_scenes=6 if gpu else 3, val_scenes=3 if gpu else 2,
+    auto = dict(backbone="dinov2_small" if gpu else cpu_backbone(), train_scenes=6 if gpu else 3, val_scenes=3 if gpu else 2,
                 views=96 if gpu else 24, width=640 if gpu else 128, height=480 if gpu else 96,
                 lift_iterations=3000 if gpu else 150, finetune_epochs=1 if gpu else 8,
                 finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 300,
@@ -65,8 +70,10 @@ def run_dir(out,             # the run root (`--out`)
 
 def weights_note(backbone: str, pretrained: bool, checkpoint: str = "") -> str:
     "Which weights a run used, in words, for the report."
-    from fit3d.features import TINY
+    from fit3d.features import TINY, PROXY_MODELS
     if checkpoint: return f"{backbone} with weights from the file {checkpoint}"
+    if backbone in PROXY_MODELS:
+        return f"{backbone}: the proxy foundation model made here (fit3d.pretrain on synthetic rooms), not DINOv2's weights"
     if backbone in TINY: return f"{backbone}: a fixed random initialisation (no pretrained weights exist for it)"
     return f"{backbone}: pretrained weights (timm)" if pretrained else f"{backbone}: random initialisation (--pretrained false)"
 
@@ -295,11 +302,13 @@ def save_png(img, path) -> Path:
     "Write a PIL image as PNG, atomically."
     return atomic_write(path, lambda t: img.save(t, format="PNG"))
 
-def viewer_html(lifted_dir) -> str:
-    "The interactive viewer of a lifted scene for the report, where `fit3d.viewer` can embed one."
-    try: from fit3d.viewer import embed_viewer
-    except ImportError: return f"<p>Open it in the browser: <code>fit3d view --path {lifted_dir}</code></p>"
-    return embed_viewer(lifted_dir)
+def viewer_html(lifted,        # a `fit3d.lift.Lifted`
+                scene,         # its scene (cameras drawn as frustums)
+                folder) -> str:
+    "The lifted scene as a self-contained interactive viewer (`fit3d.viewer.embed_viewer`) and the command to open it live."
+    from fit3d.viewer import embed_viewer
+    return (embed_viewer(lifted.splats, cameras=scene.cameras, mode="static", height=420, max_gaussians=50_000) +
+            f"<p>Live, with feature colours: <code>fit3d view --path {folder}</code></p>")
 
 # %% ../nbs/12_demo.ipynb #b0b49910
 def loss_figure(lifted_dirs: list, finetune_dir):
@@ -331,7 +340,8 @@ def write_report(root: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, mo
     pca = pca_grid([val.image(i) for i in ids], [feats["original"][n] for n in names], [feats["finetuned"][n] for n in names])
     train0 = read_scene(bench["train"][0])
     lifted = load_lifted(lifted_dirs[0])
-    panel = lift_picture(lifted, read_scene(lifted.meta["scene"]),
+    lifted_scene = read_scene(lifted.meta["scene"])
+    panel = lift_picture(lifted, lifted_scene,
                          extract_scene(models["original"], train0, cache_dir=root / "features", long_side=ls, progress=False), device=dev)
     save_png(pca, root / "pca_before_after.png"); save_png(panel, root / "lifted_scene.png")  # also as files, for notebooks
     keys = list(times)
@@ -350,7 +360,7 @@ control for the doubled width; <i>fine-tuned alone</i>: after 3D-aware fine-tuni
 concatenated (the paper's test-time features).</p>
 <h2>Feature PCA before vs after fine-tuning (held-out views)</h2><p>image | original | fine-tuned</p>{_png(pca)}
 <h2>A lifted scene</h2><p>held-out view: image | Gaussian render | 2D features | rendered 3D-aware features (one PCA).</p>{_png(panel)}
-{viewer_html(lifted_dirs[0])}
+<h3>Interactive</h3>{viewer_html(lifted, lifted_scene, lifted_dirs[0])}
 <h2>Losses</h2>{loss_figure(lifted_dirs, root / "finetune").to_html(full_html=False, include_plotlyjs=True)}
 <h2>Settings</h2><pre>{json.dumps(asdict(cfg), indent=1)}</pre></body></html>"""
     return atomic_write(root / "report.html", html)

@@ -6,7 +6,6 @@ Docs: https://fit3d.github.io/fit3d/reproduce.html.md"""
 
 # %% ../nbs/15_reproduce.ipynb #d3f4a5b6
 from __future__ import annotations
-import json, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,8 +21,8 @@ from .demo import (run_dir, lift_stage, finetune_stage, compare_models, probe_mo
                         weights_note, _barrier)
 
 # %% auto #0
-__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_step_seconds', 'toy_scannetpp_tree',
-           'scannetpp_tree', 'training_scenes', 'probe_datasets', 'plan', 'print_plan', 'reproduce']
+__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes', 'probe_datasets',
+           'plan', 'print_plan', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -64,48 +63,6 @@ def lift_step_seconds(cfg: LiftConfig,   # the Stage I settings
                      ) -> float:
     "Estimated seconds per Stage I step: the measured rate scaled by the pixels rendered per step."
     return RATES["lift_step"] * width * height * cfg.render_scale ** 2 * cfg.batch_views / PAPER_PIXELS
-
-# %% ../nbs/15_reproduce.ipynb #e0a1b2c3
-def toy_scannetpp_tree(root,                # the release folder to write (data/, splits/, metadata/)
-                       n_train_scenes: int = 2, n_val_scenes: int = 1,
-                       n_views: int = 8, width: int = 64, height: int = 48, # views per scene and their size
-                       seed: int = 0,
-                      ) -> Path:
-    "A small tree in ScanNet++'s DSLR layout from synthetic rooms (a stand-in until `fit3d.synthetic.make_scannetpp_tree`)."
-    from fit3d.synthetic import make_benchmark, CLASSES
-    root = Path(root); src = root / "_synthetic"
-    bench = make_benchmark(src, n_train_scenes=n_train_scenes, n_val_scenes=n_val_scenes, n_views=n_views, width=width,
-                           height=height, n_test=1, seed=seed, progress=False)
-    splits = {}
-    for split, paths in bench.items():
-        for p in paths:
-            sid = f"{'ab' if split == 'train' else 'cd'}{len(splits.get(split, [])):08x}"  # ScanNet++ ids: 10 hex digits
-            d = root / "data" / sid / "dslr"
-            meta = json.loads((p / "transforms.json").read_text())
-            for sub in ("undistorted_images", "render_depth", "render_semantics", "nerfstudio"): (d / sub).mkdir(parents=True, exist_ok=True)
-            for f in meta["frames"] + meta.get("test_frames", []):
-                name = Path(f["file_path"]).name
-                shutil.copy(p / f["file_path"], d / "undistorted_images" / name)
-                shutil.copy(p / f["depth_file_path"], d / "render_depth" / name)
-                shutil.copy(p / f["label_file_path"], d / "render_semantics" / name)
-                f["file_path"] = name
-                for k in ("depth_file_path", "label_file_path", "instance_file_path"): f.pop(k, None)
-            meta.pop("scene_name", None)  # named after its folder, as ScanNet++ scenes are
-            shutil.copy(p / meta["ply_file_path"], d / "nerfstudio" / "points3D.ply")
-            atomic_write(d / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=1))
-            splits.setdefault(split, []).append(sid)
-    atomic_write(root / "splits" / "nvs_sem_train.txt", "\n".join(splits["train"]) + "\n")
-    atomic_write(root / "splits" / "nvs_sem_val.txt", "\n".join(splits["val"]) + "\n")
-    atomic_write(root / "metadata" / "semantic_benchmark" / "top100.txt", "\n".join(CLASSES) + "\n")
-    shutil.rmtree(src)
-    return root
-
-def scannetpp_tree(root, **kw) -> Path:
-    "A small ScanNet++-layout tree: `fit3d.synthetic.make_scannetpp_tree` where it exists, else `toy_scannetpp_tree`."
-    import fit3d.synthetic as S
-    make = getattr(S, "make_scannetpp_tree", None)
-    if make is None: return toy_scannetpp_tree(root, **kw)
-    make(root, **kw); return Path(root)
 
 # %% ../nbs/15_reproduce.ipynb #a2c3d4e5
 _PAPER_DATASETS = ("scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti")

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from fit3d.reproduce import scannetpp_tree, plan, ReproduceConfig, RATES, lift_step_seconds
+from fit3d.reproduce import plan, ReproduceConfig, RATES, lift_step_seconds
+from fit3d.synthetic import make_scannetpp_tree
 from fit3d.lift import LiftConfig
 
 
@@ -24,8 +25,9 @@ def stamps(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    return scannetpp_tree(tmp_path_factory.mktemp("sp") / "scannetpp", n_train_scenes=2, n_val_scenes=1, n_views=6,
-                          width=48, height=36)
+    root = tmp_path_factory.mktemp("sp") / "scannetpp"
+    make_scannetpp_tree(root, n_train=2, n_val=1, views=6, width=48, height=36)
+    return root
 
 
 def test_plan_prices_every_stage(tree, tmp_path):
