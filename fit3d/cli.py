@@ -177,7 +177,8 @@ def cmd_probe(a: ProbeArgs):
     bb = _backbone(a.model)
     dev = next(bb.parameters()).device
     weights = a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors"
-    if not Path(weights).exists(): raise SystemExit(f"fit3d probe: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
+    if not Path(weights).exists():
+        raise SystemExit(f"fit3d probe: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
     fine = load_backbone(a.model.backbone, checkpoint=weights, device=dev)
     data = probe_data(a.dataset, a.data)
     out = a.out or _run_root(bb) / "probe" / a.dataset
@@ -271,7 +272,8 @@ def main(argv: list | None = None):
     cmds = _commands()
     if argv[0] not in cmds: raise SystemExit(f"fit3d: unknown command {argv[0]!r}\n\n{_HELP}")
     conf_cls, fn = cmds[argv[0]]
-    return fn(tyro.cli(Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs], args=argv[1:], prog=f"fit3d {argv[0]}"))
+    flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]  # flags before or after a preset
+    return fn(tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}"))
 
 # %% ../nbs/13_cli.ipynb #64dfa160
 if __name__ == "__main__": main()

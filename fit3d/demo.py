@@ -30,7 +30,7 @@ class DemoConfig:
     "Settings of `fit3d demo`; `None` means: chosen for the device (CPU: small and fast, GPU: larger)."
     out: str = "runs/demo"              # run root: each backbone writes to <out>/<backbone>/ (features, lift, targets, ...)
     data: str = "data/synthetic"        # the synthetic benchmark root (generated if missing)
-    backbone: str | None = None         # None: "dinov2_small" on GPU; on CPU the proxy "fit3d_tiny" where its weights are, else "tiny"
+    backbone: str | None = None         # None: "dinov2_small" on GPU; on CPU "fit3d_tiny" where installed, else "tiny"
     pretrained: bool = True             # load pretrained weights (the tiny ViT has none: it is a fixed random init)
     checkpoint: str = ""                # local weights file for the backbone
     device: str = "auto"                # "auto": CUDA if available
@@ -126,8 +126,8 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
         claim(folder, rec, f"lifted scene {scene.name}", log)
         scenes[scene.name] = p
     def on_done(scene, lifted, folder):
-        write_targets_for(lifted, scene, features_fn(scene), root / "targets" / f"{scene.name}.safetensors", name or backbone.name,
-                          backbone.patch_size, scale=cfg.render_scale, device=device)
+        write_targets_for(lifted, scene, features_fn(scene), root / "targets" / f"{scene.name}.safetensors",
+                          name or backbone.name, backbone.patch_size, scale=cfg.render_scale, device=device)
     done = lift_scenes(list(scene_paths), root / "lift", features_fn, cfg, device=device, on_done=on_done,
                        downscale=downscale, callback=callback)
     for d in done:  # a lift reused whose targets were deleted: render them again
@@ -198,7 +198,8 @@ def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (
                  protocol: str = "quick", # "quick": probes on cached features; "official": the probe chapter's augmented protocol
                 ) -> dict:
     "Segmentation and depth linear probes (train -> val) and multi-view correspondence for each model, where the data has them."
-    from fit3d.probe import ProbeConfig, DepthProbeConfig, cache_features, train_seg_probe, eval_seg_probe, train_depth_probe, eval_depth_probe
+    from fit3d.probe import (ProbeConfig, DepthProbeConfig, cache_features, train_seg_probe, eval_seg_probe,
+                             train_depth_probe, eval_depth_probe)
     from fit3d.correspondence import correspondence_recall
     from fit3d.store import _plain
     results = read_json(cache, "probe results") if cache and Path(cache).exists() else {}
@@ -210,7 +211,9 @@ def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (
                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
-        if results: print(f"{cache}: probe results were made from other inputs ({', '.join(provenance_parts(results.get('_key'), key))}); recomputing")
+        if results:
+            print(f"{cache}: probe results were made from other inputs "
+                  f"({', '.join(provenance_parts(results.get('_key'), key))}); recomputing")
         results = {"_key": key}
     for name, bb in models.items():
         if name in results: continue
@@ -236,7 +239,8 @@ def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (
                 feats = {i: f(sc.image(i)) for i in range(len(sc))}
                 pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
                 corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
-            if corr: r["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0] if isinstance(corr[0][k], (int, float))}
+            if corr: r["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0]
+                                            if isinstance(corr[0][k], (int, float))}
         results[name] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
                                 for k, g in r.items()})
         if cache: write_json(cache, results)
@@ -342,7 +346,8 @@ def write_report(root: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, mo
     lifted = load_lifted(lifted_dirs[0])
     lifted_scene = read_scene(lifted.meta["scene"])
     panel = lift_picture(lifted, lifted_scene,
-                         extract_scene(models["original"], train0, cache_dir=root / "features", long_side=ls, progress=False), device=dev)
+                         extract_scene(models["original"], train0, cache_dir=root / "features", long_side=ls, progress=False),
+                         device=dev)
     save_png(pca, root / "pca_before_after.png"); save_png(panel, root / "lifted_scene.png")  # also as files, for notebooks
     keys = list(times)
     timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
@@ -403,7 +408,8 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     stage("5/6 probes")
     key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
                benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
-    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json", key=key, long_side=ls)
+    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json", key=key,
+                           long_side=ls)
 
     stage("6/6 report")
     report = write_report(root, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()))

@@ -50,7 +50,7 @@ class ReproduceConfig:
 
 # %% ../nbs/15_reproduce.ipynb #b7d8e9f0
 RATES = dict(  # what one unit of work takes on one GPU, measured by us
-    lift_step=0.0387,        # s per Stage I step, one 876x584 view rendered (reference preset; fast: 19.1 ms at half scale, 2 views)
+    lift_step=0.0387,        # s per Stage I step rendering one 876x584 view (reference; fast: 19.1 ms, 2 views at half scale)
     finetune_image=1 / 75,   # s per Stage II image, ViT-S/14 at 868x574, bf16 (70-80 img/s)
     probe_seg_step=0.1537,   # s per segmentation-probe step, batch 16, official protocol
     probe_depth_step=0.0273, # s per depth-probe step, batch 16
@@ -122,7 +122,8 @@ def print_plan(rows: list, cfg: ReproduceConfig, console=None):
     for c in ("stage", "work", "est. GPU time"): t.add_column(c)
     for r in rows: t.add_row(r["stage"], r["work"], _hours(r["seconds"]))
     t.add_row("total", "", _hours(sum(r["seconds"] for r in rows)))
-    con.print(t); con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its time by their number.")
+    con.print(t)
+    con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its time by their number.")
 
 def _backbone_name(cfg: ReproduceConfig) -> str:
     "The name `fit3d.features.load_backbone` will give the backbone (it keys the run folder), without loading it."
@@ -130,7 +131,8 @@ def _backbone_name(cfg: ReproduceConfig) -> str:
     if cfg.checkpoint: return f"{cfg.backbone}-{Path(cfg.checkpoint).stem}"
     return cfg.backbone if cfg.pretrained or cfg.backbone in TINY else f"{cfg.backbone}-random"
 
-def _hours(s: float) -> str: return "done" if s == 0 else f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s"
+def _hours(s: float) -> str:
+    return "done" if s == 0 else f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s"
 
 # %% ../nbs/15_reproduce.ipynb #d5f6a7b8
 def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
