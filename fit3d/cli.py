@@ -9,13 +9,27 @@ from __future__ import annotations
 import json, sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+
+import tyro
 
 from .lift import LiftConfig
 
 # %% auto #0
-__all__ = ['SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'cmd_synth',
-           'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'main']
+__all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
+           'ProbeArgs', 'WebdemoArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view',
+           'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_pretrain', 'main']
+
+# %% ../nbs/13_cli.ipynb #6b1f0c3d
+def lift_presets() -> dict:
+    "The Stage I presets: the official code's settings, ours, and a CPU-sized one for tests."
+    ref = getattr(LiftConfig, "reference", LiftConfig)  # the lift chapter's official preset where it has one
+    return dict(reference=ref(), fast=LiftConfig.fast(), tiny=LiftConfig.tiny())
+
+LiftPreset = tyro.extras.subcommand_type_from_defaults(
+    lift_presets(), dict(reference="the official FiT3D code's settings (30k steps, full resolution)",
+                         fast="ours: fewer steps at half resolution (the default)", tiny="CPU-sized, for tests"),
+    prefix_names=False)  # `fit3d lift fast --iterations 500`: a preset, then any of its fields as flags
 
 # %% ../nbs/13_cli.ipynb #81d794a4
 @dataclass
@@ -38,57 +52,75 @@ class BackboneArgs:
     backbone: str = "dinov2_small"      # short name (see fit3d.features.BACKBONES), timm name, or "tiny"
     pretrained: bool = True             # load pretrained weights (timm hub or local cache)
     checkpoint: str = ""                # local weights file (timm state dict or original DINOv2 naming)
-    device: str = "auto"                # "auto": CUDA if available
+    device: str = "auto"                # "auto": CUDA if available (this rank's GPU under torchrun), or "cpu", "cuda:1", ...
 
 @dataclass
 class FeaturesArgs:
     "Extract and cache dense features of scenes."
     scenes: tuple[Path, ...] = ()       # scene folders / transforms files (default: the synthetic benchmark)
     model: BackboneArgs = field(default_factory=BackboneArgs)
-    cache: Path = Path("runs/features") # cache root: <cache>/<backbone>/<scene>.safetensors
+    cache: Path | None = None           # cache root (None: runs/<backbone>/features)
     downscale: float = 1.0              # read images downscaled by this factor (ScanNet++ in the paper: 2)
-    long_side: int = 0                  # resize so the long side has this many pixels (0: full resolution)
+    long_side: int | None = None        # resize so the long side has this many pixels (None: full resolution)
     batch_size: int = 8
 
 @dataclass
 class LiftArgs:
-    "Stage I: lift scenes into feature Gaussians."
+    "Stage I: lift scenes into feature Gaussians. Pick a preset first (reference, fast, tiny); its fields follow as flags."
     scenes: tuple[Path, ...] = ()       # scene folders / transforms files (default: the synthetic training scenes)
-    out: Path = Path("runs/lift")       # one folder per scene: gaussians.ply, decoder.pt, lift.json
     model: BackboneArgs = field(default_factory=BackboneArgs)
-    cache: Path = Path("runs/features") # feature cache root
-    targets: Path | None = Path("runs/targets") # Stage II targets written per lifted scene (None = none)
+    out: Path | None = None             # run folder (None: runs/<backbone>): writes lift/<scene>/, targets/, features/
     downscale: float = 1.0              # read images downscaled by this factor (ScanNet++ in the paper: 2)
-    long_side: int = 0                  # resize images to this long side for the backbone (0: as they are)
-    preset: str = "fast"                # "reference" (30k steps), "fast" (ours) or "tiny" (CPU); flags below override it
+    long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
-    lift: LiftConfig = field(default_factory=LiftConfig.fast)          # Stage I settings (from the preset; every field is a flag)
+    lift: LiftPreset = field(default_factory=LiftConfig.fast)  # the preset, then any LiftConfig field as a flag
 
 @dataclass
 class ViewArgs:
     "Open a lifted scene in the browser."
-    path: Path = Path("runs/lift")      # a lifted scene folder (with gaussians.ply)
+    path: Path = Path("runs")           # a lifted scene folder (with gaussians.ply), or a folder of them
     host: str = "127.0.0.1"
     port: int = 8080
 
-# %% ../nbs/13_cli.ipynb #c49c203f
+DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
+
 @dataclass
 class ProbeArgs:
-    "Linear probes (segmentation, depth) and multi-view correspondence: original vs fine-tuned vs combined."
-    finetuned: Path = Path("runs/finetune/finetuned.safetensors")  # Stage II weights (timm state dict)
+    "Linear probes (segmentation, depth) and multi-view correspondence: original, duplicated, fine-tuned, combined."
+    finetuned: Path | None = None       # Stage II weights (None: runs/<backbone>/finetune/finetuned.safetensors)
     model: BackboneArgs = field(default_factory=BackboneArgs)
-    data: Path = Path("data/synthetic") # synthetic benchmark root (train scenes train the probes, val scenes test them)
-    iters: int = 2000                   # steps of each probe
-    out: Path = Path("runs/probe")      # results.json, results.md
+    dataset: DatasetName = "synthetic"  # which data set's reader (fit3d.datasets)
+    data: Path | None = None            # its root (None: its usual place under data/)
+    protocol: Literal["official", "quick"] = "quick" # "official": the paper's augmented probes; "quick": cached features
+    iters: int | None = None            # steps of each probe (None: 2000 quick, the protocol's own when official)
+    long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
+    out: Path | None = None             # None: runs/<backbone>/probe/<dataset>: results.json, results.md
 
 @dataclass
 class WebdemoArgs:
     "The browser demo: PCA and K-means of an uploaded image's features, original vs fine-tuned."
-    finetuned: Path = Path("runs/finetune/finetuned.safetensors")  # Stage II weights
+    finetuned: Path | None = None       # Stage II weights (None: runs/<backbone>/finetune/finetuned.safetensors)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     examples: Path = Path("data/synthetic")  # example images: a scene folder or benchmark root
     host: str = "127.0.0.1"
     port: int = 8081
+
+# %% ../nbs/13_cli.ipynb #5d7e2a90
+def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
+               root=None,           # the data set's folder (None: its usual place under data/)
+              ) -> list[dict]:
+    "A data set's probe inputs through the registry: one `DatasetInfo.splits` dict per read (one, or seg and depth)."
+    from fit3d.datasets import DATASETS
+    if name not in DATASETS: raise SystemExit(f"fit3d probe: no reader for {name!r} (have {', '.join(DATASETS)})")
+    info = DATASETS[name]
+    tasks = [None] if info.both or len(info.tasks) == 1 else list(info.tasks)
+    # a folder given is the first task's; a task kept elsewhere by default (NYU depth: data/nyu) stays there
+    same = lambda t: t is None or info.root(t) == info.root(tasks[0])
+    parts = [info.splits(root if root is not None and same(t) else None, t) for t in tasks]
+    if name == "synthetic":  # held-out rooms with cameras and depth: multi-view correspondence too
+        bench = parts[0]["root"] / "benchmark.json"
+        parts[0]["scenes"] = [parts[0]["root"] / p for p in json.loads(bench.read_text())["val"]]
+    return parts
 
 # %% ../nbs/13_cli.ipynb #7461a322
 def _backbone(a: BackboneArgs):
@@ -102,49 +134,61 @@ def _default_scenes(scenes, split: str) -> list[Path]:
     if not bj.exists(): raise SystemExit(f"no scenes given and {bj} does not exist: run `fit3d synth` first or pass --scenes")
     return [root / p for p in json.loads(bj.read_text())[split]]
 
+def _run_root(bb, out=None) -> Path:
+    from fit3d.demo import run_dir
+    return Path(out) if out is not None else run_dir("runs", bb.name)
+
 def cmd_synth(a: SynthArgs):
     from fit3d.synthetic import make_benchmark
-    b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views, n_test=a.test_views, width=a.width,
-                       height=a.height, seed=a.seed, device=a.device, overwrite=a.overwrite)
+    b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views, n_test=a.test_views,
+                       width=a.width, height=a.height, seed=a.seed, device=a.device, overwrite=a.overwrite)
     print(f"wrote {len(b['train'])} training and {len(b['val'])} held-out scenes under {a.out}")
 
 def cmd_features(a: FeaturesArgs):
     from fit3d.features import extract_scene
     from fit3d.formats import read_scene
     bb = _backbone(a.model)
+    cache = a.cache or _run_root(bb) / "features"
     for p in _default_scenes(a.scenes, "train") + ([] if a.scenes else _default_scenes((), "val")):
         scene = read_scene(p)
-        extract_scene(bb, scene.downscaled(a.downscale) if a.downscale != 1 else scene, cache_dir=a.cache,
-                      long_side=a.long_side or None, batch_size=a.batch_size)
-    print(f"features cached under {a.cache / bb.name}")
+        extract_scene(bb, scene.downscaled(a.downscale) if a.downscale != 1 else scene, cache_dir=cache,
+                      long_side=a.long_side, batch_size=a.batch_size)
+    print(f"features cached under {cache / bb.name}")
 
 def cmd_lift(a: LiftArgs):
-    cfg = a.lift
     from fit3d.features import extract_scene
-    from fit3d.lift import lift_scenes, write_targets_for
+    from fit3d.demo import lift_stage
     bb = _backbone(a.model)
+    root = _run_root(bb, a.out)
     live = None
     if a.live:
         from fit3d.viewer import LiveViewer
         live = LiveViewer(port=8080); print(f"live view: http://127.0.0.1:{live.port}")
-    feats = lambda scene: extract_scene(bb, scene, cache_dir=a.cache, long_side=a.long_side or None)
-    def on_done(scene, lifted, folder):
-        if a.targets is not None: write_targets_for(lifted, scene, feats(scene), a.targets / f"{scene.name}.safetensors",
-                                             a.model.backbone, bb.patch_size, scale=cfg.render_scale)
-    done = lift_scenes(_default_scenes(a.scenes, "train"), a.out, feats, cfg, on_done=on_done, callback=live, downscale=a.downscale)
-    print(f"lifted {len(done)} scenes under {a.out}; Stage II targets under {a.targets}")
+    feats = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=a.long_side)
+    done = lift_stage(_default_scenes(a.scenes, "train"), root, bb, feats, a.lift, next(bb.parameters()).device,
+                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live)
+    print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
 def cmd_probe(a: ProbeArgs):
     from fit3d.features import load_backbone
-    from fit3d.finetune import CombinedBackbone
-    from fit3d.demo import probe_models, results_markdown
+    from fit3d.store import weights_digest, files_digest
+    from fit3d.demo import compare_models, probe_models, results_markdown, paper_numbers
+    from fit3d.store import atomic_write
     bb = _backbone(a.model)
-    fine = load_backbone(a.model.backbone, checkpoint=a.finetuned, device=next(bb.parameters()).device)
-    models = dict(original=bb, finetuned=fine, combined=CombinedBackbone(bb, fine, "concat"))
-    a.out.mkdir(parents=True, exist_ok=True)
-    res = probe_models(models, a.data, a.iters, next(bb.parameters()).device, cache=a.out / "results.json",
-                       key=dict(backbone=bb.name, weights=str(a.finetuned), mtime=a.finetuned.stat().st_mtime))
-    md = results_markdown(res); (a.out / "results.md").write_text(md + "\n"); print(md)
+    dev = next(bb.parameters()).device
+    weights = a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors"
+    if not Path(weights).exists():
+        raise SystemExit(f"fit3d probe: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
+    fine = load_backbone(a.model.backbone, checkpoint=weights, device=dev)
+    data = probe_data(a.dataset, a.data)
+    out = a.out or _run_root(bb) / "probe" / a.dataset
+    iters = a.iters or (None if a.protocol == "official" else 2000)
+    res = probe_models(compare_models(bb, fine), data, iters, dev, cache=out / "results.json", long_side=a.long_side,
+                       protocol=a.protocol, key=dict(backbone=bb.name, weights=weights_digest(bb),
+                                                     finetuned=files_digest([weights]), dataset=a.dataset,
+                                                     roots=[str(Path(p["root"]).resolve()) for p in data]))
+    md = results_markdown(res, paper_numbers(a.model.backbone, a.dataset))
+    atomic_write(out / "results.md", md + "\n"); print(md)
 
 def _serve_forever(what: str, port: int):
     import time
@@ -157,74 +201,79 @@ def cmd_view(a: ViewArgs):
     from fit3d.viewer import view_lifted
     path = a.path
     if not (path / "gaussians.ply").exists():  # a folder of lifted scenes: show the first
-        found = sorted(p.parent for p in path.glob("*/gaussians.ply"))
+        found = sorted(p.parent for p in path.rglob("gaussians.ply"))
         if not found: raise SystemExit(f"{path}: no gaussians.ply here or in its sub-folders (lift a scene first: fit3d lift)")
         path = found[0]; print(f"showing {path} (of {len(found)} lifted scenes under {a.path})")
     server = view_lifted(path, host=a.host, port=a.port)
-    _serve_forever(f"lifted scene {a.path}", server.get_port())
+    _serve_forever(f"lifted scene {path}", server.get_port())
 
 def cmd_webdemo(a: WebdemoArgs):
     from fit3d.features import load_backbone
     from fit3d.webdemo import serve_demo, example_images
     bb = _backbone(a.model)
-    fine = load_backbone(a.model.backbone, checkpoint=a.finetuned)
+    fine = load_backbone(a.model.backbone, checkpoint=a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors")
     server = serve_demo(bb, fine, examples=example_images(a.examples), host=a.host, port=a.port)
     _serve_forever("web demo", server.get_port())
 
 def cmd_finetune(cfg):
-    from fit3d.finetune import finetune
+    from dataclasses import replace
+    from fit3d.finetune import finetune, FinetuneConfig
+    from fit3d.demo import run_dir
+    if cfg.backbone:  # the run folder `fit3d lift --backbone X` wrote, unless other folders are named
+        root = run_dir("runs", cfg.backbone)
+        if not cfg.targets: cfg = replace(cfg, targets=(str(root / "targets"),))
+        if cfg.out == FinetuneConfig.out: cfg = replace(cfg, out=str(root / "finetune"))
     print(f"fine-tuned weights: {finetune(cfg)}")
 
 def cmd_demo(cfg):
     from fit3d.demo import run_demo
     run_demo(cfg)
 
+def cmd_reproduce(cfg):
+    from fit3d.reproduce import reproduce
+    reproduce(cfg)
+
+def cmd_pretrain(cfg):
+    from fit3d.pretrain import pretrain
+    print(f"pretrained weights: {pretrain(cfg).get('weights')}")
+
 # %% ../nbs/13_cli.ipynb #d312291b
-def _commands():
-    from fit3d.lift import LiftConfig
+def _commands() -> dict:
     from fit3d.finetune import FinetuneConfig
     from fit3d.demo import DemoConfig
-    return dict(synth=(SynthArgs, cmd_synth), features=(FeaturesArgs, cmd_features), lift=(LiftArgs, cmd_lift),
+    from fit3d.reproduce import ReproduceConfig
+    cmds = dict(synth=(SynthArgs, cmd_synth), features=(FeaturesArgs, cmd_features), lift=(LiftArgs, cmd_lift),
                 finetune=(FinetuneConfig, cmd_finetune), probe=(ProbeArgs, cmd_probe), view=(ViewArgs, cmd_view),
-                webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo))
+                webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo), reproduce=(ReproduceConfig, cmd_reproduce))
+    try: from fit3d.pretrain import PretrainConfig  # the pretraining chapter, where it has landed
+    except ImportError: pass
+    else: cmds["pretrain"] = (PretrainConfig, cmd_pretrain)
+    return cmds
 
 _HELP = """usage: fit3d <command> [flags]     (fit3d <command> --help for its flags)
 
 commands:
   synth      write the synthetic benchmark (procedural rooms, nerfstudio layout)
   features   extract and cache a backbone's dense features for scenes
-  lift       Stage I: lift scenes into feature Gaussians (resumes; shards under torchrun)
+  lift       Stage I: lift scenes into feature Gaussians (fit3d lift [reference|fast|tiny] [flags]; resumes; shards under torchrun)
   finetune   Stage II: fine-tune the backbone on rendered targets (resumes; DDP under torchrun)
-  probe      linear probes + multi-view correspondence: original vs fine-tuned vs combined
+  probe      linear probes + correspondence on a data set (--dataset): original, duplicated, fine-tuned, combined
   view       open a lifted scene in the browser (viser)
   webdemo    browser demo: PCA and K-means of features, original vs fine-tuned
   demo       all of the above on the built-in synthetic rooms, with an HTML report
+  reproduce  the paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe, the table (--dry-run: the plan)
+  pretrain   self-supervised pretraining of a ViT on synthetic rooms (where fit3d.pretrain is installed)
 """
-
-def _preset(args: list) -> tuple[str, list]:
-    "Pull `--preset X` / `--preset=X` out of `args`."
-    for i, a in enumerate(args):
-        if a == "--preset" and i + 1 < len(args): return args[i + 1], args[:i] + args[i + 2:]
-        if a.startswith("--preset="): return a.split("=", 1)[1], args[:i] + args[i + 1:]
-    return "fast", args
 
 def main(argv: list | None = None):
     "The `fit3d` console script."
-    import tyro
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"): print(_HELP); return
     cmds = _commands()
     if argv[0] not in cmds: raise SystemExit(f"fit3d: unknown command {argv[0]!r}\n\n{_HELP}")
-    name, rest = argv[0], argv[1:]
-    conf_cls, fn = cmds[name]
-    if name == "lift":
-        from fit3d.lift import LiftConfig
-        preset, rest = _preset(rest)
-        presets = dict(reference=LiftConfig(), fast=LiftConfig.fast(), tiny=LiftConfig.tiny())
-        if preset not in presets: raise SystemExit(f"fit3d lift: unknown preset {preset!r}: use {', '.join(presets)}")
-        return fn(tyro.cli(Annotated[LiftArgs, tyro.conf.OmitArgPrefixes], args=rest, prog="fit3d lift",
-                           default=LiftArgs(preset=preset, lift=presets[preset])))
-    return fn(tyro.cli(Annotated[conf_cls, tyro.conf.OmitArgPrefixes], args=rest, prog=f"fit3d {name}"))
+    conf_cls, fn = cmds[argv[0]]
+    flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]  # flags before or after a preset
+    return fn(tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}"))
 
 # %% ../nbs/13_cli.ipynb #64dfa160
 if __name__ == "__main__": main()

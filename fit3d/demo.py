@@ -1,4 +1,4 @@
-"""`fit3d demo` generates the synthetic benchmark, extracts features, lifts the training scenes, fine-tunes, probes baseline vs fine-tuned, and writes an HTML report.
+"""`fit3d demo` generates the synthetic benchmark, extracts features, lifts the training scenes, fine-tunes, probes the original, duplicated, fine-tuned and combined features, and writes an HTML report.
 
 Docs: https://fit3d.github.io/fit3d/demo.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://fit3d.github.io/fit3d/demo.html.md"""
 
 # %% ../nbs/12_demo.ipynb #af924a30
 from __future__ import annotations
-import base64, io, json, time
+import base64, io, json, shutil, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -14,155 +14,245 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from .scene import Scene
+from .scene import Scene, SceneError
 from .formats import read_scene
+from .store import (atomic_write, write_json, read_json, provenance, check_provenance, weights_digest, files_digest,
+                    scene_identity, safe_name)
 
 # %% auto #0
-__all__ = ['DemoConfig', 'resolve', 'probe_models', 'run_demo', 'results_markdown', 'loss_figure', 'write_report']
+__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage', 'finetune_stage',
+           'compare_models', 'probe_models', 'provenance_parts', 'paper_numbers', 'results_markdown', 'save_png',
+           'viewer_html', 'loss_figure', 'write_report', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
 class DemoConfig:
-    "Settings of `fit3d demo`; 0 / 'auto' mean: chosen for the device (CPU: small and fast, GPU: larger)."
-    out: str = "runs/demo"          # everything the demo writes (features, lifts, targets, fine-tuned weights, report)
-    data: str = "data/synthetic"    # the synthetic benchmark root (generated if missing)
-    backbone: str = "auto"          # "auto": "tiny" on CPU, "dinov2_small" on GPU; any fit3d.features name
-    pretrained: bool = True         # load pretrained weights (the tiny ViT has none: it is a fixed random init)
-    checkpoint: str = ""            # local weights file for the backbone
-    device: str = "auto"            # "auto": CUDA if available
-    train_scenes: int = 0           # scenes to lift and fine-tune on
-    val_scenes: int = 0             # held-out scenes for probing
-    views: int = 0                  # views per scene
-    width: int = 0                  # image width of the benchmark
-    height: int = 0                 # image height
-    lift_iterations: int = 0        # Stage I steps per scene
-    finetune_epochs: int = 0        # Stage II epochs over all training views
-    finetune_lr: float = 0.0        # Stage II learning rate (0: 1e-5 as the reference for pretrained, higher for the tiny ViT)
-    probe_iters: int = 0            # linear-probe steps
-    feature_long_side: int = -1     # resize images so the long side has this many pixels for the backbone (0: as they are)
+    "Settings of `fit3d demo`; `None` means: chosen for the device (CPU: small and fast, GPU: larger)."
+    out: str = "runs/demo"              # run root: each backbone writes to <out>/<backbone>/ (features, lift, targets, ...)
+    data: str = "data/synthetic"        # the synthetic benchmark root (generated if missing)
+    backbone: str | None = None         # None: "dinov2_small" on GPU; on CPU "fit3d_tiny" where installed, else "tiny"
+    pretrained: bool = True             # load pretrained weights (the tiny ViT has none: it is a fixed random init)
+    checkpoint: str = ""                # local weights file for the backbone
+    device: str = "auto"                # "auto": CUDA if available
+    train_scenes: int | None = None     # scenes to lift and fine-tune on
+    val_scenes: int | None = None       # held-out scenes for probing
+    views: int | None = None            # views per scene
+    width: int | None = None            # image width of the benchmark
+    height: int | None = None           # image height
+    lift_iterations: int | None = None  # Stage I steps per scene
+    finetune_epochs: int | None = None  # Stage II epochs over all training views
+    finetune_lr: float | None = None    # Stage II learning rate (None: the reference's 1e-5 on GPU, 1e-4 for the tiny ViT)
+    probe_iters: int | None = None      # linear-probe steps
+    feature_long_side: int | None = None # long side of the backbone's input (None: 224 on CPU, 0 = images as they are on GPU)
     seed: int = 0
 
+def cpu_backbone() -> str:
+    "The CPU demo's model: the small proxy made by `fit3d.pretrain` where its weights are installed, else the random tiny ViT."
+    from fit3d.features import PROXY_MODELS, weights_dir
+    return "fit3d_tiny" if (weights_dir() / PROXY_MODELS["fit3d_tiny"]["file"]).exists() else "tiny"
+
 def resolve(cfg: DemoConfig) -> DemoConfig:
-    "Fill the zero / 'auto' settings for the device the demo runs on."
+    "Fill the `None` settings for the device the demo runs on."
     gpu = (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device.startswith("cuda")
-    auto = dict(backbone="dinov2_small" if gpu else "tiny", train_scenes=6 if gpu else 3, val_scenes=3 if gpu else 2,
+    auto = dict(backbone="dinov2_small" if gpu else cpu_backbone(), train_scenes=6 if gpu else 3, val_scenes=3 if gpu else 2,
                 views=96 if gpu else 24, width=640 if gpu else 128, height=480 if gpu else 96,
                 lift_iterations=3000 if gpu else 150, finetune_epochs=1 if gpu else 8,
                 finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 300,
                 feature_long_side=0 if gpu else 224)  # CPU: small images, upscaled for a finer patch grid (16 x 12)
-    return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) in (0, 0.0, -1, "auto")},
+    return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) is None},
                    device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device)
 
+def run_dir(out,             # the run root (`--out`)
+            backbone_name: str, # the loaded backbone's name (`Backbone.name`: "-random" / "-<checkpoint>" included)
+           ) -> Path:
+    "Where one backbone's run lives: `<out>/<backbone>/`, so that runs of two backbones never meet."
+    return Path(out) / safe_name(backbone_name)
+
+def weights_note(backbone: str, pretrained: bool, checkpoint: str = "") -> str:
+    "Which weights a run used, in words, for the report."
+    from fit3d.features import TINY, PROXY_MODELS
+    if checkpoint: return f"{backbone} with weights from the file {checkpoint}"
+    if backbone in PROXY_MODELS:
+        return f"{backbone}: the proxy foundation model made here (fit3d.pretrain on synthetic rooms), not DINOv2's weights"
+    if backbone in TINY: return f"{backbone}: a fixed random initialisation (no pretrained weights exist for it)"
+    return f"{backbone}: pretrained weights (timm)" if pretrained else f"{backbone}: random initialisation (--pretrained false)"
+
+# %% ../nbs/12_demo.ipynb #e1f0a9b3
+def claim(folder,            # the folder an artifact is made in
+          record: dict,      # `fit3d.store.provenance(...)` of what it is made from
+          what: str,         # what it is, for messages
+          log=print) -> Path:
+    "Make `folder` the home of an artifact made from `record`; a folder made from other inputs is cleared first."
+    folder = Path(folder); rec = folder / "provenance.json"
+    if folder.exists() and any(folder.iterdir()):
+        saved = read_json(rec, "provenance record") if rec.exists() else None
+        if check_provenance(folder, saved, record, "recompute", what, log): return folder
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(rec, record)
+    return folder
+
+def _matches(folder: Path, record: dict) -> bool:
+    rec = Path(folder) / "provenance.json"
+    return rec.exists() and read_json(rec, "provenance record").get("key") == record["key"]
+
+# %% ../nbs/12_demo.ipynb #3f6c8d21
+def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fixed order
+               root,                # the run folder: writes root/lift/<scene>/ and root/targets/<scene>.safetensors
+               backbone,            # the frozen `Backbone` whose features are lifted
+               features_fn,         # scene -> {view name: (C, h, w)} (a cached extractor)
+               cfg,                 # the `LiftConfig`
+               device,
+               long_side: int | None = None, # the backbone's input long side (part of the record)
+               downscale: float = 1.0,       # images read downscaled by this factor
+               name: str | None = None,      # the backbone name the targets record (the one `load_backbone` takes)
+               callback=None,                # passed to `lift` (e.g. a `fit3d.viewer.LiveViewer`)
+               log=print) -> list[Path]:
+    "Stage I and its Stage II targets for this rank's share of the scenes; a scene is reused only if its record matches."
+    from fit3d.lift import lift_scenes, write_targets_for, load_lifted, rank_and_world
+    root, (rank, world) = Path(root), rank_and_world()
+    wdig, scenes = weights_digest(backbone), {}
+    names = [read_scene(p, check_files=False).name for p in scene_paths]
+    if len(set(names)) != len(names):  # checked before any folder is claimed: one scene must never clear another's
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise SceneError(root / "lift", f"scenes share the names {dup}: each needs its own folder (rename one of them)")
+    for p in list(scene_paths)[rank::world]:  # each rank claims the scenes `lift_scenes` gives it
+        scene = read_scene(p, check_files=False)
+        rec = provenance(stage="lift", backbone=backbone.name, weights=wdig, long_side=long_side, downscale=downscale,
+                         config=cfg, scene=scene_identity(scene))
+        target = root / "targets" / f"{scene.name}.safetensors"
+        folder = root / "lift" / scene.name
+        if not _matches(folder, rec): target.unlink(missing_ok=True)  # made from a lift that is about to be redone
+        claim(folder, rec, f"lifted scene {scene.name}", log)
+        scenes[scene.name] = p
+    def on_done(scene, lifted, folder):
+        write_targets_for(lifted, scene, features_fn(scene), root / "targets" / f"{scene.name}.safetensors",
+                          name or backbone.name, backbone.patch_size, scale=cfg.render_scale, device=device)
+    done = lift_scenes(list(scene_paths), root / "lift", features_fn, cfg, device=device, on_done=on_done,
+                       downscale=downscale, callback=callback)
+    for d in done:  # a lift reused whose targets were deleted: render them again
+        if not (root / "targets" / f"{d.name}.safetensors").exists():
+            scene = read_scene(scenes[d.name]); scene = scene.downscaled(downscale) if downscale != 1 else scene
+            on_done(scene, load_lifted(d, device=device), d)
+    return done
+
+# settings of `FinetuneConfig` that do not change the weights it makes
+_FINETUNE_LOGISTICS = ("targets", "out", "resume", "num_workers", "log_every", "device", "progress", "save_every", "compile")
+
+def finetune_stage(root,            # the run folder: writes root/finetune/
+                   cfg,             # the `FinetuneConfig` (its `targets` and `out` are set here)
+                   backbone,        # the `Backbone` fine-tuning starts from (its weights are part of the record)
+                   log=print) -> Path:
+    "Stage II on every target under root/targets, reused only if made from the same targets, weights and settings."
+    from fit3d.finetune import finetune
+    from fit3d.lift import rank_and_world
+    root = Path(root); files = sorted((root / "targets").glob("*.safetensors"))
+    if not files: raise FileNotFoundError(f"{root / 'targets'}: no Stage II targets (run Stage I first)")
+    cfg = replace(cfg, targets=(str(root / "targets"),), out=str(root / "finetune"))
+    rec = provenance(stage="finetune", start=weights_digest(backbone), targets=files_digest(files),
+                     config={k: v for k, v in asdict(cfg).items() if k not in _FINETUNE_LOGISTICS})
+    weights = root / "finetune" / "finetuned.safetensors"
+    if rank_and_world()[0] == 0: claim(root / "finetune", rec, "fine-tuned weights", log)
+    _barrier()
+    return weights if weights.exists() and _matches(root / "finetune", rec) else Path(finetune(cfg))
+
+def _barrier():
+    "Wait for every process of a `torchrun` job (nothing to wait for when run alone)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): dist.barrier()
+
 # %% ../nbs/12_demo.ipynb #8b3e812c
-def _feature_fn(backbone, long_side: int = 0):
+def _feature_fn(backbone, long_side: int | None = None):
     "image (H, W, 3) float in [0, 1] -> (C, h, w) float features on the CPU, sized exactly as the feature cache sizes them."
     from fit3d.features import iter_features
     return lambda img: next(iter_features(backbone, [img], long_side=long_side or None, dtype=torch.float32))
 
-def _plain(x):
-    "Tensors and arrays as lists, recursively, so that results can be written as JSON."
-    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
-    if isinstance(x, (torch.Tensor, np.ndarray)): return x.tolist()
-    if isinstance(x, np.generic): return x.item()
-    return x
+MODELS = dict(original="original", duplicated="original duplicated (control)", finetuned="fine-tuned alone",
+              combined="combined (FiT3D)")  # the rows of every results table, as the paper's Table 13
 
-def probe_models(models: dict,      # name -> backbone ((B,3,H,W) in [0,1] -> (B,C,h,w))
-                 data_root,         # synthetic benchmark root
-                 probe_iters: int,  # steps of each linear probe
+def compare_models(original,   # the frozen 2D `Backbone`
+                   finetuned,  # the fine-tuned `Backbone`
+                  ) -> dict:
+    "The four models every table compares: original, original duplicated (the control), fine-tuned, combined."
+    from fit3d.finetune import CombinedBackbone
+    return dict(original=original.eval(), duplicated=CombinedBackbone(original, original, "concat").eval(),
+                finetuned=finetuned.eval(), combined=CombinedBackbone(original, finetuned, "concat").eval())
+
+def _parts(data) -> list[dict]:
+    "The probe inputs as a list of dict(train=, val=, ...), one per read: from a synthetic root, a dict or a list of dicts."
+    from fit3d.datasets import DATASETS
+    if isinstance(data, dict): return [data]
+    if isinstance(data, (list, tuple)): return list(data)
+    part = DATASETS["synthetic"].splits(data)
+    meta = read_json(Path(data) / "benchmark.json", "benchmark list")
+    return [part | dict(scenes=[Path(data) / p for p in meta["val"]])]  # held-out rooms, for correspondence
+
+def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (B,C,h,w))
+                 data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
+                 probe_iters: int | None, # steps of each linear probe (None: the protocol's, 40k / 38.4k)
                  device,
-                 cache=None,        # JSON file: results already there (made with the same `key`) are not recomputed
-                 key=None,          # what the results depend on (weights, settings); other cached results are dropped
-                 long_side: int = 0, # scale images to this long side for the backbones (0: as they are)
-                 progress: bool = True) -> dict:
-    "Segmentation and depth linear probes (train scenes -> val scenes) and multi-view correspondence for each model."
+                 cache=None,         # JSON file: results already there (made with the same `key`) are not recomputed
+                 key=None,           # what the results depend on (weights, data); results made from others are dropped
+                 long_side: int | None = None, # scale images to this long side for the backbones (None/0: as they are)
+                 progress: bool = True,
+                 protocol: str = "quick", # "quick": probes on cached features; "official": the probe chapter's augmented protocol
+                ) -> dict:
+    "Segmentation and depth linear probes (train -> val) and multi-view correspondence for each model, where the data has them."
     from fit3d.probe import (ProbeConfig, DepthProbeConfig, cache_features, train_seg_probe, eval_seg_probe,
                              train_depth_probe, eval_depth_probe)
-    from fit3d.datasets import synthetic
     from fit3d.correspondence import correspondence_recall
-    results = json.loads(Path(cache).read_text()) if cache and Path(cache).exists() else {}
-    key = _plain(dict(key or {}, probe_iters=probe_iters, long_side=long_side, models=list(models)))
-    if results.get("_key") != key: results = {"_key": key}
-    train, val = synthetic(data_root, "train"), synthetic(data_root, "val")
-    n_classes = len(train.classes)
-    meta = json.loads((Path(data_root) / "benchmark.json").read_text())
+    from fit3d.store import _plain
+    results = read_json(cache, "probe results") if cache and Path(cache).exists() else {}
+    if protocol == "official" and "protocol" not in ProbeConfig.__dataclass_fields__:
+        print("fit3d.probe has no official (augmented) protocol yet: probing with the quick one"); protocol = "quick"
+    parts = _parts(data)
+    settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
+    key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
+                     data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
+                           for s, p in zip(settings, parts)])
+    if results.get("_key") != key:
+        if results:
+            print(f"{cache}: probe results were made from other inputs "
+                  f"({', '.join(provenance_parts(results.get('_key'), key))}); recomputing")
+        results = {"_key": key}
     for name, bb in models.items():
         if name in results: continue
         f = _feature_fn(bb.to(device).eval(), long_side)
-        kw = dict(iters=probe_iters, batch_size=8, device=str(device), progress=progress)
-        tr, va = (cache_features(f, s, ("labels", "depth"), progress=progress) for s in (train, val))  # once for both probes
-        seg = eval_seg_probe(train_seg_probe(tr["feats"], tr["labels"], n_classes, ProbeConfig(**kw)), va["feats"], va["labels"])
-        dep = eval_depth_probe(train_depth_probe(tr["feats"], tr["depth"], DepthProbeConfig(**kw)), va["feats"], va["depth"])
-        corr = []
-        for p in meta["val"]:
-            sc = read_scene(Path(data_root) / p)
-            feats = {i: f(sc.image(i)) for i in range(len(sc))}
-            pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
-            corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
-        recall = {k: float(np.mean([c[k] for c in corr])) for k in corr[0] if isinstance(corr[0][k], (int, float))}
-        results[name] = _plain(dict(segmentation=seg, depth=dep, correspondence=recall))
-        if cache: Path(cache).write_text(json.dumps(results, indent=1))
+        kw = dict(batch_size=8, device=str(device), progress=progress, **({} if probe_iters is None else dict(iters=probe_iters)),
+                  **(dict(protocol=protocol) if protocol != "quick" else {}))
+        r = {}
+        for p in parts:
+            train, val = p["train"], p["val"]
+            keys = tuple(k for k in ("labels", "depth") if train[0].get(k) is not None)
+            if not keys: raise ValueError(f"{train.name}: samples have neither labels nor depth: nothing to probe")
+            tr, va = (cache_features(f, s, keys, progress=progress) for s in (train, val))  # once for both probes
+            if "labels" in keys:
+                head = train_seg_probe(tr["feats"], tr["labels"], p.get("n_classes") or len(train.classes), ProbeConfig(**kw))
+                r["segmentation"] = eval_seg_probe(head, va["feats"], va["labels"])
+            if "depth" in keys:
+                rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
+                head = train_depth_probe(tr["feats"], tr["depth"], DepthProbeConfig(**kw, **rng))
+                r["depth"] = eval_depth_probe(head, va["feats"], va["depth"], crop=p.get("eval_crop"))
+            corr = []
+            for sp in p.get("scenes") or []:
+                sc = read_scene(sp)
+                feats = {i: f(sc.image(i)) for i in range(len(sc))}
+                pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
+                corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
+            if corr: r["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0]
+                                            if isinstance(corr[0][k], (int, float))}
+        results[name] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
+                                for k, g in r.items()})
+        if cache: write_json(cache, results)
     return results
 
-# %% ../nbs/12_demo.ipynb #2966b21a
-def run_demo(cfg: DemoConfig | None = None) -> Path:
-    "Run the whole method on the synthetic benchmark; return the path of the HTML report."
-    from fit3d.synthetic import make_benchmark
-    from fit3d.features import load_backbone, extract_scene
-    from fit3d.lift import LiftConfig, lift_scenes, write_targets_for, load_lifted
-    from fit3d.finetune import FinetuneConfig, finetune, CombinedBackbone
-    cfg = resolve(cfg or DemoConfig())
-    out, con, t0, times = Path(cfg.out), Console(), time.perf_counter(), {}
-    out.mkdir(parents=True, exist_ok=True)
-    made = out / "config.json"
-    if made.exists():  # resuming is only right with the same settings
-        old = json.loads(made.read_text()); new = json.loads(json.dumps(asdict(cfg)))
-        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k not in ("out", "device")}
-        if diff: raise SystemExit(f"{made}: this run folder was made with other settings {diff} (saved, requested); "
-                                  f"pass another --out, or delete {out}")
-    made.write_text(json.dumps(asdict(cfg), indent=1))
-    device = torch.device(cfg.device)
-    def stage(name):
-        times[name] = time.perf_counter(); con.rule(f"[bold]{name}")
-
-    stage("1/6 synthetic benchmark")
-    bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes, n_views=cfg.views,
-                           width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
-    stage("2/6 features")
-    bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
-    feat_cache = out / "features"
-    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=feat_cache, long_side=cfg.feature_long_side or None, progress=True)
-    for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
-
-    stage("3/6 lift (Stage I)")
-    lcfg = (LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny)(iterations=cfg.lift_iterations, seed=cfg.seed)
-    def on_done(scene, lifted, folder):
-        write_targets_for(lifted, scene, features_fn(scene), out / "targets" / f"{scene.name}.safetensors",
-                          cfg.backbone, bb.patch_size, scale=lcfg.render_scale, device=device)
-    lifted_dirs = lift_scenes(bench["train"], out / "lift", features_fn, lcfg, device=device, on_done=on_done)
-
-    stage("4/6 fine-tune (Stage II)")
-    fcfg = FinetuneConfig(targets=(str(out / "targets"),), out=str(out / "finetune"), backbone=cfg.backbone,
-                          pretrained=cfg.pretrained, init=cfg.checkpoint, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
-                          seed=cfg.seed, num_workers=0 if device.type == "cpu" else 4, device=str(device))
-    weights = out / "finetune" / "finetuned.safetensors"
-    if not weights.exists(): weights = finetune(fcfg)
-    fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
-    models = dict(original=bb.eval(), finetuned=fine, combined=CombinedBackbone(bb, fine, "concat").eval())
-
-    stage("5/6 probes")
-    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=out / "results.json", long_side=cfg.feature_long_side,
-                           key=dict(weights=str(weights), mtime=weights.stat().st_mtime))
-
-    stage("6/6 report")
-    report = write_report(out, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()))
-    con.print(results_markdown(results))
-    con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
-    con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
-    return report
+def provenance_parts(saved, wanted) -> list:
+    "The names of the parts in which two records differ."
+    from fit3d.store import provenance_diff
+    return list(provenance_diff(saved if isinstance(saved, dict) else None, wanted))
 
 # %% ../nbs/12_demo.ipynb #3d71574e
-_ROWS = [("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
+_COLS = [("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
          ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "d1", "depth δ1 ↑", 100),
          ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
 
@@ -172,16 +262,33 @@ def _metric(r: dict, group: str, key: str):
         if k in g: return g[k]
     return None
 
-def results_markdown(results: dict) -> str:
-    "The comparison table (one column per model) as markdown."
-    names = [n for n in results if not n.startswith("_")]
-    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for group, key, label, mult in _ROWS:
-        vals = [_metric(results[n], group, key) for n in names]
-        if all(v is None for v in vals): continue
-        lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v * mult:.{1 if mult == 100 else 3}f}" for v in vals) + " |")
+def paper_numbers(backbone: str, # our backbone name, e.g. "dinov2_small"
+                  dataset: str,  # the data set, e.g. "scannetpp"
+                 ) -> dict | None:
+    "The paper's numbers for this backbone and data set ({row: {metric: value}}), if the paper reports them."
+    try: from fit3d.probe import paper_numbers as numbers  # the probe chapter keeps FiT3D's tables
+    except ImportError: return None
+    return numbers(backbone, dataset)
+
+def _paper_fmt(v) -> str: return "–" if v is None else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
+
+def results_markdown(results: dict,      # {model: {group: {metric: value}}} (probe_models' result)
+                     paper: dict | None = None, # the paper's numbers {row: {metric: value}} (in the paper's units)
+                    ) -> str:
+    "The results table as markdown: one row per model (original, duplicated, fine-tuned, combined), one column per metric."
+    names = [n for n in MODELS if n in results] + [n for n in results if n not in MODELS and not n.startswith("_")]
+    cols = [c for c in _COLS if any(_metric(results[n], c[0], c[1]) is not None for n in names)]
+    pcols = [c for c in cols if paper and any(c[1] in (paper.get(n) or {}) for n in names)]
+    fmt = lambda v, mult: "–" if v is None else f"{v * mult:.{2 if mult == 100 else 4}f}"
+    head = [c[2] for c in cols] + [f"paper {c[2]}" for c in pcols]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for n in names:
+        ours = [fmt(_metric(results[n], g, k), m) for g, k, _, m in cols]
+        theirs = [_paper_fmt((paper.get(n) or {}).get(k)) for _, k, _, _ in pcols]
+        lines.append(f"| {MODELS.get(n, n)} | " + " | ".join(ours + theirs) + " |")
     return "\n".join(lines)
 
+# %% ../nbs/12_demo.ipynb #d9e4f1a0
 def _png(img) -> str:
     "A PIL image or (H, W, 3) float array as an <img> tag with the PNG inline."
     from PIL import Image
@@ -190,9 +297,22 @@ def _png(img) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" style="max-width:100%">'
 
 def _md_table_html(md: str) -> str:
-    rows = [r.strip("|").split("|") for r in md.splitlines() if not r.startswith("|---")]
+    rows = [r.strip().strip("|").split("|") for r in md.splitlines() if not r.startswith("|---")]
     cell = lambda tag, c: f"<{tag}>{c.strip()}</{tag}>"
-    return "<table>" + "".join("<tr>" + "".join(cell("th" if i == 0 else "td", c) for c in r) + "</tr>" for i, r in enumerate(rows)) + "</table>"
+    return "<table>" + "".join("<tr>" + "".join(cell("th" if i == 0 else "td", c) for c in r) + "</tr>"
+                               for i, r in enumerate(rows)) + "</table>"
+
+def save_png(img, path) -> Path:
+    "Write a PIL image as PNG, atomically."
+    return atomic_write(path, lambda t: img.save(t, format="PNG"))
+
+def viewer_html(lifted,        # a `fit3d.lift.Lifted`
+                scene,         # its scene (cameras drawn as frustums)
+                folder) -> str:
+    "The lifted scene as a self-contained interactive viewer (`fit3d.viewer.embed_viewer`) and the command to open it live."
+    from fit3d.viewer import embed_viewer
+    return (embed_viewer(lifted.splats, cameras=scene.cameras, mode="static", height=420, max_gaussians=50_000) +
+            f"<p>Live, with feature colours: <code>fit3d view --path {folder}</code></p>")
 
 # %% ../nbs/12_demo.ipynb #b0b49910
 def loss_figure(lifted_dirs: list, finetune_dir):
@@ -201,7 +321,7 @@ def loss_figure(lifted_dirs: list, finetune_dir):
     from plotly.subplots import make_subplots
     fig = make_subplots(rows=1, cols=3, subplot_titles=("Stage I colour loss", "Stage I feature L1", "Stage II loss"))
     for d in lifted_dirs:
-        h = json.loads((Path(d) / "lift.json").read_text())["history"]
+        h = read_json(Path(d) / "lift.json", "lift record")["history"]
         for col, key in ((1, "colour"), (2, "feature")):
             fig.add_trace(go.Scatter(x=[r["step"] for r in h], y=[r[key] for r in h], name=f"{Path(d).name} {key}"), 1, col)
     log = Path(finetune_dir) / "log.jsonl"
@@ -211,8 +331,8 @@ def loss_figure(lifted_dirs: list, finetune_dir):
     fig.update_layout(height=320, showlegend=False, margin=dict(l=30, r=10, t=40, b=30))
     return fig
 
-def write_report(out: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, models: dict, results: dict, times: dict) -> Path:
-    "Write `out/report.html`: metrics, PCA before/after, a lifted scene, loss curves, stage timings."
+def write_report(root: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, models: dict, results: dict, times: dict) -> Path:
+    "Write `root/report.html`: which weights, the results table, PCA before/after, a lifted scene, loss curves, timings."
     from fit3d.features import extract_scene, pca_grid
     from fit3d.lift import load_lifted, lift_picture
     dev = torch.device(cfg.device)
@@ -224,23 +344,77 @@ def write_report(out: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, mod
     pca = pca_grid([val.image(i) for i in ids], [feats["original"][n] for n in names], [feats["finetuned"][n] for n in names])
     train0 = read_scene(bench["train"][0])
     lifted = load_lifted(lifted_dirs[0])
-    panel = lift_picture(lifted, read_scene(lifted.meta["scene"]), extract_scene(models["original"], train0, cache_dir=out / "features", long_side=ls, progress=False), device=dev)
-    pca.save(out / "pca_before_after.png"); panel.save(out / "lifted_scene.png")  # also as files, for notebooks and papers
+    lifted_scene = read_scene(lifted.meta["scene"])
+    panel = lift_picture(lifted, lifted_scene,
+                         extract_scene(models["original"], train0, cache_dir=root / "features", long_side=ls, progress=False),
+                         device=dev)
+    save_png(pca, root / "pca_before_after.png"); save_png(panel, root / "lifted_scene.png")  # also as files, for notebooks
     keys = list(times)
     timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
-    md = results_markdown(results)
-    (out / "results.md").write_text(md + "\n")
+    md = results_markdown(results, paper_numbers(cfg.backbone, "synthetic"))
+    atomic_write(root / "results.md", md + "\n")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>fit3d demo</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head><body>
 <h1>fit3d demo</h1>
-<p>Backbone <b>{cfg.backbone}</b> on {cfg.device}; {len(bench['train'])} training and {len(bench['val'])} held-out synthetic rooms,
-{cfg.views} views each at {cfg.width}x{cfg.height}. Stage times: {timing}.</p>
+<p><b>Weights:</b> {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}. Run on {cfg.device};
+{len(bench['train'])} training and {len(bench['val'])} held-out synthetic rooms, {cfg.views} views each at {cfg.width}x{cfg.height}.
+Stage times: {timing}.</p>
 <h2>Linear probes and 3D awareness (held-out rooms)</h2>{_md_table_html(md)}
-<p><i>original</i>: the frozen 2D model; <i>finetuned</i>: after 3D-aware fine-tuning; <i>combined</i>: both concatenated (the paper's test-time features).</p>
+<p><i>original</i>: the frozen 2D model; <i>original duplicated</i>: its features concatenated with themselves, the paper's
+control for the doubled width; <i>fine-tuned alone</i>: after 3D-aware fine-tuning; <i>combined</i>: original and fine-tuned
+concatenated (the paper's test-time features).</p>
 <h2>Feature PCA before vs after fine-tuning (held-out views)</h2><p>image | original | fine-tuned</p>{_png(pca)}
-<h2>A lifted scene</h2><p>held-out view: image | Gaussian render | 2D features | rendered 3D-aware features (one PCA).
-Open it in the browser: <code>fit3d view --path {lifted_dirs[0]}</code></p>{_png(panel)}
-<h2>Losses</h2>{loss_figure(lifted_dirs, out / "finetune").to_html(full_html=False, include_plotlyjs=True)}
+<h2>A lifted scene</h2><p>held-out view: image | Gaussian render | 2D features | rendered 3D-aware features (one PCA).</p>{_png(panel)}
+<h3>Interactive</h3>{viewer_html(lifted, lifted_scene, lifted_dirs[0])}
+<h2>Losses</h2>{loss_figure(lifted_dirs, root / "finetune").to_html(full_html=False, include_plotlyjs=True)}
 <h2>Settings</h2><pre>{json.dumps(asdict(cfg), indent=1)}</pre></body></html>"""
-    (out / "report.html").write_text(html)
-    return out / "report.html"
+    return atomic_write(root / "report.html", html)
+
+# %% ../nbs/12_demo.ipynb #2966b21a
+def run_demo(cfg: DemoConfig | None = None) -> Path:
+    "Run the whole method on the synthetic benchmark; return the path of the HTML report."
+    from fit3d.synthetic import make_benchmark
+    from fit3d.features import load_backbone, extract_scene
+    from fit3d.lift import LiftConfig
+    from fit3d.finetune import FinetuneConfig
+    cfg = resolve(cfg or DemoConfig())
+    con, t0, times = Console(), time.perf_counter(), {}
+    device = torch.device(cfg.device)
+    def stage(name):
+        times[name] = time.perf_counter(); con.rule(f"[bold]{name}")
+
+    stage("1/6 synthetic benchmark")
+    bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes, n_views=cfg.views,
+                           width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
+    stage("2/6 features")
+    bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
+    root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
+    write_json(root / "config.json", cfg)
+    ls = cfg.feature_long_side or None
+    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=ls, progress=True)
+    for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
+
+    stage("3/6 lift (Stage I)")
+    lcfg = (LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny)(iterations=cfg.lift_iterations, seed=cfg.seed)
+    lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls, name=cfg.backbone, log=con.print)
+
+    stage("4/6 fine-tune (Stage II)")
+    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint, epochs=cfg.finetune_epochs,
+                          lr=cfg.finetune_lr, seed=cfg.seed, num_workers=0 if device.type == "cpu" else 4, device=str(device))
+    weights = finetune_stage(root, fcfg, bb, log=con.print)
+    fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
+    models = compare_models(bb, fine)
+
+    stage("5/6 probes")
+    key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
+               benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
+    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json", key=key,
+                           long_side=ls)
+
+    stage("6/6 report")
+    report = write_report(root, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()))
+    con.print(results_markdown(results))
+    con.print(f"weights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}")
+    con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
+    con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
+    return report

@@ -1,0 +1,65 @@
+"`fit3d reproduce` end to end on a small ScanNet++-layout tree, through the console script: run, resume, dry run, recompute."
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from fit3d.reproduce import plan, ReproduceConfig, RATES, lift_step_seconds
+from fit3d.synthetic import make_scannetpp_tree
+from fit3d.lift import LiftConfig
+
+
+def fit3d(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([str(Path(sys.executable).parent / "fit3d"), *map(str, args)], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
+def stamps(folder: Path) -> dict:
+    "Modification times of every stage's files (config.json and the summary results.md are rewritten by every run)."
+    return {p.relative_to(folder): p.stat().st_mtime_ns for s in ("lift", "targets", "finetune", "probe", "features")
+            for p in sorted((folder / s).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sp") / "scannetpp"
+    make_scannetpp_tree(root, n_train=2, n_val=1, views=6, width=48, height=36)
+    return root
+
+
+def test_plan_prices_every_stage(tree, tmp_path):
+    cfg = ReproduceConfig(root=tree, out=tmp_path, backbone="tiny", datasets=("scannetpp", "kitti"), probe_iters=100)
+    rows = {r["stage"]: r for r in plan(cfg)}
+    assert list(rows) == ["Stage I: lift", "Stage II: fine-tune", "probes: scannetpp", "probes: kitti"]
+    assert rows["Stage I: lift"]["seconds"] == pytest.approx(2 * 30_000 * lift_step_seconds(LiftConfig(), 24, 18))  # read at downscale 2
+    assert rows["probes: kitti"]["seconds"] == pytest.approx(4 * 100 * RATES["probe_depth_step"])  # depth only
+    with pytest.raises(SystemExit, match="split list does not exist"): plan(ReproduceConfig(root=tmp_path / "none"))
+
+
+def test_reproduce_end_to_end_resume_and_recompute(tree, tmp_path):
+    args = ["reproduce", "--root", tree, "--out", tmp_path / "runs", "--backbone", "tiny", "--downscale", "1",
+            "--datasets", "scannetpp", "--protocol", "quick", "--probe-iters", "10", "--device", "cpu", "tiny"]
+    dry = fit3d(*args, "--iterations", "20", "--dry-run", cwd=tmp_path)
+    assert "2 of 2 scenes x 20 steps" in dry and not (tmp_path / "runs" / "tiny" / "lift").exists()
+    out = fit3d(*args, "--iterations", "20", cwd=tmp_path)
+    root = tmp_path / "runs" / "tiny"
+    table = (root / "results.md").read_text()
+    assert "## scannetpp" in table and "original duplicated (control)" in table and "fixed random initialisation" in table
+    res = json.loads((root / "probe" / "scannetpp" / "results.json").read_text())
+    assert set(res) == {"_key", "original", "duplicated", "finetuned", "combined"}
+    assert {"segmentation", "depth"} <= set(res["combined"])
+    lifted = sorted(p.parent for p in (root / "lift").glob("*/lift.json"))
+    assert [p.name for p in lifted] == sorted(Path(l.strip()).name for l in (tree / "splits" / "nvs_sem_train.txt").read_text().split())
+    assert len(list((root / "targets").glob("*.safetensors"))) == 2
+    # the same command again: every stage is found by its record; nothing is written
+    before = stamps(root)
+    again = fit3d(*args, "--iterations", "20", cwd=tmp_path)
+    assert stamps(root) == before and again.count("done") >= 4
+    # another Stage I setting: lifts, targets, fine-tuning and probes are made again
+    fit3d(*args, "--iterations", "21", cwd=tmp_path)
+    assert all(json.loads((d / "lift.json").read_text())["steps"] == 21 for d in lifted)
+    after = stamps(root)
+    for f in ("finetune/finetuned.safetensors", "probe/scannetpp/results.json"): assert after[Path(f)] != before[Path(f)]
