@@ -16,9 +16,11 @@ turns them into the `fit3d` package. It ships the whole method, tested on the CP
 Modules:
 
 - `fit3d.browser`: Headless Chromium with software WebGL, driven over the DevTools protocol: screenshots of viser pages and static HTML, and the checks that browser tests share.
+- `fit3d.cli`: `fit3d <stage> [flags]`: one subcommand per stage, flags generated from the stage's settings dataclass.
 - `fit3d.correspondence`: Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.
 - `fit3d.dataset_fixtures`: Tiny copies of ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC, KITTI and the synthetic benchmark, file for file in their official layouts, for tests and examples (no downloads).
 - `fit3d.datasets`: ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC 2012, KITTI and our synthetic rooms, each read from the layout its official release (or FiT3D's evaluation) ships, into one kind of sample.
+- `fit3d.demo`: `fit3d demo` generates the synthetic benchmark, extracts features, lifts the training scenes, fine-tunes, probes the original, duplicated, fine-tuned and combined features, and writes an HTML report.
 - `fit3d.features`: One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
 - `fit3d.figures`: One way to lay pictures side by side, PNG as the one figure format, and the check that every notebook shows its figures.
 - `fit3d.finetune`: Teach a 2D ViT to produce the multi-view consistent features rendered from its own feature Gaussians.
@@ -31,6 +33,7 @@ Modules:
 - `fit3d.protocol`: The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
 - `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
 - `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
+- `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
 - `fit3d.synthetic`: Seeded procedural indoor rooms, ray-cast in PyTorch into posed RGB, metric depth, semantic and instance maps, written as nerfstudio scenes.

@@ -1,4 +1,25 @@
-"""`fit3d <stage> [flags]`: one subcommand per stage, flags generated from the stage's settings dataclass.
+r"""`fit3d <stage> [flags]`: one subcommand per stage, flags generated from the stage's settings dataclass.
+
+Every stage's settings are one dataclass with documented defaults (`LiftConfig`, `FinetuneConfig`, ...). The CLI
+flags are generated from those dataclasses with `tyro`, so the notebook, the CLI and a saved run share one source
+of truth, and `fit3d <stage> --help` lists every setting with its default and its comment. Choices are `Literal`
+types (tyro offers and checks them), and `None` means "chosen automatically".
+
+| command | what it does |
+|---|---|
+| `fit3d synth` | write the synthetic benchmark (procedural rooms, nerfstudio layout) |
+| `fit3d features` | extract and cache a backbone's dense features for scenes |
+| `fit3d lift [reference\|fast\|tiny]` | Stage I: lift scenes into feature Gaussians (skips finished scenes, resumes, shards under `torchrun`) |
+| `fit3d finetune` | Stage II: fine-tune the backbone on rendered targets (resumable, DDP under `torchrun`) |
+| `fit3d probe --dataset X` | linear probes and 3D-awareness metrics on a data set: the four-row results table |
+| `fit3d view` | a viser viewer of a lifted scene in the browser |
+| `fit3d webdemo` | the browser demo: PCA and K-means of features, original vs fine-tuned |
+| `fit3d demo` | everything above on the built-in synthetic rooms, with an HTML report |
+| `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable, with `--dry-run` for the plan (`15_reproduce`) |
+| `fit3d pretrain` | self-supervised pretraining of a ViT on synthetic rooms (where `fit3d.pretrain` is present) |
+
+Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
+with two backbones never meet; each stage checks the provenance record beside what it finds before reusing it.
 
 Docs: https://fit3d.github.io/fit3d/cli.html.md"""
 
