@@ -81,7 +81,7 @@ class FeaturesArgs:
     scenes: tuple[Path, ...] = ()       # scene folders / transforms files (default: the synthetic benchmark)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     cache: Path | None = None           # cache root (None: runs/<backbone>/features)
-    downscale: float = 1.0              # read images downscaled by this factor (ScanNet++ in the paper: 2)
+    downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize so the long side has this many pixels (None: full resolution)
     batch_size: int = 8
 
@@ -91,7 +91,7 @@ class LiftArgs:
     scenes: tuple[Path, ...] = ()       # scene folders / transforms files (default: the synthetic training scenes)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     out: Path | None = None             # run folder (None: runs/<backbone>): writes lift/<scene>/, targets/, features/
-    downscale: float = 1.0              # read images downscaled by this factor (ScanNet++ in the paper: 2)
+    downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
     lift: LiftPreset = field(default_factory=LiftConfig.fast)  # the preset, then any LiftConfig field as a flag

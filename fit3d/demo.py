@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64, io, json, shutil, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -136,7 +137,8 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
         scenes[scene.name] = p
     def on_done(scene, lifted, folder):
         write_targets_for(lifted, scene, features_fn(scene), root / "targets" / f"{scene.name}.safetensors",
-                          name or backbone.name, backbone.patch_size, scale=cfg.render_scale, device=device)
+                          name or backbone.name, backbone.patch_size, scale=cfg.render_scale, device=device,
+                          weights=weights_digest(getattr(backbone, "model", backbone)))  # as Stage II hashes it
     done = lift_scenes(list(scene_paths), root / "lift", features_fn, cfg, device=device, on_done=on_done,
                        downscale=downscale, callback=callback)
     for d in done:  # a lift reused whose targets were deleted: render them again
@@ -196,27 +198,36 @@ def _parts(data) -> list[dict]:
     meta = read_json(Path(data) / "benchmark.json", "benchmark list")
     return [part | dict(scenes=[Path(data) / p for p in meta["val"]])]  # held-out rooms, for correspondence
 
-def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (B,C,h,w))
+class _LongSide:
+    "Samples (image, labels, depth) scaled so that the long side is `long_side`, one at a time as they are read."
+    def __init__(self, samples, long_side: int): self.samples, self.long_side = samples, long_side
+    def __len__(self): return len(self.samples)
+    def __getitem__(self, i):
+        from fit3d.datasets import resize_sample
+        s = self.samples[i]; H, W = s["image"].shape[:2]; k = self.long_side / max(H, W)
+        return resize_sample(s, (round(H * k), round(W * k)))
+
+def probe_models(models: dict,       # `compare_models`' four: original, duplicated, finetuned, combined
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
                  probe_iters: int | None, # steps of each linear probe (None: the protocol's, 40k / 38.4k)
                  device,
                  cache=None,         # JSON file: results already there (made with the same `key`) are not recomputed
                  key=None,           # what the results depend on (weights, data); results made from others are dropped
-                 long_side: int | None = None, # scale images to this long side for the backbones (None/0: as they are)
+                 long_side: int | None = None, # scale the samples to this long side (None/0: as they are)
                  progress: bool = True,
-                 protocol: str = "quick", # "quick": probes on cached features; "official": the probe chapter's augmented protocol
+                 protocol: Literal["official", "quick"] = "quick", # the probe chapter's augmented protocol, or cached features
+                 batch_size: int | None = None, # probe batch (None: the protocol's 16)
                 ) -> dict:
-    "Segmentation and depth linear probes (train -> val) and multi-view correspondence for each model, where the data has them."
-    from fit3d.probe import (ProbeConfig, DepthProbeConfig, cache_features, train_seg_probe, eval_seg_probe,
-                             train_depth_probe, eval_depth_probe)
+    "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    from fit3d.protocol import FeatureSets, run_probes
     from fit3d.correspondence import correspondence_recall
     from fit3d.store import _plain
     results = read_json(cache, "probe results") if cache and Path(cache).exists() else {}
-    if protocol == "official" and "protocol" not in ProbeConfig.__dataclass_fields__:
-        print("fit3d.probe has no official (augmented) protocol yet: probing with the quick one"); protocol = "quick"
     parts = _parts(data)
     settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
     key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
+                     batch_size=batch_size,
                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
@@ -224,35 +235,39 @@ def probe_models(models: dict,       # name -> backbone ((B,3,H,W) in [0,1] -> (
             print(f"{cache}: probe results were made from other inputs "
                   f"({', '.join(provenance_parts(results.get('_key'), key))}); recomputing")
         results = {"_key": key}
-    for name, bb in models.items():
-        if name in results: continue
-        f = _feature_fn(bb.to(device).eval(), long_side)
-        kw = dict(batch_size=8, device=str(device), progress=progress, **({} if probe_iters is None else dict(iters=probe_iters)),
-                  **(dict(protocol=protocol) if protocol != "quick" else {}))
-        r = {}
-        for p in parts:
-            train, val = p["train"], p["val"]
-            keys = tuple(k for k in ("labels", "depth") if train[0].get(k) is not None)
-            if not keys: raise ValueError(f"{train.name}: samples have neither labels nor depth: nothing to probe")
-            tr, va = (cache_features(f, s, keys, progress=progress) for s in (train, val))  # once for both probes
-            if "labels" in keys:
-                head = train_seg_probe(tr["feats"], tr["labels"], p.get("n_classes") or len(train.classes), ProbeConfig(**kw))
-                r["segmentation"] = eval_seg_probe(head, va["feats"], va["labels"])
-            if "depth" in keys:
-                rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
-                head = train_depth_probe(tr["feats"], tr["depth"], DepthProbeConfig(**kw, **rng))
-                r["depth"] = eval_depth_probe(head, va["feats"], va["depth"], crop=p.get("eval_crop"))
-            corr = []
+    rows = [n for n in MODELS if n in models]
+    if all(n in results for n in rows): return results
+    orig, fine = (models[n].to(device).eval() if n in models else None for n in ("original", "finetuned"))
+    kw = dict(device=str(device), progress=progress, **({} if probe_iters is None else dict(iters=probe_iters)),
+              **({} if batch_size is None else dict(batch_size=batch_size)))
+    r = {n: {} for n in rows}
+    for p in parts:
+        train, val = (_LongSide(p[s], long_side) if long_side else p[s] for s in ("train", "val"))
+        first = train[0]
+        if first.get("labels") is None and first.get("depth") is None:
+            raise ValueError(f"{p['train'].name}: samples have neither labels nor depth: nothing to probe")
+        if first.get("labels") is not None:   # normed last-layer patch features; the rows as the paper's Table 13
+            res = run_probes(FeatureSets(orig, fine, "seg"), train, val, ProbeConfig(**kw), protocol,
+                             n_classes=p.get("n_classes") or len(p["train"].classes))
+            for n in rows: r[n]["segmentation"] = res[n]
+        if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
+            rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
+            res = run_probes(FeatureSets(orig, fine, "depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
+                             eval_crop_name=p.get("eval_crop"))
+            for n in rows: r[n]["depth"] = res[n]
+        for n in rows:
+            f, corr = _feature_fn(models[n].to(device).eval(), long_side), []
             for sp in p.get("scenes") or []:
                 sc = read_scene(sp)
                 feats = {i: f(sc.image(i)) for i in range(len(sc))}
                 pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
                 corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
-            if corr: r["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0]
-                                            if isinstance(corr[0][k], (int, float))}
-        results[name] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
-                                for k, g in r.items()})
-        if cache: write_json(cache, results)
+            if corr: r[n]["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0]
+                                               if isinstance(corr[0][k], (int, float))}
+    for n in rows:
+        results[n] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
+                             for k, g in r[n].items()})
+    if cache: write_json(cache, results)
     return results
 
 def provenance_parts(saved, wanted) -> list:
@@ -262,7 +277,7 @@ def provenance_parts(saved, wanted) -> list:
 
 # %% ../nbs/12_demo.ipynb #3d71574e
 _COLS = [("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
-         ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "d1", "depth δ1 ↑", 100),
+         ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
          ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
 
 def _metric(r: dict, group: str, key: str):
@@ -275,9 +290,12 @@ def paper_numbers(backbone: str, # our backbone name, e.g. "dinov2_small"
                   dataset: str,  # the data set, e.g. "scannetpp"
                  ) -> dict | None:
     "The paper's numbers for this backbone and data set ({row: {metric: value}}), if the paper reports them."
-    try: from fit3d.probe import paper_numbers as numbers  # the probe chapter keeps FiT3D's tables
-    except ImportError: return None
-    return numbers(backbone, dataset)
+    from fit3d.protocol import PAPER  # the protocol chapter keeps FiT3D's tables, {task: {row: value}}
+    paper = PAPER.get((backbone, dataset))
+    if paper is None: return None
+    metric = dict(seg="mIoU", depth="rmse")    # mIoU in %, RMSE in metres, as the paper prints them
+    rows = {r for t in paper.values() for r in t}
+    return {r: {metric[t]: v[r] for t, v in paper.items() if r in v} for r in rows}
 
 def _paper_fmt(v) -> str: return "–" if v is None else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
 
@@ -288,7 +306,8 @@ def results_markdown(results: dict,      # {model: {group: {metric: value}}} (pr
     names = [n for n in MODELS if n in results] + [n for n in results if n not in MODELS and not n.startswith("_")]
     cols = [c for c in _COLS if any(_metric(results[n], c[0], c[1]) is not None for n in names)]
     pcols = [c for c in cols if paper and any(c[1] in (paper.get(n) or {}) for n in names)]
-    fmt = lambda v, mult: "–" if v is None else f"{v * mult:.{2 if mult == 100 else 4}f}"
+    fmt = lambda v, mult: ("–" if not isinstance(v, (int, float)) or v != v  # missing, or NaN (stored as "nan")
+                           else f"{v * mult:.{2 if mult == 100 else 4}f}")
     head = [c[2] for c in cols] + [f"paper {c[2]}" for c in pcols]
     lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
     for n in names:
@@ -418,7 +437,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
                benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
     results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json", key=key,
-                           long_side=ls)
+                           long_side=ls, batch_size=8)
 
     stage("6/6 report")
     report = write_report(root, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()))

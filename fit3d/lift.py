@@ -535,22 +535,26 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
                       patch_size: int,    # its patch size
                       scale: float = 1.0, # render resolution relative to the images
                       ids=None,           # views to render (default: those it was lifted from)
-                      device=None) -> Path:
-    "Render, decode and write Stage II targets (and alpha masks) for the training views of `scene`."
-    from fit3d.finetune import write_targets
-    if ids is None:  # the views the scene was lifted from: all of them unless some were held out
-        ids = scene.train if lifted.meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
+                      device=None,
+                      weights: str | None = None, # `weights_digest` of the backbone (default: from the lift's record)
+                      resample: Literal["bilinear", "area"] = "bilinear", # official: bilinear point sampling
+                     ) -> Path:
+    "Render, decode and write Stage II targets (and alpha masks), with their provenance record, on the features' grid."
+    from fit3d.finetune import write_targets, target_record, to_grid, lifted_views
+    ids = lifted_views(lifted, scene) if ids is None else ids
     targets, masks, grids = {}, {}, set()
     for i in ids:
         name = scene.cameras[i].name
         grid = tuple(torch.as_tensor(features[name]).shape[-2:])
         _, f, _, a = render_features(lifted, scene, [i], scale=scale, device=device)
-        targets[name] = F.interpolate(f, size=grid, mode="area")[0]
-        masks[name] = F.interpolate(a, size=grid, mode="area")[0, 0].clamp(0, 1)
+        targets[name], masks[name] = to_grid(f, grid, resample)[0], to_grid(a, grid, resample)[0, 0].clamp(0, 1)
         grids.add(grid)
     if len(grids) != 1: raise SceneError(scene.root, f"training views have different feature grids {sorted(grids)}")
     (h, w), = grids
-    return write_targets(path, targets, backbone, patch_size, (h * patch_size, w * patch_size), scene.root, masks)
+    size = (h * patch_size, w * patch_size)
+    if weights is None: weights = ((lifted.meta.get("provenance") or {}).get("features") or {}).get("weights")
+    return write_targets(path, targets, backbone, patch_size, size, scene.root, masks,
+                         target_record(backbone, weights, lifted, scene, size, resample, scale))
 
 # %% ../nbs/05_lift.ipynb #f3c8c3cb
 def lift_picture(lifted: Lifted, scene: Scene, features: dict, i: int | None = None, height: int = 120, device=None):

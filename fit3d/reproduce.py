@@ -42,7 +42,8 @@ class ReproduceConfig:
     checkpoint: str = ""                  # local weights file for the backbone
     train_split: str = "nvs_sem_train"    # the scenes lifted and fine-tuned on (splits/<name>.txt)
     max_scenes: int | None = None         # lift only the first n training scenes (None: all)
-    downscale: float = 2.0                # read the DSLR images downscaled (the toolkit's 2: 876x584, as the paper)
+    downscale: float | None = None        # further downscaling (None: none; the reader already gives ScanNet++ at
+                                          # the paper's 876x584, the toolkit's downscale by 2)
     long_side: int | None = None          # the backbone's input long side (None: images as they are)
     finetune_epochs: int = 1              # Stage II epochs (the paper: 1)
     finetune_lr: float = 1e-5             # Stage II learning rate (the paper: 1e-5)
@@ -103,7 +104,7 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     lift_s, views, left = 0.0, 0, 0
     for p in scenes:
         s = read_scene(p, check_files=False)
-        w, h = (round(c / cfg.downscale) for c in (s.cameras[0].width, s.cameras[0].height))
+        w, h = (round(c / (cfg.downscale or 1)) for c in (s.cameras[0].width, s.cameras[0].height))
         views += len(s.train)
         if (root / "lift" / s.name / "lift.json").exists(): continue  # its record is checked when the run reaches it
         left += 1; lift_s += cfg.lift.iterations * lift_step_seconds(cfg.lift, w, h)
@@ -162,7 +163,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=cfg.long_side, progress=rank == 0)
 
     con.rule(f"[bold]Stage I: {len(scenes)} scenes over {world} process(es)")
-    lift_stage(scenes, root, bb, features_fn, cfg.lift, device, long_side=cfg.long_side, downscale=cfg.downscale,
+    lift_stage(scenes, root, bb, features_fn, cfg.lift, device, long_side=cfg.long_side, downscale=cfg.downscale or 1.0,
                name=cfg.backbone, log=con.print)
     _barrier()  # every scene's targets are written before any process fine-tunes
 
