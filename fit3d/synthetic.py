@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .scene import Camera, Scene, look_at
+from .scene import Camera, Scene, SceneError, look_at
 from .formats import write_nerfstudio, read_scene
-from .store import atomic_write
+from .store import atomic_write, check_provenance, provenance, read_json, write_json
 from .raycast import BOX, CYL, ELL, FAMILIES, render, light_seen, noise, fbm, _Geometry, _shadow_res
 
 # %% auto #0
@@ -500,13 +500,16 @@ def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
     return (pts + rng.normal(0, noise, pts.shape)).astype(np.float32), cols
 
 # %% ../nbs/02_synthetic.ipynb #0590ad55
-def _settings(**kw): return dict(generator="fit3d.synthetic", version=2, **kw)   # 2: varied rooms, random views
+def _settings(**kw) -> dict:  # the scene's provenance record; version 2: varied rooms, random views
+    return provenance(generator="fit3d.synthetic", version=2, **kw)
 
 def scene_complete(path, **settings) -> bool:
     "Whether `path` holds a finished synthetic scene made with `settings` (the arguments of `make_scene`)."
-    try: meta, made = json.loads((Path(path) / "transforms.json").read_text()), json.loads((Path(path) / "synthetic.json").read_text())
-    except (OSError, json.JSONDecodeError): return False
-    return made == _settings(**settings) and len(meta.get("frames", [])) + len(meta.get("test_frames", [])) == settings["n_views"]
+    try: meta, made = read_json(Path(path) / "transforms.json"), read_json(Path(path) / "synthetic.json")
+    except SceneError: return False                          # unfinished, or unreadable: make it again
+    if not check_provenance(Path(path) / "synthetic.json", made, _settings(**settings), "recompute", "synthetic scene"):
+        return False
+    return len(meta.get("frames", [])) + len(meta.get("test_frames", [])) == settings["n_views"]
 
 def _save(a: np.ndarray, path: Path): Image.fromarray(a).save(path, compress_level=1)
 
@@ -561,7 +564,7 @@ def make_scene(out_dir,                 # folder to write the scene to
                 if s + k in train: kept[s + k] = (r["rgb"][k], r["depth"][k])
     finally: torch.set_num_threads(old)
     pts, cols = sample_points(np.stack([v[0] for v in kept.values()]), np.stack([v[1] for v in kept.values()]), [cams[i] for i in kept], n_points, seed)
-    atomic_write(out / "synthetic.json", json.dumps(_settings(**settings), indent=1))
+    write_json(out / "synthetic.json", _settings(**settings))
     write_nerfstudio(Scene(cams, train, test, pts, cols, name=out.name, root=out, classes=list(CLASSES)), out)   # transforms.json last
     return read_scene(out)
 

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from .scene import colmap_to_scannetpp
-from .store import atomic_write, read_json, write_json, safe_name
+from .store import atomic_write, check_provenance, provenance, read_json, write_json, safe_name
 from .synthetic import CLASSES, make_room, room_cameras, random_views, sample_points
 from .raycast import render, _Geometry, _shadow_res
 
@@ -122,10 +122,10 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     root, scene_id = Path(root), safe_name(scene_id)
     sc = root / "data" / scene_id; dslr = sc / "dslr"
-    made = dict(generator="fit3d.synthetic_scannetpp", version=1, seed=seed, n_views=n_views, width=width, height=height,
+    made = provenance(generator="fit3d.synthetic_scannetpp", version=1, seed=seed, n_views=n_views, width=width, height=height,
                 n_test=n_test, n_points=n_points, cameras=cameras, variety=variety, anon=anon, semantics_dir=semantics_dir)
     if not overwrite and (dslr / "nerfstudio" / "transforms_undistorted.json").exists() and (sc / "synthetic.json").exists():
-        if read_json(sc / "synthetic.json") == made: return sc
+        if check_provenance(sc / "synthetic.json", read_json(sc / "synthetic.json"), made, "recompute", "synthetic scene"): return sc
     (dslr / "nerfstudio" / "transforms_undistorted.json").unlink(missing_ok=True)   # not a complete scene until the end
     room = make_room(seed, variety)
     cams = (room_cameras(room, n_views, width, height, seed) if cameras == "walk" else
