@@ -49,7 +49,7 @@ def lift_presets() -> dict:
 
 LiftPreset = tyro.extras.subcommand_type_from_defaults(
     lift_presets(), dict(reference="the official FiT3D code's settings (30k steps, full resolution)",
-                         fast="ours: fewer steps at half resolution (the default)", tiny="CPU-sized, for tests"),
+                         fast="ours: fewer steps at half resolution", tiny="CPU-sized, for tests"),
     prefix_names=False)  # `fit3d lift fast --iterations 500`: a preset, then any of its fields as flags
 
 # %% ../nbs/13_cli.ipynb #81d794a4
@@ -94,7 +94,8 @@ class LiftArgs:
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
-    lift: LiftPreset = field(default_factory=LiftConfig.fast)  # the preset, then any LiftConfig field as a flag
+    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])  # the preset (default: the official
+                                        # recipe), then any LiftConfig field as a flag
 
 @dataclass
 class ViewArgs:
@@ -112,7 +113,7 @@ class ProbeArgs:
     model: BackboneArgs = field(default_factory=BackboneArgs)
     dataset: DatasetName = "synthetic"  # which data set's reader (fit3d.datasets)
     data: Path | None = None            # its root (None: its usual place under data/)
-    protocol: Literal["official", "quick"] = "quick" # "official": the paper's augmented probes; "quick": cached features
+    protocol: Literal["official", "quick"] = "official" # the paper's augmented probes; "quick": cached features
     iters: int | None = None            # steps of each probe (None: 2000 quick, the protocol's own when official)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     out: Path | None = None             # None: runs/<backbone>/probe/<dataset>: results.json, results.md
@@ -141,7 +142,7 @@ def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.
     if name == "synthetic":  # held-out rooms with cameras and depth: multi-view correspondence too
         bench = parts[0]["root"] / "benchmark.json"
         parts[0]["scenes"] = [parts[0]["root"] / p for p in json.loads(bench.read_text())["val"]]
-    return parts
+    return [p | dict(dataset=name) for p in parts]
 
 # %% ../nbs/13_cli.ipynb #7461a322
 def _backbone(a: BackboneArgs):

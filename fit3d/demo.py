@@ -220,14 +220,14 @@ def probe_models(models: dict,       # `compare_models`' four: original, duplica
                 ) -> dict:
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
-    from fit3d.protocol import FeatureSets, run_probes
+    from fit3d.protocol import FeatureSets, run_probes, DepthAugment, DEPTH_PRESETS
     from fit3d.correspondence import correspondence_recall
     from fit3d.store import _plain
     results = read_json(cache, "probe results") if cache and Path(cache).exists() else {}
     parts = _parts(data)
     settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
     key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
-                     batch_size=batch_size,
+                     batch_size=batch_size, depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
@@ -252,8 +252,9 @@ def probe_models(models: dict,       # `compare_models`' four: original, duplica
             for n in rows: r[n]["segmentation"] = res[n]
         if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
+            crop = DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop")   # the data set's training crop (KITTI: 352x704)
             res = run_probes(FeatureSets(orig, fine, "depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
-                             eval_crop_name=p.get("eval_crop"))
+                             aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop"))
             for n in rows: r[n]["depth"] = res[n]
         for n in rows:
             f, corr = _feature_fn(models[n].to(device).eval(), long_side), []

@@ -44,7 +44,7 @@ from .scene import Scene, SceneError
 from .formats import read_scene, toy_scene, write_nerfstudio
 from .features import load_backbone, iter_features, pca_grid, input_size
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, weights_digest, scene_identity,
-                    save_checkpoint, load_checkpoint, check_finite)
+                    check_provenance, save_checkpoint, load_checkpoint, check_finite)
 
 # %% auto #0
 __all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
@@ -144,7 +144,8 @@ def render_target(lifted,                  # a `fit3d.lift.Lifted` (frozen Gauss
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     c = s.cameras[i]
     splats = {k: v.to(device) for k, v in lifted.splats.items()}   # no copy when they already live there
-    out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, features=True)
+    near = ((getattr(lifted, "meta", None) or {}).get("config") or {}).get("near_plane", 0.01)  # as it was lifted
+    out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, features=True, near=near)
     f = lifted.decoder.to(device)(out.features.permute(0, 3, 1, 2))
     return to_grid(f, grid, resample)[0], to_grid(out.alpha.permute(0, 3, 1, 2), grid, resample)[0, 0].clamp(0, 1)
 
@@ -253,6 +254,8 @@ class TargetViews(torch.utils.data.Dataset):
             if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
             root = Path(m["scene_root"]); root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
             s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
+            if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:  # rendered for these files?
+                check_provenance(p, dict(scene=m["provenance"]["scene"]), dict(scene=scene_identity(s)), "refuse", "target cache")
             ids = {c.name: i for i, c in enumerate(s.cameras)}
             if bad := [v for v in m["views"] if v not in ids]: raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
             views += [(p.stem, ids[v]) for v in m["views"]]

@@ -450,6 +450,7 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
 def save_lifted(lifted: Lifted, out_dir) -> Path:
     "Write `lifted` to `out_dir` (gaussians.ply, decoder.pt, then lift.json), each atomically, and drop the checkpoint."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    (out / "lift.json").unlink(missing_ok=True)  # until the new record is written, the folder is unfinished
     atomic_write(out / "gaussians.ply", lambda tmp: write_splats_ply(tmp, lifted.splats))
     conv, dim = lifted.decoder.conv, lifted.splats["features"].shape[1]
     save_torch(out / "decoder.pt", dict(weight=None if conv is None else conv.weight.detach().cpu(), feature_dim=dim,

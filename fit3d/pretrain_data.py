@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .synthetic import CLASSES, make_room, random_views, render
-from .store import atomic_write, provenance, read_json, write_json
+from .store import atomic_write, provenance, read_json, write_json, check_provenance
 
 # %% auto #0
 __all__ = ['BANK_VERSION', 'MEAN', 'STD', 'room_seed', 'render_bank', 'load_bank', 'crop_boxes', 'jitter', 'crops']
@@ -58,7 +58,7 @@ def load_bank(folder,                   # cache folder (data/... is git-ignored)
                      room_list=hashlib.sha256(str(rooms).encode()).hexdigest()[:16], views=views, width=width,
                      height=height, seed=seed)
     meta = folder / "bank.json"
-    if meta.exists() and read_json(meta, "bank record") == rec:
+    if meta.exists() and check_provenance(meta, read_json(meta, "bank record"), rec, "recompute", "pretraining bank"):
         try: return {k: np.load(folder / f"{k}.npy") for k in ("images", "labels", "rooms")}
         except (OSError, ValueError) as e: print(f"{folder}: bank unreadable ({e}); rendering it again")
     bank = render_bank(rooms, views, width, height, seed, 2, device, progress)

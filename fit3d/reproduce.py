@@ -184,7 +184,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
         con.rule(f"[bold]probes: {name}")
         data = probe_data(name, cfg.root if name == "scannetpp" else None)
         res = probe_models(models, data, cfg.probe_iters, device, cache=root / "probe" / name / "results.json",
-                           key=key | dict(dataset=name), long_side=cfg.long_side, protocol=cfg.protocol)
+                           key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data]), long_side=cfg.long_side, protocol=cfg.protocol)
         parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name)))
         con.print(parts[-1])
     return atomic_write(root / "results.md", "\n\n".join(parts) + "\n")

@@ -136,14 +136,17 @@ def files_digest(paths) -> str:
     "A 16-hex-digit hash of the stamps of `paths` (in the given order)."
     return _digest([file_stamp(p) for p in paths])
 
+def _stamp(p) -> list | None: return file_stamp(p) if p is not None and Path(p).exists() else None
+
 def scene_identity(scene) -> dict:
-    "A scene's name, folder, view count and a digest of its views' image sizes and files' stamps."
-    views = []
-    for c in scene.cameras:
-        p = Path(c.image_path) if getattr(c, "image_path", None) else None
-        views.append([c.name, c.width, c.height, file_stamp(p) if p is not None and p.exists() else None])
-    return dict(name=scene.name, root=str(Path(scene.root).resolve()) if scene.root else None,
-                views=len(views), images=_digest(views))
+    "A scene's name and folder, and digests of its views, split and points: the same at any downscaling."
+    views = [[c.name, _stamp(c.image_path), [_stamp(getattr(c, k, None)) for k in ("depth_path", "label_path", "mask_path")],
+              [round(float(v), 6) for v in (c.fx / c.width, c.fy / c.height, c.cx / c.width, c.cy / c.height)],
+              np.round(np.asarray(c.c2w, dtype=np.float64), 6).tolist()] for c in scene.cameras]  # files, intrinsics, pose
+    pts = getattr(scene, "points", None)
+    return dict(name=scene.name, root=str(Path(scene.root).resolve()) if scene.root else None, views=len(views),
+                images=_digest(views), split=_digest([list(scene.train), list(scene.test)]),
+                points=None if pts is None else hashlib.sha256(np.ascontiguousarray(pts, np.float32).tobytes()).hexdigest()[:16])
 
 # %% ../nbs/00a_store.ipynb #9cbbd6d3
 def provenance_diff(saved: dict | None, # the record stored with the artifact
