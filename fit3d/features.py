@@ -34,8 +34,8 @@ from .store import atomic_write, check_provenance, files_digest, provenance, saf
 __all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
            'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights', 'load_weights', 'load_backbone',
            'iter_features', 'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta',
-           'load_features', 'feature_record', 'extract_scene', 'extract_folder', 'FeaturePCA', 'fit_pca', 'pca_rgb',
-           'pca_grid', 'plot_pca']
+           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'FeaturePCA', 'fit_pca',
+           'pca_rgb', 'pca_grid', 'plot_pca']
 
 # %% ../nbs/03_features.ipynb #8273a91f
 BACKBONES = dict(
@@ -354,12 +354,16 @@ def feature_record(backbone: nn.Module,       # a `Backbone` (or anything with i
                       patch_size=backbone.patch_size, dim=backbone.dim, mean=backbone.mean, std=backbone.std,
                       long_side=long_side, norm=norm, precision="bf16" if dev.type == "cuda" else "fp32", scene=scene)
 
+class FeatureMaps(dict):
+    "View name -> (C, h, w) features, with `provenance`: the record of what made them (Stage I keeps it in its own)."
+    def __init__(self, maps: dict, provenance: dict | None = None): super().__init__(maps); self.provenance = provenance
+
 def _extract_cached(backbone, key: str, names: list[str], sizes: dict, load: Callable, cache_dir, long_side,
                     batch_size: int, progress: bool, overwrite: bool, norm: bool, scene: dict) -> dict[str, torch.Tensor]:
     "Features of the views `names` (loaded by `load(name)`, sized `sizes[name]`), through the cache if one is given."
     have, old = {}, {}
     path = feature_path(cache_dir, backbone, key) if cache_dir is not None else None
-    record = feature_record(backbone, long_side, norm, scene) if path is not None else None
+    record = feature_record(backbone, long_side, norm, scene)
     if path is not None and path.exists() and not overwrite:
         try: old = feature_meta(path)
         except SceneError as e: print(f"{e}; recomputing")
@@ -374,7 +378,7 @@ def _extract_cached(backbone, key: str, names: list[str], sizes: dict, load: Cal
         inputs = {n: [v * p for v in new[n].shape[-2:]] if n in new else old["input_sizes"][n] for n in feats}
         save_features(path, feats, {"provenance": record, "image_sizes": {n: list(sizes[n]) for n in feats},
                                     "input_sizes": inputs})
-    return {n: new[n] if n in new else have[n] for n in names}
+    return FeatureMaps({n: new[n] if n in new else have[n] for n in names}, record)
 
 # %% ../nbs/03_features.ipynb #5a3fd05f
 def extract_scene(backbone: nn.Module,      # a `Backbone` (or anything with its interface)

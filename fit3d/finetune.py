@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
 from .formats import read_scene, toy_scene, write_nerfstudio
-from .features import load_backbone, iter_features, pca_grid, input_size
+from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, weights_digest, scene_identity,
                     check_provenance, save_checkpoint, load_checkpoint, check_finite)
 
@@ -280,6 +280,10 @@ class TargetViews(torch.utils.data.Dataset):
             if not lf.meta.get("scene"): raise ArtifactError(Path(d) / "lift.json", "records no scene folder")
             s = read_scene(lf.meta["scene"]); key = s.name
             if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
+            made = ((lf.meta.get("provenance") or {}).get("features") or {}).get("backbone")
+            if made is not None and BACKBONES.get(made, made) != BACKBONES.get(backbone, backbone):
+                raise ArtifactError(Path(d) / "lift.json", f"lifted from {made} features, but the model being tuned is "
+                                    f"{backbone}: lift the scene again from its features")
             lifted[key], scenes[key] = lf, s
             ids = lifted_views(lf, s); views += [(key, i) for i in ids]
             sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}

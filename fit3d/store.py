@@ -118,6 +118,7 @@ def provenance(**parts) -> dict:
 def weights_digest(model) -> str:
     "A 16-hex-digit hash of a module's (or state dict's) tensors: names, shapes, dtypes and values."
     sd = model.state_dict() if hasattr(model, "state_dict") else model
+    if sd and all(k.startswith("model.") for k in sd): sd = {k[6:]: v for k, v in sd.items()}  # a wrapper = its model
     h = hashlib.sha256()
     for k in sorted(sd):
         t = sd[k]
