@@ -195,12 +195,14 @@ def cmd_probe(a: ProbeArgs):
     from fit3d.features import load_backbone
     from fit3d.store import weights_digest, files_digest
     from fit3d.demo import compare_models, probe_models, results_markdown, paper_numbers
+    from fit3d.finetune import check_base
     from fit3d.store import atomic_write
     bb = _backbone(a.model)
     dev = next(bb.parameters()).device
     weights = a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors"
     if not Path(weights).exists():
         raise SystemExit(f"fit3d probe: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
+    check_base(weights, bb)   # fine-tuned from this very model, or refused
     fine = load_backbone(a.model.backbone, checkpoint=weights, device=dev)
     data = probe_data(a.dataset, a.data)
     out = a.out or _run_root(bb) / "probe" / a.dataset

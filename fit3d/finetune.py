@@ -50,8 +50,8 @@ from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, prov
 __all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
            'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
            'toy_targets', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
-           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'finetuned_record', 'finetune',
-           'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
+           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
+           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -255,7 +255,8 @@ class TargetViews(torch.utils.data.Dataset):
             root = Path(m["scene_root"]); root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
             s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
             if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:  # rendered for these files?
-                check_provenance(p, dict(scene=m["provenance"]["scene"]), dict(scene=scene_identity(s)), "refuse", "target cache")
+                files = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
+                check_provenance(p, files(m["provenance"]["scene"]), files(scene_identity(s)), "refuse", "target cache")
             ids = {c.name: i for i, c in enumerate(s.cameras)}
             if bad := [v for v in m["views"] if v not in ids]: raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
             views += [(p.stem, ids[v]) for v in m["views"]]
@@ -499,6 +500,17 @@ def export_weights(model: nn.Module, path, record: dict, backbone: str, step: in
     meta = dict(backbone=backbone, step=str(step), provenance=json.dumps(record, sort_keys=True))
     return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
+def check_base(weights,         # fine-tuned weights (`finetune`'s safetensors)
+               original: nn.Module, # the original backbone they are to be combined with
+              ) -> None:
+    "Refuse fine-tuned weights whose record says they started from other weights than `original`'s."
+    if not str(weights).endswith(".safetensors"): return
+    rec = finetuned_record(weights).get("provenance") or {}
+    start, now = rec.get("start_weights"), weights_digest(original)
+    if start is not None and not (rec.get("settings") or {}).get("init") and start != now:
+        raise ArtifactError(weights, f"fine-tuned from weights {start}, but the original model given has weights {now}: "
+                                     "combine them with the model they were fine-tuned from")
+
 def finetuned_record(path) -> dict:
     "Metadata of fine-tuned weights (backbone, step, provenance as a dict), or `ArtifactError` naming the file."
     path = Path(path)
@@ -628,6 +640,7 @@ def load_finetuned(name: str,              # the backbone alias or timm name tha
     if combine not in COMBINE: raise ValueError(f"combine mode must be one of {COMBINE}, not {combine!r}")
     if combine != "original" and str(weights).endswith(".safetensors"): finetuned_record(weights)   # names a bad file
     orig = load_backbone(name, pretrained=pretrained, device=device) if combine != "finetuned" else None
+    if orig is not None and combine != "original": check_base(weights, orig)
     fine = load_backbone(name, checkpoint=weights, device=device) if combine != "original" else None
     return CombinedBackbone(orig, fine, combine).eval().requires_grad_(False)
 

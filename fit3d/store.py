@@ -140,13 +140,14 @@ def files_digest(paths) -> str:
 def _stamp(p) -> list | None: return file_stamp(p) if p is not None and Path(p).exists() else None
 
 def scene_identity(scene) -> dict:
-    "A scene's name and folder, and digests of its views, split and points: the same at any downscaling."
+    "A scene's name and folder, and digests of its views (`images`: files, poses, relative intrinsics), sizes, split, points."
     views = [[c.name, _stamp(c.image_path), [_stamp(getattr(c, k, None)) for k in ("depth_path", "label_path", "mask_path")],
               [round(float(v), 6) for v in (c.fx / c.width, c.fy / c.height, c.cx / c.width, c.cy / c.height)],
-              np.round(np.asarray(c.c2w, dtype=np.float64), 6).tolist()] for c in scene.cameras]  # files, intrinsics, pose
+              (np.round(np.asarray(c.c2w, dtype=np.float64), 6) + 0.0).tolist()] for c in scene.cameras]  # files, intrinsics, pose
     pts = getattr(scene, "points", None)
     return dict(name=scene.name, root=str(Path(scene.root).resolve()) if scene.root else None, views=len(views),
-                images=_digest(views), split=_digest([list(scene.train), list(scene.test)]),
+                images=_digest(views), sizes=_digest([[c.width, c.height] for c in scene.cameras]),
+                split=_digest([list(scene.train), list(scene.test)]),
                 points=None if pts is None else hashlib.sha256(np.ascontiguousarray(pts, np.float32).tobytes()).hexdigest()[:16])
 
 # %% ../nbs/00a_store.ipynb #9cbbd6d3
