@@ -255,8 +255,8 @@ class TargetViews(torch.utils.data.Dataset):
             root = Path(m["scene_root"]); root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
             s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
             if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:  # rendered for these files?
-                files = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
-                check_provenance(p, files(m["provenance"]["scene"]), files(scene_identity(s)), "refuse", "target cache")
+                views_of = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
+                check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse", "target cache")
             ids = {c.name: i for i, c in enumerate(s.cameras)}
             if bad := [v for v in m["views"] if v not in ids]: raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
             views += [(p.stem, ids[v]) for v in m["views"]]
