@@ -56,7 +56,7 @@ def test_probe_dataset_through_the_cli(fixtures, weights, tmp_path, monkeypatch,
     monkeypatch.chdir(fixtures)  # each data set at its default folder: no --data needed
     out = tmp_path / "probe"
     args = ["probe", "--dataset", name, "--backbone", "tiny", "--finetuned", str(weights), "--iters", "3",
-            "--long-side", "56", "--device", "cpu", "--out", str(out)]
+            "--long-side", "56", "--device", "cpu", "--out", str(out), "--protocol", "quick"]  # the wiring, quickly
     with contextlib.redirect_stderr(io.StringIO()): main(args)
     res = json.loads((out / "results.json").read_text())
     assert set(res) == MODELS | {"_key"} and res["_key"]["dataset"] == name
@@ -66,6 +66,15 @@ def test_probe_dataset_through_the_cli(fixtures, weights, tmp_path, monkeypatch,
     stamp = (out / "results.json").stat().st_mtime_ns
     with contextlib.redirect_stderr(io.StringIO()): main(args)           # the same inputs: nothing is probed again
     assert (out / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_probe_defaults_to_the_official_protocol(fixtures, weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(fixtures)
+    out = tmp_path / "probe"
+    args = ["probe", "--dataset", "voc", "--backbone", "tiny", "--finetuned", str(weights), "--iters", "2",
+            "--long-side", "56", "--device", "cpu", "--out", str(out)]
+    with contextlib.redirect_stderr(io.StringIO()): main(args)
+    assert json.loads((out / "results.json").read_text())["_key"]["protocol"] == "official"
 
 
 def test_probe_data_names_a_missing_folder(tmp_path, monkeypatch):
