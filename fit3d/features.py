@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .scene import Scene, SceneError
+from .scene import IMAGE_SUFFIXES, Scene, SceneError
 from .store import atomic_write, check_provenance, files_digest, provenance, safe_name, scene_identity, weights_digest
 
 # %% auto #0
@@ -403,7 +403,6 @@ def extract_scene(backbone: nn.Module,      # a `Backbone` (or anything with its
     return _extract_cached(backbone, key, names, sizes, lambda n: scene.image(by_name[n]), cache_dir, long_side,
                            batch_size, progress, overwrite, norm, ident)
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its interface)
                    folder,                  # a folder of .png/.jpg images (its name keys the cache)
@@ -412,7 +411,7 @@ def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its
                   ) -> dict[str, torch.Tensor]: # {file stem: (C, h, w) fp16}
     "Dense features of every image in a folder, cached like a scene named after the folder."
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files: raise SceneError(folder, "no .png/.jpg images in this folder")
     by_name = {p.stem: p for p in files}
     if len(by_name) != len(files): raise SceneError(folder, "two images share a file stem; features are keyed by stem")

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .synthetic import CLASSES
 from .features import PROXY_MODELS, weights_dir
-from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, provenance, read_json,
+from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, load_torch, save_torch, provenance, read_json,
                          save_checkpoint, write_json)
 from .pretrain_data import crops, load_bank
 from .pretrain_eval import held_out_views, pca_picture, plot_history
@@ -442,9 +442,9 @@ def compact_checkpoint(path, out_path,
                       ) -> Path:
     "A smaller copy of a pretraining checkpoint for transfer; resumable as is (student and teacher stay fp32)."
     if moments not in ("bf16", "drop"): raise ValueError(f"moments={moments!r}: use 'bf16' or 'drop'")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_torch(path, "pretraining checkpoint")   # weights_only, with an error that names the file
     opt = ck["state"]["optimizer"]
     if moments == "drop": opt["state"] = {}
     for s in opt["state"].values():
         for k in ("exp_avg", "exp_avg_sq"): s[k] = s[k].to(torch.bfloat16)
-    return atomic_write(out_path, lambda t: torch.save(ck, t))
+    return save_torch(out_path, ck)

@@ -28,19 +28,18 @@ import viser
 import viser.transforms as vtf
 
 from .scene import Camera
+from .raster import SH_C0
 from .formats import read_scene, read_splats_ply
 from .features import fit_pca
 from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screenshot
 
 # %% auto #0
-__all__ = ['SH_C0', 'COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
-           'pca_colours', 'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer',
-           'add_cameras', 'view_splats', 'lifted_scene_path', 'view_lifted', 'toy_splats', 'scene_html', 'embed_viewer',
+__all__ = ['COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities', 'pca_colours',
+           'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer', 'add_cameras',
+           'view_splats', 'lifted_scene_path', 'view_lifted', 'toy_splats', 'scene_html', 'embed_viewer',
            'InlineViewer', 'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
-SH_C0 = 0.28209479177387814  # the degree-0 spherical harmonic, 1 / (2 sqrt(pi))
-
 def _np(x, dtype=np.float32) -> np.ndarray:
     "A numpy array from a torch tensor (any device, any dtype, with grad) or an array-like."
     if hasattr(x, "detach"): x = x.detach().float().cpu().numpy()

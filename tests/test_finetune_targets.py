@@ -5,25 +5,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fit3d.correspondence import toy_posed_scene
-from fit3d.features import load_backbone, iter_features
+from fit3d.features import iter_features
 from fit3d.finetune import (FinetuneConfig, TargetViews, finetune, finetuned_record, write_scene_targets, RESAMPLE)
-from fit3d.lift import LiftConfig, lift, save_lifted
-from fit3d.formats import write_nerfstudio, read_scene
 from fit3d.store import ArtifactError, weights_digest
+from conftest import lift_ball
 
 
 @pytest.fixture(scope="module")
 def lifted(tmp_path_factory):
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("lifted")
-    write_nerfstudio(toy_posed_scene(d / "ball", n=4, width=84, height=56), d / "ball")
-    scene = read_scene(d / "ball")                   # as Stage II reads it back
-    bb = load_backbone("tiny", pretrained=False, device="cpu")
-    feats = {scene.cameras[i].name: f for i, f in
-             zip(scene.train, iter_features(bb, (scene.image(i) for i in scene.train), dtype=torch.float32))}
-    lf = lift(scene, feats, LiftConfig.tiny(iterations=20), device="cpu", progress=False)
-    save_lifted(lf, d / "lift")
+    train_features = lambda bb, s: {s.cameras[i].name: f for i, f in
+                                    zip(s.train, iter_features(bb, (s.image(i) for i in s.train), dtype=torch.float32))}
+    scene, bb, _, lf = lift_ball(d, train_features, iterations=20)
     digest = weights_digest(bb.model)
     for how in RESAMPLE: write_scene_targets(lf, scene, d / how / "ball.safetensors", "tiny", 14, digest, resample=how)
     return d, scene

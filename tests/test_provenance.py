@@ -4,26 +4,19 @@ import os
 import pytest
 import torch
 
-from fit3d.correspondence import toy_posed_scene
-from fit3d.features import load_backbone, extract_scene
+from fit3d.features import extract_scene
 from fit3d.finetune import TargetViews, toy_targets, export_weights, check_base
-from fit3d.formats import write_nerfstudio, read_scene
-from fit3d.lift import LiftConfig, lift, save_lifted
+from fit3d.lift import save_lifted
 import fit3d.lift
 from fit3d.store import ArtifactError, weights_digest
+from conftest import lift_ball
 
 
 @pytest.fixture(scope="module")
 def lifted(tmp_path_factory):
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("lifted")
-    write_nerfstudio(toy_posed_scene(d / "ball", n=4, width=84, height=56), d / "ball")
-    scene = read_scene(d / "ball")
-    bb = load_backbone("tiny", pretrained=False, device="cpu")
-    feats = extract_scene(bb, scene, progress=False)        # carries its record: backbone and weights
+    _, bb, feats, lf = lift_ball(d, lambda bb, s: extract_scene(bb, s, progress=False), iterations=10, holdout=False)
     assert feats.provenance["backbone"] == "tiny" and feats.provenance["weights"] == weights_digest(bb.model)
-    lf = lift(scene, feats, LiftConfig.tiny(iterations=10, holdout=False), device="cpu", progress=False)
-    save_lifted(lf, d / "lift")
     return d, lf, bb
 
 

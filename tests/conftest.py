@@ -1,0 +1,19 @@
+"Shared test data: a tiny posed scene lifted on the CPU."
+import torch
+
+from fit3d.correspondence import toy_posed_scene
+from fit3d.features import load_backbone
+from fit3d.formats import write_nerfstudio, read_scene
+from fit3d.lift import LiftConfig, lift, save_lifted
+
+
+def lift_ball(d, features, **cfg):
+    "Write a 4-view ball scene under `d`, lift it from `features(backbone, scene)` (tiny ViT), save it to `d/lift`."
+    torch.set_num_threads(1)
+    write_nerfstudio(toy_posed_scene(d / "ball", n=4, width=84, height=56), d / "ball")
+    scene = read_scene(d / "ball")                   # as Stage II reads it back
+    bb = load_backbone("tiny", pretrained=False, device="cpu")
+    feats = features(bb, scene)
+    lf = lift(scene, feats, LiftConfig.tiny(**cfg), device="cpu", progress=False)
+    save_lifted(lf, d / "lift")
+    return scene, bb, feats, lf
