@@ -28,7 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .scene import IMAGE_SUFFIXES, Scene, SceneError
-from .store import atomic_write, check_provenance, files_digest, provenance, safe_name, scene_identity, weights_digest
+from .store import (atomic_write, check_provenance, files_digest, module_device, provenance, resolve_device,
+                         safe_name, scene_identity, weights_digest)
 
 # %% auto #0
 __all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
@@ -267,13 +268,10 @@ def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TI
     if name is None:  # names tell people apart; caches are keyed by the weights' digest as well
         random = not pretrained and checkpoint is None and isinstance(name_or_model, str) and base not in TINY
         name = f"{base}-{Path(checkpoint).stem}" if checkpoint is not None else f"{base}-random" if random else base
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     return Backbone(model, name, mean, std).to(device).eval()
 
 # %% ../nbs/03_features.ipynb #c770fbf9
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
 def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its interface)
                   images: Iterable,        # (H, W, 3) arrays or tensors, float in [0, 1] or uint8
                   batch_size: int = 8,     # images per forward pass
@@ -285,7 +283,7 @@ def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its 
                   norm: bool = True,       # normed last-layer tokens; False: un-normed (see `Backbone.tokens`)
                  ) -> Iterator[torch.Tensor]: # one (C, h, w) map on the CPU per image
     "Yield the dense features of each image, batching images of equal size; bf16 autocast on the GPU."
-    dev = _device(backbone)
+    dev = module_device(backbone)
     def run(batch):
         x = torch.stack([a if torch.is_tensor(a) else torch.from_numpy(np.ascontiguousarray(a)) for a in batch])
         x = x.to(dev, non_blocking=True)
@@ -349,7 +347,7 @@ def feature_record(backbone: nn.Module,       # a `Backbone` (or anything with i
                    scene: dict,               # the scene's identity (`fit3d.store.scene_identity`)
                   ) -> dict:                  # a `fit3d.store.provenance` record
     "What a feature file depends on: the model and its weights, the size policy, the precision and the scene."
-    dev = _device(backbone)
+    dev = module_device(backbone)
     return provenance(format=FEATURE_FORMAT, backbone=backbone.name, weights=backbone_digest(backbone),
                       patch_size=backbone.patch_size, dim=backbone.dim, mean=backbone.mean, std=backbone.std,
                       long_side=long_side, norm=norm, precision="bf16" if dev.type == "cuda" else "fp32", scene=scene)

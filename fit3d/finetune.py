@@ -43,8 +43,8 @@ from tqdm.auto import tqdm
 from .scene import Scene, SceneError
 from .formats import read_scene, toy_scene, write_nerfstudio
 from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
-from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, weights_digest, scene_identity,
-                    check_provenance, save_checkpoint, load_checkpoint, check_finite)
+from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
+                         weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint, check_finite)
 
 # %% auto #0
 __all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
@@ -457,9 +457,7 @@ _SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "
 def setup_process(device: str = "auto") -> tuple[int, int, torch.device, bool]:
     "(rank, world size, device, whether we started the process group) for this process."
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    dev = torch.device(f"cuda:{local}" if cuda else "cpu") if device in ("auto", "cuda") else torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda": torch.cuda.set_device(dev)
     own = world > 1 and not dist.is_initialized()
     if own: dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")

@@ -38,15 +38,15 @@ from .formats import read_scene, write_splats_ply, read_splats_ply
 from .raster import render, splats_from_points, reset_opacities
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
-                         check_finite, CHECKPOINT_FORMAT)
+                         check_finite, resolve_device, CHECKPOINT_FORMAT)
 
 # %% auto #0
-__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
+__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'pick_device', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
            'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views', 'scene_scale', 'init_splats',
            'make_optimizers', 'make_decoder', 'make_strategy', 'step_loss', 'means_lr', 'densify', 'features_record',
-           'lift_record', 'resume_state', 'pick_device', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted',
-           'load_lifted', 'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture',
-           'plot_history', 'rank_and_world', 'lift_scenes']
+           'lift_record', 'resume_state', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted', 'load_lifted',
+           'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture', 'plot_history',
+           'rank_and_world', 'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #5b067cec
 @dataclass
@@ -339,11 +339,7 @@ def _view_batch(step: int, n_views: int, batch: int, seed: int) -> torch.Tensor:
         out.append(perm[pos])
     return torch.stack(out)
 
-def pick_device(device=None) -> torch.device:
-    "The given device, or CUDA (this process' local rank under torchrun) if there is one, else the CPU."
-    if device not in (None, "auto"): return torch.device(device)
-    if torch.cuda.is_available(): return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
+pick_device = resolve_device  # the name `fit3d.cli` imports; one resolver: `fit3d.store.resolve_device`
 
 @dataclass
 class Trainer:
@@ -389,7 +385,7 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
          on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint made from other inputs
         ) -> Lifted:
     "Fit feature Gaussians to the training views of `scene` and their 2D `features`."
-    cfg, device = cfg or LiftConfig(), pick_device(device)
+    cfg, device = cfg or LiftConfig(), resolve_device(device)
     if device.type != "cuda" and cfg.backend == "gsplat": raise ValueError("backend 'gsplat' needs CUDA tensors")
     if cfg.decoder not in ("conv3x3", "none"): raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'conv3x3' or 'none'")
     train = training_views(scene, cfg)
@@ -478,7 +474,7 @@ def load_lifted(folder, device="cpu") -> Lifted:
 @torch.no_grad()
 def render_features(lifted: Lifted, scene: Scene, ids, scale: float = 1.0, size=None, device=None, sh_degree=None, backend="auto"):
     "Render views `ids`: rgb (V,3,H,W), decoded features (V,C,h,w) resized to `size` (default: render size), depth, alpha (V,1,H,W)."
-    device = pick_device(device)
+    device = resolve_device(device)
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     splats = {k: v.to(device) for k, v in lifted.splats.items()}
     dec, near = lifted.decoder.to(device), (lifted.meta.get("config") or {}).get("near_plane", 0.01)

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .store import check_finite
+from .store import check_finite, module_device, resolve_device
 
 # %% auto #0
 __all__ = ['ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead', 'seg_loss', 'sig_loss',
@@ -265,10 +265,6 @@ def _as_list(x) -> list[torch.Tensor]:
     if isinstance(x, (torch.Tensor, np.ndarray)): return list(torch.as_tensor(x))
     return [torch.as_tensor(a) for a in x]
 
-def _device(cfg: ProbeConfig) -> torch.device:
-    if cfg.device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
 def _check_pairs(feats: list, targets: list, what: str):
     if len(feats) != len(targets): raise ValueError(f"{len(feats)} feature maps but {len(targets)} {what}")
     if not feats: raise ValueError("no training samples")
@@ -284,7 +280,7 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
               desc: str = "probe",   # progress label, and where a non-finite loss is reported
              ) -> dict:              # the heads, trained, in eval mode, each with `.losses` [(step, loss)]
     "Train heads with AdamW, the warm-up schedule (and OneCycle momentum), bf16 autocast; stop on a non-finite loss."
-    dev = _device(cfg); amp = cfg.amp and dev.type == "cuda"
+    dev = resolve_device(cfg.device); amp = cfg.amp and dev.type == "cuda"
     g = torch.Generator().manual_seed(cfg.seed)
     b1 = momentum_at(0, cfg) if cfg.onecycle_momentum else 0.9
     opts = {k: torch.optim.AdamW(h.to(dev).train().parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(b1, 0.999))
@@ -392,7 +388,7 @@ def train_depth_probe(train_feats,        # (N, C, h, w) tensor or list of (C, h
 def _predict(head: nn.Module, feats: list, sizes: list, batch_size: int = 16, flip_tta: bool = False,
              feats_flipped: list | None = None, amp: bool = True):
     "Yield the head's outputs at `sizes`, `batch_size` maps at a time."
-    dev = next(head.parameters()).device
+    dev = module_device(head)
     head.eval()
     for i in range(0, len(feats), batch_size):
         fs = [f.to(dev, torch.float32) for f in feats[i:i + batch_size]]

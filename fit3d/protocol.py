@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _cached_batches, _forward,
                          seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
-from .store import check_provenance, provenance, read_json, write_json
+from .store import check_provenance, module_device, provenance, read_json, write_json
 
 # %% auto #0
 __all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'FeatureSets', 'SegAugment', 'keep_ratio_size', 'rgb_to_hsv',
@@ -295,7 +295,6 @@ def _target(s: dict, key: str, dev) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(s[key]))
     return (t.long() if key == "labels" else t.float()).to(dev)
 
-def _device_of(sets: FeatureSets) -> torch.device: return next(sets.original.parameters()).device
 
 def _heads(sets: FeatureSets, task: str, cfg, n_classes: int | None) -> dict:
     torch.manual_seed(cfg.seed)
@@ -309,7 +308,7 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
     def batches(step, g, dev):
         while len(state["order"]) < cfg.batch_size: state["order"] = torch.cat([state["order"], torch.randperm(len(samples), generator=g)])
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
-        bdev = _device_of(sets)
+        bdev = module_device(sets.original)
         pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev), _target(samples[i], key, bdev), g, aug)
                  for i in idx]
         feats = sets(torch.stack([p[0] for p in pairs]))
@@ -326,7 +325,7 @@ class _Rows(Sequence):
 
 def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool) -> tuple[dict, dict | None]:
     "Every row's whole-image features of every sample (each model's tokens kept once, CPU, fp16), and of the flipped images if asked."
-    dev = _device_of(sets)
+    dev = module_device(sets.original)
     keep = lambda p: {k: None if v is None else v[0].to("cpu", torch.float16) for k, v in p.items()}
     parts, fparts = [], []
     for s in tqdm(samples, desc="features", disable=not progress):
@@ -373,7 +372,7 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
 def _evaluate(sets, heads, val, task, protocol, aug, crop_name, flip_extract, cfg) -> dict:
     "Metrics of every row's head on `val`: slide inference / flip TTA (official) or whole-image features (quick)."
     dev = next(iter(heads.values())).conv.weight.device
-    bdev = _device_of(sets)
+    bdev = module_device(sets.original)
     def predict(x):  # (B, 3, h, w) -> {row: (B, K, h, w)} at the input's resolution
         fs = sets(x.to(bdev))
         return {k: torch.stack(_forward(heads[k], list(f.to(dev)), [x.shape[-2:]] * len(f))) for k, f in fs.items()}

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from .lift import LiftConfig
 from .cli import LiftPreset, DatasetName, lift_presets, probe_data
-from .store import write_json, atomic_write, weights_digest, files_digest
+from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device
 from .demo import (run_dir, lift_stage, finetune_stage, compare_models, probe_models, results_markdown, paper_numbers,
                         weights_note, _barrier)
 
@@ -148,13 +148,13 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     import torch.distributed as dist
     from fit3d.features import load_backbone, extract_scene
     from fit3d.finetune import FinetuneConfig
-    from fit3d.lift import pick_device, rank_and_world
+    from fit3d.lift import rank_and_world
     cfg = cfg or ReproduceConfig()
     con, (rank, world) = Console(), rank_and_world()
     scenes = training_scenes(cfg)
     if rank == 0: print_plan(plan(cfg, scenes), cfg, con)
     if cfg.dry_run: return None
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     if world > 1 and not dist.is_initialized():  # one group for the barriers between stages; Stage II reuses it
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)

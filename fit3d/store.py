@@ -33,7 +33,7 @@ from .scene import SceneError
 __all__ = ['CHECKPOINT_FORMAT', 'ArtifactError', 'NonFiniteLoss', 'atomic_write', 'write_json', 'read_json', 'save_torch',
            'load_torch', 'provenance', 'weights_digest', 'file_stamp', 'files_digest', 'scene_identity',
            'provenance_diff', 'check_provenance', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'safe_name',
-           'child']
+           'child', 'resolve_device', 'module_device']
 
 # %% ../nbs/00a_store.ipynb #ac00f10a
 class ArtifactError(SceneError):
@@ -224,3 +224,19 @@ def child(root, name: str, path=None) -> Path:
     out = (Path(root) / safe_name(name, path)).resolve()
     if Path(root).resolve() not in out.parents: raise SceneError(path, f"{name!r} would leave {root}")
     return out
+
+# %% ../nbs/00a_store.ipynb #aba497c7
+def resolve_device(device=None, # None or "auto": this process' GPU if there is one, else the CPU; or "cpu", "cuda", "cuda:1", ...
+                  ) -> torch.device:
+    "The device a stage runs on; CUDA without an index is this process' GPU (its local rank under `torchrun`)."
+    if device is None or device == "auto":
+        if not torch.cuda.is_available(): return torch.device("cpu")
+        device = "cuda"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None: return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+def module_device(module) -> torch.device:
+    "Where a module's parameters live (the CPU for a module without parameters)."
+    p = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
+    return p.device if p is not None else torch.device("cpu")

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 
 from .features import fit_pca
 from .scene import IMAGE_SUFFIXES
+from .store import module_device
 from .figures import tile
 from .viewer import viser_server
 
@@ -46,10 +47,6 @@ def to_image(x) -> np.ndarray:
     a = a[..., :3]
     return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else np.clip(a.astype(np.float32), 0, 1)
 
-def _device(model) -> torch.device:
-    p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    return p.device if p is not None else torch.device("cpu")
-
 @torch.inference_mode()
 def dense_features(model,               # callable: (B, 3, H, W) in [0, 1] -> (B, C, h, w), with `.patch_size`
                    image,               # anything `to_image` reads
@@ -62,7 +59,7 @@ def dense_features(model,               # callable: (B, 3, H, W) in [0, 1] -> (B
     h, w = max(p, round(H * s / p) * p), max(p, round(W * s / p) * p)
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    return model(x.to(_device(model)))[0].float().cpu()
+    return model(x.to(module_device(model)))[0].float().cpu()
 
 # %% ../nbs/11_webdemo.ipynb #1de967ca
 def _shade(draw, box, c0, c1, vertical=True):
