@@ -38,6 +38,7 @@ Modules:
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
 - `fit3d.synthetic`: Seeded procedural indoor rooms, ray-cast in PyTorch into posed RGB, metric depth, semantic and instance maps, written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
+- `fit3d.testing`: Tiny scenes, a COLMAP model, Stage II targets and Gaussians, made on the spot in the layouts of the real ones, for every chapter's checks and for `tests/`.
 - `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
 - `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser."""
 

@@ -26,18 +26,16 @@ Docs: https://fit3d.github.io/fit3d/correspondence.html.md"""
 # %% ../nbs/09_correspondence.ipynb #65b3f5db
 from __future__ import annotations
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .scene import Camera, Scene, SceneError, look_at
+from .scene import Camera, Scene, SceneError
 
 # %% auto #0
-__all__ = ['unproject', 'project', 'correspondences', 'toy_posed_scene', 'sample_features', 'match', 'correspondence_recall',
-           'position_features', 'feature_consistency']
+__all__ = ['unproject', 'project', 'correspondences', 'sample_features', 'match', 'correspondence_recall', 'position_features',
+           'feature_consistency']
 
 # %% ../nbs/09_correspondence.ipynb #9fcaf2db
 def unproject(uv: torch.Tensor,   # (M, 2) pixel coordinates (u, v), pixel centres at +0.5
@@ -92,46 +90,6 @@ def correspondences(scene: Scene,          # a posed scene with depth
     d_at = torch.zeros_like(zb); d_at[inside] = db[row[inside], col[inside]]
     vis = inside & (d_at > 0) & ((d_at - zb).abs() <= depth_tol * zb)
     return uv_a[vis].float(), uv_b[vis].float()
-
-# %% ../nbs/09_correspondence.ipynb #ec57e7c7
-def _raycast(cam: Camera, balls: list) -> tuple[np.ndarray, np.ndarray]:
-    "z-depth and colour of the plane z=0 and `balls` [(centre, radius, rgb)] as seen by `cam`."
-    v, u = np.meshgrid(np.arange(cam.height) + 0.5, np.arange(cam.width) + 0.5, indexing="ij")
-    d_cam = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)  # rays with z = 1: t is z-depth
-    d = d_cam @ cam.c2w[:3, :3].T; o = cam.c2w[:3, 3]
-    t = np.where(d[..., 2] < -1e-9, -o[2] / np.where(d[..., 2] < -1e-9, d[..., 2], -1), np.inf)
-    p = o + t[..., None] * d
-    rgb = np.where(((np.floor(p[..., 0] * 4) + np.floor(p[..., 1] * 4)) % 2 == 0)[..., None], [0.9, 0.8, 0.6], [0.2, 0.3, 0.5])
-    for centre, r, col in balls:
-        oc = o - np.asarray(centre)
-        A, B, C = (d * d).sum(-1), 2 * (d * oc).sum(-1), (oc * oc).sum() - r * r
-        disc = B * B - 4 * A * C
-        tb = np.where(disc >= 0, (-B - np.sqrt(np.maximum(disc, 0))) / (2 * A), np.inf)
-        tb = np.where(tb > 0, tb, np.inf)
-        hit = tb < t
-        n = (o + tb[..., None] * d - centre) / r
-        rgb = np.where(hit[..., None], np.clip(np.asarray(col) * (0.5 + 0.5 * n[..., 2:3]), 0, 1), rgb)
-        t = np.minimum(t, tb)
-    return np.where(np.isfinite(t), t, 0).astype(np.float32), rgb.astype(np.float32)
-
-def toy_posed_scene(folder,                 # where to write images (PNG) and depth (.npy)
-                    n: int = 3,             # views on an arc around the ball
-                    width: int = 128, height: int = 96,
-                    arc: float = 50.0,      # degrees between the first and the last view
-                   ) -> Scene:
-    "A ground plane with a ball, seen from `n` posed views with exact depth (for correspondence tests)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    balls = [((0.0, 0.0, 0.5), 0.5, (0.9, 0.2, 0.2))]
-    cams = []
-    for k in range(n):
-        ang = math.radians(-arc / 2 + arc * k / max(n - 1, 1))
-        c = Camera(0.9 * width, 0.9 * width, width / 2, height / 2, width, height,
-                   look_at([3 * math.cos(ang), 3 * math.sin(ang), 2.5], [0, 0, 0.3]), f"v{k}")
-        dep, rgb = _raycast(c, balls)
-        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / f"v{k}.png"); np.save(folder / f"v{k}_depth.npy", dep)
-        c.image_path, c.depth_path = folder / f"v{k}.png", folder / f"v{k}_depth.npy"
-        cams.append(c)
-    return Scene(cams, name="toy_ball", root=folder)
 
 # %% ../nbs/09_correspondence.ipynb #d8225f43
 def sample_features(feat: torch.Tensor,   # (C, h, w) feature map covering an image of `size`

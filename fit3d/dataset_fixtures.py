@@ -8,7 +8,7 @@ mmseg sets, 255 = no label for ScanNet++'s semantics_2d and VOC's borders) and l
 `<image> <depth> <focal>` lines with their leading `/`). The images are blocky rooms: class rectangles that the
 image shows, depth rising towards the top, so that a picture of a sample shows whether image, labels and depth line
 up. It is a module of its own so that the notebooks and `tests/` share one writer and the library does not carry
-test code. `fit3d.synthetic.make_scannetpp_tree` writes a full ScanNet++ scene (poses, COLMAP model); here
+test code (smaller toys, a scene or a COLMAP model, are `fit3d.testing`'s). `fit3d.synthetic.make_scannetpp_tree` writes a full ScanNet++ scene (poses, COLMAP model); here
 `write_scannetpp` writes only what the probes read.
 
 Docs: https://fit3d.github.io/fit3d/dataset_fixtures.html.md"""
@@ -178,7 +178,8 @@ def write_scannetpp(root,                              # the release folder to w
 def write_synthetic(root, n_views: int = 3) -> Path:
     "The synthetic benchmark's index (benchmark.json) over two tiny nerfstudio rooms with depth and labels."
     import json
-    from fit3d.formats import toy_scene, write_nerfstudio
+    from fit3d.formats import write_nerfstudio
+    from fit3d.testing import toy_scene
     root = Path(root)
     for name in ("train_000", "val_000"):
         sc = toy_scene(root / name, n=n_views, width=32, height=24); sc.name = name; sc.classes = ["floor", "wall", "box"]

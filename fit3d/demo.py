@@ -31,8 +31,8 @@ from .store import (atomic_write, write_json, read_json, provenance, check_prove
 
 # %% auto #0
 __all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage', 'finetune_stage',
-           'compare_models', 'probe_models', 'provenance_parts', 'paper_numbers', 'results_markdown', 'save_png',
-           'viewer_html', 'loss_figure', 'write_report', 'run_demo']
+           'compare_models', 'probe_models', 'provenance_parts', 'save_png', 'viewer_html', 'loss_figure',
+           'write_report', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -277,45 +277,7 @@ def provenance_parts(saved, wanted) -> list:
     return list(provenance_diff(saved if isinstance(saved, dict) else None, wanted))
 
 # %% ../nbs/12_demo.ipynb #3d71574e
-_COLS = [("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
-         ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
-         ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
-
-def _metric(r: dict, group: str, key: str):
-    g = r.get(group, {})
-    for k in (key, key.lower(), key.replace("mIoU", "miou").replace("mAcc", "macc")):
-        if k in g: return g[k]
-    return None
-
-def paper_numbers(backbone: str, # our backbone name, e.g. "dinov2_small"
-                  dataset: str,  # the data set, e.g. "scannetpp"
-                 ) -> dict | None:
-    "The paper's numbers for this backbone and data set ({row: {metric: value}}), if the paper reports them."
-    from fit3d.protocol import PAPER  # the protocol chapter keeps FiT3D's tables, {task: {row: value}}
-    paper = PAPER.get((backbone, dataset))
-    if paper is None: return None
-    metric = dict(seg="mIoU", depth="rmse")    # mIoU in %, RMSE in metres, as the paper prints them
-    rows = {r for t in paper.values() for r in t}
-    return {r: {metric[t]: v[r] for t, v in paper.items() if r in v} for r in rows}
-
-def _paper_fmt(v) -> str: return "–" if v is None else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
-
-def results_markdown(results: dict,      # {model: {group: {metric: value}}} (probe_models' result)
-                     paper: dict | None = None, # the paper's numbers {row: {metric: value}} (in the paper's units)
-                    ) -> str:
-    "The results table as markdown: one row per model (original, duplicated, fine-tuned, combined), one column per metric."
-    names = [n for n in MODELS if n in results] + [n for n in results if n not in MODELS and not n.startswith("_")]
-    cols = [c for c in _COLS if any(_metric(results[n], c[0], c[1]) is not None for n in names)]
-    pcols = [c for c in cols if paper and any(c[1] in (paper.get(n) or {}) for n in names)]
-    fmt = lambda v, mult: ("–" if not isinstance(v, (int, float)) or v != v  # missing, or NaN (stored as "nan")
-                           else f"{v * mult:.{2 if mult == 100 else 4}f}")
-    head = [c[2] for c in cols] + [f"paper {c[2]}" for c in pcols]
-    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
-    for n in names:
-        ours = [fmt(_metric(results[n], g, k), m) for g, k, _, m in cols]
-        theirs = [_paper_fmt((paper.get(n) or {}).get(k)) for _, k, _, _ in pcols]
-        lines.append(f"| {MODELS.get(n, n)} | " + " | ".join(ours + theirs) + " |")
-    return "\n".join(lines)
+from .protocol import paper_numbers, results_markdown  # the one table writer, kept by the probe chapter
 
 # %% ../nbs/12_demo.ipynb #d9e4f1a0
 def _png(img) -> str:

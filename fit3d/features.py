@@ -35,8 +35,8 @@ from .store import (atomic_write, check_provenance, files_digest, module_device,
 __all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
            'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights', 'load_weights', 'load_backbone',
            'iter_features', 'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta',
-           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'FeaturePCA', 'fit_pca',
-           'pca_rgb', 'pca_grid', 'plot_pca']
+           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'to_pil', 'tile',
+           'FeaturePCA', 'fit_pca', 'pca_rgb', 'pca_grid', 'plot_pca']
 
 # %% ../nbs/03_features.ipynb #8273a91f
 BACKBONES = dict(
@@ -421,6 +421,41 @@ def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its
     return _extract_cached(backbone, folder.resolve().name, list(by_name), {n: size(p) for n, p in by_name.items()},
                            load, cache_dir, long_side, batch_size, progress, overwrite, norm, ident)
 
+# %% ../nbs/03_features.ipynb #5a2d12e9
+def to_pil(x) -> Image.Image:
+    "An RGB PIL image from a file, a PIL image, an (H, W, 3|4) or (H, W) array (uint8, or float in [0, 1]), a (3, H, W) tensor."
+    if isinstance(x, (str, Path)):
+        try: x = Image.open(x)
+        except OSError as e: raise ValueError(f"{x}: cannot read image: {e}") from e
+    if isinstance(x, Image.Image): return x.convert("RGB")
+    a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channel-first
+    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+    if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4): raise ValueError(f"expected an image (H, W, 3), got shape {a.shape}")
+    if a.dtype != np.uint8: a = (np.clip(a.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a[..., :3]))
+
+def tile(images: list,              # a row of images, or a list of rows (anything `to_pil` reads)
+         height: int | None = None, # pixel height of every image (default: the first image's)
+         gap: int = 4,              # white pixels between images and between rows
+         resample: str = "nearest", # "nearest" (keeps patches visible) or "bilinear" (photographs)
+        ) -> Image.Image:           # RGB
+    "Images side by side (and rows below each other), each resized to `height`, with white gaps."
+    rows = [list(r) for r in images] if images and isinstance(images[0], (list, tuple)) else [list(images)]
+    if not rows or not all(rows): raise ValueError("tile needs at least one image in every row")
+    ims = [[to_pil(x) for x in r] for r in rows]
+    h = height or ims[0][0].height
+    how = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}[resample]
+    fit = lambda im: im if im.height == h else im.resize((max(1, round(im.width * h / im.height)), h), how)
+    ims = [[fit(im) for im in r] for r in ims]
+    ncol = max(len(r) for r in ims)
+    colw = [max(r[c].width for r in ims if c < len(r)) for c in range(ncol)]
+    out = Image.new("RGB", (sum(colw) + gap * (ncol - 1), h * len(ims) + gap * (len(ims) - 1)), "white")
+    for i, r in enumerate(ims):
+        for c, im in enumerate(r): out.paste(im, (sum(colw[:c]) + gap * c, i * (h + gap)))
+    return out
+
 # %% ../nbs/03_features.ipynb #d02176fe
 @dataclass
 class FeaturePCA:
@@ -480,15 +515,11 @@ def pca_grid(images: list,               # (H, W, 3) float RGB in [0, 1]
             ) -> Image.Image:            # rows: image | A | B
     "A small PNG-ready grid: each row shows an image and the PCA colours of its features (nearest upsampling)."
     cols = _pca_columns(feats_a, feats_b, joint)
-    tiles = []
-    for i, im in enumerate(images):
+    rows = []
+    for i, im in enumerate(images):      # the maps take their image's size, whatever the patch grid's aspect
         H, W = np.asarray(im).shape[:2]; size = (max(1, round(W * height / H)), height)
-        tiles.append([_u8(im).resize(size, Image.BILINEAR)] + [_u8(c[i], size) for c in cols])
-    w, gap = max(t[0].width for t in tiles), 4
-    grid = Image.new("RGB", ((w + gap) * len(tiles[0]) - gap, (height + gap) * len(tiles) - gap), "white")
-    for r, row in enumerate(tiles):
-        for c, t in enumerate(row): grid.paste(t, (c * (w + gap), r * (height + gap)))
-    return grid
+        rows.append([_u8(im).resize(size, Image.BILINEAR)] + [_u8(c[i], size) for c in cols])
+    return tile(rows)
 
 def plot_pca(images: list, feats_a: list, feats_b: list | None = None, # as in `pca_grid`
              joint: bool = False,        # one PCA over both models instead of one per model

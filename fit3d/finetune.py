@@ -41,7 +41,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
-from .formats import read_scene, toy_scene, write_nerfstudio
+from .formats import read_scene
 from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint, check_finite)
@@ -49,9 +49,9 @@ from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, prov
 # %% auto #0
 __all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
            'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
-           'toy_targets', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
-           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
-           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
+           'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer',
+           'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune',
+           'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -346,24 +346,6 @@ class TargetViews(torch.utils.data.Dataset):
         "What the targets were made from: [scene, key of its targets' record] (rendered: of its lifted scene)."
         if self.renderer is not None: return self.renderer.keys()
         return sorted([k, (self.records.get(k) or {}).get("key")] for k in self.scenes)
-
-# %% ../nbs/06_finetune.ipynb #1182b2ae
-def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch: int = 14, grid=(2, 3), backbone="tiny",
-                seed=0) -> Path:
-    "Tiny scenes with random images and random target caches under `folder` (for tests); returns the targets folder."
-    folder, g = Path(folder), torch.Generator().manual_seed(seed)
-    digest = weights_digest(load_backbone(backbone, pretrained=False, device="cpu").model)
-    for k in range(n_scenes):
-        s = toy_scene(folder / f"scene{k}", n=views, width=grid[1] * patch + 4, height=grid[0] * patch + 2)
-        write_nerfstudio(s, folder / f"scene{k}")
-        tg = {s.cameras[i].name: torch.randn(dim, *grid, generator=g) for i in s.train}
-        ms = {n: torch.ones(grid) for n in tg}
-        first = s.cameras[s.train[0]].name; ms[first][0, 0] = 0
-        if len(s.train) > 1: tg[s.cameras[s.train[1]].name][:, -1, -1] = float("nan")
-        size = (grid[0] * patch, grid[1] * patch)
-        write_targets(folder / "targets" / f"scene{k}.safetensors", tg, backbone, patch, size, Path("..") / f"scene{k}", ms,
-                      target_record(backbone, digest, f"toy{k}", s, size, "area"))
-    return folder / "targets"
 
 # %% ../nbs/06_finetune.ipynb #43654b62
 class StepBatches(torch.utils.data.Sampler):

@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .scene import (Camera, Scene, SceneError, check_pose, look_at, opengl_to_opencv, opencv_to_opengl, validate,
-                         scannetpp_to_colmap, colmap_to_scannetpp, IMAGE_SUFFIXES)
+from .scene import (Camera, Scene, SceneError, check_pose, opengl_to_opencv, opencv_to_opengl, validate,
+                         scannetpp_to_colmap, IMAGE_SUFFIXES)
 from .store import atomic_write, read_json, safe_name
-from PIL import Image
 
 # %% auto #0
 __all__ = ['PAPER_WIDTH', 'write_ply', 'read_ply', 'scannetpp_layout', 'paper_downscale', 'read_nerfstudio', 'write_nerfstudio',
-           'toy_scene', 'colmap_scene_name', 'read_colmap', 'write_colmap_text_fixture', 'read_scene',
-           'write_splats_ply', 'read_splats_ply']
+           'colmap_scene_name', 'read_colmap', 'read_scene', 'write_splats_ply', 'read_splats_ply']
 
 # %% ../nbs/01_formats.ipynb #d18a5f0f
 def write_ply(path, points: np.ndarray, colors: np.ndarray | None = None, **extra: np.ndarray) -> Path:
@@ -204,20 +202,6 @@ def write_nerfstudio(scene: Scene, path) -> Path:
     atomic_write(path, json.dumps(meta, indent=1))
     return path
 
-# %% ../nbs/01_formats.ipynb #e8b192fa
-def toy_scene(folder, n: int = 4, width: int = 32, height: int = 24) -> Scene:
-    "A tiny scene of `n` blank-ish views around the origin, written under `folder` (for tests)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0); cams = []
-    for i in range(n):
-        a = 2 * np.pi * i / n
-        p = folder / f"v{i}.png"
-        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(p)
-        cams.append(Camera(width, width, width / 2, height / 2, width, height,
-                           look_at([2 * np.cos(a), 2 * np.sin(a), 0.5], [0, 0, 0]), f"v{i}", p))
-    return Scene(cams, list(range(n - 1)), [n - 1], rng.normal(size=(100, 3)).astype(np.float32),
-                 rng.integers(0, 255, (100, 3)).astype(np.uint8), name="toy", root=folder)
-
 # %% ../nbs/01_formats.ipynb #79c7a6cd
 def colmap_scene_name(sparse_dir) -> str:
     "A COLMAP model's scene name: its project folder (`proj/sparse/0` -> proj; ScanNet++ `<id>/dslr/colmap` -> <id>)."
@@ -258,20 +242,6 @@ def read_colmap(sparse_dir,            # folder with cameras/images/points3D .tx
     pts, cols = _colmap_points(sparse_dir)
     scene = Scene(cams, [i for i in range(n) if i not in test], test, pts, cols, name=colmap_scene_name(sparse_dir), root=sparse_dir)
     return validate(scene, sparse_dir, check_files=check_files)
-
-# %% ../nbs/01_formats.ipynb #ea970d6f
-def write_colmap_text_fixture(folder, image_names=("a.png", "b.png")) -> Path:
-    "Write a tiny COLMAP text model (documented format) of a 32x24 pinhole camera, for tests."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cameras.txt").write_text("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n1 PINHOLE 32 24 30 31 16 12\n")
-    (folder / "images.txt").write_text(
-        "# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n# POINTS2D[] as (X, Y, POINT3D_ID)\n"
-        f"1 1 0 0 0 0 0 1 1 {image_names[0]}\n10 12 1\n"
-        f"2 0.7071068 0 0.7071068 0 0.5 0 1 1 {image_names[1]}\n\n")
-    (folder / "points3D.txt").write_text(
-        "# POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n"
-        "1 0.1 0.2 0.3 255 0 0 0.5 1 0\n2 -0.1 0.2 0.4 0 255 0 0.5\n")
-    return folder
 
 # %% ../nbs/01_formats.ipynb #373976d1
 def read_scene(path, **kw) -> Scene:

@@ -557,18 +557,15 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
 def lift_picture(lifted: Lifted, scene: Scene, features: dict, i: int | None = None, height: int = 120, device=None):
     "PIL image: view `i` (default: the first test view) | render | 2D feature PCA | rendered feature PCA."
     from PIL import Image
-    from fit3d.features import fit_pca
+    from fit3d.features import fit_pca, tile
     i = (scene.test or scene.train)[0] if i is None else i
     f2d = torch.as_tensor(features[scene.cameras[i].name]).float()
     rgb, fr, _, _ = render_features(lifted, scene, [i], size=f2d.shape[-2:], device=device)
     pca = fit_pca([f2d, fr[0]])
-    tiles = [scene.image(i), rgb[0].permute(1, 2, 0).clamp(0, 1).numpy(), pca(f2d), pca(fr[0])]
-    H, W = tiles[0].shape[:2]; size = (round(W * height / H), height)
-    ims = [Image.fromarray((np.clip(t, 0, 1) * 255).astype(np.uint8)).resize(size, Image.NEAREST if k >= 2 else Image.BILINEAR)
-           for k, t in enumerate(tiles)]
-    grid = Image.new("RGB", (len(ims) * (size[0] + 4) - 4, height), "white")
-    for k, im in enumerate(ims): grid.paste(im, (k * (size[0] + 4), 0))
-    return grid
+    panels = [scene.image(i), rgb[0].permute(1, 2, 0).clamp(0, 1).numpy(), pca(f2d), pca(fr[0])]
+    H, W = panels[0].shape[:2]; size = (round(W * height / H), height)   # the feature maps take the image's size
+    u8 = lambda a: Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8))
+    return tile([u8(p).resize(size, Image.NEAREST if k >= 2 else Image.BILINEAR) for k, p in enumerate(panels)])
 
 def plot_history(history: list,          # `lifted.meta["history"]`
                  title: str = "",        # drawn above the panels

@@ -38,10 +38,11 @@ from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads
 from .store import check_provenance, module_device, provenance, read_json, write_json
 
 # %% auto #0
-__all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'FeatureSets', 'SegAugment', 'keep_ratio_size', 'rgb_to_hsv',
-           'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows', 'slide_predict', 'DepthAugment',
-           'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta', 'run_probes', 'toy_probe_samples',
-           'results_table', 'probe_record', 'save_results', 'load_results']
+__all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'ROW_NAMES', 'COLUMNS', 'FeatureSets', 'SegAugment',
+           'keep_ratio_size', 'rgb_to_hsv', 'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows',
+           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta',
+           'run_probes', 'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'probe_record',
+           'save_results', 'load_results']
 
 # %% ../nbs/07a_protocol.ipynb #b18c1725
 ROWS = ("original", "duplicated", "finetuned", "combined")
@@ -431,34 +432,55 @@ PAPER = {  # (backbone, data set) -> {task: {row: value}}; seg: mIoU %, depth: R
     ("deit3_base", "scannetpp"): dict(seg=dict(original=18.62, combined=22.98), depth=dict(original=0.4350, combined=0.3820)),
 }
 
-def results_table(results: dict,            # row -> {"seg": metrics, "depth": metrics} (either may be missing)
+ROW_NAMES = dict(original="original", duplicated="original duplicated (control)", finetuned="fine-tuned alone",
+                 combined="combined (FiT3D)")  # the rows of every results table, as the paper's Table 13
+COLUMNS = [  # (task, metric, header, scale): every results table's columns, in this order, where it has numbers
+    ("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
+    ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
+    ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
+
+def paper_numbers(backbone: str | None, # our backbone name, e.g. "dinov2_small"
+                  dataset: str | None,  # the data set, e.g. "scannetpp"
+                 ) -> dict | None:
+    "The paper's numbers for this backbone and data set ({row: {metric: value}}), if the paper reports them."
+    paper = PAPER.get((backbone, dataset))
+    if paper is None: return None
+    metric = dict(seg="mIoU", depth="rmse")    # mIoU in %, RMSE in metres, as the paper prints them
+    rows = {r for t in paper.values() for r in t}
+    return {r: {metric[t]: v[r] for t, v in paper.items() if r in v} for r in rows}
+
+def _metric(r: dict, task: str, key: str):
+    "A row's `key` for `task`; segmentation is also read under the probes' task name, `seg`."
+    g = r.get(task) or (r.get("seg") if task == "segmentation" else None) or {}
+    for k in (key, key.lower(), key.replace("mIoU", "miou").replace("mAcc", "macc")):
+        if k in g: return g[k]
+    return None
+
+def results_markdown(results: dict,      # {row: {task: {metric: value}}}: `run_probes` per task, or `probe_models`
+                     paper: dict | None = None, # the paper's numbers {row: {metric: value}} (`paper_numbers`)
+                    ) -> str:
+    "The results table as markdown: one row per model, one column per metric, then the paper's columns."
+    names = [n for n in ROW_NAMES if n in results] + [n for n in results if n not in ROW_NAMES and not n.startswith("_")]
+    cols = [c for c in COLUMNS if any(_metric(results[n], c[0], c[1]) is not None for n in names)]
+    pcols = [c for c in cols if paper and any(c[1] in (paper.get(n) or {}) for n in names)]
+    digits = lambda mult: 2 if mult == 100 else 4        # percentages with 2 decimals, the rest with 4
+    cell = lambda v, d, scale=1: ("–" if not isinstance(v, (int, float)) or v != v  # missing, or NaN (stored as "nan")
+                                  else f"{v * scale:.{d}f}")
+    head = [c[2] for c in cols] + [f"paper {c[2]}" for c in pcols]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for n in names:
+        ours = [cell(_metric(results[n], g, k), digits(m), m) for g, k, _, m in cols]
+        theirs = [cell((paper.get(n) or {}).get(k), digits(m)) for _, k, _, m in pcols]  # the paper's: in % already
+        lines.append(f"| {ROW_NAMES.get(n, n)} | " + " | ".join(ours + theirs) + " |")
+    return "\n".join(lines)
+
+def results_table(results: dict,            # as for `results_markdown`
                   backbone: str | None = None, # short name, to look up the paper's numbers
                   dataset: str | None = None,  # data set name, to look up the paper's numbers
                  ) -> str:                  # a markdown table
-    "Our rows (original, duplicated, fine-tuned, combined) with the paper's numbers beside them where they exist."
-    paper = PAPER.get((backbone, dataset), {})
-    rows = [r for r in ROWS if r in results]
-    has = lambda t: any(results[r].get(t) for r in rows)
-    head, rule = ["features"], ["---"]
-    if has("seg"): head += ["mIoU %"] + (["paper"] if "seg" in paper else []); rule += ["---:"] * (2 if "seg" in paper else 1)
-    if has("depth"):
-        head += ["RMSE"] + (["paper"] if "depth" in paper else []) + ["AbsRel"]; rule += ["---:"] * (3 if "depth" in paper else 2)
-    label = dict(original="original", duplicated="original, duplicated (control)", finetuned="fine-tuned alone",
-                 combined="original + fine-tuned (FiT3D)")
-    fmt = lambda v, d: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(rule) + " |"]
-    for r in rows:
-        s, d, cells = results[r].get("seg"), results[r].get("depth"), [label[r]]
-        if has("seg"):
-            cells.append(fmt(100 * s["mIoU"], 2) if s else "")
-            if "seg" in paper: cells.append(fmt(paper["seg"].get(r), 2))
-        if has("depth"):
-            cells.append(fmt(d["rmse"], 4) if d else "")
-            if "depth" in paper: cells.append(fmt(paper["depth"].get(r), 4))
-            cells.append(fmt(d["abs_rel"], 4) if d else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    if paper: lines.append(f"\nPaper: {PAPER_SOURCE}.")
-    return "\n".join(lines)
+    "`results_markdown` with the paper's numbers for `backbone` on `dataset` beside ours, and their source under it."
+    paper = paper_numbers(backbone, dataset)
+    return results_markdown(results, paper) + (f"\n\nPaper: {PAPER_SOURCE}." if paper else "")
 
 # %% ../nbs/07a_protocol.ipynb #645e1bd4
 def probe_record(sets: FeatureSets, protocol: str, cfg, aug, dataset: dict | str, **extra) -> dict:

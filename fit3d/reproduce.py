@@ -24,8 +24,8 @@ from rich.table import Table
 from .lift import LiftConfig
 from .cli import LiftPreset, DatasetName, lift_presets, probe_data
 from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device
-from .demo import (run_dir, lift_stage, finetune_stage, compare_models, probe_models, results_markdown, paper_numbers,
-                        weights_note, _barrier)
+from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_models, weights_note, _barrier
+from .protocol import paper_numbers, results_markdown
 
 # %% auto #0
 __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes', 'probe_datasets',

@@ -36,8 +36,8 @@ from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screens
 # %% auto #0
 __all__ = ['COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities', 'pca_colours',
            'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer', 'add_cameras',
-           'view_splats', 'lifted_scene_path', 'view_lifted', 'toy_splats', 'scene_html', 'embed_viewer',
-           'InlineViewer', 'show_viewer']
+           'view_splats', 'lifted_scene_path', 'view_lifted', 'scene_html', 'embed_viewer', 'InlineViewer',
+           'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
 def _np(x, dtype=np.float32) -> np.ndarray:
@@ -275,21 +275,6 @@ def view_lifted(folder,                   # a lifted scene: `gaussians.ply` (+ `
         scene = read_scene(sp, check_files=False)
         cams = [scene.cameras[i] for i in scene.train] or scene.cameras
     return view_splats(splats, cams, images=(True if images else None) if cams else None, host=host, port=port, **kw)
-
-# %% ../nbs/10_viewer.ipynb #c7126e8d
-def toy_splats(n: int = 2000,      # number of Gaussians
-               d: int = 16,        # feature width
-               seed: int = 0,
-              ) -> dict:           # gsplat trainer dict (torch tensors), with `features`
-    "A sphere of small Gaussians coloured by position, with features that vary smoothly over it (for tests and demos)."
-    import torch
-    g = torch.Generator().manual_seed(seed)
-    p = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * 0.5
-    rgb = (p / 0.5 + 1) / 2
-    W = torch.randn(3, d, generator=g)
-    return dict(means=p, quats=torch.randn(n, 4, generator=g), scales=torch.full((n, 3), math.log(0.03)),
-                opacities=torch.full((n,), 2.0), sh0=((rgb - 0.5) / SH_C0)[:, None, :],
-                shN=torch.zeros(n, 15, 3), features=torch.sin(3 * p @ W))
 
 # %% ../nbs/10_viewer.ipynb #11e35f5a
 def scene_html(server: viser.ViserServer,  # a running viser server

@@ -24,10 +24,9 @@ import torch.nn.functional as F
 import viser
 from PIL import Image, ImageDraw
 
-from .features import fit_pca
+from .features import fit_pca, tile
 from .scene import IMAGE_SUFFIXES
 from .store import module_device
-from .figures import tile
 from .viewer import viser_server
 
 # %% auto #0
