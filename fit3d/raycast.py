@@ -1,14 +1,14 @@
 """Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
 
-The synthetic rooms of `fit3d.synthetic` are made of three kinds of primitive, each axis-aligned in the frame
+The synthetic rooms of `fit3d.rooms` are made of three kinds of primitive, each axis-aligned in the frame
 of its object, inside a box room. This chapter turns such a room and a list of cameras into images: colour under
 a point light with shadows, z-depth, the semantic class and the instance of the surface every pixel sees. It is
 plain PyTorch, so the same code runs on a CPU for tests and on a GPU for thousands of pretraining images.
 
 The renderer reads a room through its arrays only (`size`, `light`, objects' `obj_origin`, `obj_yaw`, `obj_class`
 and primitives' `prim_obj`, `prim_kind`, `prim_center`, `prim_half`, `prim_mat`, plus optional lighting fields);
-`fit3d.synthetic.Room` is the dataclass that holds them. `fit3d.synthetic` re-exports `render`, so code that
-imported it from there keeps working.
+`fit3d.rooms.Room` is the dataclass that holds them. `fit3d.synthetic`, which photographs the rooms, re-exports
+`render`, so code that imported it from there keeps working.
 
 Docs: https://fit3d.github.io/fit3d/raycast.html.md"""
 

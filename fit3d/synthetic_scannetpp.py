@@ -7,7 +7,7 @@ lifting and the whole `reproduce` recipe run on it end to end. What each file is
 ```
 <root>/                                        the toolkit's data_root
   splits/nvs_sem_train.txt, nvs_sem_val.txt    scene ids (the release; FiT3D: 230 / 50 scenes)
-  metadata/semantic_benchmark/top100.txt       class names, line i = label i (the release; ours: fit3d.synthetic.CLASSES)
+  metadata/semantic_benchmark/top100.txt       class names, line i = label i (the release; ours: fit3d.rooms.CLASSES)
   data/<scene_id>/dslr/
     undistorted_images/DSC00001.JPG            dslr/undistort.py (FiT3D runs dslr/downscale.py first: 876x584)
     undistorted_anon_masks/DSC00001.png        the same script: 255 = keep, 0 = anonymised
@@ -43,7 +43,8 @@ from PIL import Image
 
 from .scene import colmap_to_scannetpp
 from .store import atomic_write, check_provenance, provenance, read_json, write_json, safe_name
-from .synthetic import CLASSES, make_room, room_cameras, random_views, sample_points
+from .rooms import CLASSES, make_room
+from .synthetic import room_cameras, random_views, sample_points
 from .raycast import render, _Geometry, _shadow_res
 
 # %% auto #0
