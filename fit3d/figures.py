@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .features import to_pil, tile   # defined where the first picture is drawn (`pca_grid`)
@@ -86,8 +85,9 @@ def title_problems(path) -> list[str]:
     return out
 
 def check_notebooks(folder="nbs"):
-    "Exit with a message naming each notebook in `folder` saved without outputs or without a proper title (`make test`)."
-    bad = [f"{p}: saved without outputs (run `nbdev-test --save {p}`, then `nbdev-clean`)" for p in missing_outputs(folder)]
+    "Exit with a message naming each notebook in `folder` saved without outputs or a proper title (`make test`)."
+    bad = [f"{p}: saved without outputs (run `nbdev-test --save {p}`, then `nbdev-clean`)"
+           for p in missing_outputs(folder)]
     bad += [f"{p}: {why}" for p in sorted(Path(folder).glob("*.ipynb")) for why in title_problems(p)]
     if bad: raise SystemExit("notebooks-check:\n" + "\n".join(bad))
     print(f"notebooks-check: every notebook in {folder} has its outputs, its title and an exported introduction")

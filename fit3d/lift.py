@@ -141,11 +141,13 @@ def markdown_table(rows: list[dict]) -> str:
 
 # %% ../nbs/05_lift.ipynb #1491bd14
 class FeatureDecoder(nn.Module):
-    "Decode a rendered (B, D, H, W) feature map to the backbone width with one 3x3 conv without bias (kernel 0: identity)."
+    "Decode a rendered (B, D, H, W) feature map to the backbone width: one 3x3 conv without bias (kernel 0: identity)."
     def __init__(self, feature_dim: int, out_dim: int, kernel_size: int = 3):
         super().__init__()
-        if kernel_size == 0 and feature_dim != out_dim: raise ValueError("an identity decoder needs feature_dim == out_dim")
-        self.conv = nn.Conv2d(feature_dim, out_dim, kernel_size, padding=kernel_size // 2, bias=False) if kernel_size else None
+        if kernel_size == 0 and feature_dim != out_dim:
+            raise ValueError("an identity decoder needs feature_dim == out_dim")
+        self.conv = (nn.Conv2d(feature_dim, out_dim, kernel_size, padding=kernel_size // 2, bias=False)
+                     if kernel_size else None)
     def forward(self, x: torch.Tensor) -> torch.Tensor: return self.conv(x) if self.conv is not None else x
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -175,9 +177,12 @@ def load_views(scene: Scene, features: dict, ids: list[int], scale: float = 1.0,
     "Gather views `ids` of `scene` with their 2D `features` (view name -> (C, h, w)) at `scale` x image size."
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     missing = [s.cameras[i].name for i in ids if s.cameras[i].name not in features]
-    if missing: raise SceneError(scene.root, f"no 2D features for views {missing[:5]}{'...' if len(missing) > 5 else ''}: extract them first")
+    if missing:
+        raise SceneError(scene.root, "no 2D features for views "
+                                     f"{missing[:5]}{'...' if len(missing) > 5 else ''}: extract them first")
     sizes = {(s.cameras[i].width, s.cameras[i].height) for i in ids}
-    if len(sizes) > 1: raise SceneError(scene.root, f"views have different sizes {sorted(sizes)}; lifting needs one size")
+    if len(sizes) > 1:
+        raise SceneError(scene.root, f"views have different sizes {sorted(sizes)}; lifting needs one size")
     imgs = torch.stack([torch.from_numpy((s.image(i) * 255 + 0.5).astype(np.uint8)).permute(2, 0, 1) for i in ids])
     masks = [s.mask(i) for i in ids]
     if any(x is None for x in masks) and not all(x is None for x in masks):
@@ -189,7 +194,7 @@ def load_views(scene: Scene, features: dict, ids: list[int], scale: float = 1.0,
                  s.viewmats(ids).to(device), s.Ks(ids).to(device), w, h)
 
 def training_views(scene: Scene, cfg: LiftConfig) -> list[int]:
-    "The views a lift fits: every view (the official loader's `frames` + `test_frames`), or `scene.train` with `holdout`."
+    "The views a lift fits: every view (the official loader's `frames` + `test_frames`), or `scene.train` if `holdout`."
     return list(scene.train) if cfg.holdout else sorted(set(scene.train) | set(scene.test))
 
 # %% ../nbs/05_lift.ipynb #d6b5c001
@@ -258,7 +263,8 @@ def _masked(pred, target, m, mode: str):
 def step_loss(splats, decoder: FeatureDecoder, views: Views, idx: torch.Tensor, cfg: LiftConfig, sh_degree: int):
     "Render views `idx`: (total loss, {'colour', 'feature'} detached, gsplat info) for one optimisation step."
     out = render(splats, views.viewmats[idx], views.Ks[idx], views.width, views.height, sh_degree=sh_degree,
-                 features=True, backend=cfg.backend, near=cfg.near_plane, feature_grad_geometry=cfg.feature_grad_geometry)
+                 features=True, backend=cfg.backend, near=cfg.near_plane,
+                 feature_grad_geometry=cfg.feature_grad_geometry)
     rgb = out.rgb.permute(0, 3, 1, 2)                         # (B, 3, H, W)
     gt = views.images[idx].float() / 255
     feats = decoder(out.features.permute(0, 3, 1, 2))          # (B, C, H, W)
@@ -317,7 +323,7 @@ def _set_rng_state(rng: dict, device):
 
 def resume_state(path,               # the checkpoint (may not exist)
                  record: dict,       # the lift's provenance record now
-                 on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint of other inputs: error, or start over
+                 on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint of other inputs: error, restart
                  device="cpu") -> dict | None:
     "The checkpoint's state if it exists and matches `record`; None to start from scratch; else `ArtifactError`."
     path = Path(path)
@@ -355,7 +361,8 @@ class Trainer:
 def train_step(t: Trainer, views: Views, step: int, cfg: LiftConfig, where: str = "lift", kept=None) -> dict:
     "One optimisation step; returns the loss parts (tensors). Raises `NonFiniteLoss` before touching anything."
     idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(views.images.device)
-    loss, parts, info = step_loss(t.splats, t.decoder, views, idx, cfg, min(step // cfg.sh_degree_interval, cfg.sh_degree))
+    loss, parts, info = step_loss(t.splats, t.decoder, views, idx, cfg,
+                                  min(step // cfg.sh_degree_interval, cfg.sh_degree))
     check_finite(loss, f"{where} step {step}", kept)
     if t.strategy is not None: t.strategy.step_pre_backward(t.splats, t.optimizers, t.state, step, info)
     loss.backward()
@@ -387,7 +394,8 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     "Fit feature Gaussians to the training views of `scene` and their 2D `features`."
     cfg, device = cfg or LiftConfig(), resolve_device(device)
     if device.type != "cuda" and cfg.backend == "gsplat": raise ValueError("backend 'gsplat' needs CUDA tensors")
-    if cfg.decoder not in ("conv3x3", "none"): raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'conv3x3' or 'none'")
+    if cfg.decoder not in ("conv3x3", "none"):
+        raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'conv3x3' or 'none'")
     train = training_views(scene, cfg)
     if not train: raise SceneError(scene.root, "scene has no training views")
     record = record or lift_record(scene, cfg, features)
@@ -406,8 +414,11 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
         for k, v in ck["splats"].items(): splats[k] = nn.Parameter(v)
         t.optimizers = make_optimizers(splats, cfg, scale)
         for k, o in t.optimizers.items(): o.load_state_dict(ck["optimizers"][k])
-        decoder.load_state_dict(ck["decoder"]); dec_opt.load_state_dict(ck["dec_opt"]); _set_rng_state(ck["rng"], device)
-        t.state, start, history, evals, before = ck["strategy_state"], ck["step"], ck["history"], ck["evals"], ck["seconds"]
+        decoder.load_state_dict(ck["decoder"])
+        dec_opt.load_state_dict(ck["dec_opt"])
+        _set_rng_state(ck["rng"], device)
+        t.state, start, history, evals, before = (ck["strategy_state"], ck["step"], ck["history"], ck["evals"],
+                                                  ck["seconds"])
     end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
     t0, t_eval = time.perf_counter(), 0.0
@@ -427,8 +438,9 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
             t_eval += time.perf_counter() - te
             evals.append(dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
             e = evals[-1]
-            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, PSNR {e['psnr']:.2f}, "
-                       f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
+            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, "
+                       f"PSNR {e['psnr']:.2f}, feature cosine {e['feature_cosine']:.4f}, "
+                       f"feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, dict(step=step + 1, splats={k: v.detach() for k, v in splats.items()},
                                        decoder=decoder.state_dict(), dec_opt=dec_opt.state_dict(),
@@ -437,9 +449,9 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
                                        seconds=spent()), record)
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), provenance=record, scene=str(Path(scene.root).resolve()) if scene.root else None,
-                scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(), resumed_from=start,
-                steps=end, evals=evals, n_gaussians=len(splats["means"]), backbone_dim=views.features.shape[1],
-                history=history)
+                scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(),
+                resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
+                backbone_dim=views.features.shape[1], history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #76d4132e
@@ -458,7 +470,8 @@ def save_lifted(lifted: Lifted, out_dir) -> Path:
 def load_lifted(folder, device="cpu") -> Lifted:
     "Read a lifted scene written by `save_lifted`; errors name the file and the problem."
     folder = Path(folder)
-    if not (folder / "lift.json").exists(): raise SceneError(folder, "not a lifted scene (no lift.json): lifting unfinished or wrong folder")
+    if not (folder / "lift.json").exists():
+        raise SceneError(folder, "not a lifted scene (no lift.json): lifting unfinished or wrong folder")
     meta = read_json(folder / "lift.json", "lift.json")
     if not isinstance(meta, dict):
         raise ArtifactError(folder / "lift.json", f"lift.json holds a {type(meta).__name__}, not a record")
@@ -466,14 +479,23 @@ def load_lifted(folder, device="cpu") -> Lifted:
     d = load_torch(folder / "decoder.pt", "decoder", device)
     if not isinstance(d, dict) or not {"weight", "feature_dim", "out_dim"} <= set(d):
         raise ArtifactError(folder / "decoder.pt", "not a fit3d decoder (expected weight, feature_dim, out_dim)")
-    decoder = FeatureDecoder(d["feature_dim"], d["out_dim"], 0 if d["weight"] is None else d["weight"].shape[-1]).to(device)
+    decoder = FeatureDecoder(d["feature_dim"], d["out_dim"],
+                             0 if d["weight"] is None else d["weight"].shape[-1]).to(device)
     if d["weight"] is not None: decoder.conv.weight.data.copy_(d["weight"])
     return Lifted(splats, decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #c8562540
 @torch.no_grad()
-def render_features(lifted: Lifted, scene: Scene, ids, scale: float = 1.0, size=None, device=None, sh_degree=None, backend="auto"):
-    "Render views `ids`: rgb (V,3,H,W), decoded features (V,C,h,w) resized to `size` (default: render size), depth, alpha (V,1,H,W)."
+def render_features(lifted: Lifted,
+                    scene: Scene,
+                    ids,
+                    scale: float = 1.0,
+                    size=None,
+                    device=None,
+                    sh_degree=None,
+                    backend="auto",
+                   ):
+    "Render views `ids`: rgb (V,3,H,W), decoded features (V,C,h,w) at `size` (default: as rendered), depth, alpha."
     device = resolve_device(device)
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     splats = {k: v.to(device) for k, v in lifted.splats.items()}
@@ -491,13 +513,21 @@ def render_features(lifted: Lifted, scene: Scene, ids, scale: float = 1.0, size=
     return cat(rgbs), cat(feats), cat(depths), cat(alphas)
 
 # %% ../nbs/05_lift.ipynb #3afea568
-def multiview_agreement(lifted: Lifted, scene: Scene, features: dict, ids=None, k: int = 2, scale: float = 1.0, device=None) -> dict:
-    "Feature cosine at true correspondences between each view of `ids` and its `k` nearest training views: rendered vs 2D."
+def multiview_agreement(lifted: Lifted,
+                        scene: Scene,
+                        features: dict,
+                        ids=None,
+                        k: int = 2,
+                        scale: float = 1.0,
+                        device=None,
+                       ) -> dict:
+    "Feature cosine at true correspondences of each view of `ids` and its `k` nearest training views: rendered vs 2D."
     from fit3d.correspondence import correspondence_recall
     ids = scene.test if ids is None else ids
     if not ids or not scene.train or scene.cameras[ids[0]].depth_path is None: return {}
     centers = np.stack([c.center for c in scene.cameras])
-    pairs = [(i, j) for i in ids for j in sorted(scene.train, key=lambda j: np.linalg.norm(centers[j] - centers[i]))[:k]]
+    pairs = [(i, j) for i in ids
+             for j in sorted(scene.train, key=lambda j: np.linalg.norm(centers[j] - centers[i]))[:k]]
     views = sorted({v for p in pairs for v in p})
     grid = lambda v: tuple(torch.as_tensor(features[scene.cameras[v].name]).shape[-2:])
     rendered = {v: render_features(lifted, scene, [v], scale=scale, size=grid(v), device=device)[1][0] for v in views}
@@ -508,8 +538,10 @@ def multiview_agreement(lifted: Lifted, scene: Scene, features: dict, ids=None, 
 
 def evaluate(lifted: Lifted, scene: Scene, features: dict, ids=None, scale: float = 1.0, device=None,
              multiview: bool = False) -> dict:
-    "PSNR and feature fidelity (cosine, L1 at the patch grid) on views `ids` (default: held out); `multiview`: also `multiview_agreement`."
-    if multiview: return evaluate(lifted, scene, features, ids, scale, device) | multiview_agreement(lifted, scene, features, ids, scale=scale, device=device)
+    "PSNR and feature fidelity (cosine, L1 on the patch grid) on `ids` (default: held out); `multiview`: + agreement."
+    if multiview:
+        return (evaluate(lifted, scene, features, ids, scale, device)
+                | multiview_agreement(lifted, scene, features, ids, scale=scale, device=device))
     ids = scene.test if ids is None else ids
     if not ids: return {}
     s = scene.downscaled(1 / scale) if scale != 1 else scene
@@ -521,7 +553,8 @@ def evaluate(lifted: Lifted, scene: Scene, features: dict, ids=None, scale: floa
         psnr.append(-10 * torch.log10(((rgb[0].clamp(0, 1) - gt) ** 2).mean()).item())
         cos.append(F.cosine_similarity(f[0], target, dim=0).mean().item())
         l1.append((f[0] - target).abs().mean().item())
-    return dict(psnr=float(np.mean(psnr)), feature_cosine=float(np.mean(cos)), feature_l1=float(np.mean(l1)), n_views=len(ids))
+    return dict(psnr=float(np.mean(psnr)), feature_cosine=float(np.mean(cos)), feature_l1=float(np.mean(l1)),
+                n_views=len(ids))
 
 # %% ../nbs/05_lift.ipynb #08144e03
 def write_targets_for(lifted: Lifted,     # the lifted scene
@@ -617,7 +650,8 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
     scenes = {p: read_scene(p, check_files=False) for p in scene_paths}  # cameras only: names for every rank
     names = [s.name for s in scenes.values()]
     if len(set(names)) != len(names):
-        raise SceneError(out_root, f"scene names collide ({sorted(n for n in set(names) if names.count(n) > 1)}): each scene needs its own output folder")
+        raise SceneError(out_root, f"scene names collide ({sorted(n for n in set(names) if names.count(n) > 1)}): each "
+                                   "scene needs its own output folder")
     done = []
     for p in list(scene_paths)[rank::world]:
         scene = scenes[p]

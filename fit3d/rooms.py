@@ -38,12 +38,13 @@ CLASSES = ["wall", "floor", "ceiling", "door", "window", "table", "chair", "sofa
 
 WOODS = [(0.62, 0.42, 0.25), (0.75, 0.58, 0.38), (0.45, 0.28, 0.16), (0.82, 0.70, 0.52)]
 MUTED = [(0.30, 0.40, 0.55), (0.55, 0.30, 0.28), (0.45, 0.45, 0.42), (0.30, 0.45, 0.35), (0.60, 0.52, 0.40)]
-BRIGHT = [(0.85, 0.25, 0.20), (0.20, 0.45, 0.80), (0.95, 0.75, 0.20), (0.25, 0.65, 0.40), (0.90, 0.90, 0.88), (0.15, 0.15, 0.17)]
+BRIGHT = [(0.85, 0.25, 0.20), (0.20, 0.45, 0.80), (0.95, 0.75, 0.20), (0.25, 0.65, 0.40), (0.90, 0.90, 0.88),
+          (0.15, 0.15, 0.17)]
 
 def _pick(rng, options): return options[rng.integers(len(options))]
 
 def _mat(rng, family: str, a, b=None, scale=1.0, ks=0.05, shin=8.0, emit=0.0, dark=0.7) -> np.ndarray:
-    "A material row: family, colour A, colour B (default: A darkened), pattern scale, specular strength, shininess, emission."
+    "A material row: family, colour A, colour B (default: A darkened), pattern scale, specular, shininess, emission."
     jit = lambda c: np.clip(np.asarray(c, float) * (1 + 0.06 * rng.normal(size=3)) * rng.uniform(0.85, 1.15), 0, 1)
     a = jit(a); b = a * dark if b is None else jit(b)
     return np.array([FAMILIES.index(family), *a, *b, scale * rng.uniform(0.85, 1.2), ks, shin, emit], np.float32)
@@ -65,13 +66,15 @@ def _table(rng):
     top, h = _mat(rng, "rings", _pick(rng, WOODS), ks=0.3, shin=30), rng.uniform(0.72, 0.78)
     if rng.random() < 0.3:
         r = rng.uniform(0.45, 0.65)
-        return [_c((0, 0, h - 0.02), r, 0.02, top), _c((0, 0, h / 2), 0.05, h / 2, top), _c((0, 0, 0.015), 0.25, 0.015, top)]
+        return [_c((0, 0, h - 0.02), r, 0.02, top), _c((0, 0, h / 2), 0.05, h / 2, top),
+                _c((0, 0, 0.015), 0.25, 0.015, top)]
     hx, hy = rng.uniform(0.5, 0.9), rng.uniform(0.35, 0.5)
     return [_b((0, 0, h - 0.02), (hx, hy, 0.02), top)] + _legs(hx, hy, h - 0.04, 0.025, top)
 
 def _chair(rng):
     "A plastic chair: seat, backrest (at +y) and four metal legs."
-    m, s, hs = _mat(rng, "plastic", _pick(rng, BRIGHT), ks=0.5, shin=30), rng.uniform(0.2, 0.24), rng.uniform(0.43, 0.48)
+    m, s, hs = (_mat(rng, "plastic", _pick(rng, BRIGHT), ks=0.5, shin=30), rng.uniform(0.2, 0.24),
+                rng.uniform(0.43, 0.48))
     return [_b((0, 0, hs), (s, s, 0.025), m), _b((0, s - 0.015, hs + 0.25), (s, 0.015, 0.22), m)] + \
            _legs(s, s, hs - 0.025, 0.015, _metal(rng), inset=0.01, round_=True)
 
@@ -80,7 +83,8 @@ def _sofa(rng):
     m = _mat(rng, "weave", _pick(rng, MUTED), scale=0.5, dark=0.75)
     hx, hy, n, arm, back = rng.uniform(0.8, 1.2), rng.uniform(0.4, 0.48), int(rng.integers(2, 4)), 0.12, 0.12
     out = [_b((0, 0, 0.22), (hx, hy, 0.14), m), _b((0, hy - back, 0.55), (hx, back, 0.3), m),
-           _b((-hx + arm, -0.02, 0.4), (arm, hy - 0.02, 0.22), m), _b((hx - arm, -0.02, 0.4), (arm, hy - 0.02, 0.22), m)]
+           _b((-hx + arm, -0.02, 0.4), (arm, hy - 0.02, 0.22), m),
+           _b((hx - arm, -0.02, 0.4), (arm, hy - 0.02, 0.22), m)]
     w = (hx - 2 * arm) / n
     return out + [_b((-hx + 2 * arm + w * (2 * i + 1), -back, 0.42), (w - 0.01, hy - back, 0.06), m) for i in range(n)]
 
@@ -90,13 +94,17 @@ def _bed(rng):
     blanket = _mat(rng, "stripes", (0.9, 0.9, 0.92), _pick(rng, MUTED + BRIGHT[:3]), scale=rng.uniform(0.6, 1.2))
     hx, hy = rng.choice([0.5, 0.75, 0.9]), 1.02
     out = [_b((0, 0, 0.18), (hx, hy, 0.12), wood), _b((0, hy - 0.03, 0.5), (hx, 0.03, 0.5), wood),
-           _b((0, -0.02, 0.38), (hx - 0.03, hy - 0.06, 0.08), sheet), _b((0, -0.35, 0.47), (hx - 0.01, hy - 0.4, 0.02), blanket)]
-    return out + [_e((x, hy - 0.3, 0.5), (min(0.3, hx - 0.08), 0.17, 0.07), sheet) for x in ([0] if hx < 0.6 else [-hx / 2, hx / 2])]
+           _b((0, -0.02, 0.38), (hx - 0.03, hy - 0.06, 0.08), sheet),
+           _b((0, -0.35, 0.47), (hx - 0.01, hy - 0.4, 0.02), blanket)]
+    return (out + [_e((x, hy - 0.3, 0.5), (min(0.3, hx - 0.08), 0.17, 0.07), sheet)
+                   for x in ([0] if hx < 0.6 else [-hx / 2, hx / 2])])
 
 def _cabinet(rng):
     "A cabinet, low or tall: body, two doors on the front (-y) with handles, small feet."
-    m = _mat(rng, "brushed", _pick(rng, [(0.9, 0.9, 0.88), (0.6, 0.62, 0.65), (0.3, 0.3, 0.32)] + WOODS[:2]), ks=0.3, shin=25, dark=0.85)
-    hx, hy, hz, metal = rng.uniform(0.3, 0.6), rng.uniform(0.2, 0.3), _pick(rng, [rng.uniform(0.4, 0.55), rng.uniform(0.8, 1.0)]), _metal(rng)
+    m = _mat(rng, "brushed", _pick(rng, [(0.9, 0.9, 0.88), (0.6, 0.62, 0.65), (0.3, 0.3, 0.32)] + WOODS[:2]), ks=0.3,
+             shin=25, dark=0.85)
+    hx, hy, hz, metal = (rng.uniform(0.3, 0.6), rng.uniform(0.2, 0.3),
+                         _pick(rng, [rng.uniform(0.4, 0.55), rng.uniform(0.8, 1.0)]), _metal(rng))
     out = [_b((0, 0, hz + 0.05), (hx, hy, hz), m)]
     for s in (-1, 1):
         out += [_b((s * hx / 2, -hy - 0.008, hz + 0.05), (hx / 2 - 0.01, 0.008, hz - 0.02), m),
@@ -107,7 +115,8 @@ def _shelf(rng):
     "An open bookshelf: sides, boards and a back panel, with runs of books of many colours."
     wood, t = _mat(rng, "grain", _pick(rng, WOODS), ks=0.15, shin=15), 0.015
     hx, hy, hz, n = rng.uniform(0.4, 0.6), rng.uniform(0.15, 0.2), rng.uniform(0.75, 1.0), int(rng.integers(3, 6))
-    out = [_b((s * (hx - t), 0, hz), (t, hy, hz), wood) for s in (-1, 1)] + [_b((0, hy - 0.005, hz), (hx, 0.005, hz), wood)]
+    out = ([_b((s * (hx - t), 0, hz), (t, hy, hz), wood) for s in (-1, 1)]
+           + [_b((0, hy - 0.005, hz), (hx, 0.005, hz), wood)])
     zs = np.linspace(0, 2 * hz - t, n + 1)
     for k, z in enumerate(zs):
         out.append(_b((0, 0, z + t), (hx - 2 * t, hy, t), wood))
@@ -115,7 +124,8 @@ def _shelf(rng):
         while k < n and x < hx - 2 * t - 0.08:   # runs of books, or a gap
             w = min(rng.uniform(0.04, 0.15), (hx - 2 * t - x) / 2)
             if rng.random() < 0.8:
-                bh, books = rng.uniform(0.6, 0.9) * gap, _mat(rng, "spines", _pick(rng, BRIGHT + MUTED), _pick(rng, BRIGHT + MUTED), ks=0.15, shin=10)
+                bh, books = (rng.uniform(0.6, 0.9) * gap, _mat(rng, "spines", _pick(rng, BRIGHT + MUTED),
+                                                               _pick(rng, BRIGHT + MUTED), ks=0.15, shin=10))
                 out.append(_b((x + w, rng.uniform(-0.03, 0.0), z + 2 * t + bh / 2), (w, hy - 0.03, bh / 2), books))
             x += 2 * w + 0.004
     return out
@@ -124,7 +134,8 @@ def _lamp(rng, small=False):
     "A floor lamp (or a table lamp): base, pole and a glowing shade."
     metal, shade = _metal(rng), _mat(rng, "glow", (1.0, 0.93, 0.78), emit=0.8, dark=0.9)
     h, r = (rng.uniform(0.3, 0.45), 0.1) if small else (rng.uniform(1.3, 1.7), rng.uniform(0.17, 0.24))
-    return [_c((0, 0, 0.015), r * 0.7, 0.015, metal), _c((0, 0, h / 2), 0.012, h / 2, metal), _c((0, 0, h), r, r * 0.7, shade)]
+    return [_c((0, 0, 0.015), r * 0.7, 0.015, metal), _c((0, 0, h / 2), 0.012, h / 2, metal),
+            _c((0, 0, h), r, r * 0.7, shade)]
 
 def _box(rng, s=None):
     "A taped cardboard box of half size `s` (random by default)."
@@ -133,27 +144,35 @@ def _box(rng, s=None):
 
 def _plant(rng):
     "A potted plant: terracotta pot and a few leafy ellipsoids."
-    pot, leaf = _mat(rng, "plastic", (0.70, 0.36, 0.22), ks=0.1), _mat(rng, "leaves", (0.25, 0.55, 0.18), (0.08, 0.28, 0.08))
+    pot, leaf = (_mat(rng, "plastic", (0.70, 0.36, 0.22), ks=0.1),
+                 _mat(rng, "leaves", (0.25, 0.55, 0.18), (0.08, 0.28, 0.08)))
     r, h, tall = rng.uniform(0.1, 0.18), rng.uniform(0.2, 0.4), rng.uniform(0.3, 1.0)
-    return [_c((0, 0, h / 2), r, h / 2, pot)] + [_e((rng.uniform(-r, r), rng.uniform(-r, r), h + rng.uniform(0.15, tall)),
-                                                    rng.uniform(0.12, 0.28, 3) * (1, 1, 1.3), leaf) for _ in range(int(rng.integers(3, 6)))]
+    leaves = [_e((rng.uniform(-r, r), rng.uniform(-r, r), h + rng.uniform(0.15, tall)),
+                 rng.uniform(0.12, 0.28, 3) * (1, 1, 1.3), leaf) for _ in range(int(rng.integers(3, 6)))]
+    return [_c((0, 0, h / 2), r, h / 2, pot)] + leaves
 
 def _door(rng):
     "A panelled door with its frame and handle, back (+y) on the wall."
-    m = _mat(rng, "panel", _pick(rng, [(0.92, 0.9, 0.86), (0.6, 0.42, 0.28), (0.55, 0.6, 0.65)]), ks=0.2, shin=20, dark=0.75)
-    return [_b((0, 0.01, 1.06), (0.5, 0.01, 1.06), m), _b((0, 0, 1.025), (0.45, 0.02, 1.025), m), _b((0.36, -0.05, 1.0), (0.06, 0.012, 0.012), _metal(rng))]
+    m = _mat(rng, "panel", _pick(rng, [(0.92, 0.9, 0.86), (0.6, 0.42, 0.28), (0.55, 0.6, 0.65)]), ks=0.2,
+             shin=20, dark=0.75)
+    return [_b((0, 0.01, 1.06), (0.5, 0.01, 1.06), m), _b((0, 0, 1.025), (0.45, 0.02, 1.025), m),
+            _b((0.36, -0.05, 1.0), (0.06, 0.012, 0.012), _metal(rng))]
 
 def _window(rng):
     "A window: frame, panes of sky with glazing bars, a sill."
     w, h, z0 = rng.uniform(0.4, 0.8), rng.uniform(0.5, 0.7), rng.uniform(0.8, 1.0)
-    frame, sky = _mat(rng, "plastic", (0.95, 0.95, 0.95), ks=0.2), _mat(rng, "panes", (0.55, 0.72, 0.92), (0.9, 0.9, 0.9), emit=0.25, ks=0.6, shin=60)
-    return [_b((0, 0.01, z0 + h), (w + 0.05, 0.01, h + 0.05), frame), _b((0, 0, z0 + h), (w, 0.02, h), sky), _b((0, -0.04, z0 - 0.04), (w + 0.1, 0.06, 0.02), frame)]
+    frame, sky = (_mat(rng, "plastic", (0.95, 0.95, 0.95), ks=0.2),
+                  _mat(rng, "panes", (0.55, 0.72, 0.92), (0.9, 0.9, 0.9), emit=0.25, ks=0.6, shin=60))
+    return [_b((0, 0.01, z0 + h), (w + 0.05, 0.01, h + 0.05), frame), _b((0, 0, z0 + h), (w, 0.02, h), sky),
+            _b((0, -0.04, z0 - 0.04), (w + 0.1, 0.06, 0.02), frame)]
 
 def _picture(rng):
     "A framed abstract painting at eye height."
     w, h, z = rng.uniform(0.2, 0.5), rng.uniform(0.15, 0.4), rng.uniform(1.3, 1.7)
-    art = _mat(rng, "mosaic", _pick(rng, BRIGHT), _pick(rng, BRIGHT + MUTED), scale=rng.uniform(0.5, 1.5), ks=0.2, shin=40)
-    return [_b((0, 0.0, z), (w + 0.03, 0.015, h + 0.03), _mat(rng, "rings", (0.25, 0.16, 0.1), ks=0.3, shin=30)), _b((0, -0.005, z), (w, 0.015, h), art)]
+    art = _mat(rng, "mosaic", _pick(rng, BRIGHT), _pick(rng, BRIGHT + MUTED), scale=rng.uniform(0.5, 1.5),
+               ks=0.2, shin=40)
+    return [_b((0, 0.0, z), (w + 0.03, 0.015, h + 0.03), _mat(rng, "rings", (0.25, 0.16, 0.1), ks=0.3, shin=30)),
+            _b((0, -0.005, z), (w, 0.015, h), art)]
 
 FURNITURE = dict(table=_table, chair=_chair, sofa=_sofa, bed=_bed, cabinet=_cabinet, shelf=_shelf, lamp=_lamp, box=_box,
                  plant=_plant, door=_door, window=_window, picture=_picture)   # class name -> builder (rng -> parts)
@@ -184,7 +203,8 @@ class Room:
 
     def __repr__(self):
         names = [CLASSES[c] for c in self.obj_class[6:]]
-        return (f"Room({self.size[0]:.1f} x {self.size[1]:.1f} x {self.size[2]:.1f} m, {len(names)} objects, {len(self.prim_obj)} primitives: "
+        return (f"Room({self.size[0]:.1f} x {self.size[1]:.1f} x {self.size[2]:.1f} m, {len(names)} objects, "
+                f"{len(self.prim_obj)} primitives: "
                 + ", ".join(f"{n} {names.count(n)}" for n in dict.fromkeys(names)) + ")")
 
 def _rot(yaw): c, s = math.cos(yaw), math.sin(yaw); return np.array([[c, -s], [s, c]])
@@ -193,12 +213,14 @@ def _rot(yaw): c, s = math.cos(yaw), math.sin(yaw); return np.array([[c, -s], [s
 class _Layout:
     "Places objects in a room of `size`, keeping floor footprints and wall spans apart."
     def __init__(self, rng, size):
-        self.rng, self.size, self.objs, self.rects, self.keep_out, self.spans, self.tops = rng, size, [], [], [], [[] for _ in range(4)], []
+        self.rng, self.size, self.objs, self.rects = rng, size, [], []
+        self.keep_out, self.spans, self.tops = [], [[] for _ in range(4)], []
 
     def rect(self, parts, origin, yaw, pad=0.0):
         "World footprint (x0, y0, x1, y1) of `parts` placed at `origin`, `yaw`."
         lo, hi = _extent(parts)
-        pts = np.array([[x, y] for x in (lo[0] - pad, hi[0] + pad) for y in (lo[1] - pad, hi[1] + pad)]) @ _rot(yaw).T + origin[:2]
+        pts = (np.array([[x, y] for x in (lo[0] - pad, hi[0] + pad) for y in (lo[1] - pad, hi[1] + pad)]) @ _rot(yaw).T
+               + origin[:2])
         return (*pts.min(0), *pts.max(0))
 
     def free(self, r):
@@ -210,7 +232,8 @@ class _Layout:
         self.objs.append((CLASSES.index(cls), np.asarray(origin, float), float(yaw), parts))
         if floor: self.rects.append(self.rect(parts, origin, yaw))
         lo, hi = _extent(parts)
-        if cls in ("table", "cabinet") and hi[2] < 1.3: self.tops.append((np.asarray(origin, float), yaw, hi[2], hi[0] - 0.1, hi[1] - 0.1))
+        if cls in ("table", "cabinet") and hi[2] < 1.3:
+            self.tops.append((np.asarray(origin, float), yaw, hi[2], hi[0] - 0.1, hi[1] - 0.1))
 
     def on_wall(self, cls, parts, floor=True, tries=40):
         "Put `parts` with their back (+y) against a random wall where they fit; (origin, yaw) or None."
@@ -238,12 +261,14 @@ class _Layout:
         rng, t = self.rng, _table(self.rng)
         lo, hi = _extent(t)
         for _ in range(40):
-            origin, yaw = np.r_[rng.uniform(1.0, self.size[:2] - 1.0), 0], _pick(rng, [0, np.pi / 2]) + rng.normal(0, 0.05)
+            origin, yaw = (np.r_[rng.uniform(1.0, self.size[:2] - 1.0), 0],
+                           _pick(rng, [0, np.pi / 2]) + rng.normal(0, 0.05))
             group = [("table", t, origin, yaw)]
             if lo[0] == lo[1]:  # round: chairs all around, facing the middle
                 n, a0 = int(rng.integers(2, 5)), rng.uniform(0, 2 * np.pi)
                 for a in a0 + 2 * np.pi * np.arange(n) / n:
-                    group.append(("chair", _chair(rng), origin + np.r_[(hi[0] + 0.08) * np.array([np.cos(a), np.sin(a)]), 0], a - np.pi / 2))
+                    group.append(("chair", _chair(rng),
+                                  origin + np.r_[(hi[0] + 0.08) * np.array([np.cos(a), np.sin(a)]), 0], a - np.pi / 2))
             else:               # rectangular: chairs along the long sides
                 for side in (-1, 1):
                     for x in (_pick(rng, [[0.0], [-hi[0] / 2, hi[0] / 2]]) if rng.random() < 0.8 else []):
@@ -273,13 +298,17 @@ def _varied_surfaces(rng) -> tuple:
     wall = (_mat(rng, "plaster", _tone(rng), dark=rng.uniform(0.8, 0.92)) if k < 0.55 else
             _mat(rng, "stripes", _tone(rng), _tone(rng, val=(0.4, 0.9)), scale=rng.uniform(0.5, 2.0)) if k < 0.7 else
             _mat(rng, "weave", _tone(rng), dark=rng.uniform(0.7, 0.9), scale=rng.uniform(0.3, 1.0)) if k < 0.85 else
-            _mat(rng, "tiles", _tone(rng, sat=(0, 0.2), val=(0.75, 0.95)), _tone(rng, val=(0.3, 0.7)), scale=rng.uniform(0.2, 0.5), ks=0.4, shin=40))
+            _mat(rng, "tiles", _tone(rng, sat=(0, 0.2), val=(0.75, 0.95)), _tone(rng, val=(0.3, 0.7)),
+                 scale=rng.uniform(0.2, 0.5), ks=0.4, shin=40))
     k = rng.random()
     wood = np.clip(np.asarray(_pick(rng, WOODS)) * rng.uniform(0.6, 1.2), 0, 1)
     floor = (_mat(rng, "planks", wood, dark=rng.uniform(0.45, 0.7), ks=0.25, shin=20) if k < 0.4 else
-             _mat(rng, "tiles", _tone(rng, val=(0.5, 0.9)), _tone(rng, val=(0.2, 0.7)), scale=rng.uniform(0.3, 0.9), ks=0.4, shin=40) if k < 0.65 else
-             _mat(rng, "speckle", _tone(rng, sat=(0, 0.3), val=(0.4, 0.85)), dark=rng.uniform(0.5, 0.8), ks=0.3, shin=30) if k < 0.8 else
-             _mat(rng, "weave", _tone(rng, sat=(0.1, 0.6), val=(0.25, 0.7)), scale=rng.uniform(0.2, 0.6), dark=0.7))   # carpet
+             _mat(rng, "tiles", _tone(rng, val=(0.5, 0.9)), _tone(rng, val=(0.2, 0.7)), scale=rng.uniform(0.3, 0.9),
+                  ks=0.4, shin=40) if k < 0.65 else
+             _mat(rng, "speckle", _tone(rng, sat=(0, 0.3), val=(0.4, 0.85)), dark=rng.uniform(0.5, 0.8), ks=0.3,
+                  shin=30) if k < 0.8 else
+             _mat(rng, "weave", _tone(rng, sat=(0.1, 0.6), val=(0.25, 0.7)),
+                  scale=rng.uniform(0.2, 0.6), dark=0.7))   # carpet
     ceiling = _mat(rng, _pick(rng, ["speckle", "plaster"]), _tone(rng, sat=(0, 0.08), val=(0.85, 0.98)), dark=0.85)
     return wall, floor, ceiling
 
@@ -291,15 +320,17 @@ def _lighting(rng, size) -> dict:
                 light_rgb=rgb / rgb.max(), light_power=rng.uniform(0.9, 2.3), ambient=rng.uniform(0.15, 0.42))
 
 def make_room(seed: int,            # layouts differ from seed to seed
-              variety: float = 1.0, # 0: the classic rooms (plaster walls, white light), bit for bit; 1: varied surfaces, light and clutter
+              variety: float = 1.0, # 0: the classic rooms, bit for bit; 1: varied surfaces, light and clutter
              ) -> Room:
     "A random furnished room: walls, floor and ceiling, a door, windows and pictures, furniture and small things."
     rng = np.random.default_rng(seed)
     size = np.array([rng.uniform(3.8, 6.5), rng.uniform(3.8, 6.0), rng.uniform(2.5, 3.0)])
     lay = _Layout(rng, size)
-    if (d := lay.on_wall("door", _door(rng), floor=False)) is not None: lay.keep_out.append(lay.rect([_b((0, -0.8, 0.1), (0.6, 0.8, 0.1), None)], *d))
+    if (d := lay.on_wall("door", _door(rng), floor=False)) is not None:
+        lay.keep_out.append(lay.rect([_b((0, -0.8, 0.1), (0.6, 0.8, 0.1), None)], *d))
     for _ in range(rng.integers(1, 3)): lay.on_wall("window", _window(rng), floor=False)
-    for big in rng.permutation(["bed", "sofa"])[: rng.integers(1, 3)]: lay.on_wall(big, dict(bed=_bed, sofa=_sofa)[big](rng))
+    for big in rng.permutation(["bed", "sofa"])[: rng.integers(1, 3)]:
+        lay.on_wall(big, dict(bed=_bed, sofa=_sofa)[big](rng))
     if rng.random() < 0.7: lay.dining()
     if rng.random() < 0.6: lay.desk()
     for _ in range(rng.integers(1, 3)): lay.on_wall("cabinet", _cabinet(rng))
@@ -308,7 +339,8 @@ def make_room(seed: int,            # layouts differ from seed to seed
     for _ in range(rng.integers(1, 3)): lay.on_wall("plant", _plant(rng))
     for _ in range(rng.integers(1, 4)): (lay.on_wall if rng.random() < 0.5 else lay.anywhere)("box", _box(rng))
     for _ in range(rng.integers(1, 3)): lay.on_wall("picture", _picture(rng), floor=False)
-    vr = np.random.default_rng([seed, 13])   # variety draws from a stream of their own: the classic draws stay as they were
+    # variety draws from a stream of their own: the classic draws stay as they were
+    vr = np.random.default_rng([seed, 13])
     if variety > 0:   # clutter: more things in the open and along the walls
         lay.rng = vr
         for _ in range(vr.integers(0, int(1 + 5 * variety))):
@@ -319,10 +351,13 @@ def make_room(seed: int,            # layouts differ from seed to seed
     for origin, yaw, z, hx, hy in list(lay.tops):   # small things on tables and low cabinets
         if rng.random() < 0.6 and hx > 0 and hy > 0:
             o, small = origin + np.r_[_rot(yaw) @ (rng.uniform(-1, 1, 2) * (hx, hy)), z], rng.random() < 0.3
-            lay.add("lamp" if small else "box", _lamp(rng, small=True) if small else _box(rng, rng.uniform(0.06, 0.15, 3)), o, yaw + rng.normal(0, 0.3), floor=False)
-    wall = _mat(rng, "plaster", _pick(rng, [(0.86, 0.83, 0.77), (0.78, 0.83, 0.86), (0.88, 0.80, 0.70), (0.76, 0.80, 0.72), (0.9, 0.9, 0.9)]), dark=0.88)
+            lay.add("lamp" if small else "box", _lamp(rng, small=True) if small
+                    else _box(rng, rng.uniform(0.06, 0.15, 3)), o, yaw + rng.normal(0, 0.3), floor=False)
+    wall = _mat(rng, "plaster", _pick(rng, [(0.86, 0.83, 0.77), (0.78, 0.83, 0.86), (0.88, 0.80, 0.70),
+                                            (0.76, 0.80, 0.72), (0.9, 0.9, 0.9)]), dark=0.88)
     floor = (_mat(rng, "planks", _pick(rng, WOODS), dark=0.55, ks=0.25, shin=20) if rng.random() < 0.65 else
-             _mat(rng, "tiles", (0.82, 0.8, 0.76), _pick(rng, [(0.3, 0.32, 0.35), (0.6, 0.5, 0.4), (0.7, 0.72, 0.75)]), scale=rng.uniform(0.3, 0.6), ks=0.4, shin=40))
+             _mat(rng, "tiles", (0.82, 0.8, 0.76), _pick(rng, [(0.3, 0.32, 0.35), (0.6, 0.5, 0.4), (0.7, 0.72, 0.75)]),
+                  scale=rng.uniform(0.3, 0.6), ks=0.4, shin=40))
     ceiling = _mat(rng, "speckle", (0.95, 0.95, 0.93), dark=0.8)
     light = dict(light=np.r_[size[:2] / 2 + rng.uniform(-0.3, 0.3, 2), size[2] - 0.5])
     if vr.random() < variety: wall, floor, ceiling = _varied_surfaces(vr)
@@ -330,6 +365,7 @@ def make_room(seed: int,            # layouts differ from seed to seed
     prims = [(k, -1, np.zeros(3), np.zeros(3), m) for k, m in enumerate([wall] * 4 + [floor, ceiling])]
     for i, (_, _, _, parts) in enumerate(lay.objs): prims += [(6 + i, kind, c, h, m) for kind, c, h, m in parts]
     col = lambda j, dt=np.float32: np.array([p[j] for p in prims], dt)
-    return Room(size, np.array([0, 0, 0, 0, 1, 2] + [c for c, _, _, _ in lay.objs]), np.array([np.zeros(3)] * 6 + [o for _, o, _, _ in lay.objs]),
-                np.array([0.0] * 6 + [y for _, _, y, _ in lay.objs]), col(0, np.int64), col(1, np.int64), col(2), col(3), col(4),
-                floor_rects=np.array(lay.rects).reshape(-1, 4), **light)
+    return Room(size, np.array([0, 0, 0, 0, 1, 2] + [c for c, _, _, _ in lay.objs]),
+                np.array([np.zeros(3)] * 6 + [o for _, o, _, _ in lay.objs]),
+                np.array([0.0] * 6 + [y for _, _, y, _ in lay.objs]), col(0, np.int64), col(1, np.int64), col(2),
+                col(3), col(4), floor_rects=np.array(lay.rects).reshape(-1, 4), **light)

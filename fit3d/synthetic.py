@@ -54,7 +54,7 @@ def _obj_center(room: Room, i: int) -> np.ndarray:
     return np.r_[w[:2], np.clip(w[2], 0.3, 1.6)]
 
 def _walk(free, X, Y, waypoints, n: int, rng) -> np.ndarray:
-    "`n` points evenly spaced along the shortest paths through `free` floor from waypoint to waypoint (kept clear of obstacles)."
+    "`n` points evenly spaced along the shortest paths over `free` floor from waypoint to waypoint, clear of obstacles."
     from scipy.ndimage import distance_transform_edt, label
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
@@ -82,7 +82,8 @@ def _walk(free, X, Y, waypoints, n: int, rng) -> np.ndarray:
         while c != wp[k] and c >= 0: back.append(c); c = pred[k, c]
         path += back[::-1]
     xy = np.stack([X[tuple(cells[path].T)], Y[tuple(cells[path].T)]], -1)
-    if len(xy) > 9: xy = np.stack([np.convolve(np.pad(xy[:, c], 4, mode="edge"), np.ones(9) / 9, "valid") for c in (0, 1)], -1)
+    if len(xy) > 9:
+        xy = np.stack([np.convolve(np.pad(xy[:, c], 4, mode="edge"), np.ones(9) / 9, "valid") for c in (0, 1)], -1)
     s = np.r_[0, np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))]
     xy = np.stack([np.interp(np.linspace(0, s[-1], n), s, xy[:, c]) for c in (0, 1)], -1) + rng.normal(0, 0.015, (n, 2))
     i, j = cell(xy)
@@ -101,10 +102,12 @@ def room_cameras(room: Room,        # where to walk
         free, X, Y = _free_floor(room, wall=wall, pad=pad)
         if free.sum() > 20: break
     else: raise RuntimeError(f"{room} has no free floor to walk on")
-    a = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * 2 * np.pi * rng.uniform(0.8, 1.1) * np.arange(9) / 8   # waypoints on a wobbly loop
+    # waypoints on a wobbly loop
+    a = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * 2 * np.pi * rng.uniform(0.8, 1.1) * np.arange(9) / 8
     rad = np.maximum(room.size[:2] / 2 - rng.uniform(0.9, 1.4), 0.3) * rng.uniform(0.85, 1.15, (9, 1))
     xy = _walk(free, X, Y, room.size[:2] / 2 + rad * np.stack([np.cos(a), np.sin(a)], -1), n, rng)
-    z = np.clip(1.5 + 0.22 * np.sin(2 * np.pi * rng.uniform(1, 3) * np.arange(n) / n + rng.uniform(0, 6)) + rng.normal(0, 0.03, n), 1.2, 1.8)
+    z = np.clip(1.5 + 0.22 * np.sin(2 * np.pi * rng.uniform(1, 3) * np.arange(n) / n + rng.uniform(0, 6))
+                + rng.normal(0, 0.03, n), 1.2, 1.8)
     eye = np.c_[xy, z]
     centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))] or [np.r_[room.size[:2] / 2, 1.0]])
     keys = []
@@ -120,7 +123,8 @@ def room_cameras(room: Room,        # where to walk
         v = target[i] - eye[i]; h = np.linalg.norm(v[:2])
         v[2] = np.tan(np.clip(np.arctan2(v[2], h), np.radians(-50), np.radians(12))) * h
         c2w, r = look_at(eye[i], eye[i] + v), np.radians(rng.normal(0, 2.0))
-        c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])   # roll
+        # roll
+        c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
         cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{i:05d}"))
     return cams
 
@@ -169,7 +173,8 @@ def random_views(room: Room,          # where to put the cameras
             fov = rng.uniform(*hfov) if np.ndim(hfov) else float(hfov)
             fx, r = width / 2 / math.tan(math.radians(fov) / 2), np.radians(rng.normal(0, 4.0))
             c2w = look_at(e, e + f)
-            c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])   # roll
+            # roll
+            c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
             out.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{len(out):05d}"))
         if len(out) == n: return out
     raise RuntimeError(f"{room}: found only {len(out)} of {n} free camera places")
@@ -187,7 +192,8 @@ def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
     for im, z, c in zip(rgb, depth, cams):
         g = im.astype(np.float32).mean(-1)
         w = (np.abs(np.diff(g, axis=0, append=g[-1:])) + np.abs(np.diff(g, axis=1, append=g[:, -1:])) + 2.0) * (z > 0)
-        i = rng.choice(w.size, size=min(-(-n // len(cams)), int((w > 0).sum())), replace=False, p=(w / w.sum()).reshape(-1))
+        i = rng.choice(w.size, size=min(-(-n // len(cams)), int((w > 0).sum())), replace=False,
+                       p=(w / w.sum()).reshape(-1))
         v, u = np.divmod(i, c.width); zz = z.reshape(-1)[i]
         x = np.stack([(u + 0.5 - c.cx) / c.fx * zz, (v + 0.5 - c.cy) / c.fy * zz, zz], -1)
         pts.append(x @ c.c2w[:3, :3].T + c.c2w[:3, 3]); cols.append(im.reshape(-1, 3)[i])
@@ -224,10 +230,10 @@ def make_scene(out_dir,                 # folder to write the scene to
                variety: float = 1.0,    # room variety (`make_room`): 0 = the classic rooms
                cameras: str = "walk",   # "walk": a handheld walk (`room_cameras`); "random": `random_views`
               ) -> Scene:
-    "Generate one synthetic room and write its views (RGB, depth, labels, instances), cameras and points as a nerfstudio scene."
+    "Make one synthetic room; write its views (RGB, depth, labels, instances), cameras and points: a nerfstudio scene."
     out = Path(out_dir)
-    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov, shadows=shadows,
-                    variety=variety, cameras=cameras)
+    settings = dict(seed=seed, n_views=n_views, width=width, height=height, n_test=n_test, n_points=n_points, hfov=hfov,
+                    shadows=shadows, variety=variety, cameras=cameras)
     if not overwrite and scene_complete(out, **settings): return read_scene(out)
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     (out / "transforms.json").unlink(missing_ok=True)        # until the end, this folder does not look complete
@@ -254,13 +260,16 @@ def make_scene(out_dir,                 # folder to write the scene to
             for k, c in enumerate(cams[s:s + step]):
                 c.image_path, c.depth_path = out / "images" / f"{c.name}.png", out / "depth" / f"{c.name}.png"
                 c.label_path, c.instance_path = out / "labels" / f"{c.name}.png", out / "instances" / f"{c.name}.png"
-                _save(r["rgb"][k], c.image_path); _save(np.clip(np.round(r["depth"][k] * 1000), 0, 65535).astype(np.uint16), c.depth_path)
+                _save(r["rgb"][k], c.image_path)
+                _save(np.clip(np.round(r["depth"][k] * 1000), 0, 65535).astype(np.uint16), c.depth_path)
                 _save(r["labels"][k], c.label_path); _save(r["instances"][k].astype(np.uint16), c.instance_path)
                 if s + k in train: kept[s + k] = (r["rgb"][k], r["depth"][k])
     finally: torch.set_num_threads(old)
-    pts, cols = sample_points(np.stack([v[0] for v in kept.values()]), np.stack([v[1] for v in kept.values()]), [cams[i] for i in kept], n_points, seed)
+    pts, cols = sample_points(np.stack([v[0] for v in kept.values()]), np.stack([v[1] for v in kept.values()]),
+                              [cams[i] for i in kept], n_points, seed)
     write_json(out / "synthetic.json", _settings(**settings))
-    write_nerfstudio(Scene(cams, train, test, pts, cols, name=out.name, root=out, classes=list(CLASSES)), out)   # transforms.json last
+    # transforms.json last
+    write_nerfstudio(Scene(cams, train, test, pts, cols, name=out.name, root=out, classes=list(CLASSES)), out)
     return read_scene(out)
 
 # %% ../nbs/02_synthetic.ipynb #5d598624
@@ -273,7 +282,7 @@ def make_benchmark(root="data/synthetic",   # the scenes go to root/train_000, .
                    progress: bool = True,   # a progress bar over the scenes
                    **kw,                    # more settings for `make_scene`
                   ) -> dict:                # dict(train=[paths], val=[paths])
-    "Generate (or complete) the synthetic benchmark: training and validation rooms and a `benchmark.json` index at `root`."
+    "Make (or complete) the synthetic benchmark: training and validation rooms and a `benchmark.json` index at `root`."
     root, out = Path(root), dict(train=[], val=[])
     jobs = [(split, k) for split, n in (("train", n_train_scenes), ("val", n_val_scenes)) for k in range(n)]
     if progress:
@@ -284,23 +293,26 @@ def make_benchmark(root="data/synthetic",   # the scenes go to root/train_000, .
         path = root / f"{split}_{k:03d}"
         make_scene(path, s, n_views, width, height, n_test, device=device, overwrite=overwrite, **kw)
         out[split].append(path)
-    atomic_write(root / "benchmark.json", json.dumps(dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
-                                                         n_views=n_views, width=width, height=height, n_test=n_test, seed=seed), indent=1))
+    index = dict(train=[p.name for p in out["train"]], val=[p.name for p in out["val"]], classes=CLASSES,
+                 n_views=n_views, width=width, height=height, n_test=n_test, seed=seed)
+    atomic_write(root / "benchmark.json", json.dumps(index, indent=1))
     return out
 
 # %% ../nbs/02_synthetic.ipynb #54db4482
-LABEL_COLORS = np.array([(174, 199, 232), (152, 223, 138), (240, 240, 240), (140, 86, 75), (23, 190, 207), (255, 127, 14),
-                         (214, 39, 40), (148, 103, 189), (227, 119, 194), (44, 160, 44), (188, 189, 34), (255, 215, 0),
-                         (196, 156, 148), (0, 128, 0), (31, 119, 180)], np.uint8)   # a colour per class of CLASSES
+LABEL_COLORS = np.array([(174, 199, 232), (152, 223, 138), (240, 240, 240), (140, 86, 75), (23, 190, 207),
+                         (255, 127, 14), (214, 39, 40), (148, 103, 189), (227, 119, 194), (44, 160, 44),
+                         (188, 189, 34), (255, 215, 0), (196, 156, 148), (0, 128, 0), (31, 119, 180)],
+                        np.uint8)   # a colour per class of CLASSES
 
 def colorize(a: np.ndarray,        # (H, W): depth in metres, or integer labels, or instance ids
              kind: str = "depth",  # "depth", "labels" or "instances"
             ) -> np.ndarray:       # (H, W, 3) uint8
-    "False colours: depth from near (bright) to far (dark), labels by `LABEL_COLORS`, instances by id; none/ignore black."
+    "False colours: depth from near (bright) to far (dark), labels by `LABEL_COLORS`, instances by id; ignore: black."
     if kind == "depth":
         v = a[a > 0]; lo, hi = (np.percentile(v, 1), np.percentile(v, 99)) if len(v) else (0, 1)
         x = np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
-        ramp = np.array([(252, 253, 191), (252, 137, 97), (183, 55, 121), (81, 18, 124), (0, 0, 4)], float)   # magma, reversed
+        # magma, reversed
+        ramp = np.array([(252, 253, 191), (252, 137, 97), (183, 55, 121), (81, 18, 124), (0, 0, 4)], float)
         rgb = np.stack([np.interp(x, np.linspace(0, 1, 5), ramp[:, c]) for c in range(3)], -1)
     elif kind == "labels": rgb = LABEL_COLORS[np.clip(a, 0, len(LABEL_COLORS) - 1)]
     else: rgb = (a[..., None] * np.array([97, 157, 211]) + 40) % 200 + 40
@@ -314,7 +326,8 @@ def contact_sheet(scene: Scene,        # a scene with depth and labels (a synthe
     rows = []
     for i in (np.linspace(0, len(scene) - 1, 4).round().astype(int).tolist() if ids is None else ids):
         cols = [(scene.image(i) * 255 + 0.5).astype(np.uint8)]
-        cols += [colorize(a, kind) for kind, a in (("depth", scene.depth(i)), ("labels", scene.labels(i)), ("instances", scene.instances(i))) if a is not None]
+        cols += [colorize(a, kind) for kind, a in (("depth", scene.depth(i)), ("labels", scene.labels(i)),
+                                                   ("instances", scene.instances(i))) if a is not None]
         rows.append(np.concatenate([np.pad(c, ((1, 1), (1, 1), (0, 0)), constant_values=255) for c in cols], 1))
     img = Image.fromarray(np.concatenate(rows, 0))
     if not (legend and scene.classes): return img
@@ -323,36 +336,43 @@ def contact_sheet(scene: Scene,        # a scene with depth and labels (a synthe
     strip = Image.new("RGB", (img.width, 16 * -(-len(scene.classes) // per)), "white"); draw = ImageDraw.Draw(strip)
     for k, name in enumerate(scene.classes):
         x, y = (k % per) * 110 + 4, (k // per) * 16 + 2
-        draw.rectangle([x, y + 1, x + 10, y + 11], fill=tuple(int(v) for v in LABEL_COLORS[k % len(LABEL_COLORS)])); draw.text((x + 14, y), name, fill="black")
+        draw.rectangle([x, y + 1, x + 10, y + 11], fill=tuple(int(v) for v in LABEL_COLORS[k % len(LABEL_COLORS)]))
+        draw.text((x + 14, y), name, fill="black")
     return Image.fromarray(np.concatenate([np.array(img), np.array(strip)], 0))
 
 def plot_cameras(scene: Scene,         # cameras and (optionally) points to draw
                  size: float = 0.2,    # frustum depth, metres
                  max_points: int = 20000,
                 ):                     # a plotly Figure
-    "Interactive 3D plot of the cameras as frustums (training blue, held-out red) and the sparse points in their colours."
+    "Interactive 3D plot of the cameras as frustums (training blue, held-out red) and the sparse points, in colour."
     import plotly.graph_objects as go
     fig = go.Figure()
     if scene.points is not None:
         p = scene.points[:: max(1, len(scene.points) // max_points)]
-        c = scene.point_colors[:: max(1, len(scene.points) // max_points)] if scene.point_colors is not None else np.full((len(p), 3), 128)
+        c = (scene.point_colors[:: max(1, len(scene.points) // max_points)] if scene.point_colors is not None
+             else np.full((len(p), 3), 128))
         fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name="points",
                                    marker=dict(size=2, color=[f"rgb({r},{g},{b})" for r, g, b in c])))
     for ids, colour, name in ((scene.train, "royalblue", "train"), (scene.test, "crimson", "test")):
         xs = []
         for i in ids:
             c = scene.cameras[i]
-            k = np.array([[(u - c.cx) / c.fx, (v - c.cy) / c.fy, 1] for u, v in [(0, 0), (c.width, 0), (c.width, c.height), (0, c.height)]]) * size
+            k = (np.array([[(u - c.cx) / c.fx, (v - c.cy) / c.fy, 1]
+                           for u, v in [(0, 0), (c.width, 0), (c.width, c.height), (0, c.height)]]) * size)
             w = k @ c.c2w[:3, :3].T + c.c2w[:3, 3]; o = c.center
-            for a, b in [(o, w[0]), (o, w[1]), (o, w[2]), (o, w[3]), (w[0], w[1]), (w[1], w[2]), (w[2], w[3]), (w[3], w[0])]: xs += [a, b, [None] * 3]
+            for a, b in [(o, w[0]), (o, w[1]), (o, w[2]), (o, w[3]), (w[0], w[1]), (w[1], w[2]), (w[2], w[3]),
+                         (w[3], w[0])]:
+                xs += [a, b, [None] * 3]
         if xs:
             xs = np.array(xs, dtype=object)
-            fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name, line=dict(color=colour, width=3)))
+            fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name,
+                                       line=dict(color=colour, width=3)))
     fig.update_layout(scene=dict(aspectmode="data"), margin=dict(l=0, r=0, t=30, b=0), title=scene.name)
     return fig
 
 # %% ../nbs/02_synthetic.ipynb #f9387d33
-def __getattr__(name):   # the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), which builds on this module
+# the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), which builds on this module
+def __getattr__(name):
     if name in ("write_scannetpp_scene", "make_scannetpp_tree"):
         from fit3d import synthetic_scannetpp
         return getattr(synthetic_scannetpp, name)

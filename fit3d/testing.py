@@ -69,7 +69,8 @@ def write_colmap_text_fixture(folder,                       # the model folder (
 def _raycast(cam: Camera, balls: list) -> tuple[np.ndarray, np.ndarray]:
     "z-depth and colour of the plane z=0 and `balls` [(centre, radius, rgb)] as seen by `cam`."
     v, u = np.meshgrid(np.arange(cam.height) + 0.5, np.arange(cam.width) + 0.5, indexing="ij")
-    d_cam = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)  # rays with z = 1: t is z-depth
+    # rays with z = 1: t is z-depth
+    d_cam = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
     d = d_cam @ cam.c2w[:3, :3].T; o = cam.c2w[:3, 3]
     t = np.where(d[..., 2] < -1e-9, -o[2] / np.where(d[..., 2] < -1e-9, d[..., 2], -1), np.inf)
     p = o + t[..., None] * d

@@ -75,7 +75,8 @@ def pca_colours(x,                     # (N, D) features (array or tensor)
            ) -> np.ndarray:        # (N, 3) float32 in [0, 1]
     "Colour each row of `x` by its first three principal components: `fit3d.features.fit_pca` on the rows."
     x = _np(x)
-    if x.ndim != 2 or len(x) == 0: raise ValueError(f"pca_colours needs an (N, D) array with N > 0, got shape {x.shape}")
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"pca_colours needs an (N, D) array with N > 0, got shape {x.shape}")
     rows = torch.from_numpy(np.ascontiguousarray(x.T))[:, :, None]   # the rows as a (D, N, 1) feature map
     return fit_pca([rows], max_fit, seed)(rows)[:, 0]
 
@@ -128,7 +129,7 @@ class LiveViewer:
     "A viser scene of Gaussians and training cameras that a training loop refreshes at most every `every` seconds."
     def __init__(self,
                  cameras: list[Camera] | None = None, # training cameras, drawn as frustums
-                 images=None,                   # thumbnails on the frustums: images (H, W, 3), True (read `image_path`) or None
+                 images=None,                   # frustum thumbnails: (H, W, 3) images, True (`image_path`) or None
                  host: str = "127.0.0.1",       # "0.0.0.0" to serve other machines
                  port: int = 8080,              # 0 = any free port (see `.port`)
                  every: float = 2.0,            # minimum seconds between two refreshes
@@ -209,7 +210,8 @@ class LiveViewer:
         up = np.array([0.0, 0.0, 1.0]) if up is None else up
         away = self.cameras[0].center - mid if self.cameras else np.array([1.0, 1.0, 0.0])
         away = away - (away @ up) * up
-        if np.linalg.norm(away) < 1e-6: away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+        if np.linalg.norm(away) < 1e-6:
+            away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
         dist = max(2.5 * r, 1.5 * float(np.linalg.norm(self.cameras[0].center - mid)) if self.cameras else 0.0)
         d = 1.3 * away / np.linalg.norm(away) + 0.8 * up
         ic.look_at, ic.position = mid, mid + dist * d / np.linalg.norm(d)
@@ -237,7 +239,7 @@ def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, s
 # %% ../nbs/10_viewer.ipynb #a8894ea2
 def view_splats(splats: dict,                      # gsplat trainer dict, optionally with `features` (N, D)
                 cameras: list[Camera] | None = None, # training cameras, drawn as frustums
-                images=None,                       # thumbnails: list of (H, W, 3) images, True (read `image_path`) or None
+                images=None,                       # thumbnails: list of (H, W, 3) images, True (`image_path`) or None
                 host: str = "127.0.0.1",           # "0.0.0.0" to serve other machines
                 port: int = 8080,                  # 0 = any free port
                 colour: str = "RGB",               # initial colouring, one of `COLOURINGS`
@@ -280,7 +282,7 @@ def view_lifted(folder,                   # a lifted scene: `gaussians.ply` (+ `
 def scene_html(server: viser.ViserServer,  # a running viser server
                dark_mode: bool = False,
               ) -> str:                     # a complete HTML document
-    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): no server needed."
+    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): needs no server."
     ser = server.get_scene_serializer()
     if not hasattr(ser, "as_html"):
         ser.serialize()  # unregister the recorder before saying why
