@@ -34,10 +34,12 @@ Modules:
 - `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
 - `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
 - `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
+- `fit3d.rooms`: Seeded procedural indoor rooms: fifteen classes, their materials, furniture made of primitives, layouts and lights.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
-- `fit3d.synthetic`: Seeded procedural indoor rooms, ray-cast in PyTorch into posed RGB, metric depth, semantic and instance maps, written as nerfstudio scenes.
+- `fit3d.synthetic`: Synthetic rooms photographed along a handheld walk or from anywhere, ray-cast into posed RGB, metric depth, semantic and instance maps, and written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
+- `fit3d.testing`: Tiny scenes, a COLMAP model, Stage II targets and Gaussians, made on the spot in the layouts of the real ones, for every chapter's checks and for `tests/`.
 - `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
 - `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser."""
 

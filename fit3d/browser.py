@@ -22,10 +22,12 @@ __all__ = ['CHROMIUM_FLAGS', 'NOTICE_CSS', 'find_chromium', 'HeadlessBrowser', '
            'need_chromium', 'client_watch', 'pixels', 'coloured', 'not_white']
 
 # %% ../nbs/16_browser.ipynb #1972c70a
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+                  "--use-angle=swiftshader",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
                   "--hide-scrollbars", "--mute-audio", "--disable-dev-shm-usage")
-_FRAMES = "new Promise(r => { let n = 0; const f = () => (++n >= %d ? r(n) : requestAnimationFrame(f)); requestAnimationFrame(f); })"
+_FRAMES = ("new Promise(r => { let n = 0; const f = () => (++n >= %d ? r(n) : requestAnimationFrame(f)); "
+           "requestAnimationFrame(f); })")
 
 def find_chromium() -> str | None:
     "The path of a Chromium/Chrome executable, or None."
@@ -54,7 +56,8 @@ class HeadlessBrowser:
         # its own process group, so that the browser goes away with all its helper processes; its chatter goes to a
         # file (a pipe nobody reads would fill up and stall it)
         self._log = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, text=True,
+                                     start_new_session=True)
         try:
             deadline, page = time.monotonic() + self.timeout, None
             while page is None:

@@ -26,18 +26,16 @@ Docs: https://fit3d.github.io/fit3d/correspondence.html.md"""
 # %% ../nbs/09_correspondence.ipynb #65b3f5db
 from __future__ import annotations
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .scene import Camera, Scene, SceneError, look_at
+from .scene import Camera, Scene, SceneError
 
 # %% auto #0
-__all__ = ['unproject', 'project', 'correspondences', 'toy_posed_scene', 'sample_features', 'match', 'correspondence_recall',
-           'position_features', 'feature_consistency']
+__all__ = ['unproject', 'project', 'correspondences', 'sample_features', 'match', 'correspondence_recall', 'position_features',
+           'feature_consistency']
 
 # %% ../nbs/09_correspondence.ipynb #9fcaf2db
 def unproject(uv: torch.Tensor,   # (M, 2) pixel coordinates (u, v), pixel centres at +0.5
@@ -62,12 +60,14 @@ def project(X: torch.Tensor,      # (M, 3) world points
 
 def _cam(c: Camera):
     "K, c2w, w2c of a camera as float64 tensors."
-    return (torch.tensor(c.K, dtype=torch.float64), torch.tensor(c.c2w, dtype=torch.float64), torch.tensor(c.w2c, dtype=torch.float64))
+    return (torch.tensor(c.K, dtype=torch.float64), torch.tensor(c.c2w, dtype=torch.float64),
+            torch.tensor(c.w2c, dtype=torch.float64))
 
 # %% ../nbs/09_correspondence.ipynb #7b1ea45d
 def _depth(scene: Scene, i: int) -> torch.Tensor:
     d = scene.depth(i)
-    if d is None: raise SceneError(scene.root, f"view {i} ({scene.cameras[i].name}) has no depth; correspondences need depth")
+    if d is None:
+        raise SceneError(scene.root, f"view {i} ({scene.cameras[i].name}) has no depth; correspondences need depth")
     d = torch.as_tensor(d, dtype=torch.float64)
     m = scene.mask(i)
     return d if m is None else torch.where(torch.as_tensor(m), d, torch.zeros_like(d))
@@ -93,46 +93,6 @@ def correspondences(scene: Scene,          # a posed scene with depth
     vis = inside & (d_at > 0) & ((d_at - zb).abs() <= depth_tol * zb)
     return uv_a[vis].float(), uv_b[vis].float()
 
-# %% ../nbs/09_correspondence.ipynb #ec57e7c7
-def _raycast(cam: Camera, balls: list) -> tuple[np.ndarray, np.ndarray]:
-    "z-depth and colour of the plane z=0 and `balls` [(centre, radius, rgb)] as seen by `cam`."
-    v, u = np.meshgrid(np.arange(cam.height) + 0.5, np.arange(cam.width) + 0.5, indexing="ij")
-    d_cam = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)  # rays with z = 1: t is z-depth
-    d = d_cam @ cam.c2w[:3, :3].T; o = cam.c2w[:3, 3]
-    t = np.where(d[..., 2] < -1e-9, -o[2] / np.where(d[..., 2] < -1e-9, d[..., 2], -1), np.inf)
-    p = o + t[..., None] * d
-    rgb = np.where(((np.floor(p[..., 0] * 4) + np.floor(p[..., 1] * 4)) % 2 == 0)[..., None], [0.9, 0.8, 0.6], [0.2, 0.3, 0.5])
-    for centre, r, col in balls:
-        oc = o - np.asarray(centre)
-        A, B, C = (d * d).sum(-1), 2 * (d * oc).sum(-1), (oc * oc).sum() - r * r
-        disc = B * B - 4 * A * C
-        tb = np.where(disc >= 0, (-B - np.sqrt(np.maximum(disc, 0))) / (2 * A), np.inf)
-        tb = np.where(tb > 0, tb, np.inf)
-        hit = tb < t
-        n = (o + tb[..., None] * d - centre) / r
-        rgb = np.where(hit[..., None], np.clip(np.asarray(col) * (0.5 + 0.5 * n[..., 2:3]), 0, 1), rgb)
-        t = np.minimum(t, tb)
-    return np.where(np.isfinite(t), t, 0).astype(np.float32), rgb.astype(np.float32)
-
-def toy_posed_scene(folder,                 # where to write images (PNG) and depth (.npy)
-                    n: int = 3,             # views on an arc around the ball
-                    width: int = 128, height: int = 96,
-                    arc: float = 50.0,      # degrees between the first and the last view
-                   ) -> Scene:
-    "A ground plane with a ball, seen from `n` posed views with exact depth (for correspondence tests)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    balls = [((0.0, 0.0, 0.5), 0.5, (0.9, 0.2, 0.2))]
-    cams = []
-    for k in range(n):
-        ang = math.radians(-arc / 2 + arc * k / max(n - 1, 1))
-        c = Camera(0.9 * width, 0.9 * width, width / 2, height / 2, width, height,
-                   look_at([3 * math.cos(ang), 3 * math.sin(ang), 2.5], [0, 0, 0.3]), f"v{k}")
-        dep, rgb = _raycast(c, balls)
-        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / f"v{k}.png"); np.save(folder / f"v{k}_depth.npy", dep)
-        c.image_path, c.depth_path = folder / f"v{k}.png", folder / f"v{k}_depth.npy"
-        cams.append(c)
-    return Scene(cams, name="toy_ball", root=folder)
-
 # %% ../nbs/09_correspondence.ipynb #d8225f43
 def sample_features(feat: torch.Tensor,   # (C, h, w) feature map covering an image of `size`
                     uv: torch.Tensor,     # (M, 2) pixel coordinates in that image
@@ -146,7 +106,10 @@ def sample_features(feat: torch.Tensor,   # (C, h, w) feature map covering an im
 def _candidates(feat: torch.Tensor, size: tuple[int, int], stride: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     "Unit-norm features of B's matching grid (G, C) and the grid cells' pixel centres (G, 2)."
     H, W = size
-    g = feat if stride is None else F.interpolate(feat[None], size=(max(1, round(H / stride)), max(1, round(W / stride))), mode="bilinear", align_corners=False)[0]
+    if stride is None: g = feat
+    else:
+        grid = (max(1, round(H / stride)), max(1, round(W / stride)))
+        g = F.interpolate(feat[None], size=grid, mode="bilinear", align_corners=False)[0]
     gh, gw = g.shape[-2:]
     v, u = torch.meshgrid((torch.arange(gh) + 0.5) * H / gh, (torch.arange(gw) + 0.5) * W / gw, indexing="ij")
     return F.normalize(g.flatten(1).T, dim=1), torch.stack([u, v], -1).reshape(-1, 2)
@@ -160,19 +123,21 @@ def match(query: torch.Tensor,           # (M, C) features to look up
     "Nearest neighbour by cosine similarity in B's feature map."
     cand, centres = _candidates(feat_b.float(), size_b, stride)
     q = F.normalize(query.float(), dim=1)
-    best = torch.cat([(q[i:i + chunk] @ cand.T).argmax(1) for i in range(0, len(q), chunk)]) if len(q) else torch.zeros(0, dtype=torch.long)
+    best = (torch.cat([(q[i:i + chunk] @ cand.T).argmax(1) for i in range(0, len(q), chunk)]) if len(q)
+            else torch.zeros(0, dtype=torch.long))
     return centres[best.cpu()]
 
 # %% ../nbs/09_correspondence.ipynb #31a87722
 def _key_index(scene: Scene, key) -> int:
     if isinstance(key, (int, np.integer)): return int(key)
     names = {c.name: i for i, c in enumerate(scene.cameras)}
-    if key not in names: raise KeyError(f"feature key {key!r} is neither a view index nor a view name of scene {scene.name!r}")
+    if key not in names:
+        raise KeyError(f"feature key {key!r} is neither a view index nor a view name of scene {scene.name!r}")
     return names[key]
 
 def correspondence_recall(scene: Scene,            # posed scene with depth
                           feats: dict,             # view index or name -> (C, h, w) feature map of that view
-                          pairs=None,              # [(a, b), ...] views to match from A into B; default all a < b in `feats`
+                          pairs=None,              # [(a, b), ...] views to match from A into B (default: a < b)
                           thresholds=(5, 10, 20),  # pixel thresholds (at the scene's image resolution)
                           n_points: int = 1000,    # pixels of A tried per pair
                           depth_tol: float = 0.05, # relative depth tolerance of the visibility test
@@ -180,7 +145,8 @@ def correspondence_recall(scene: Scene,            # posed scene with depth
                           seed: int = 0,
                          ) -> dict:                # recall@t, cos_corr, cos_rand, n_pairs, n_points, per-pair rows
     "Recall of feature matching at pixel thresholds, and feature cosine at true correspondences, over view pairs."
-    fm = {_key_index(scene, k): torch.as_tensor(v).float() for k, v in feats.items()}  # matching runs where the features are (CUDA or CPU)
+    # matching runs where the features are (CUDA or CPU)
+    fm = {_key_index(scene, k): torch.as_tensor(v).float() for k, v in feats.items()}
     if pairs is None:
         ids = sorted(fm); pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
     g = torch.Generator().manual_seed(seed)
@@ -197,8 +163,11 @@ def correspondence_recall(scene: Scene,            # posed scene with depth
         rnd = torch.stack([torch.rand(len(ua), generator=g) * sb[1], torch.rand(len(ua), generator=g) * sb[0]], -1)
         cos_r = F.cosine_similarity(q, sample_features(fm[b], rnd, sb), dim=-1).cpu()
         errs.append(err); cc.append(cos_c); cr.append(cos_r)
-        rows.append(dict(a=a, b=b, n=len(ua), cos_corr=float(cos_c.mean()), **{f"recall@{t}": float((err <= t).float().mean()) for t in thresholds}))
-    if not rows: return {**{f"recall@{t}": math.nan for t in thresholds}, "cos_corr": math.nan, "cos_rand": math.nan, "n_pairs": 0, "n_points": 0, "pairs": []}
+        rows.append(dict(a=a, b=b, n=len(ua), cos_corr=float(cos_c.mean()),
+                         **{f"recall@{t}": float((err <= t).float().mean()) for t in thresholds}))
+    if not rows:
+        return {**{f"recall@{t}": math.nan for t in thresholds}, "cos_corr": math.nan, "cos_rand": math.nan,
+                "n_pairs": 0, "n_points": 0, "pairs": []}
     err, cc, cr = torch.cat(errs), torch.cat(cc), torch.cat(cr)
     return {**{f"recall@{t}": float((err <= t).float().mean()) for t in thresholds}, "cos_corr": float(cc.mean()),
             "cos_rand": float(cr.mean()), "n_pairs": len(rows), "n_points": len(err), "pairs": rows}
@@ -209,7 +178,8 @@ def position_features(scene: Scene, i: int,  # view of a scene with depth
                      ) -> torch.Tensor:      # (channels, H/pool, W/pool)
     "Random Fourier features of each pixel's world position, pooled to a patch grid: a perfectly 3D-consistent feature."
     g = torch.Generator().manual_seed(seed)
-    B, phase = torch.randn(3, channels, generator=g, dtype=torch.float64) * freq, torch.rand(channels, generator=g, dtype=torch.float64) * 2 * math.pi
+    B, phase = (torch.randn(3, channels, generator=g, dtype=torch.float64) * freq,
+                torch.rand(channels, generator=g, dtype=torch.float64) * 2 * math.pi)
     d = _depth(scene, i); H, W = d.shape
     v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
     K, c2w, _ = _cam(scene.cameras[i])
@@ -225,7 +195,8 @@ def feature_consistency(a: torch.Tensor,            # (C, h, w) e.g. rendered fe
     "Cosine similarity between two feature maps of the same view, averaged over a mask."
     a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
     if a.shape[0] != b.shape[0]: raise ValueError(f"feature maps have {a.shape[0]} and {b.shape[0]} channels")
-    if b.shape[-2:] != a.shape[-2:]: b = F.interpolate(b[None], size=a.shape[-2:], mode="bilinear", align_corners=False)[0]
+    if b.shape[-2:] != a.shape[-2:]:
+        b = F.interpolate(b[None], size=a.shape[-2:], mode="bilinear", align_corners=False)[0]
     cmap = F.cosine_similarity(a, b, dim=0)
     if mask is None: return dict(cos=float(cmap.mean()), cos_map=cmap)
     m = F.interpolate(torch.as_tensor(mask)[None, None].float(), size=a.shape[-2:], mode="nearest")[0, 0] > 0.5

@@ -8,7 +8,7 @@ mmseg sets, 255 = no label for ScanNet++'s semantics_2d and VOC's borders) and l
 `<image> <depth> <focal>` lines with their leading `/`). The images are blocky rooms: class rectangles that the
 image shows, depth rising towards the top, so that a picture of a sample shows whether image, labels and depth line
 up. It is a module of its own so that the notebooks and `tests/` share one writer and the library does not carry
-test code. `fit3d.synthetic.make_scannetpp_tree` writes a full ScanNet++ scene (poses, COLMAP model); here
+test code (smaller toys, a scene or a COLMAP model, are `fit3d.testing`'s). `fit3d.synthetic.make_scannetpp_tree` writes a full ScanNet++ scene (poses, COLMAP model); here
 `write_scannetpp` writes only what the probes read.
 
 Docs: https://fit3d.github.io/fit3d/dataset_fixtures.html.md"""
@@ -105,7 +105,8 @@ def write_voc(root) -> Path:
         lab = lab.astype(np.uint8); lab[:, 0] = 255
         _save_png(rgb, root / "JPEGImages" / f"{i}.jpg", format="JPEG")
         im = Image.fromarray(lab, mode="P"); im.putpalette(voc_palette())
-        (root / "SegmentationClass").mkdir(parents=True, exist_ok=True); im.save(root / "SegmentationClass" / f"{i}.png")
+        (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        im.save(root / "SegmentationClass" / f"{i}.png")
     for split, l in ids.items(): _write_list(root / "ImageSets" / "Segmentation" / f"{split}.txt", l)
     return root
 
@@ -146,9 +147,9 @@ def write_scannetpp_eval(root) -> Path:
     "FiT3D's preprocessed ScanNet++ evaluation set: .JPG images, top-100 labels 1..100, depth lists."
     root = write_mmseg(Path(root), ".JPG", 100, {"training": ["0a5c013435_DSC00001"],
                                                  "validation": ["1ada7a0617_DSC00003"]}, 40, 60)
-    return write_pairs(root, {"scannetpp_train.txt": [("depth/0a5c013435_DSC00001.JPG", "depth/0a5c013435_DSC00001.png")],
-                              "scannetpp_val.txt": [("depth/1ada7a0617_DSC00003.JPG", "depth/1ada7a0617_DSC00003.png")]},
-                       40, 60)
+    pair = lambda scene, view: (f"depth/{scene}_{view}.JPG", f"depth/{scene}_{view}.png")
+    return write_pairs(root, {"scannetpp_train.txt": [pair("0a5c013435", "DSC00001")],
+                              "scannetpp_val.txt": [pair("1ada7a0617", "DSC00003")]}, 40, 60)
 
 TOP100_FIRST = ["wall", "ceiling", "floor", "table", "door", "ceiling lamp", "cabinet", "blinds", "curtain", "chair"]
 
@@ -171,17 +172,21 @@ def write_scannetpp(root,                              # the release folder to w
             _save_png(rgb, dslr / "undistorted_images" / f"{stem}.JPG", format="JPEG")
             _save_png(mask, dslr / "undistorted_anon_masks" / f"{stem}.png")
             _save_png(_mm(depth), dslr / "render_depth" / f"{stem}.png")
-            lab = lab.astype(np.uint8); lab[0] = 255                             # 255 = no label, as semantics_2d writes
+            lab = lab.astype(np.uint8)
+            lab[0] = 255                             # 255 = no label, as semantics_2d writes
             _save_png(lab, root / "semantics_2d" / "semantics" / sc / f"{stem}.JPG.png")
     return root
 
 def write_synthetic(root, n_views: int = 3) -> Path:
     "The synthetic benchmark's index (benchmark.json) over two tiny nerfstudio rooms with depth and labels."
     import json
-    from fit3d.formats import toy_scene, write_nerfstudio
+    from fit3d.formats import write_nerfstudio
+    from fit3d.testing import toy_scene
     root = Path(root)
     for name in ("train_000", "val_000"):
-        sc = toy_scene(root / name, n=n_views, width=32, height=24); sc.name = name; sc.classes = ["floor", "wall", "box"]
+        sc = toy_scene(root / name, n=n_views, width=32, height=24)
+        sc.name = name
+        sc.classes = ["floor", "wall", "box"]
         for i, c in enumerate(sc.cameras):
             rgb, lab, depth = room(24, 32, 3, seed=i)
             np.save(root / name / f"d{i}.npy", depth); c.depth_path = root / name / f"d{i}.npy"
@@ -221,7 +226,8 @@ def write_nyu_mat(folder,              # where nyu_depth_v2_labeled.mat, splits.
             f["images"] = images.transpose(3, 2, 1, 0)
             f["depths"], f["labels"] = depths.transpose(2, 1, 0), labels.transpose(2, 1, 0)
         with open(d / "nyu_depth_v2_labeled.mat", "r+b") as f:    # MATLAB's 512-byte text header before the HDF5 data
-            f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + b"\0" * 8 + b"\x00\x02IM")
+            f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + b"\0" * 8
+                    + b"\x00\x02IM")
     else: scipy.io.savemat(d / "nyu_depth_v2_labeled.mat", dict(images=images, depths=depths, labels=labels))
     scipy.io.savemat(d / "splits.mat", dict(trainNdxs=np.array([[1], [3]]), testNdxs=np.array([[2]])))
     map40 = (np.arange(894) % 40 + 1)[None].astype(np.float64)      # raw k -> ((k - 1) % 40) + 1

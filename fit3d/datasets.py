@@ -150,7 +150,8 @@ def resize_sample(sample: dict,          # a sample dict
     for k in ("labels", "depth", "mask"):   # nearest: never blend class ids or depths across an edge
         if sample.get(k) is not None:
             a = torch.from_numpy(np.ascontiguousarray(sample[k]))
-            out[k] = F.interpolate(a[None, None].float(), size=size, mode="nearest")[0, 0].numpy().astype(sample[k].dtype)
+            out[k] = F.interpolate(a[None, None].float(), size=size, mode="nearest")[0, 0].numpy()
+            out[k] = out[k].astype(sample[k].dtype)
     return out
 
 # %% ../nbs/08_datasets.ipynb #f99f10f9
@@ -168,7 +169,8 @@ def mmseg_segmentation(root,                 # folder holding images/ and annota
     if sub is None: raise ValueError(f"{name} split must be 'train' or 'val', not {split!r}")
     img_dir, ann_dir = root / "images" / sub, root / "annotations" / sub
     for d in (img_dir, ann_dir):
-        if not d.is_dir(): raise SceneError(d, f"{name} folder not found (expected {root}/{{images,annotations}}/{sub})")
+        if not d.is_dir():
+            raise SceneError(d, f"{name} folder not found (expected {root}/{{images,annotations}}/{sub})")
     imgs = sorted(p for p in img_dir.iterdir() if p.name.endswith(img_suffix))
     if not imgs: raise SceneError(img_dir, f"no {img_suffix} images")
     missing = [ann_dir / f"{p.name[:-len(img_suffix)]}.png" for p in imgs]
@@ -240,7 +242,8 @@ def ade20k(root="data/ade20k/ADEChallengeData2016", # the unpacked ADEChallengeD
 
 # %% ../nbs/08_datasets.ipynb #d0d1118d
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor"]
 
 def pascal_voc(root="data/voc/VOCdevkit/VOC2012", # the VOC2012 folder of the devkit
                split: str = "val",                 # "train", "val", "trainval" or "train_aug" (SBD-augmented)
@@ -251,7 +254,8 @@ def pascal_voc(root="data/voc/VOCdevkit/VOC2012", # the VOC2012 folder of the de
     ann_dir = root / ("SegmentationClassAug" if aug else "SegmentationClass")
     if not ann_dir.is_dir(): raise SceneError(ann_dir, "VOC label folder not found")
     if aug:
-        lst = next((lists / f"{n}.txt" for n in ("train_aug", "trainaug", "aug") if (lists / f"{n}.txt").exists()), None)
+        lst = next((lists / f"{n}.txt" for n in ("train_aug", "trainaug", "aug")
+                    if (lists / f"{n}.txt").exists()), None)
         if lst is not None: ids = _read_ids(lst)
         else:
             val = set(_read_ids(lists / "val.txt"))
@@ -287,7 +291,7 @@ def _kitti_split_file(root: Path, split: str) -> Path:
 def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (input/, gt_depth/, kitti_eigen_*.txt)
                 split: str = "eigen_test",     # "eigen_test", "eigen_train", a path to a split list, or "train"/"val"
                 raw_dir: str | None = None,    # raw drives under root (default: "input", else "raw")
-                depth_dir: str | None = None,  # ground truth under root (default: "gt_depth", else "data_depth_annotated")
+                depth_dir: str | None = None,  # ground truth under root (default: "gt_depth" or "data_depth_annotated")
                 kb_crop: bool = True,          # crop to 352x1216 (KB crop), as the reference
                ) -> Samples:
     "KITTI depth: RGB frames with projected-lidar ground truth in metres (0 = unknown)."
@@ -326,7 +330,8 @@ def kitti_depth(root="data/kitti",             # the toolbox's kitti folder (inp
 
 # %% ../nbs/08_datasets.ipynb #da4c53cb
 NYU40_CLASSES = ["wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-                 "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
+                 "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+                 "floor mat", "clothes",
                  "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box",
                  "whiteboard", "person", "nightstand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
                  "otherfurniture", "otherprop"]
@@ -347,7 +352,8 @@ class _Mat:
         if self.hdf5:
             try: import h5py
             except ImportError as e:
-                raise SceneError(self.path, "is a MATLAB v7.3 (HDF5) file; install h5py to read it (pip install h5py)") from e
+                raise SceneError(self.path,
+                                 "is a MATLAB v7.3 (HDF5) file; install h5py to read it (pip install h5py)") from e
             self.f = h5py.File(self.path, "r")
         else:
             import scipy.io
@@ -390,7 +396,7 @@ def nyu_label_map(folder: Path, classes: int) -> tuple[np.ndarray, list[str]]:
 def nyuv2_labelled(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official labelled set (or its folder)
                    split: str = "test",          # "train" (795), "test"/"val" (654) or "all" (1449)
                    classes: int = 13,            # 13 (Couprie, FiT3D's), 40 (Gupta) or 894 (raw)
-                   meta_dir=None,                # folder with splits.mat / classMapping40.mat (default: beside the .mat)
+                   meta_dir=None,                # where splits.mat / classMapping40.mat are (default: beside the .mat)
                   ) -> Samples:
     "NYUv2 labelled frames from the .mat: image, labels (-1 = unlabelled) and depth in metres."
     path = Path(path)
@@ -406,8 +412,8 @@ def nyuv2_labelled(path="data/nyuv2/nyu_depth_v2_labeled.mat", # the official la
         img = mat.frame("images", i)
         raw = mat.frame("labels", i).astype(np.int64)
         if raw.max() >= len(lut): raise SceneError(path, f"frame {i + 1} has label {raw.max()} beyond the 894 classes")
-        return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw], depth=mat.frame("depths", i).astype(np.float32),
-                    name=f"nyu_{i + 1:04d}")
+        return dict(image=img.astype(np.float32) / 255.0, labels=lut[raw],
+                    depth=mat.frame("depths", i).astype(np.float32), name=f"nyu_{i + 1:04d}")
     return Samples(ids, load, names, f"nyuv2/{split}/{classes}")
 
 # %% ../nbs/08_datasets.ipynb #2107a3a7
@@ -420,7 +426,8 @@ def nyuv2(root="data/nyuv2",     # the official evaluation's folder (images/, an
     mat = root if root.suffix == ".mat" else root / "nyu_depth_v2_labeled.mat"
     if mat.exists() and not (root / "images").is_dir(): return nyuv2_labelled(mat, split, classes)
     if classes not in (13, 40): raise ValueError(f"NYUv2 classes must be 13 or 40, not {classes}")
-    return mmseg_segmentation(root, split, ".png", NYU13_CLASSES if classes == 13 else NYU40_CLASSES, f"nyuv2_{classes}")
+    return mmseg_segmentation(root, split, ".png", NYU13_CLASSES if classes == 13 else NYU40_CLASSES,
+                              f"nyuv2_{classes}")
 
 def nyu_depth(root="data/nyu",    # the toolbox's nyu folder: <scene>/rgb_*.jpg, sync_depth_*.png, nyu_{train,test}.txt
               split: str = "test", # "train" (the ~24k-frame BTS subset) or "test"/"val" (the 654 official frames)
@@ -458,16 +465,16 @@ def _scannetpp_split(root: Path, split) -> tuple[list[str], Path | None]:
     return _read_ids(lst), lst
 
 def scannetpp(root="data/scannetpp",          # the release folder (holds data/, splits/, metadata/)
-              split="val",                    # "train"/"val" (splits/nvs_sem_{train,val}.txt), a split name, or scene ids
+              split="val",                    # "train"/"val" (splits/nvs_sem_{train,val}.txt), a split, or scene ids
               task: Literal["seg", "depth", "both"] = "both", # which targets every image must have
               device: str = "dslr",           # "dslr" or "iphone"
               image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images / rgb)
               depth_dir: str = "render_depth", # rendered depth (uint16 mm) under <scene>/<device>/
               semantics_root=None,            # semantics_2d.py's output folder (default: <root>/semantics_2d)
-              render_semantics_dir: str | None = None, # or: labels rendered beside the depth (default if no semantics_2d/)
+              render_semantics_dir: str | None = None, # or: labels rendered beside the depth (if no semantics_2d/)
               classes_file=None,              # the class list (default: metadata/semantic_benchmark/top100.txt)
               mask_dir: str | None = "auto",  # anonymisation masks under <scene>/<device>/ ("auto": if present)
-              missing: Literal["error", "skip"] = "error", # an image without its targets: stop, or skip it with a warning
+              missing: Literal["error", "skip"] = "error", # an image without its targets: stop, or skip it (warning)
               size: tuple[int, int] | None = None, # (H, W) to resize every sample to, e.g. (584, 876); None = as stored
              ) -> Samples:
     "ScanNet++ images with the toolkit's rendered depth and/or 2D semantics, from the release layout."
@@ -537,14 +544,15 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     return Samples(items, load, classes, f"scannetpp/{split if isinstance(split, str) else 'scenes'}/{device}")
 
 # %% ../nbs/08_datasets.ipynb #dce67ab4
-def scannetpp_eval(root="data/scannetpp",     # FiT3D's preprocessed set: images/, annotations/, scannetpp_{train,val}.txt
+def scannetpp_eval(root="data/scannetpp",     # FiT3D's preprocessed set: images/, annotations/, scannetpp_*.txt
                    split: str = "val",          # "train" or "val"
                    task: Literal["seg", "depth"] = "seg", # 100-class segmentation or depth
                   ) -> Samples:
     "FiT3D's preprocessed ScanNet++ evaluation set (584x876): top-100 labels (0 = none) or depth PNGs in mm."
     root = Path(root)
     if task == "seg":
-        top = next((p for p in (root / "top100.txt", root / "metadata/semantic_benchmark/top100.txt") if p.exists()), None)
+        top = next((p for p in (root / "top100.txt", root / "metadata/semantic_benchmark/top100.txt")
+                    if p.exists()), None)
         names = _classes_file(top) if top else [f"class{i}" for i in range(100)]
         if len(names) != 100: raise SceneError(top, f"has {len(names)} classes; the ScanNet++ benchmark has 100")
         return mmseg_segmentation(root, split, ".JPG", names, "scannetpp")
@@ -605,14 +613,16 @@ class DatasetInfo:
     def splits(self, root=None,           # the data set's folder (default: `self.root(task)`)
                task: str | None = None,   # "seg", "depth", "both"; None: the only task, else "both"
               ) -> dict:
-        "Training and evaluation samples with the settings a probe needs: train, val, task, n_classes, depth range, crop."
+        "Training and evaluation samples with the settings a probe needs: train, val, task, classes, depth range, crop."
         if task is None: task = self.tasks[0] if len(self.tasks) == 1 else "both"
         if task == "both" and not self.both:
-            raise ValueError(f"{self.name} reads segmentation and depth from different files: pass task='seg' or 'depth'")
+            raise ValueError(f"{self.name} reads segmentation and depth from different files: pass "
+                             "task='seg' or 'depth'")
         if task != "both" and task not in self.tasks:
             raise ValueError(f"{self.name} has no {task!r} task (it has {', '.join(self.tasks)})")
         root = Path(root) if root is not None else Path(self.root("seg" if task == "both" else task))
-        if not root.exists(): raise SceneError(root, f"{self.name} data set not found (put it here, or pass its folder)")
+        if not root.exists():
+            raise SceneError(root, f"{self.name} data set not found (put it here, or pass its folder)")
         lo, hi = self.depth_range or (None, None)
         return dict(train=self.read(root, "train", task), val=self.read(root, "val", task), task=task, root=root,
                     n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop,
@@ -640,7 +650,8 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
                 paper="Table 3"),
     DatasetInfo("voc", lambda r, s, t: pascal_voc(r, s), ("seg",), {"seg": "data/voc/VOCdevkit/VOC2012"}, 21,
                 paper="Table 3"),
-    DatasetInfo("kitti", _kitti, ("depth",), {"depth": "data/kitti"}, None, (1e-3, 80.0), "garg", (352, 1216), "Table 4"),
+    DatasetInfo("kitti", _kitti, ("depth",), {"depth": "data/kitti"}, None, (1e-3, 80.0), "garg",
+                (352, 1216), "Table 4"),
     DatasetInfo("synthetic", lambda r, s, t: synthetic(r, s), ("seg", "depth"), {"seg": "data/synthetic"}, None,
                 (1e-3, 10.0), None, None, "ours (no paper number)", both=True),
 )}

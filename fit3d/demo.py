@@ -26,19 +26,19 @@ from rich.console import Console
 
 from .scene import Scene, SceneError
 from .formats import read_scene
-from .store import (atomic_write, write_json, read_json, provenance, check_provenance, weights_digest, files_digest,
-                    scene_identity, safe_name)
+from .store import (atomic_write, write_json, read_json, provenance, check_provenance, weights_digest,
+                         files_digest, scene_identity, safe_name)
 
 # %% auto #0
 __all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage', 'finetune_stage',
-           'compare_models', 'probe_models', 'provenance_parts', 'paper_numbers', 'results_markdown', 'save_png',
-           'viewer_html', 'loss_figure', 'write_report', 'run_demo']
+           'compare_models', 'probe_models', 'provenance_parts', 'save_png', 'viewer_html', 'loss_figure',
+           'write_report', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
 class DemoConfig:
     "Settings of `fit3d demo`; `None` means: chosen for the device (CPU: small and fast, GPU: larger)."
-    out: str = "runs/demo"              # run root: each backbone writes to <out>/<backbone>/ (features, lift, targets, ...)
+    out: str = "runs/demo"              # run root: a backbone writes to <out>/<backbone>/ (features, lift, ...)
     data: str = "data/synthetic"        # the synthetic benchmark root (generated if missing)
     backbone: str | None = None         # None: "dinov2_small" on GPU; on CPU "fit3d_tiny" where installed, else "tiny"
     pretrained: bool = True             # load pretrained weights (the tiny ViT has none: it is a fixed random init)
@@ -51,21 +51,22 @@ class DemoConfig:
     height: int | None = None           # image height
     lift_iterations: int | None = None  # Stage I steps per scene
     finetune_epochs: int | None = None  # Stage II epochs over all training views
-    finetune_lr: float | None = None    # Stage II learning rate (None: the reference's 1e-5 on GPU, 1e-4 for the tiny ViT)
+    finetune_lr: float | None = None    # Stage II learning rate (None: the reference's 1e-5 on GPU; tiny ViT: 1e-4)
     probe_iters: int | None = None      # linear-probe steps
-    feature_long_side: int | None = None # long side of the backbone's input (None: 224 on CPU, 0 = images as they are on GPU)
+    feature_long_side: int | None = None # long side of the backbone's input (None: 224 on CPU, 0 = as they are on GPU)
     seed: int = 0
 
 def cpu_backbone() -> str:
-    "The CPU demo's model: the small proxy made by `fit3d.pretrain` where its weights are installed, else the random tiny ViT."
+    "The CPU demo's model: the proxy made by `fit3d.pretrain` if its weights are installed, else the random tiny ViT."
     from fit3d.features import PROXY_MODELS, weights_dir
     return "fit3d_tiny" if (weights_dir() / PROXY_MODELS["fit3d_tiny"]["file"]).exists() else "tiny"
 
 def resolve(cfg: DemoConfig) -> DemoConfig:
     "Fill the `None` settings for the device the demo runs on."
     gpu = (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device.startswith("cuda")
-    auto = dict(backbone="dinov2_small" if gpu else cpu_backbone(), train_scenes=6 if gpu else 3, val_scenes=3 if gpu else 2,
-                views=96 if gpu else 24, width=640 if gpu else 128, height=480 if gpu else 96,
+    auto = dict(backbone="dinov2_small" if gpu else cpu_backbone(), train_scenes=6 if gpu else 3,
+                val_scenes=3 if gpu else 2, views=96 if gpu else 24,
+                width=640 if gpu else 128, height=480 if gpu else 96,
                 lift_iterations=3000 if gpu else 150, finetune_epochs=1 if gpu else 8,
                 finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 300,
                 feature_long_side=0 if gpu else 224)  # CPU: small images, upscaled for a finer patch grid (16 x 12)
@@ -83,9 +84,11 @@ def weights_note(backbone: str, pretrained: bool, checkpoint: str = "") -> str:
     from fit3d.features import TINY, PROXY_MODELS
     if checkpoint: return f"{backbone} with weights from the file {checkpoint}"
     if backbone in PROXY_MODELS:
-        return f"{backbone}: the proxy foundation model made here (fit3d.pretrain on synthetic rooms), not DINOv2's weights"
+        return (f"{backbone}: the proxy foundation model made here (fit3d.pretrain on synthetic rooms), "
+                "not DINOv2's weights")
     if backbone in TINY: return f"{backbone}: a fixed random initialisation (no pretrained weights exist for it)"
-    return f"{backbone}: pretrained weights (timm)" if pretrained else f"{backbone}: random initialisation (--pretrained false)"
+    return (f"{backbone}: pretrained weights (timm)" if pretrained
+            else f"{backbone}: random initialisation (--pretrained false)")
 
 # %% ../nbs/12_demo.ipynb #e1f0a9b3
 def claim(folder,            # the folder an artifact is made in
@@ -118,7 +121,7 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
                name: str | None = None,      # the backbone name the targets record (the one `load_backbone` takes)
                callback=None,                # passed to `lift` (e.g. a `fit3d.viewer.LiveViewer`)
                log=print) -> list[Path]:
-    "Stage I and its Stage II targets for this rank's share of the scenes; a scene is reused only if its record matches."
+    "Stage I and its Stage II targets for this rank's share of the scenes; a scene is reused if its record matches."
     from fit3d.lift import lift_scenes, write_targets_for, load_lifted, rank_and_world
     root, (rank, world) = Path(root), rank_and_world()
     wdig, scenes = weights_digest(backbone), {}
@@ -148,7 +151,8 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
     return done
 
 # settings of `FinetuneConfig` that do not change the weights it makes
-_FINETUNE_LOGISTICS = ("targets", "out", "resume", "num_workers", "log_every", "device", "progress", "save_every", "compile")
+_FINETUNE_LOGISTICS = ("targets", "out", "resume", "num_workers", "log_every", "device", "progress",
+                       "save_every", "compile")
 
 def finetune_stage(root,            # the run folder: writes root/finetune/
                    cfg,             # the `FinetuneConfig` (its `targets` and `out` are set here)
@@ -277,45 +281,7 @@ def provenance_parts(saved, wanted) -> list:
     return list(provenance_diff(saved if isinstance(saved, dict) else None, wanted))
 
 # %% ../nbs/12_demo.ipynb #3d71574e
-_COLS = [("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
-         ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
-         ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
-
-def _metric(r: dict, group: str, key: str):
-    g = r.get(group, {})
-    for k in (key, key.lower(), key.replace("mIoU", "miou").replace("mAcc", "macc")):
-        if k in g: return g[k]
-    return None
-
-def paper_numbers(backbone: str, # our backbone name, e.g. "dinov2_small"
-                  dataset: str,  # the data set, e.g. "scannetpp"
-                 ) -> dict | None:
-    "The paper's numbers for this backbone and data set ({row: {metric: value}}), if the paper reports them."
-    from fit3d.protocol import PAPER  # the protocol chapter keeps FiT3D's tables, {task: {row: value}}
-    paper = PAPER.get((backbone, dataset))
-    if paper is None: return None
-    metric = dict(seg="mIoU", depth="rmse")    # mIoU in %, RMSE in metres, as the paper prints them
-    rows = {r for t in paper.values() for r in t}
-    return {r: {metric[t]: v[r] for t, v in paper.items() if r in v} for r in rows}
-
-def _paper_fmt(v) -> str: return "–" if v is None else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
-
-def results_markdown(results: dict,      # {model: {group: {metric: value}}} (probe_models' result)
-                     paper: dict | None = None, # the paper's numbers {row: {metric: value}} (in the paper's units)
-                    ) -> str:
-    "The results table as markdown: one row per model (original, duplicated, fine-tuned, combined), one column per metric."
-    names = [n for n in MODELS if n in results] + [n for n in results if n not in MODELS and not n.startswith("_")]
-    cols = [c for c in _COLS if any(_metric(results[n], c[0], c[1]) is not None for n in names)]
-    pcols = [c for c in cols if paper and any(c[1] in (paper.get(n) or {}) for n in names)]
-    fmt = lambda v, mult: ("–" if not isinstance(v, (int, float)) or v != v  # missing, or NaN (stored as "nan")
-                           else f"{v * mult:.{2 if mult == 100 else 4}f}")
-    head = [c[2] for c in cols] + [f"paper {c[2]}" for c in pcols]
-    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
-    for n in names:
-        ours = [fmt(_metric(results[n], g, k), m) for g, k, _, m in cols]
-        theirs = [_paper_fmt((paper.get(n) or {}).get(k)) for _, k, _, _ in pcols]
-        lines.append(f"| {MODELS.get(n, n)} | " + " | ".join(ours + theirs) + " |")
-    return "\n".join(lines)
+from .protocol import paper_numbers, results_markdown  # the one table writer, kept by the probe chapter
 
 # %% ../nbs/12_demo.ipynb #d9e4f1a0
 def _png(img) -> str:
@@ -338,7 +304,7 @@ def save_png(img, path) -> Path:
 def viewer_html(lifted,        # a `fit3d.lift.Lifted`
                 scene,         # its scene (cameras drawn as frustums)
                 folder) -> str:
-    "The lifted scene as a self-contained interactive viewer (`fit3d.viewer.embed_viewer`) and the command to open it live."
+    "The lifted scene as a self-contained interactive viewer (`fit3d.viewer.embed_viewer`), and how to view it live."
     from fit3d.viewer import embed_viewer
     return (embed_viewer(lifted.splats, cameras=scene.cameras, mode="static", height=420, max_gaussians=50_000) +
             f"<p>Live, with feature colours: <code>fit3d view --path {folder}</code></p>")
@@ -352,7 +318,8 @@ def loss_figure(lifted_dirs: list, finetune_dir):
     for d in lifted_dirs:
         h = read_json(Path(d) / "lift.json", "lift record")["history"]
         for col, key in ((1, "colour"), (2, "feature")):
-            fig.add_trace(go.Scatter(x=[r["step"] for r in h], y=[r[key] for r in h], name=f"{Path(d).name} {key}"), 1, col)
+            fig.add_trace(go.Scatter(x=[r["step"] for r in h], y=[r[key] for r in h],
+                                     name=f"{Path(d).name} {key}"), 1, col)
     log = Path(finetune_dir) / "log.jsonl"
     if log.exists():
         rows = [json.loads(l) for l in log.read_text().splitlines() if l.strip()]
@@ -360,40 +327,54 @@ def loss_figure(lifted_dirs: list, finetune_dir):
     fig.update_layout(height=320, showlegend=False, margin=dict(l=30, r=10, t=40, b=30))
     return fig
 
-def write_report(root: Path, cfg: DemoConfig, bench: dict, lifted_dirs: list, models: dict, results: dict, times: dict) -> Path:
-    "Write `root/report.html`: which weights, the results table, PCA before/after, a lifted scene, loss curves, timings."
+def write_report(root: Path,
+                 cfg: DemoConfig,
+                 bench: dict,
+                 lifted_dirs: list,
+                 models: dict,
+                 results: dict,
+                 times: dict,
+                ) -> Path:
+    "Write `root/report.html`: which weights, the results table, PCA before/after, a lifted scene, losses, timings."
     from fit3d.features import extract_scene, pca_grid
     from fit3d.lift import load_lifted, lift_picture
     dev = torch.device(cfg.device)
     val = read_scene(bench["val"][0])
     ids = list(range(0, len(val), max(1, len(val) // 3)))[:3]
     ls = cfg.feature_long_side or None
-    feats = {k: extract_scene(models[k], val, views=ids, long_side=ls, progress=False) for k in ("original", "finetuned")}
+    feats = {k: extract_scene(models[k], val, views=ids, long_side=ls, progress=False)
+             for k in ("original", "finetuned")}
     names = [val.cameras[i].name for i in ids]
-    pca = pca_grid([val.image(i) for i in ids], [feats["original"][n] for n in names], [feats["finetuned"][n] for n in names])
+    pca = pca_grid([val.image(i) for i in ids], [feats["original"][n] for n in names],
+                   [feats["finetuned"][n] for n in names])
     train0 = read_scene(bench["train"][0])
     lifted = load_lifted(lifted_dirs[0])
     lifted_scene = read_scene(lifted.meta["scene"])
     panel = lift_picture(lifted, lifted_scene,
-                         extract_scene(models["original"], train0, cache_dir=root / "features", long_side=ls, progress=False),
+                         extract_scene(models["original"], train0, cache_dir=root / "features", long_side=ls,
+                                       progress=False),
                          device=dev)
-    save_png(pca, root / "pca_before_after.png"); save_png(panel, root / "lifted_scene.png")  # also as files, for notebooks
+    save_png(pca, root / "pca_before_after.png")
+    save_png(panel, root / "lifted_scene.png")  # also as files, for notebooks
     keys = list(times)
     timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
     md = results_markdown(results, paper_numbers(cfg.backbone, "synthetic"))
     atomic_write(root / "results.md", md + "\n")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>fit3d demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head><body>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head><body>
 <h1>fit3d demo</h1>
 <p><b>Weights:</b> {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}. Run on {cfg.device};
-{len(bench['train'])} training and {len(bench['val'])} held-out synthetic rooms, {cfg.views} views each at {cfg.width}x{cfg.height}.
+{len(bench['train'])} training and {len(bench['val'])} held-out synthetic rooms,
+{cfg.views} views each at {cfg.width}x{cfg.height}.
 Stage times: {timing}.</p>
 <h2>Linear probes and 3D awareness (held-out rooms)</h2>{_md_table_html(md)}
-<p><i>original</i>: the frozen 2D model; <i>original duplicated</i>: its features concatenated with themselves, the paper's
-control for the doubled width; <i>fine-tuned alone</i>: after 3D-aware fine-tuning; <i>combined</i>: original and fine-tuned
-concatenated (the paper's test-time features).</p>
+<p><i>original</i>: the frozen 2D model; <i>original duplicated</i>: its features concatenated with themselves,
+the paper's control for the doubled width; <i>fine-tuned alone</i>: after 3D-aware fine-tuning;
+<i>combined</i>: original and fine-tuned concatenated (the paper's test-time features).</p>
 <h2>Feature PCA before vs after fine-tuning (held-out views)</h2><p>image | original | fine-tuned</p>{_png(pca)}
-<h2>A lifted scene</h2><p>held-out view: image | Gaussian render | 2D features | rendered 3D-aware features (one PCA).</p>{_png(panel)}
+<h2>A lifted scene</h2>
+<p>held-out view: image | Gaussian render | 2D features | rendered 3D-aware features (one PCA).</p>{_png(panel)}
 <h3>Interactive</h3>{viewer_html(lifted, lifted_scene, lifted_dirs[0])}
 <h2>Losses</h2>{loss_figure(lifted_dirs, root / "finetune").to_html(full_html=False, include_plotlyjs=True)}
 <h2>Settings</h2><pre>{json.dumps(asdict(cfg), indent=1)}</pre></body></html>"""
@@ -424,12 +405,15 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
 
     stage("3/6 lift (Stage I)")
-    lcfg = (LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny)(iterations=cfg.lift_iterations, seed=cfg.seed)
-    lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls, name=cfg.backbone, log=con.print)
+    preset = LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny
+    lcfg = preset(iterations=cfg.lift_iterations, seed=cfg.seed)
+    lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls, name=cfg.backbone,
+                             log=con.print)
 
     stage("4/6 fine-tune (Stage II)")
-    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint, epochs=cfg.finetune_epochs,
-                          lr=cfg.finetune_lr, seed=cfg.seed, num_workers=0 if device.type == "cpu" else 4, device=str(device))
+    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
+                          epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
+                          num_workers=0 if device.type == "cpu" else 4, device=str(device))
     weights = finetune_stage(root, fcfg, bb, log=con.print)
     fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
     models = compare_models(bb, fine)

@@ -28,14 +28,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .scene import IMAGE_SUFFIXES, Scene, SceneError
-from .store import atomic_write, check_provenance, files_digest, provenance, safe_name, scene_identity, weights_digest
+from .store import (atomic_write, check_provenance, files_digest, module_device, provenance, resolve_device,
+                         safe_name, scene_identity, weights_digest)
 
 # %% auto #0
 __all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
            'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights', 'load_weights', 'load_backbone',
            'iter_features', 'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta',
-           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'FeaturePCA', 'fit_pca',
-           'pca_rgb', 'pca_grid', 'plot_pca']
+           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'to_pil', 'tile',
+           'FeaturePCA', 'fit_pca', 'pca_rgb', 'pca_grid', 'plot_pca']
 
 # %% ../nbs/03_features.ipynb #8273a91f
 BACKBONES = dict(
@@ -77,7 +78,8 @@ def input_size(H: int,                   # image height in pixels
     s = 1.0 if long_side is None else long_side / max(H, W)
     h, w = (math.floor(v * s / patch_size + 1e-6) * patch_size for v in (H, W))
     if h < patch_size or w < patch_size:
-        raise ValueError(f"an image of {H}x{W} pixels{'' if long_side is None else f' scaled to long side {long_side}'} "
+        scaled = '' if long_side is None else f' scaled to long side {long_side}'
+        raise ValueError(f"an image of {H}x{W} pixels{scaled} "
                          f"is smaller than one {patch_size}-pixel patch")
     return h, w
 
@@ -117,7 +119,8 @@ class Backbone(nn.Module):
             raise ValueError(f"expected float images (B, 3, H, W) in [0, 1], got {images.dtype} {tuple(images.shape)}")
         B, _, H, W = images.shape
         (h, w), p = self.grid_size(H, W), self.patch_size
-        x = images if (H, W) == (h * p, w * p) else F.interpolate(images, (h * p, w * p), mode="bilinear", align_corners=False)
+        x = (images if (H, W) == (h * p, w * p)
+             else F.interpolate(images, (h * p, w * p), mode="bilinear", align_corners=False))
         seen, hook = [], None
         if not norm and isinstance(getattr(self.model, "norm", None), nn.Module):
             hook = self.model.norm.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
@@ -136,7 +139,9 @@ class Backbone(nn.Module):
         f = self.tokens(images, norm)[0]
         return F.interpolate(f, images.shape[-2:], mode="bilinear", align_corners=False) if upsample else f
 
-    def extra_repr(self): return f"name={self.name!r}, patch_size={self.patch_size}, dim={self.dim}, prefix_tokens={self.num_prefix_tokens}"
+    def extra_repr(self):
+        return (f"name={self.name!r}, patch_size={self.patch_size}, dim={self.dim}, "
+                f"prefix_tokens={self.num_prefix_tokens}")
 
 # %% ../nbs/03_features.ipynb #403f931e
 class WeightsUnavailable(RuntimeError):
@@ -147,7 +152,8 @@ class WeightsUnavailable(RuntimeError):
             super().__init__(f"No weights for {model_name!r}: {why}. Supply them in one of these ways:\n"
                              + "\n".join(f"  - {w}" for w in ways)); return
         ways = [f"load_backbone(..., checkpoint='path/to/weights') with a timm .safetensors/.pth file, or the original "
-                f"release file that timm's checkpoint filter converts (DINOv2 torch.hub files and others){f': {url}' if url else ''}"]
+                "release file that timm's checkpoint filter converts "
+                f"(DINOv2 torch.hub files and others){f': {url}' if url else ''}"]
         if hub: ways.append(f"on a machine with network run `hf download {hub}`, then copy its Hugging Face cache "
                             "(~/.cache/huggingface/hub or $HF_HUB_CACHE) to this machine")
         ways.append("pretrained=False for random weights (tests, benchmarks)")
@@ -213,13 +219,17 @@ def _create(timm_name: str, pretrained: bool = False, **kw) -> nn.Module:
 def _pretrained(timm_name: str, **kw) -> nn.Module:
     "A timm model with its pretrained weights from the local cache or the hub; fails fast with neither."
     cfg = {**timm.models.get_pretrained_cfg(timm_name).to_dict(), **kw.get("pretrained_cfg_overlay", {})}
-    if cfg.get("file") or cfg.get("state_dict"): return _create(timm_name, pretrained=True, **kw)  # local weights via timm's overlay
+    if cfg.get("file") or cfg.get("state_dict"):
+        return _create(timm_name, pretrained=True, **kw)  # local weights via timm's overlay
     if (p := cached_weights(cfg)) is not None: return load_weights(_create(timm_name, **kw), p)
     from huggingface_hub import constants
     url = f"{constants.ENDPOINT}/{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url")
     if not url: raise WeightsUnavailable(timm_name, "timm lists no pretrained weights for it", cfg)
-    if _offline(): raise WeightsUnavailable(timm_name, "offline mode is on (HF_HUB_OFFLINE) and they are not in the local cache", cfg)
-    if not reachable(url): raise WeightsUnavailable(timm_name, f"{urlparse(url).hostname} cannot be reached (no answer within 3 s)", cfg)
+    if _offline():
+        raise WeightsUnavailable(timm_name,
+                                 "offline mode is on (HF_HUB_OFFLINE) and they are not in the local cache", cfg)
+    if not reachable(url):
+        raise WeightsUnavailable(timm_name, f"{urlparse(url).hostname} cannot be reached (no answer within 3 s)", cfg)
     return _create(timm_name, pretrained=True, **kw)  # timm downloads into the hub cache
 
 # %% ../nbs/03_features.ipynb #4967c099
@@ -239,11 +249,11 @@ def _proxy(base: str, pretrained: bool, checkpoint, **timm_kwargs) -> nn.Module:
     try: return _create(spec["timm_name"], pretrained=True, pretrained_cfg_overlay=dict(file=str(f)), **kw)
     except Exception as e: raise ValueError(f"{f}: cannot load {base} from it: {e}") from e
 
-def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TINY`, `PROXY_MODELS`), timm name, or a built timm ViT
-                  pretrained: bool = True,      # names: load pretrained weights (local cache, hub or weights file); False: random
-                  checkpoint=None,              # local weights file (timm format or original DINOv2); overrides `pretrained`
+def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TINY`, `PROXY_MODELS`), timm name or model
+                  pretrained: bool = True,      # names: load pretrained weights (cache, hub or file); False: random
+                  checkpoint=None,              # local weights file (timm format or original DINOv2); over `pretrained`
                   device=None,                  # default: "cuda" if available, else "cpu"
-                  name: str | None = None,      # the model's name; default: the short/timm name, + "-<checkpoint stem>" or "-random"
+                  name: str | None = None,      # default: the short/timm name, + "-<checkpoint stem>" or "-random"
                   mean: tuple | None = None,    # normalisation mean (default ImageNet's, as the official code)
                   std: tuple | None = None,     # normalisation std (default ImageNet's, as the official code)
                   **timm_kwargs,                # passed to `timm.create_model` (e.g. img_size, drop_path_rate)
@@ -260,20 +270,19 @@ def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TI
     else:
         timm_name = BACKBONES.get(base, base)
         if not timm.is_model(timm_name):
-            raise ValueError(f"unknown backbone {base!r}: use a short name ({', '.join([*BACKBONES, *TINY, *PROXY_MODELS])}) "
+            raise ValueError(f"unknown backbone {base!r}: use a short name "
+                             f"({', '.join([*BACKBONES, *TINY, *PROXY_MODELS])}) "
                              "or a timm model name")
-        model = _pretrained(timm_name, **timm_kwargs) if pretrained and checkpoint is None else _create(timm_name, **timm_kwargs)
+        model = (_pretrained(timm_name, **timm_kwargs) if pretrained and checkpoint is None
+                 else _create(timm_name, **timm_kwargs))
     if checkpoint is not None: load_weights(model, checkpoint)
     if name is None:  # names tell people apart; caches are keyed by the weights' digest as well
         random = not pretrained and checkpoint is None and isinstance(name_or_model, str) and base not in TINY
         name = f"{base}-{Path(checkpoint).stem}" if checkpoint is not None else f"{base}-random" if random else base
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     return Backbone(model, name, mean, std).to(device).eval()
 
 # %% ../nbs/03_features.ipynb #c770fbf9
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
 def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its interface)
                   images: Iterable,        # (H, W, 3) arrays or tensors, float in [0, 1] or uint8
                   batch_size: int = 8,     # images per forward pass
@@ -285,7 +294,7 @@ def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its 
                   norm: bool = True,       # normed last-layer tokens; False: un-normed (see `Backbone.tokens`)
                  ) -> Iterator[torch.Tensor]: # one (C, h, w) map on the CPU per image
     "Yield the dense features of each image, batching images of equal size; bf16 autocast on the GPU."
-    dev = _device(backbone)
+    dev = module_device(backbone)
     def run(batch):
         x = torch.stack([a if torch.is_tensor(a) else torch.from_numpy(np.ascontiguousarray(a)) for a in batch])
         x = x.to(dev, non_blocking=True)
@@ -327,7 +336,7 @@ def feature_path(cache_dir, backbone: nn.Module, scene_name: str) -> Path:
     return feature_folder(cache_dir, backbone) / f"{safe_name(scene_name)}.safetensors"
 
 def save_features(path, feats: dict, meta: dict) -> Path:
-    "Write `{view name: (C, h, w)}` features as fp16 safetensors with `meta` as JSON under the header key `fit3d`, atomically."
+    "Write `{view name: (C, h, w)}` features as fp16 safetensors, `meta` as JSON under the header key `fit3d`."
     data = {k: v.to(torch.float16).contiguous() for k, v in feats.items()}
     return atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata={"fit3d": json.dumps(meta)}))
 
@@ -349,7 +358,7 @@ def feature_record(backbone: nn.Module,       # a `Backbone` (or anything with i
                    scene: dict,               # the scene's identity (`fit3d.store.scene_identity`)
                   ) -> dict:                  # a `fit3d.store.provenance` record
     "What a feature file depends on: the model and its weights, the size policy, the precision and the scene."
-    dev = _device(backbone)
+    dev = module_device(backbone)
     return provenance(format=FEATURE_FORMAT, backbone=backbone.name, weights=backbone_digest(backbone),
                       patch_size=backbone.patch_size, dim=backbone.dim, mean=backbone.mean, std=backbone.std,
                       long_side=long_side, norm=norm, precision="bf16" if dev.type == "cuda" else "fp32", scene=scene)
@@ -359,7 +368,8 @@ class FeatureMaps(dict):
     def __init__(self, maps: dict, provenance: dict | None = None): super().__init__(maps); self.provenance = provenance
 
 def _extract_cached(backbone, key: str, names: list[str], sizes: dict, load: Callable, cache_dir, long_side,
-                    batch_size: int, progress: bool, overwrite: bool, norm: bool, scene: dict) -> dict[str, torch.Tensor]:
+                    batch_size: int, progress: bool, overwrite: bool, norm: bool,
+                    scene: dict) -> dict[str, torch.Tensor]:
     "Features of the views `names` (loaded by `load(name)`, sized `sizes[name]`), through the cache if one is given."
     have, old = {}, {}
     path = feature_path(cache_dir, backbone, key) if cache_dir is not None else None
@@ -385,7 +395,7 @@ def extract_scene(backbone: nn.Module,      # a `Backbone` (or anything with its
                   scene: Scene,             # the views to extract
                   cache_dir=None,           # cache folder (None: no caching)
                   views: list[int] | None = None, # view indices (None: all)
-                  long_side: int | None = None, # None: full camera resolution, as the reference; else scale the long side to this
+                  long_side: int | None = None, # scale the long side to this (None: full resolution, as the reference)
                   batch_size: int = 8,      # images per forward pass
                   progress: bool = True,    # show a tqdm progress bar
                   overwrite: bool = False,  # recompute even if cached
@@ -394,7 +404,8 @@ def extract_scene(backbone: nn.Module,      # a `Backbone` (or anything with its
     "Dense features of a scene's views, from the cache when it matches, else computed (and cached)."
     ids = list(range(len(scene))) if views is None else list(views)
     names = [scene.cameras[i].name or f"{i:05d}" for i in ids]
-    if len(set(names)) != len(names): raise SceneError(scene.root, "view names are not unique; features are keyed by view name")
+    if len(set(names)) != len(names):
+        raise SceneError(scene.root, "view names are not unique; features are keyed by view name")
     key = scene.name or (scene.root.name if scene.root else "")
     if cache_dir is not None and not key: raise SceneError(scene.root, "the scene has no name to key its feature cache")
     by_name = {c.name or f"{i:05d}": i for i, c in enumerate(scene.cameras)}
@@ -423,6 +434,41 @@ def extract_folder(backbone: nn.Module,     # a `Backbone` (or anything with its
     return _extract_cached(backbone, folder.resolve().name, list(by_name), {n: size(p) for n, p in by_name.items()},
                            load, cache_dir, long_side, batch_size, progress, overwrite, norm, ident)
 
+# %% ../nbs/03_features.ipynb #5a2d12e9
+def to_pil(x) -> Image.Image:
+    "An RGB PIL image from a path, a PIL image, an (H, W[, 3|4]) array (uint8 or floats in [0, 1]), a (3, H, W) tensor."
+    if isinstance(x, (str, Path)):
+        try: x = Image.open(x)
+        except OSError as e: raise ValueError(f"{x}: cannot read image: {e}") from e
+    if isinstance(x, Image.Image): return x.convert("RGB")
+    a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channel-first
+    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+    if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4): raise ValueError(f"expected an image (H, W, 3), got shape {a.shape}")
+    if a.dtype != np.uint8: a = (np.clip(a.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a[..., :3]))
+
+def tile(images: list,              # a row of images, or a list of rows (anything `to_pil` reads)
+         height: int | None = None, # pixel height of every image (default: the first image's)
+         gap: int = 4,              # white pixels between images and between rows
+         resample: str = "nearest", # "nearest" (keeps patches visible) or "bilinear" (photographs)
+        ) -> Image.Image:           # RGB
+    "Images side by side (and rows below each other), each resized to `height`, with white gaps."
+    rows = [list(r) for r in images] if images and isinstance(images[0], (list, tuple)) else [list(images)]
+    if not rows or not all(rows): raise ValueError("tile needs at least one image in every row")
+    ims = [[to_pil(x) for x in r] for r in rows]
+    h = height or ims[0][0].height
+    how = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}[resample]
+    fit = lambda im: im if im.height == h else im.resize((max(1, round(im.width * h / im.height)), h), how)
+    ims = [[fit(im) for im in r] for r in ims]
+    ncol = max(len(r) for r in ims)
+    colw = [max(r[c].width for r in ims if c < len(r)) for c in range(ncol)]
+    out = Image.new("RGB", (sum(colw) + gap * (ncol - 1), h * len(ims) + gap * (len(ims) - 1)), "white")
+    for i, r in enumerate(ims):
+        for c, im in enumerate(r): out.paste(im, (sum(colw[:c]) + gap * c, i * (h + gap)))
+    return out
+
 # %% ../nbs/03_features.ipynb #d02176fe
 @dataclass
 class FeaturePCA:
@@ -443,12 +489,13 @@ def fit_pca(feats: list,                 # (C, h, w) maps, all with the same C
             max_samples: int = 50_000,   # pixels used for the fit, drawn evenly from all maps
             seed: int = 0,               # subsampling seed
            ) -> FeaturePCA:
-    "Fit one 3-component PCA (fewer if C < 3) over the pixels of all `feats`, with colour ranges from their 1st-99th percentiles."
+    "Fit one 3-component PCA (fewer if C < 3) over the pixels of all `feats`; colour ranges from 1st-99th percentiles."
     from sklearn.decomposition import PCA
     rng, per_map = np.random.default_rng(seed), math.ceil(max_samples / len(feats))
     def sample(f):  # subsample each map before stacking: a whole scene's features need not fit in memory twice
         X = torch.as_tensor(f).flatten(1).T
-        return (X if len(X) <= per_map else X[torch.from_numpy(rng.choice(len(X), per_map, replace=False))]).float().numpy()
+        return (X if len(X) <= per_map
+                else X[torch.from_numpy(rng.choice(len(X), per_map, replace=False))]).float().numpy()
     X = np.concatenate([sample(f) for f in feats])
     pca = PCA(min(3, X.shape[1], len(X)), random_state=seed).fit(X)
     y = pca.transform(X)
@@ -482,15 +529,11 @@ def pca_grid(images: list,               # (H, W, 3) float RGB in [0, 1]
             ) -> Image.Image:            # rows: image | A | B
     "A small PNG-ready grid: each row shows an image and the PCA colours of its features (nearest upsampling)."
     cols = _pca_columns(feats_a, feats_b, joint)
-    tiles = []
-    for i, im in enumerate(images):
+    rows = []
+    for i, im in enumerate(images):      # the maps take their image's size, whatever the patch grid's aspect
         H, W = np.asarray(im).shape[:2]; size = (max(1, round(W * height / H)), height)
-        tiles.append([_u8(im).resize(size, Image.BILINEAR)] + [_u8(c[i], size) for c in cols])
-    w, gap = max(t[0].width for t in tiles), 4
-    grid = Image.new("RGB", ((w + gap) * len(tiles[0]) - gap, (height + gap) * len(tiles) - gap), "white")
-    for r, row in enumerate(tiles):
-        for c, t in enumerate(row): grid.paste(t, (c * (w + gap), r * (height + gap)))
-    return grid
+        rows.append([_u8(im).resize(size, Image.BILINEAR)] + [_u8(c[i], size) for c in cols])
+    return tile(rows)
 
 def plot_pca(images: list, feats_a: list, feats_b: list | None = None, # as in `pca_grid`
              joint: bool = False,        # one PCA over both models instead of one per model

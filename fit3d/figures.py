@@ -3,8 +3,9 @@
 Every stage of fit3d ends in a picture: a PCA of features next to the image, a render next to its view, the
 original model next to the fine-tuned one. This module holds what those pictures share, so that there is one way
 to make each: `tile` lays images out in rows (`fit3d.features.pca_grid`, `fit3d.lift.lift_picture` and the web
-demo's panels are all tiles), `plotly_png` turns a plotly figure into a PNG, and `check_notebooks` is the test that
-every notebook was saved with its outputs and opens as a chapter should.
+demo's panels are all tiles; it is defined in `fit3d.features`, where the first picture is drawn), `plotly_png`
+turns a plotly figure into a PNG, and `check_notebooks` is the test that every notebook was saved with its outputs
+and opens as a chapter should.
 
 **The figure format.** Notebooks are saved with their outputs, so figures must be light: PNG, tens of KB, made with
 PIL (a tile of images) or, for plots, with plotly rendered to PNG by kaleido (which drives the same headless
@@ -20,46 +21,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
+from .features import to_pil, tile   # defined where the first picture is drawn (`pca_grid`)
+
 # %% auto #0
-__all__ = ['to_pil', 'tile', 'png', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'check_notebooks']
-
-# %% ../nbs/17_figures.ipynb #5a16264d
-def to_pil(x) -> Image.Image:
-    "An RGB PIL image from a file, a PIL image, an (H, W, 3|4) or (H, W) array (uint8 or float in [0, 1]), a (3, H, W) tensor."
-    if isinstance(x, (str, Path)):
-        try: x = Image.open(x)
-        except OSError as e: raise ValueError(f"{x}: cannot read image: {e}") from e
-    if isinstance(x, Image.Image): return x.convert("RGB")
-    a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channel-first
-    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
-    if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
-    if a.ndim != 3 or a.shape[-1] not in (3, 4): raise ValueError(f"expected an image (H, W, 3), got shape {a.shape}")
-    if a.dtype != np.uint8: a = (np.clip(a.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(a[..., :3]))
-
-def tile(images: list,              # a row of images, or a list of rows (anything `to_pil` reads)
-         height: int | None = None, # pixel height of every image (default: the first image's)
-         gap: int = 4,              # white pixels between images and between rows
-         resample: str = "nearest", # "nearest" (keeps patches visible) or "bilinear" (photographs)
-        ) -> Image.Image:           # RGB
-    "Images side by side (and rows below each other), each resized to `height`, with white gaps."
-    rows = [list(r) for r in images] if images and isinstance(images[0], (list, tuple)) else [list(images)]
-    if not rows or not all(rows): raise ValueError("tile needs at least one image in every row")
-    ims = [[to_pil(x) for x in r] for r in rows]
-    h = height or ims[0][0].height
-    how = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}[resample]
-    fit = lambda im: im if im.height == h else im.resize((max(1, round(im.width * h / im.height)), h), how)
-    ims = [[fit(im) for im in r] for r in ims]
-    ncol = max(len(r) for r in ims)
-    colw = [max(r[c].width for r in ims if c < len(r)) for c in range(ncol)]
-    out = Image.new("RGB", (sum(colw) + gap * (ncol - 1), h * len(ims) + gap * (len(ims) - 1)), "white")
-    for i, r in enumerate(ims):
-        for c, im in enumerate(r): out.paste(im, (sum(colw[:c]) + gap * c, i * (h + gap)))
-    return out
+__all__ = ['png', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'check_notebooks']
 
 # %% ../nbs/17_figures.ipynb #4369fe4c
 def png(img,                        # anything `to_pil` reads
@@ -118,8 +85,9 @@ def title_problems(path) -> list[str]:
     return out
 
 def check_notebooks(folder="nbs"):
-    "Exit with a message naming each notebook in `folder` saved without outputs or without a proper title (`make test`)."
-    bad = [f"{p}: saved without outputs (run `nbdev-test --save {p}`, then `nbdev-clean`)" for p in missing_outputs(folder)]
+    "Exit with a message naming each notebook in `folder` saved without outputs or a proper title (`make test`)."
+    bad = [f"{p}: saved without outputs (run `nbdev-test --save {p}`, then `nbdev-clean`)"
+           for p in missing_outputs(folder)]
     bad += [f"{p}: {why}" for p in sorted(Path(folder).glob("*.ipynb")) for why in title_problems(p)]
     if bad: raise SystemExit("notebooks-check:\n" + "\n".join(bad))
     print(f"notebooks-check: every notebook in {folder} has its outputs, its title and an exported introduction")

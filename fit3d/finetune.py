@@ -41,17 +41,18 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
-from .formats import read_scene, toy_scene, write_nerfstudio
+from .formats import read_scene
 from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
-from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, weights_digest, scene_identity,
-                    check_provenance, save_checkpoint, load_checkpoint, check_finite)
+from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
+                         weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
+                         check_finite)
 
 # %% auto #0
 __all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
            'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
-           'toy_targets', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
-           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
-           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
+           'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer',
+           'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune',
+           'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -81,9 +82,11 @@ def read_targets_meta(path) -> dict:
         with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
     except Exception as e:
         raise ArtifactError(path, f"not a readable safetensors target cache (corrupt or truncated?): {e}") from None
-    if missing := [k for k in _META if k not in meta]: raise ArtifactError(path, f"target cache metadata lacks {missing}")
+    if missing := [k for k in _META if k not in meta]:
+        raise ArtifactError(path, f"target cache metadata lacks {missing}")
     try: rec = json.loads(meta["provenance"]) if meta.get("provenance") else None
-    except json.JSONDecodeError as e: raise ArtifactError(path, f"target cache provenance is not valid JSON: {e.msg}") from None
+    except json.JSONDecodeError as e:
+        raise ArtifactError(path, f"target cache provenance is not valid JSON: {e.msg}") from None
     m = dict(meta, provenance=rec, views=sorted(k for k in keys if not k.endswith(".mask")))
     for k in ("patch_size", "input_height", "input_width"): m[k] = int(meta[k])
     if m["input_height"] % m["patch_size"] or m["input_width"] % m["patch_size"]:
@@ -250,22 +253,35 @@ class TargetViews(torch.utils.data.Dataset):
             key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
             first = first or (key, p)
             if key != first[0]:
-                raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but {first[1]} has {first[0]}")
+                raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but "
+                                    f"{first[1]} has {first[0]}")
             if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
-            root = Path(m["scene_root"]); root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
+            root = Path(m["scene_root"])
+            root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
             s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
-            if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:  # rendered for these files?
+            # rendered for these files?
+            if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:
                 views_of = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
-                check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse", "target cache")
+                check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse",
+                                 "target cache")
             ids = {c.name: i for i, c in enumerate(s.cameras)}
-            if bad := [v for v in m["views"] if v not in ids]: raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
+            if bad := [v for v in m["views"] if v not in ids]:
+                raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
             views += [(p.stem, ids[v]) for v in m["views"]]
         return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files, mask=mask, records=records)
 
     @classmethod
-    def from_scenes(cls, scenes: list, target_fn, input_size, patch_size: int, backbone: str, mask: str = "official") -> TargetViews:
+    def from_scenes(cls,
+                    scenes: list,
+                    target_fn,
+                    input_size,
+                    patch_size: int,
+                    backbone: str,
+                    mask: str = "official",
+                   ) -> TargetViews:
         "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) alpha)`."
-        if len({s.name for s in scenes}) != len(scenes): raise ValueError("scene names must be unique: they key the views")
+        if len({s.name for s in scenes}) != len(scenes):
+            raise ValueError("scene names must be unique: they key the views")
         return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size,
                    backbone, target_fn=target_fn, mask=mask)
 
@@ -290,7 +306,8 @@ class TargetViews(torch.utils.data.Dataset):
             sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
         if len(sizes) != 1:
             raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
-        return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask, renderer=RenderedTargets(lifted, resample, scale))
+        return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask,
+                   renderer=RenderedTargets(lifted, resample, scale))
 
     def __len__(self): return len(self.views)
 
@@ -312,21 +329,26 @@ class TargetViews(torch.utils.data.Dataset):
         key, v = self.views[i]; s = self.scenes[key]
         valid = s.mask(v)
         m = torch.ones(self.grid) if valid is None else \
-            to_grid(torch.from_numpy(valid).float()[None, None], self.grid, "bilinear" if self.mask == "official" else "area")[0, 0]
+            to_grid(torch.from_numpy(valid).float()[None, None], self.grid,
+                    "bilinear" if self.mask == "official" else "area")[0, 0]
         out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
         if self.renderer is None:
             t, a = self.target(i)
             if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
-                raise SceneError(self.files.get(key, s.root), f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
-                                 f"(alpha {None if a is None else tuple(a.shape)}), expected (C, {self.grid[0]}, {self.grid[1]})")
+                raise SceneError(self.files.get(key, s.root),
+                                 f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
+                                 f"(alpha {None if a is None else tuple(a.shape)}), "
+                                 f"expected (C, {self.grid[0]}, {self.grid[1]})")
             if self.mask == "alpha" and a is not None: m = m * a.float()
             out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
         out["mask"] = m
-        if flip: out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask") else v for k, v in out.items()}
+        if flip:
+            out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask") else v
+                   for k, v in out.items()}
         return {k: v.contiguous() for k, v in out.items()}
 
     def to_device(self, batch: dict, device) -> dict:
-        "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float with NaN/Inf masked out."
+        "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float, NaN/Inf masked out."
         b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask") else v for k, v in batch.items()}
         img = b["image"].permute(0, 3, 1, 2).float().div_(255)
         if tuple(img.shape[-2:]) != self.input_size:
@@ -340,30 +362,13 @@ class TargetViews(torch.utils.data.Dataset):
     def fingerprint(self) -> str:
         "A hash of what the data is: backbone, sizes, scenes and their view names (not the target values)."
         ids = [(k, self.scenes[k].cameras[v].name) for k, v in self.views]
-        return hashlib.sha1(json.dumps([self.backbone, self.patch_size, self.input_size, ids]).encode()).hexdigest()[:16]
+        key = json.dumps([self.backbone, self.patch_size, self.input_size, ids])
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def target_keys(self) -> list:
         "What the targets were made from: [scene, key of its targets' record] (rendered: of its lifted scene)."
         if self.renderer is not None: return self.renderer.keys()
         return sorted([k, (self.records.get(k) or {}).get("key")] for k in self.scenes)
-
-# %% ../nbs/06_finetune.ipynb #1182b2ae
-def toy_targets(folder, n_scenes: int = 2, views: int = 4, dim: int = 96, patch: int = 14, grid=(2, 3), backbone="tiny",
-                seed=0) -> Path:
-    "Tiny scenes with random images and random target caches under `folder` (for tests); returns the targets folder."
-    folder, g = Path(folder), torch.Generator().manual_seed(seed)
-    digest = weights_digest(load_backbone(backbone, pretrained=False, device="cpu").model)
-    for k in range(n_scenes):
-        s = toy_scene(folder / f"scene{k}", n=views, width=grid[1] * patch + 4, height=grid[0] * patch + 2)
-        write_nerfstudio(s, folder / f"scene{k}")
-        tg = {s.cameras[i].name: torch.randn(dim, *grid, generator=g) for i in s.train}
-        ms = {n: torch.ones(grid) for n in tg}
-        first = s.cameras[s.train[0]].name; ms[first][0, 0] = 0
-        if len(s.train) > 1: tg[s.cameras[s.train[1]].name][:, -1, -1] = float("nan")
-        size = (grid[0] * patch, grid[1] * patch)
-        write_targets(folder / "targets" / f"scene{k}.safetensors", tg, backbone, patch, size, Path("..") / f"scene{k}", ms,
-                      target_record(backbone, digest, f"toy{k}", s, size, "area"))
-    return folder / "targets"
 
 # %% ../nbs/06_finetune.ipynb #43654b62
 class StepBatches(torch.utils.data.Sampler):
@@ -399,7 +404,7 @@ def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): im
                amp: torch.dtype | None = None, # autocast dtype, None = full precision
                scaler=None,            # a GradScaler for fp16
                world: int = 1,         # processes (the loss normaliser is summed over them)
-              ) -> tuple[torch.Tensor, torch.Tensor]: # (this process' loss, gradient norm before clipping), not read back
+              ) -> tuple[torch.Tensor, torch.Tensor]: # (this process' loss, gradient norm before clipping), on device
     "One AdamW step of masked L1 between the model's dense features and the targets."
     img, tgt, m = batch["image"], batch["target"], batch["mask"]
     den = m.sum() * tgt.shape[1]
@@ -412,7 +417,8 @@ def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): im
     (scaler.scale(loss) if scaler else loss).backward()
     if scaler: scaler.unscale_(opt)
     params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-    gn = torch.nn.utils.clip_grad_norm_(params, clip) if clip > 0 else torch.nn.utils.get_total_norm([p.grad for p in params])
+    gn = (torch.nn.utils.clip_grad_norm_(params, clip) if clip > 0
+          else torch.nn.utils.get_total_norm([p.grad for p in params]))
     if scaler: scaler.step(opt); scaler.update()
     else: opt.step()
     return loss.detach(), gn
@@ -434,7 +440,7 @@ class FinetuneConfig:
     clip: float = 0.1              # max gradient norm (0 = no clipping)
     warmup_steps: int = 0          # linear learning-rate warm-up (the reference has none)
     flip: float = 0.5              # probability of flipping image, target and mask horizontally
-    mask: Literal["official", "alpha"] = "official" # loss mask: the anonymisation mask, or also the rendered alpha (ours)
+    mask: Literal["official", "alpha"] = "official" # loss mask: the anonymisation mask, or with rendered alpha (ours)
     resample: Literal["bilinear", "area"] = "bilinear" # with `lifted`: renders to the grid (official: bilinear)
     render_scale: float = 1.0      # with `lifted`: render resolution relative to the images (official: 1)
     seed: int = 42                 # fixes the data order and flips (and the init of a random model)
@@ -450,16 +456,14 @@ class FinetuneConfig:
 
 # settings that change the result: a checkpoint made with other values cannot be resumed. `epochs` and `max_steps`
 # may grow: the order of an epoch depends only on (seed, epoch), so a longer run continues the shorter one exactly.
-_SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "clip", "warmup_steps", "flip", "seed", "amp",
-         "mask", "resample", "render_scale")
+_SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "clip", "warmup_steps", "flip",
+         "seed", "amp", "mask", "resample", "render_scale")
 
 # %% ../nbs/06_finetune.ipynb #c6a1f3e8
 def setup_process(device: str = "auto") -> tuple[int, int, torch.device, bool]:
     "(rank, world size, device, whether we started the process group) for this process."
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    dev = torch.device(f"cuda:{local}" if cuda else "cpu") if device in ("auto", "cuda") else torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda": torch.cuda.set_device(dev)
     own = world > 1 and not dist.is_initialized()
     if own: dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
@@ -489,10 +493,13 @@ def check_targets(data: TargetViews, backbone: str, digest: str, init: str = "")
     "Refuse targets whose record says they were made for other weights than `digest` (the model being tuned)."
     for key, rec in data.records.items():
         if rec is None:
-            print(f"{data.files.get(key, key)}: target cache records no provenance (written by an older fit3d); using it as is")
+            print(f"{data.files.get(key, key)}: target cache records no provenance (written by an older "
+                  "fit3d); using it as is")
         elif rec.get("weights") not in (None, digest) and not init:
-            raise ArtifactError(data.files.get(key, key), f"targets were made for {rec.get('backbone')} weights {rec.get('weights')}, "
-                                f"but the model being tuned is {backbone} with weights {digest}; re-render the targets or pass --init")
+            raise ArtifactError(data.files.get(key, key),
+                                f"targets were made for {rec.get('backbone')} weights {rec.get('weights')}, "
+                                f"but the model being tuned is {backbone} with weights {digest}; re-render the "
+                                "targets or pass --init")
 
 def export_weights(model: nn.Module, path, record: dict, backbone: str, step: int) -> Path:
     "Write `model`'s timm state dict to `path` (safetensors) with `record` in its metadata, atomically."
@@ -508,7 +515,8 @@ def check_base(weights,         # fine-tuned weights (`finetune`'s safetensors)
     rec = finetuned_record(weights).get("provenance") or {}
     start, now = rec.get("start_weights"), weights_digest(original)
     if start is not None and not (rec.get("settings") or {}).get("init") and start != now:
-        raise ArtifactError(weights, f"fine-tuned from weights {start}, but the original model given has weights {now}: "
+        raise ArtifactError(weights,
+                            f"fine-tuned from weights {start}, but the original model given has weights {now}: "
                                      "combine them with the model they were fine-tuned from")
 
 def finetuned_record(path) -> dict:
@@ -518,9 +526,11 @@ def finetuned_record(path) -> dict:
     try:
         with safe_open(str(path), "pt") as f: meta = dict(f.metadata() or {})
     except Exception as e:
-        raise ArtifactError(path, f"fine-tuned weights are corrupt or truncated (not a readable safetensors file: {e})") from None
+        raise ArtifactError(path, "fine-tuned weights are corrupt or truncated "
+                                  f"(not a readable safetensors file: {e})") from None
     try: meta["provenance"] = json.loads(meta["provenance"]) if meta.get("provenance") else None
-    except json.JSONDecodeError: raise ArtifactError(path, "fine-tuned weights carry a provenance that is not valid JSON") from None
+    except json.JSONDecodeError:
+        raise ArtifactError(path, "fine-tuned weights carry a provenance that is not valid JSON") from None
     return meta
 
 # %% ../nbs/06_finetune.ipynb #e164fe15
@@ -529,7 +539,7 @@ def _log(out: Path, **row):
 
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
-             callback=None,                    # called as callback(step, loss tensor) after every step, on every process
+             callback=None,                    # callback(step, loss tensor) after every step, on every process
             ) -> Path:                         # `<out>/finetuned.safetensors`, a timm state dict
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
     rank, world, device, own = setup_process(cfg.device)
@@ -545,19 +555,23 @@ def finetune(cfg: FinetuneConfig,             # the settings
         bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
         bb.train().requires_grad_(True)
         if data is None:
-            data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample, cfg.render_scale, device)
+            data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample,
+                                           cfg.render_scale, device)
         if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
-            raise SceneError(data.files.get(data.views[0][0]), f"targets are {data.dim}-d at patch size {data.patch_size}, "
+            raise SceneError(data.files.get(data.views[0][0]),
+                             f"targets are {data.dim}-d at patch size {data.patch_size}, "
                              f"but backbone {name!r} gives {bb.dim}-d at patch size {bb.patch_size}")
         start = weights_digest(bb.model); check_targets(data, name, start, cfg.init)
         record = run_record(conf, start, data)
-        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)
+        gpus = [device.index] if device.type == "cuda" else None
+        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=gpus)
         model = ddp(bb) if world > 1 else bb
         if cfg.compile: model = torch.compile(model)
         opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
         per_epoch = len(data) // cfg.batch_size
-        if per_epoch == 0: raise ValueError(f"{len(data)} training views are fewer than the batch size {cfg.batch_size}")
+        if per_epoch == 0:
+            raise ValueError(f"{len(data)} training views are fewer than the batch size {cfg.batch_size}")
         total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
         step, ck_path = 0, out / "checkpoint.pt"
         if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint")) is not None:
@@ -565,16 +579,19 @@ def finetune(cfg: FinetuneConfig,             # the settings
             if scaler and st.get("scaler"): scaler.load_state_dict(st["scaler"])
             torch.set_rng_state(st["rng"])
         if rank == 0: write_json(out / "config.json", conf | dict(provenance=record))
-        bad = torch.zeros((), dtype=torch.bool, device=device)   # any non-finite loss or gradient norm since the last read
+        # any non-finite loss or gradient norm since the last read
+        bad = torch.zeros((), dtype=torch.bool, device=device)
         def read(loss) -> float:                                  # the one host sync, every log_every steps
             v = loss.detach().clone()
             if world > 1: dist.all_reduce(v); v = v / world
             v = check_finite(v, f"fine-tuning {out} step {step}", ck_path)
-            if bad.item(): raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
+            if bad.item():
+                raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
                                                f"stopped before writing; the last good checkpoint {ck_path} is kept")
             return v
         def save(): save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=step,
-                                                  scaler=scaler.state_dict() if scaler else None, rng=torch.get_rng_state()), record)
+                                                  scaler=scaler.state_dict() if scaler else None,
+                                                  rng=torch.get_rng_state()), record)
         bar = tqdm(total=total, initial=step, disable=rank != 0 or not cfg.progress, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), step
         while step < total:
@@ -583,7 +600,8 @@ def finetune(cfg: FinetuneConfig,             # the settings
             loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
                                                  pin_memory=device.type == "cuda")
             for batch in loader:
-                for g in opt.param_groups: g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
                 loss, gn = train_step(model, data.to_device(batch, device), opt, cfg.clip, amp, scaler, world)
                 bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
                 log = step % cfg.log_every == 0 or step == total
@@ -592,7 +610,8 @@ def finetune(cfg: FinetuneConfig,             # the settings
                     v = read(loss); ips = (step - s0) * cfg.batch_size / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{v:.4f}", img_s=f"{ips:.1f}", refresh=False)
                     if rank == 0 and log:
-                        _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"], images_per_s=ips)
+                        _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"],
+                             images_per_s=ips)
                     if rank == 0 and ck: save()
                 bar.update(1)
                 if callback: callback(step, loss)
@@ -633,7 +652,7 @@ class CombinedBackbone(nn.Module):
 def load_finetuned(name: str,              # the backbone alias or timm name that was fine-tuned
                    weights,                # the fine-tuned timm state dict (`finetune`'s result)
                    combine: str = "concat",# "concat" (the reference), "add", "finetuned" or "original"
-                   pretrained: bool = True,# the original model's weights are the pretrained ones (False: random, for tests)
+                   pretrained: bool = True,# the original model's weights are pretrained (False: random, for tests)
                    device=None,            # default: "cuda" if available, else "cpu"
                   ) -> CombinedBackbone:
     "The test-time feature extractor of FiT3D: original and fine-tuned `name`, combined; eval mode, frozen."
@@ -652,14 +671,16 @@ def compare_before_after(before: nn.Module, # the original backbone
                          n: int = 4,        # at most this many views
                          height: int = 96,  # pixel height of a picture row
                          **kw,              # passed to `correspondence_recall` (n_points, depth_tol, thresholds, ...)
-                        ) -> dict:          # image (PIL rows: image | before | after), before, after (agreement or None), views
+                        ) -> dict:          # image (rows: image | before | after), before, after (or None), views
     "PCA pictures and multi-view agreement of two backbones on the views of `scene`."
     from fit3d.correspondence import correspondence_recall
     ids = list(ids if ids is not None else (scene.test or scene.train))[:n]
-    fb, fa = (dict(zip(ids, iter_features(m, (scene.image(i) for i in ids), dtype=torch.float32))) for m in (before, after))
+    fb, fa = (dict(zip(ids, iter_features(m, (scene.image(i) for i in ids), dtype=torch.float32)))
+              for m in (before, after))
     picture = pca_grid([scene.image(i) for i in ids], list(fb.values()), list(fa.values()), height=height)
     depth = all(scene.cameras[i].depth_path is not None for i in ids) and len(ids) > 1
-    agree = lambda f: {k: v for k, v in correspondence_recall(scene, f, **kw).items() if k != "pairs"} if depth else None
+    agree = (lambda f: {k: v for k, v in correspondence_recall(scene, f, **kw).items() if k != "pairs"}
+             if depth else None)
     return dict(image=picture, before=agree(fb), after=agree(fa), views=ids)
 
 # %% ../nbs/06_finetune.ipynb #e49fe77b

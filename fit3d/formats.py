@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .scene import (Camera, Scene, SceneError, check_pose, look_at, opengl_to_opencv, opencv_to_opengl, validate,
-                         scannetpp_to_colmap, colmap_to_scannetpp, IMAGE_SUFFIXES)
+from .scene import (Camera, Scene, SceneError, check_pose, opengl_to_opencv, opencv_to_opengl, validate,
+                         scannetpp_to_colmap, IMAGE_SUFFIXES)
 from .store import atomic_write, read_json, safe_name
-from PIL import Image
 
 # %% auto #0
 __all__ = ['PAPER_WIDTH', 'write_ply', 'read_ply', 'scannetpp_layout', 'paper_downscale', 'read_nerfstudio', 'write_nerfstudio',
-           'toy_scene', 'colmap_scene_name', 'read_colmap', 'write_colmap_text_fixture', 'read_scene',
-           'write_splats_ply', 'read_splats_ply']
+           'colmap_scene_name', 'read_colmap', 'read_scene', 'write_splats_ply', 'read_splats_ply']
 
 # %% ../nbs/01_formats.ipynb #d18a5f0f
 def write_ply(path, points: np.ndarray, colors: np.ndarray | None = None, **extra: np.ndarray) -> Path:
@@ -54,7 +52,8 @@ def read_ply(path) -> tuple[np.ndarray, np.ndarray | None]:
     names = v.data.dtype.names
     if not {"x", "y", "z"} <= set(names): raise SceneError(path, f"PLY vertices have no x, y, z fields (found {names})")
     pts = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
-    cols = np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.uint8) if {"red", "green", "blue"} <= set(names) else None
+    cols = (np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.uint8)
+            if {"red", "green", "blue"} <= set(names) else None)
     return pts, cols
 
 # %% ../nbs/01_formats.ipynb #338dc1e8
@@ -83,7 +82,8 @@ def _colmap_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     try: rec = pycolmap.Reconstruction(str(sparse_dir))
     except Exception as e: raise SceneError(sparse_dir, f"COLMAP model cannot be read: {e}") from e
     ps = [p for _, p in sorted(rec.points3D.items())]    # by point id: the order of points3D.txt, on every platform
-    return np.array([p.xyz for p in ps], np.float32).reshape(-1, 3), np.array([p.color for p in ps], np.uint8).reshape(-1, 3)
+    return (np.array([p.xyz for p in ps], np.float32).reshape(-1, 3),
+            np.array([p.color for p in ps], np.uint8).reshape(-1, 3))
 
 def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     "Points and colours of a lone COLMAP `points3D.txt` (FiT3D's reorganised scenes keep only this file)."
@@ -114,7 +114,7 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
                     holdout: bool | None = None, # keep `test_frames` out of training; None: yes, but not for ScanNet++
                                                  # (the official loader trains on frames and test_frames)
                     downscale: float | None = None, # None: ScanNet++ at the paper's 876x584, other scenes as they are
-                    world: str = "auto",  # "scannetpp": the toolkit's permuted world; "nerfstudio": plain OpenGL; "auto": by layout
+                    world: str = "auto",  # "scannetpp": the toolkit's permuted world; "nerfstudio": OpenGL; "auto"
                    ) -> Scene:
     "Read a nerfstudio/ScanNet++ `transforms.json` into a `Scene` with OpenCV poses (ScanNet++: in COLMAP's world)."
     path = Path(path)
@@ -125,11 +125,14 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     frames, tests = meta.get("frames"), meta.get("test_frames", [])
     for key, v in (("frames", frames), ("test_frames", tests)):
         if not isinstance(v, list):
-            raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, expected a list of frames")
+            raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, "
+                                   "expected a list of frames")
     model = meta.get("camera_model", "PINHOLE")
     dist = {k: _number(meta[k], path, k) for k in _DISTORTION if meta.get(k) is not None}
-    if model not in ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "OPENCV_FISHEYE") or any(abs(v) > 1e-9 for v in dist.values()):
-        raise SceneError(path, f"camera model {model} with lens distortion: use undistorted images and their transforms "
+    if (model not in ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "OPENCV_FISHEYE")
+            or any(abs(v) > 1e-9 for v in dist.values())):
+        raise SceneError(path,
+                         f"camera model {model} with lens distortion: use undistorted images and their transforms "
                                "(ScanNet++: transforms_undistorted.json)")
     if world not in ("auto", "scannetpp", "nerfstudio"):
         raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
@@ -137,7 +140,8 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     to_cv = scannetpp_to_colmap if sfm else opengl_to_opencv
     d = path.parent
     # ScanNet++ DSLR: dslr/nerfstudio/transforms_undistorted.json next to dslr/undistorted_images/
-    img_dirs = [Path(images_dir)] if images_dir else [d.parent / "undistorted_images", d.parent / "images", d / "images"]
+    img_dirs = ([Path(images_dir)] if images_dir
+                else [d.parent / "undistorted_images", d.parent / "images", d / "images"])
     mask_dirs = [d.parent / "undistorted_anon_masks", d.parent / "masks", d / "masks"]
     cams, train, test = [], [], []
     test_names = set(meta.get("test_filenames", []))
@@ -163,7 +167,8 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
         pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
     elif (d / "points3D.txt").exists(): pts, cols = _points3d_txt(d / "points3D.txt")   # FiT3D's reorganised scenes
     # ScanNet++ keeps the JSON in <scene>/dslr/nerfstudio/: the scene is named after <scene>, not "dslr"
-    default = (d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name) if d.name == "nerfstudio" else d.name
+    default = ((d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name)
+               if d.name == "nerfstudio" else d.name)
     scale = _number(meta.get("depth_unit_scale_factor", 1e-3), path, "depth_unit_scale_factor")
     if scale <= 0: raise SceneError(path, f"depth_unit_scale_factor is {scale}: metres per depth unit must be positive")
     scene = Scene(cams, train, test, pts, cols, name=safe_name(meta.get("scene_name", default) or "scene", path),
@@ -204,20 +209,6 @@ def write_nerfstudio(scene: Scene, path) -> Path:
     atomic_write(path, json.dumps(meta, indent=1))
     return path
 
-# %% ../nbs/01_formats.ipynb #e8b192fa
-def toy_scene(folder, n: int = 4, width: int = 32, height: int = 24) -> Scene:
-    "A tiny scene of `n` blank-ish views around the origin, written under `folder` (for tests)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0); cams = []
-    for i in range(n):
-        a = 2 * np.pi * i / n
-        p = folder / f"v{i}.png"
-        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(p)
-        cams.append(Camera(width, width, width / 2, height / 2, width, height,
-                           look_at([2 * np.cos(a), 2 * np.sin(a), 0.5], [0, 0, 0]), f"v{i}", p))
-    return Scene(cams, list(range(n - 1)), [n - 1], rng.normal(size=(100, 3)).astype(np.float32),
-                 rng.integers(0, 255, (100, 3)).astype(np.uint8), name="toy", root=folder)
-
 # %% ../nbs/01_formats.ipynb #79c7a6cd
 def colmap_scene_name(sparse_dir) -> str:
     "A COLMAP model's scene name: its project folder (`proj/sparse/0` -> proj; ScanNet++ `<id>/dslr/colmap` -> <id>)."
@@ -240,7 +231,8 @@ def read_colmap(sparse_dir,            # folder with cameras/images/points3D .tx
     try: rec = pycolmap.Reconstruction(str(sparse_dir))
     except Exception as e: raise SceneError(sparse_dir, f"COLMAP model cannot be read: {e}") from e
     if images_dir is None:
-        cands = [p / "images" for p in (sparse_dir.parent, sparse_dir.parent.parent)] + [sparse_dir.parent.parent / "undistorted_images"]
+        cands = ([p / "images" for p in (sparse_dir.parent, sparse_dir.parent.parent)]
+                 + [sparse_dir.parent.parent / "undistorted_images"])
         images_dir = next((c for c in cands if c.exists()), cands[0])
     images_dir = Path(images_dir)
     cams = []
@@ -249,50 +241,42 @@ def read_colmap(sparse_dir,            # folder with cameras/images/points3D .tx
         K = c.calibration_matrix()
         extra = [c.params[i] for i in c.extra_params_idxs()]
         if any(abs(x) > 1e-9 for x in extra):
-            raise SceneError(sparse_dir, f"camera {im.camera_id} ({c.model.name}) has lens distortion; undistort the images first (colmap image_undistorter)")
-        w2c = np.eye(4); w2c[:3] = im.cam_from_world().matrix() if callable(im.cam_from_world) else im.cam_from_world.matrix()
+            raise SceneError(sparse_dir, f"camera {im.camera_id} ({c.model.name}) has lens distortion; undistort the "
+                                         "images first (colmap image_undistorter)")
+        w2c = np.eye(4)
+        w2c[:3] = im.cam_from_world().matrix() if callable(im.cam_from_world) else im.cam_from_world.matrix()
         cams.append(Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], c.width, c.height, np.linalg.inv(w2c),
                            name=Path(im.name).stem, image_path=images_dir / im.name))
     n = len(cams)
     test = [i for i in range(n) if test_every and i % test_every == 0 and n > 1]
     pts, cols = _colmap_points(sparse_dir)
-    scene = Scene(cams, [i for i in range(n) if i not in test], test, pts, cols, name=colmap_scene_name(sparse_dir), root=sparse_dir)
+    scene = Scene(cams, [i for i in range(n) if i not in test], test, pts, cols, name=colmap_scene_name(sparse_dir),
+                  root=sparse_dir)
     return validate(scene, sparse_dir, check_files=check_files)
-
-# %% ../nbs/01_formats.ipynb #ea970d6f
-def write_colmap_text_fixture(folder, image_names=("a.png", "b.png")) -> Path:
-    "Write a tiny COLMAP text model (documented format) of a 32x24 pinhole camera, for tests."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cameras.txt").write_text("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n1 PINHOLE 32 24 30 31 16 12\n")
-    (folder / "images.txt").write_text(
-        "# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n# POINTS2D[] as (X, Y, POINT3D_ID)\n"
-        f"1 1 0 0 0 0 0 1 1 {image_names[0]}\n10 12 1\n"
-        f"2 0.7071068 0 0.7071068 0 0.5 0 1 1 {image_names[1]}\n\n")
-    (folder / "points3D.txt").write_text(
-        "# POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n"
-        "1 0.1 0.2 0.3 255 0 0 0.5 1 0\n2 -0.1 0.2 0.4 0 255 0 0.5\n")
-    return folder
 
 # %% ../nbs/01_formats.ipynb #373976d1
 def read_scene(path, **kw) -> Scene:
-    "Read a scene from a nerfstudio JSON, a ScanNet++ scene or `dslr/` folder, or a COLMAP model folder (`kw`: the reader's)."
+    "Read a scene from a nerfstudio JSON, a ScanNet++ scene or `dslr/` folder, or a COLMAP model (`kw`: the reader's)."
     path = Path(path)
     if path.suffix == ".json": return read_nerfstudio(path, **kw)
     if not path.exists(): raise SceneError(path, "scene path does not exist")
-    for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json", "dslr/nerfstudio/transforms_undistorted.json",
-                 "transforms_train.json", "transforms.json"):
+    for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json",
+                 "dslr/nerfstudio/transforms_undistorted.json", "transforms_train.json", "transforms.json"):
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
     for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
         if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
     n = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else 0
-    if n: raise SceneError(path, f"holds {n} images but no poses: run COLMAP (or nerfstudio's ns-process-data) on it first")
+    if n:
+        raise SceneError(path,
+                         f"holds {n} images but no poses: run COLMAP (or nerfstudio's ns-process-data) on it first")
     raise SceneError(path, "no transforms.json, ScanNet++ dslr/nerfstudio folder or COLMAP model found here")
 
 # %% ../nbs/01_formats.ipynb #fa7a2a16
 def write_splats_ply(path, splats: dict) -> Path:
     "Write Gaussian `splats` (gsplat trainer dict, optional `features`) to a 3DGS-layout PLY with `feat_i` fields."
     import torch
-    s = {k: (v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float32)) for k, v in splats.items()}
+    s = {k: (v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float32))
+         for k, v in splats.items()}
     n = len(s["means"])
     shN = s.get("shN", np.zeros((n, 0, 3), np.float32))
     cols = {"nx": np.zeros(n), "ny": np.zeros(n), "nz": np.zeros(n)}
@@ -313,14 +297,16 @@ def read_splats_ply(path) -> dict:
     try: v = PlyData.read(str(path))["vertex"]
     except Exception as e: raise SceneError(path, f"not a readable PLY: {e}") from e
     names = set(v.data.dtype.names)
-    need = {"x", "y", "z", "opacity", "f_dc_0", "f_dc_1", "f_dc_2"} | {f"scale_{i}" for i in range(3)} | {f"rot_{i}" for i in range(4)}
+    need = ({"x", "y", "z", "opacity", "f_dc_0", "f_dc_1", "f_dc_2"} | {f"scale_{i}" for i in range(3)}
+            | {f"rot_{i}" for i in range(4)})
     if not need <= names: raise SceneError(path, f"not a Gaussian splat PLY: missing fields {sorted(need - names)}")
     col = lambda k: np.asarray(v[k], np.float32)
     stack = lambda ks: np.stack([col(k) for k in ks], 1)
     n_rest = len([k for k in names if k.startswith("f_rest_")])
     if n_rest % 3: raise SceneError(path, f"{n_rest} f_rest fields is not a multiple of 3")
     rest = stack([f"f_rest_{i}" for i in range(n_rest)]) if n_rest else np.zeros((len(v.data), 0), np.float32)
-    out = dict(means=stack("xyz"), quats=stack([f"rot_{i}" for i in range(4)]), scales=stack([f"scale_{i}" for i in range(3)]),
+    out = dict(means=stack("xyz"), quats=stack([f"rot_{i}" for i in range(4)]),
+               scales=stack([f"scale_{i}" for i in range(3)]),
                opacities=col("opacity"), sh0=stack([f"f_dc_{i}" for i in range(3)])[:, None, :],
                shN=rest.reshape(len(rest), 3, n_rest // 3).transpose(0, 2, 1))
     n_feat = len([k for k in names if k.startswith("feat_")])

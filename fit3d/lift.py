@@ -38,15 +38,15 @@ from .formats import read_scene, write_splats_ply, read_splats_ply
 from .raster import render, splats_from_points, reset_opacities
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
-                         check_finite, CHECKPOINT_FORMAT)
+                         check_finite, resolve_device, CHECKPOINT_FORMAT)
 
 # %% auto #0
-__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
+__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'pick_device', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
            'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views', 'scene_scale', 'init_splats',
            'make_optimizers', 'make_decoder', 'make_strategy', 'step_loss', 'means_lr', 'densify', 'features_record',
-           'lift_record', 'resume_state', 'pick_device', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted',
-           'load_lifted', 'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture',
-           'plot_history', 'rank_and_world', 'lift_scenes']
+           'lift_record', 'resume_state', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted', 'load_lifted',
+           'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture', 'plot_history',
+           'rank_and_world', 'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #5b067cec
 @dataclass
@@ -141,11 +141,13 @@ def markdown_table(rows: list[dict]) -> str:
 
 # %% ../nbs/05_lift.ipynb #1491bd14
 class FeatureDecoder(nn.Module):
-    "Decode a rendered (B, D, H, W) feature map to the backbone width with one 3x3 conv without bias (kernel 0: identity)."
+    "Decode a rendered (B, D, H, W) feature map to the backbone width: one 3x3 conv without bias (kernel 0: identity)."
     def __init__(self, feature_dim: int, out_dim: int, kernel_size: int = 3):
         super().__init__()
-        if kernel_size == 0 and feature_dim != out_dim: raise ValueError("an identity decoder needs feature_dim == out_dim")
-        self.conv = nn.Conv2d(feature_dim, out_dim, kernel_size, padding=kernel_size // 2, bias=False) if kernel_size else None
+        if kernel_size == 0 and feature_dim != out_dim:
+            raise ValueError("an identity decoder needs feature_dim == out_dim")
+        self.conv = (nn.Conv2d(feature_dim, out_dim, kernel_size, padding=kernel_size // 2, bias=False)
+                     if kernel_size else None)
     def forward(self, x: torch.Tensor) -> torch.Tensor: return self.conv(x) if self.conv is not None else x
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -175,9 +177,12 @@ def load_views(scene: Scene, features: dict, ids: list[int], scale: float = 1.0,
     "Gather views `ids` of `scene` with their 2D `features` (view name -> (C, h, w)) at `scale` x image size."
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     missing = [s.cameras[i].name for i in ids if s.cameras[i].name not in features]
-    if missing: raise SceneError(scene.root, f"no 2D features for views {missing[:5]}{'...' if len(missing) > 5 else ''}: extract them first")
+    if missing:
+        raise SceneError(scene.root, "no 2D features for views "
+                                     f"{missing[:5]}{'...' if len(missing) > 5 else ''}: extract them first")
     sizes = {(s.cameras[i].width, s.cameras[i].height) for i in ids}
-    if len(sizes) > 1: raise SceneError(scene.root, f"views have different sizes {sorted(sizes)}; lifting needs one size")
+    if len(sizes) > 1:
+        raise SceneError(scene.root, f"views have different sizes {sorted(sizes)}; lifting needs one size")
     imgs = torch.stack([torch.from_numpy((s.image(i) * 255 + 0.5).astype(np.uint8)).permute(2, 0, 1) for i in ids])
     masks = [s.mask(i) for i in ids]
     if any(x is None for x in masks) and not all(x is None for x in masks):
@@ -189,7 +194,7 @@ def load_views(scene: Scene, features: dict, ids: list[int], scale: float = 1.0,
                  s.viewmats(ids).to(device), s.Ks(ids).to(device), w, h)
 
 def training_views(scene: Scene, cfg: LiftConfig) -> list[int]:
-    "The views a lift fits: every view (the official loader's `frames` + `test_frames`), or `scene.train` with `holdout`."
+    "The views a lift fits: every view (the official loader's `frames` + `test_frames`), or `scene.train` if `holdout`."
     return list(scene.train) if cfg.holdout else sorted(set(scene.train) | set(scene.test))
 
 # %% ../nbs/05_lift.ipynb #d6b5c001
@@ -258,7 +263,8 @@ def _masked(pred, target, m, mode: str):
 def step_loss(splats, decoder: FeatureDecoder, views: Views, idx: torch.Tensor, cfg: LiftConfig, sh_degree: int):
     "Render views `idx`: (total loss, {'colour', 'feature'} detached, gsplat info) for one optimisation step."
     out = render(splats, views.viewmats[idx], views.Ks[idx], views.width, views.height, sh_degree=sh_degree,
-                 features=True, backend=cfg.backend, near=cfg.near_plane, feature_grad_geometry=cfg.feature_grad_geometry)
+                 features=True, backend=cfg.backend, near=cfg.near_plane,
+                 feature_grad_geometry=cfg.feature_grad_geometry)
     rgb = out.rgb.permute(0, 3, 1, 2)                         # (B, 3, H, W)
     gt = views.images[idx].float() / 255
     feats = decoder(out.features.permute(0, 3, 1, 2))          # (B, C, H, W)
@@ -317,7 +323,7 @@ def _set_rng_state(rng: dict, device):
 
 def resume_state(path,               # the checkpoint (may not exist)
                  record: dict,       # the lift's provenance record now
-                 on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint of other inputs: error, or start over
+                 on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint of other inputs: error, restart
                  device="cpu") -> dict | None:
     "The checkpoint's state if it exists and matches `record`; None to start from scratch; else `ArtifactError`."
     path = Path(path)
@@ -339,11 +345,7 @@ def _view_batch(step: int, n_views: int, batch: int, seed: int) -> torch.Tensor:
         out.append(perm[pos])
     return torch.stack(out)
 
-def pick_device(device=None) -> torch.device:
-    "The given device, or CUDA (this process' local rank under torchrun) if there is one, else the CPU."
-    if device not in (None, "auto"): return torch.device(device)
-    if torch.cuda.is_available(): return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
+pick_device = resolve_device  # the name `fit3d.cli` imports; one resolver: `fit3d.store.resolve_device`
 
 @dataclass
 class Trainer:
@@ -359,7 +361,8 @@ class Trainer:
 def train_step(t: Trainer, views: Views, step: int, cfg: LiftConfig, where: str = "lift", kept=None) -> dict:
     "One optimisation step; returns the loss parts (tensors). Raises `NonFiniteLoss` before touching anything."
     idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(views.images.device)
-    loss, parts, info = step_loss(t.splats, t.decoder, views, idx, cfg, min(step // cfg.sh_degree_interval, cfg.sh_degree))
+    loss, parts, info = step_loss(t.splats, t.decoder, views, idx, cfg,
+                                  min(step // cfg.sh_degree_interval, cfg.sh_degree))
     check_finite(loss, f"{where} step {step}", kept)
     if t.strategy is not None: t.strategy.step_pre_backward(t.splats, t.optimizers, t.state, step, info)
     loss.backward()
@@ -389,9 +392,10 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
          on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint made from other inputs
         ) -> Lifted:
     "Fit feature Gaussians to the training views of `scene` and their 2D `features`."
-    cfg, device = cfg or LiftConfig(), pick_device(device)
+    cfg, device = cfg or LiftConfig(), resolve_device(device)
     if device.type != "cuda" and cfg.backend == "gsplat": raise ValueError("backend 'gsplat' needs CUDA tensors")
-    if cfg.decoder not in ("conv3x3", "none"): raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'conv3x3' or 'none'")
+    if cfg.decoder not in ("conv3x3", "none"):
+        raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'conv3x3' or 'none'")
     train = training_views(scene, cfg)
     if not train: raise SceneError(scene.root, "scene has no training views")
     record = record or lift_record(scene, cfg, features)
@@ -410,8 +414,11 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
         for k, v in ck["splats"].items(): splats[k] = nn.Parameter(v)
         t.optimizers = make_optimizers(splats, cfg, scale)
         for k, o in t.optimizers.items(): o.load_state_dict(ck["optimizers"][k])
-        decoder.load_state_dict(ck["decoder"]); dec_opt.load_state_dict(ck["dec_opt"]); _set_rng_state(ck["rng"], device)
-        t.state, start, history, evals, before = ck["strategy_state"], ck["step"], ck["history"], ck["evals"], ck["seconds"]
+        decoder.load_state_dict(ck["decoder"])
+        dec_opt.load_state_dict(ck["dec_opt"])
+        _set_rng_state(ck["rng"], device)
+        t.state, start, history, evals, before = (ck["strategy_state"], ck["step"], ck["history"], ck["evals"],
+                                                  ck["seconds"])
     end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
     t0, t_eval = time.perf_counter(), 0.0
@@ -431,8 +438,9 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
             t_eval += time.perf_counter() - te
             evals.append(dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
             e = evals[-1]
-            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, PSNR {e['psnr']:.2f}, "
-                       f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
+            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, "
+                       f"PSNR {e['psnr']:.2f}, feature cosine {e['feature_cosine']:.4f}, "
+                       f"feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             save_checkpoint(ckpt, dict(step=step + 1, splats={k: v.detach() for k, v in splats.items()},
                                        decoder=decoder.state_dict(), dec_opt=dec_opt.state_dict(),
@@ -441,9 +449,9 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
                                        seconds=spent()), record)
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), provenance=record, scene=str(Path(scene.root).resolve()) if scene.root else None,
-                scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(), resumed_from=start,
-                steps=end, evals=evals, n_gaussians=len(splats["means"]), backbone_dim=views.features.shape[1],
-                history=history)
+                scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(),
+                resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
+                backbone_dim=views.features.shape[1], history=history)
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #76d4132e
@@ -462,7 +470,8 @@ def save_lifted(lifted: Lifted, out_dir) -> Path:
 def load_lifted(folder, device="cpu") -> Lifted:
     "Read a lifted scene written by `save_lifted`; errors name the file and the problem."
     folder = Path(folder)
-    if not (folder / "lift.json").exists(): raise SceneError(folder, "not a lifted scene (no lift.json): lifting unfinished or wrong folder")
+    if not (folder / "lift.json").exists():
+        raise SceneError(folder, "not a lifted scene (no lift.json): lifting unfinished or wrong folder")
     meta = read_json(folder / "lift.json", "lift.json")
     if not isinstance(meta, dict):
         raise ArtifactError(folder / "lift.json", f"lift.json holds a {type(meta).__name__}, not a record")
@@ -470,15 +479,24 @@ def load_lifted(folder, device="cpu") -> Lifted:
     d = load_torch(folder / "decoder.pt", "decoder", device)
     if not isinstance(d, dict) or not {"weight", "feature_dim", "out_dim"} <= set(d):
         raise ArtifactError(folder / "decoder.pt", "not a fit3d decoder (expected weight, feature_dim, out_dim)")
-    decoder = FeatureDecoder(d["feature_dim"], d["out_dim"], 0 if d["weight"] is None else d["weight"].shape[-1]).to(device)
+    decoder = FeatureDecoder(d["feature_dim"], d["out_dim"],
+                             0 if d["weight"] is None else d["weight"].shape[-1]).to(device)
     if d["weight"] is not None: decoder.conv.weight.data.copy_(d["weight"])
     return Lifted(splats, decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #c8562540
 @torch.no_grad()
-def render_features(lifted: Lifted, scene: Scene, ids, scale: float = 1.0, size=None, device=None, sh_degree=None, backend="auto"):
-    "Render views `ids`: rgb (V,3,H,W), decoded features (V,C,h,w) resized to `size` (default: render size), depth, alpha (V,1,H,W)."
-    device = pick_device(device)
+def render_features(lifted: Lifted,
+                    scene: Scene,
+                    ids,
+                    scale: float = 1.0,
+                    size=None,
+                    device=None,
+                    sh_degree=None,
+                    backend="auto",
+                   ):
+    "Render views `ids`: rgb (V,3,H,W), decoded features (V,C,h,w) at `size` (default: as rendered), depth, alpha."
+    device = resolve_device(device)
     s = scene.downscaled(1 / scale) if scale != 1 else scene
     splats = {k: v.to(device) for k, v in lifted.splats.items()}
     dec, near = lifted.decoder.to(device), (lifted.meta.get("config") or {}).get("near_plane", 0.01)
@@ -495,13 +513,21 @@ def render_features(lifted: Lifted, scene: Scene, ids, scale: float = 1.0, size=
     return cat(rgbs), cat(feats), cat(depths), cat(alphas)
 
 # %% ../nbs/05_lift.ipynb #3afea568
-def multiview_agreement(lifted: Lifted, scene: Scene, features: dict, ids=None, k: int = 2, scale: float = 1.0, device=None) -> dict:
-    "Feature cosine at true correspondences between each view of `ids` and its `k` nearest training views: rendered vs 2D."
+def multiview_agreement(lifted: Lifted,
+                        scene: Scene,
+                        features: dict,
+                        ids=None,
+                        k: int = 2,
+                        scale: float = 1.0,
+                        device=None,
+                       ) -> dict:
+    "Feature cosine at true correspondences of each view of `ids` and its `k` nearest training views: rendered vs 2D."
     from fit3d.correspondence import correspondence_recall
     ids = scene.test if ids is None else ids
     if not ids or not scene.train or scene.cameras[ids[0]].depth_path is None: return {}
     centers = np.stack([c.center for c in scene.cameras])
-    pairs = [(i, j) for i in ids for j in sorted(scene.train, key=lambda j: np.linalg.norm(centers[j] - centers[i]))[:k]]
+    pairs = [(i, j) for i in ids
+             for j in sorted(scene.train, key=lambda j: np.linalg.norm(centers[j] - centers[i]))[:k]]
     views = sorted({v for p in pairs for v in p})
     grid = lambda v: tuple(torch.as_tensor(features[scene.cameras[v].name]).shape[-2:])
     rendered = {v: render_features(lifted, scene, [v], scale=scale, size=grid(v), device=device)[1][0] for v in views}
@@ -512,8 +538,10 @@ def multiview_agreement(lifted: Lifted, scene: Scene, features: dict, ids=None, 
 
 def evaluate(lifted: Lifted, scene: Scene, features: dict, ids=None, scale: float = 1.0, device=None,
              multiview: bool = False) -> dict:
-    "PSNR and feature fidelity (cosine, L1 at the patch grid) on views `ids` (default: held out); `multiview`: also `multiview_agreement`."
-    if multiview: return evaluate(lifted, scene, features, ids, scale, device) | multiview_agreement(lifted, scene, features, ids, scale=scale, device=device)
+    "PSNR and feature fidelity (cosine, L1 on the patch grid) on `ids` (default: held out); `multiview`: + agreement."
+    if multiview:
+        return (evaluate(lifted, scene, features, ids, scale, device)
+                | multiview_agreement(lifted, scene, features, ids, scale=scale, device=device))
     ids = scene.test if ids is None else ids
     if not ids: return {}
     s = scene.downscaled(1 / scale) if scale != 1 else scene
@@ -525,7 +553,8 @@ def evaluate(lifted: Lifted, scene: Scene, features: dict, ids=None, scale: floa
         psnr.append(-10 * torch.log10(((rgb[0].clamp(0, 1) - gt) ** 2).mean()).item())
         cos.append(F.cosine_similarity(f[0], target, dim=0).mean().item())
         l1.append((f[0] - target).abs().mean().item())
-    return dict(psnr=float(np.mean(psnr)), feature_cosine=float(np.mean(cos)), feature_l1=float(np.mean(l1)), n_views=len(ids))
+    return dict(psnr=float(np.mean(psnr)), feature_cosine=float(np.mean(cos)), feature_l1=float(np.mean(l1)),
+                n_views=len(ids))
 
 # %% ../nbs/05_lift.ipynb #08144e03
 def write_targets_for(lifted: Lifted,     # the lifted scene
@@ -561,18 +590,15 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
 def lift_picture(lifted: Lifted, scene: Scene, features: dict, i: int | None = None, height: int = 120, device=None):
     "PIL image: view `i` (default: the first test view) | render | 2D feature PCA | rendered feature PCA."
     from PIL import Image
-    from fit3d.features import fit_pca
+    from fit3d.features import fit_pca, tile
     i = (scene.test or scene.train)[0] if i is None else i
     f2d = torch.as_tensor(features[scene.cameras[i].name]).float()
     rgb, fr, _, _ = render_features(lifted, scene, [i], size=f2d.shape[-2:], device=device)
     pca = fit_pca([f2d, fr[0]])
-    tiles = [scene.image(i), rgb[0].permute(1, 2, 0).clamp(0, 1).numpy(), pca(f2d), pca(fr[0])]
-    H, W = tiles[0].shape[:2]; size = (round(W * height / H), height)
-    ims = [Image.fromarray((np.clip(t, 0, 1) * 255).astype(np.uint8)).resize(size, Image.NEAREST if k >= 2 else Image.BILINEAR)
-           for k, t in enumerate(tiles)]
-    grid = Image.new("RGB", (len(ims) * (size[0] + 4) - 4, height), "white")
-    for k, im in enumerate(ims): grid.paste(im, (k * (size[0] + 4), 0))
-    return grid
+    panels = [scene.image(i), rgb[0].permute(1, 2, 0).clamp(0, 1).numpy(), pca(f2d), pca(fr[0])]
+    H, W = panels[0].shape[:2]; size = (round(W * height / H), height)   # the feature maps take the image's size
+    u8 = lambda a: Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8))
+    return tile([u8(p).resize(size, Image.NEAREST if k >= 2 else Image.BILINEAR) for k, p in enumerate(panels)])
 
 def plot_history(history: list,          # `lifted.meta["history"]`
                  title: str = "",        # drawn above the panels
@@ -624,7 +650,8 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
     scenes = {p: read_scene(p, check_files=False) for p in scene_paths}  # cameras only: names for every rank
     names = [s.name for s in scenes.values()]
     if len(set(names)) != len(names):
-        raise SceneError(out_root, f"scene names collide ({sorted(n for n in set(names) if names.count(n) > 1)}): each scene needs its own output folder")
+        raise SceneError(out_root, f"scene names collide ({sorted(n for n in set(names) if names.count(n) > 1)}): each "
+                                   "scene needs its own output folder")
     done = []
     for p in list(scene_paths)[rank::world]:
         scene = scenes[p]

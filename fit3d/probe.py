@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .store import check_finite
+from .store import check_finite, module_device, resolve_device
 
 # %% auto #0
 __all__ = ['ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead', 'seg_loss', 'sig_loss',
@@ -65,7 +65,7 @@ class ProbeConfig:
     grad_clip: float | None = None  # clip the gradient norm at this value; None = no clipping
     batchnorm: bool = True          # BatchNorm before the 1x1 conv (DINOv2's linear head)
     flip: bool = True               # random horizontal flip of features and targets together
-    avg_non_ignore: bool = False    # seg CE over labelled pixels only; False: over all pixels (mmseg 0.27, the reference)
+    avg_non_ignore: bool = False    # seg CE over labelled pixels only; False: all pixels (mmseg 0.27, the reference)
     onecycle_momentum: bool = False # cycle AdamW's beta1 0.95 -> 0.85 -> 0.95 (mmcv's OneCycle momentum, pct 0.3)
     seed: int = 0                   # seeds the head's initialisation, the batch order and the flips
     amp: bool = True                # bf16 autocast on CUDA (ignored on the CPU)
@@ -89,7 +89,7 @@ class DepthProbeConfig(ProbeConfig):
     min_depth: float = 1e-3         # metres
     max_depth: float = 10.0         # metres (NYU/ScanNet 10, ScanNet++ 20, KITTI 80)
     upsample: int = 4               # features are bilinearly upsampled by this before the head
-    grad_loss: float = 0.0          # weight of a working gradient loss (the reference's 0.5 x GradientLoss is 0 in effect)
+    grad_loss: float = 0.0          # weight of a working gradient loss (the reference's 0.5 x GradientLoss is 0)
     onecycle_momentum: bool = True  # the reference's momentum_config = dict(policy="OneCycle")
     sig_warmup: int = 100           # first steps of SigLoss use only its mean term
 
@@ -134,7 +134,8 @@ class DepthHead(nn.Module):
     def __init__(self, channels: int, n_bins: int = 256, min_depth: float = 1e-3, max_depth: float = 10.0,
                  mode: str = "bins", norm: str = "linear", batchnorm: bool = False, upsample: int = 4):
         super().__init__()
-        if mode not in ("bins", "regression"): raise ValueError(f"depth head mode is {mode!r}; expected 'bins' or 'regression'")
+        if mode not in ("bins", "regression"):
+            raise ValueError(f"depth head mode is {mode!r}; expected 'bins' or 'regression'")
         if norm not in ("linear", "softmax"): raise ValueError(f"bins_norm is {norm!r}; expected 'linear' or 'softmax'")
         self.mode, self.norm, self.upsample = mode, norm, upsample
         self.min_depth, self.max_depth = min_depth, max_depth
@@ -155,7 +156,9 @@ class DepthHead(nn.Module):
 def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[torch.Tensor]:
     "Run `head` on `(C, h, w)` maps of any sizes as one batch and resize each output bilinearly to its target size."
     up = getattr(head, "upsample", 1)
-    if up > 1: feats = [F.interpolate(f[None], size=(f.shape[-2] * up, f.shape[-1] * up), mode="bilinear", align_corners=False)[0] for f in feats]
+    if up > 1:
+        feats = [F.interpolate(f[None], size=(f.shape[-2] * up, f.shape[-1] * up), mode="bilinear",
+                               align_corners=False)[0] for f in feats]
     shapes = [tuple(f.shape[-2:]) for f in feats]
     if len(set(shapes)) == 1: outs = list(head(torch.stack(feats)))
     else:
@@ -164,7 +167,8 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
     sizes = [tuple(s) for s in sizes]
     if len(set(sizes)) == 1 and len(set(shapes)) == 1:
         return list(F.interpolate(torch.stack(outs).float(), size=sizes[0], mode="bilinear", align_corners=False))
-    return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0] for o, s in zip(outs, sizes)]
+    return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0]
+            for o, s in zip(outs, sizes)]
 
 # %% ../nbs/07_probe.ipynb #b4ab026a
 def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
@@ -253,10 +257,14 @@ def eval_crop(height: int, width: int,  # size of the ground-truth map
     "The standard evaluation crop as a mask."
     if crop is None: return None
     m = torch.zeros(height, width, dtype=torch.bool)
-    if crop == "garg": m[int(0.40810811 * height):int(0.99189189 * height), int(0.03594771 * width):int(0.96405229 * width)] = True
-    elif crop == "eigen_kitti": m[int(0.3324324 * height):int(0.91351351 * height), int(0.0359477 * width):int(0.96405229 * width)] = True
-    elif crop == "eigen_nyu": m[round(45 / 480 * height):round(471 / 480 * height), round(41 / 640 * width):round(601 / 640 * width)] = True
-    else: raise ValueError(f"unknown depth evaluation crop {crop!r}; expected None, 'garg', 'eigen_kitti' or 'eigen_nyu'")
+    if crop == "garg":
+        m[int(0.40810811 * height):int(0.99189189 * height), int(0.03594771 * width):int(0.96405229 * width)] = True
+    elif crop == "eigen_kitti":
+        m[int(0.3324324 * height):int(0.91351351 * height), int(0.0359477 * width):int(0.96405229 * width)] = True
+    elif crop == "eigen_nyu":
+        m[round(45 / 480 * height):round(471 / 480 * height), round(41 / 640 * width):round(601 / 640 * width)] = True
+    else:
+        raise ValueError(f"unknown depth evaluation crop {crop!r}; expected None, 'garg', 'eigen_kitti' or 'eigen_nyu'")
     return m
 
 # %% ../nbs/07_probe.ipynb #0432b35a
@@ -265,17 +273,14 @@ def _as_list(x) -> list[torch.Tensor]:
     if isinstance(x, (torch.Tensor, np.ndarray)): return list(torch.as_tensor(x))
     return [torch.as_tensor(a) for a in x]
 
-def _device(cfg: ProbeConfig) -> torch.device:
-    if cfg.device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
 def _check_pairs(feats: list, targets: list, what: str):
     if len(feats) != len(targets): raise ValueError(f"{len(feats)} feature maps but {len(targets)} {what}")
     if not feats: raise ValueError("no training samples")
     for i, (f, t) in enumerate(zip(feats, targets)):
         if f.ndim != 3: raise ValueError(f"feature map {i} has shape {tuple(f.shape)}; expected (C, h, w)")
         if t.ndim != 2: raise ValueError(f"{what} {i} has shape {tuple(t.shape)}; expected (H, W)")
-        if f.shape[0] != feats[0].shape[0]: raise ValueError(f"feature map {i} has {f.shape[0]} channels, map 0 has {feats[0].shape[0]}")
+        if f.shape[0] != feats[0].shape[0]:
+            raise ValueError(f"feature map {i} has {f.shape[0]} channels, map 0 has {feats[0].shape[0]}")
 
 def fit_heads(heads: dict,           # name -> head; trained side by side on the same batches
               batches: Callable,     # (step, generator, device) -> ({name: [(C, h, w) maps]}, [targets])
@@ -284,10 +289,11 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
               desc: str = "probe",   # progress label, and where a non-finite loss is reported
              ) -> dict:              # the heads, trained, in eval mode, each with `.losses` [(step, loss)]
     "Train heads with AdamW, the warm-up schedule (and OneCycle momentum), bf16 autocast; stop on a non-finite loss."
-    dev = _device(cfg); amp = cfg.amp and dev.type == "cuda"
+    dev = resolve_device(cfg.device); amp = cfg.amp and dev.type == "cuda"
     g = torch.Generator().manual_seed(cfg.seed)
     b1 = momentum_at(0, cfg) if cfg.onecycle_momentum else 0.9
-    opts = {k: torch.optim.AdamW(h.to(dev).train().parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(b1, 0.999))
+    opts = {k: torch.optim.AdamW(h.to(dev).train().parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 betas=(b1, 0.999))
             for k, h in heads.items()}
     scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg)) for k, o in opts.items()}
     losses = {k: [] for k in heads}
@@ -311,9 +317,10 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
 
 def _cached_batches(feats: list | dict, targets: list, cfg: ProbeConfig, feats_flipped: list | dict | None = None,
                     name: str = "probe") -> Callable:
-    "Batches of cached (feature map, target) pairs: shuffled epochs, a random flip per sample (features of flipped images if given)."
+    "Batches of cached (features, target) pairs: shuffled epochs, a random flip per sample (flipped images if cached)."
     if isinstance(feats, dict):  # several heads' inputs (rows of a table), one batch order
-        rows = {k: _cached_batches(v, targets, cfg, None if feats_flipped is None else feats_flipped[k], k) for k, v in feats.items()}
+        rows = {k: _cached_batches(v, targets, cfg, None if feats_flipped is None else feats_flipped[k], k)
+                for k, v in feats.items()}
         def batches(step, g, dev):
             s = g.get_state(); out, ts = {}, None
             for k, b in rows.items():
@@ -322,7 +329,8 @@ def _cached_batches(feats: list | dict, targets: list, cfg: ProbeConfig, feats_f
         return batches
     state = dict(order=torch.empty(0, dtype=torch.long))
     def batches(step, g, dev):
-        while len(state["order"]) < cfg.batch_size: state["order"] = torch.cat([state["order"], torch.randperm(len(feats), generator=g)])
+        while len(state["order"]) < cfg.batch_size:
+            state["order"] = torch.cat([state["order"], torch.randperm(len(feats), generator=g)])
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
         flips = (torch.rand(len(idx), generator=g) < 0.5).tolist() if cfg.flip else [False] * len(idx)
         fs, ts = [], []
@@ -347,10 +355,12 @@ def depth_loss_fn(cfg: DepthProbeConfig) -> Callable:
     "The depth loss `(outputs, depths, step) -> loss`: SigLoss (mean term only at first) + `grad_loss` x gradient loss."
     def loss(outs, gts, step):
         gts = [t.float() for t in gts]
-        l = sig_loss(torch.cat([o.flatten() for o in outs]), torch.cat([t.flatten() for t in gts]), warmup=step < cfg.sig_warmup)
+        l = sig_loss(torch.cat([o.flatten() for o in outs]), torch.cat([t.flatten() for t in gts]),
+                     warmup=step < cfg.sig_warmup)
         if cfg.grad_loss:
             same = len({t.shape for t in gts}) == 1
-            gl = gradient_loss(torch.stack(outs)[:, 0], torch.stack(gts)) if same else sum(gradient_loss(o[0], t) for o, t in zip(outs, gts)) / len(outs)
+            gl = (gradient_loss(torch.stack(outs)[:, 0], torch.stack(gts)) if same
+                  else sum(gradient_loss(o[0], t) for o, t in zip(outs, gts)) / len(outs))
             l = l + cfg.grad_loss * gl
         return l
     return loss
@@ -363,10 +373,12 @@ def train_seg_probe(train_feats,          # (N, C, h, w) tensor or list of (C, h
                    ) -> SegHead:
     "Train a linear segmentation head on frozen features."
     cfg = cfg or ProbeConfig()
-    feats, labels = _as_list(train_feats), _as_list(train_labels)   # labels stay in their (small) dtype until a batch needs them
+    # labels stay in their (small) dtype until a batch needs them
+    feats, labels = _as_list(train_feats), _as_list(train_labels)
     _check_pairs(feats, labels, "label maps")
     lo, hi = min(int(l.min()) for l in labels), max(int(l.max()) for l in labels)
-    if lo < -1 or hi >= n_classes: raise ValueError(f"labels span {lo}..{hi}; expected -1 (ignore) or 0..{n_classes - 1}")
+    if lo < -1 or hi >= n_classes:
+        raise ValueError(f"labels span {lo}..{hi}; expected -1 (ignore) or 0..{n_classes - 1}")
     torch.manual_seed(cfg.seed)
     head = SegHead(feats[0].shape[0], n_classes, cfg.batchnorm)
     flipped = _as_list(train_feats_flipped) if train_feats_flipped is not None else None
@@ -379,11 +391,13 @@ def train_depth_probe(train_feats,        # (N, C, h, w) tensor or list of (C, h
                      ) -> DepthHead:
     "Train a linear depth head (bins or regression) on frozen features with SigLoss (+ the optional gradient loss)."
     cfg = cfg or DepthProbeConfig()
-    if not isinstance(cfg, DepthProbeConfig): raise TypeError(f"train_depth_probe needs a DepthProbeConfig, got {type(cfg).__name__}")
+    if not isinstance(cfg, DepthProbeConfig):
+        raise TypeError(f"train_depth_probe needs a DepthProbeConfig, got {type(cfg).__name__}")
     feats, depths = _as_list(train_feats), _as_list(train_depths)
     _check_pairs(feats, depths, "depth maps")
     torch.manual_seed(cfg.seed)
-    head = DepthHead(feats[0].shape[0], cfg.n_bins, cfg.min_depth, cfg.max_depth, cfg.head, cfg.bins_norm, cfg.batchnorm, cfg.upsample)
+    head = DepthHead(feats[0].shape[0], cfg.n_bins, cfg.min_depth, cfg.max_depth, cfg.head, cfg.bins_norm,
+                     cfg.batchnorm, cfg.upsample)
     flipped = _as_list(train_feats_flipped) if train_feats_flipped is not None else None
     return _fit(head, feats, depths, depth_loss_fn(cfg), cfg, flipped, "depth probe")
 
@@ -392,7 +406,7 @@ def train_depth_probe(train_feats,        # (N, C, h, w) tensor or list of (C, h
 def _predict(head: nn.Module, feats: list, sizes: list, batch_size: int = 16, flip_tta: bool = False,
              feats_flipped: list | None = None, amp: bool = True):
     "Yield the head's outputs at `sizes`, `batch_size` maps at a time."
-    dev = next(head.parameters()).device
+    dev = module_device(head)
     head.eval()
     for i in range(0, len(feats), batch_size):
         fs = [f.to(dev, torch.float32) for f in feats[i:i + batch_size]]
@@ -400,7 +414,8 @@ def _predict(head: nn.Module, feats: list, sizes: list, batch_size: int = 16, fl
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
             outs = _forward(head, fs, sz)
             if flip_tta:
-                ff = [f.to(dev, torch.float32) for f in feats_flipped[i:i + batch_size]] if feats_flipped is not None else [f.flip(-1) for f in fs]
+                ff = ([f.to(dev, torch.float32) for f in feats_flipped[i:i + batch_size]] if feats_flipped is not None
+                      else [f.flip(-1) for f in fs])
                 outs = [(o + r.flip(-1)) / 2 for o, r in zip(outs, _forward(head, ff, sz))]
         yield from outs
 
@@ -442,7 +457,8 @@ def eval_depth_probe(head: DepthHead,        # a trained depth head
             v = (gt > lo) & (gt < hi) & (m if m is not None else True)
             if v.any(): p = p * gt[v].median() / p[v].median()
         rows.append(depth_metrics(p, gt, lo, hi, m))
-    res = {k: float(np.nanmean([r[k] for r in rows])) if any(not math.isnan(r[k]) for r in rows) else math.nan for k in rows[0]}
+    res = {k: float(np.nanmean([r[k] for r in rows])) if any(not math.isnan(r[k]) for r in rows) else math.nan
+           for k in rows[0]}
     return {**res, "n_images": sum(not math.isnan(r["rmse"]) for r in rows)}
 
 # %% ../nbs/07_probe.ipynb #ff2f66ed
@@ -450,8 +466,10 @@ def toy_seg_data(n: int = 24, n_classes: int = 4, channels: int = 8, grid: int =
                  noise: float = 0.1, seed: int = 0):
     "Features that are a noisy one-hot code of per-cell labels: (N, C, grid, grid) features, (N, H, W) labels."
     g = torch.Generator().manual_seed(seed)
-    lab = torch.randint(0, n_classes, (n, grid // 2, grid // 2), generator=g).repeat_interleave(2, 1).repeat_interleave(2, 2)
-    feats = F.one_hot(lab, channels).permute(0, 3, 1, 2).float() + noise * torch.randn(n, channels, grid, grid, generator=g)
+    lab = torch.randint(0, n_classes, (n, grid // 2, grid // 2), generator=g)
+    lab = lab.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    feats = (F.one_hot(lab, channels).permute(0, 3, 1, 2).float()
+             + noise * torch.randn(n, channels, grid, grid, generator=g))
     labels = lab.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
     labels[:, :, :2] = -1  # an ignored strip
     return feats, labels
@@ -464,7 +482,8 @@ def toy_depth_data(n: int = 24, channels: int = 6, grid: int = 8, cell: int = 4,
     a = 2 + 5 * torch.rand(n, 1, 1, generator=g)                # mean depth 2..7 m
     b, c = 3 * (torch.rand(2, n, 1, 1, generator=g) - 0.5)      # tilt
     d = (a + b * x + c * y).clamp(0.5, 9.5)                     # (N, grid, grid) metres
-    feats = torch.cat([d[:, None] / 10, torch.ones(n, 1, grid, grid), noise * torch.randn(n, channels - 2, grid, grid, generator=g)], 1)
+    feats = torch.cat([d[:, None] / 10, torch.ones(n, 1, grid, grid),
+                       noise * torch.randn(n, channels - 2, grid, grid, generator=g)], 1)
     depth = F.interpolate(d[:, None], scale_factor=cell, mode="bilinear", align_corners=False)[:, 0]
     depth[:, :1] = 0  # an unknown row
     return feats, depth
@@ -490,11 +509,14 @@ def cache_features(extract_fn: Callable,     # image (H, W, 3) float [0, 1] -> (
         for k in keys:
             if s.get(k) is None: raise ValueError(f"sample {j} ({s.get('name', '?')}) has no {k!r}")
             t = torch.as_tensor(np.asarray(s[k]))
-            if k == "labels" and int(t.max()) < 2 ** 15: t = t.to(torch.int16)  # 4x less memory than int64 (ADE20k: ~14 GB)
+            if k == "labels" and int(t.max()) < 2 ** 15:
+                t = t.to(torch.int16)  # 4x less memory than int64 (ADE20k: ~14 GB)
             out[k].append(t)
         with torch.no_grad():
             out["feats"].append(torch.as_tensor(extract_fn(s["image"])).detach().to("cpu", dtype))
-            if flip: out["feats_flipped"].append(torch.as_tensor(extract_fn(np.ascontiguousarray(s["image"][:, ::-1]))).detach().to("cpu", dtype))
+            if flip:
+                flipped = np.ascontiguousarray(s["image"][:, ::-1])
+                out["feats_flipped"].append(torch.as_tensor(extract_fn(flipped)).detach().to("cpu", dtype))
     return out
 
 def probe_segmentation(extract_fn: Callable,        # image -> (C, h, w) features

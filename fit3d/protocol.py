@@ -35,13 +35,14 @@ from tqdm.auto import tqdm
 
 from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _cached_batches, _forward,
                          seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
-from .store import check_provenance, provenance, read_json, write_json
+from .store import check_provenance, module_device, provenance, read_json, write_json
 
 # %% auto #0
-__all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'FeatureSets', 'SegAugment', 'keep_ratio_size', 'rgb_to_hsv',
-           'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows', 'slide_predict', 'DepthAugment',
-           'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta', 'run_probes', 'toy_probe_samples',
-           'results_table', 'probe_record', 'save_results', 'load_results']
+__all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'ROW_NAMES', 'COLUMNS', 'FeatureSets', 'SegAugment',
+           'keep_ratio_size', 'rgb_to_hsv', 'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows',
+           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta',
+           'run_probes', 'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'probe_record',
+           'save_results', 'load_results']
 
 # %% ../nbs/07a_protocol.ipynb #b18c1725
 ROWS = ("original", "duplicated", "finetuned", "combined")
@@ -78,7 +79,8 @@ class FeatureSets:
         "The rows' inputs from `parts`."
         o, co, f, cf = p["o"], p["co"], p["f"], p["cf"]
         if self.task == "seg":
-            sets = dict(original=o, duplicated=torch.cat([o, o], 1), finetuned=f, combined=None if f is None else torch.cat([o, f], 1))
+            sets = dict(original=o, duplicated=torch.cat([o, o], 1), finetuned=f,
+                        combined=None if f is None else torch.cat([o, f], 1))
         else:
             b = lambda c: c[:, :, None, None].expand(-1, -1, *o.shape[-2:])
             sets = dict(original=torch.cat([o, b(co)], 1), duplicated=torch.cat([o, o, b(co)], 1),
@@ -120,10 +122,16 @@ def _resize(image: torch.Tensor, target: torch.Tensor, size: tuple) -> tuple[tor
     return im, t
 
 def _crop_box(H: int, W: int, crop: tuple, g: torch.Generator) -> tuple[int, int, int, int]:
-    y = int(torch.randint(0, max(H - crop[0], 0) + 1, (), generator=g)); x = int(torch.randint(0, max(W - crop[1], 0) + 1, (), generator=g))
+    y = int(torch.randint(0, max(H - crop[0], 0) + 1, (), generator=g))
+    x = int(torch.randint(0, max(W - crop[1], 0) + 1, (), generator=g))
     return y, min(y + crop[0], H), x, min(x + crop[1], W)
 
-def _pad(image: torch.Tensor, target: torch.Tensor, size: tuple, value: tuple, fill) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(image: torch.Tensor,
+         target: torch.Tensor,
+         size: tuple,
+         value: tuple,
+         fill,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
     H, W = image.shape[-2:]
     if (H, W) == tuple(size): return image, target
     im = torch.tensor(value, dtype=image.dtype, device=image.device)[:, None, None].expand(3, *size).clone()
@@ -135,7 +143,8 @@ def _pad(image: torch.Tensor, target: torch.Tensor, size: tuple, value: tuple, f
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     "(3, H, W) RGB in [0, 1] -> HSV, hue in [0, 1)."
     r, g, b = x; mx, mn = x.max(0).values, x.min(0).values; d = mx - mn
-    h = torch.where(mx == r, (g - b) / d.clamp_min(1e-12) % 6, torch.where(mx == g, (b - r) / d.clamp_min(1e-12) + 2, (r - g) / d.clamp_min(1e-12) + 4))
+    h = torch.where(mx == r, (g - b) / d.clamp_min(1e-12) % 6,
+                    torch.where(mx == g, (b - r) / d.clamp_min(1e-12) + 2, (r - g) / d.clamp_min(1e-12) + 4))
     h = torch.where(d > 0, h / 6, torch.zeros_like(h)) % 1.0
     return torch.stack([h, torch.where(mx > 0, d / mx.clamp_min(1e-12), torch.zeros_like(mx)), mx])
 
@@ -170,7 +179,8 @@ def seg_augment(image: torch.Tensor,   # (3, H, W) float in [0, 1]
     "One training sample through the official segmentation pipeline: resize, crop, flip, photometric, pad."
     aug = aug or SegAugment()
     r = _u(g, *aug.ratio)
-    image, labels = _resize(image, labels, keep_ratio_size(*image.shape[-2:], (int(aug.scale[0] * r), int(aug.scale[1] * r))))
+    image, labels = _resize(image, labels,
+                            keep_ratio_size(*image.shape[-2:], (int(aug.scale[0] * r), int(aug.scale[1] * r))))
     H, W = labels.shape
     box = _crop_box(H, W, aug.crop, g)
     if aug.cat_max_ratio < 1:
@@ -187,7 +197,7 @@ def seg_augment(image: torch.Tensor,   # (3, H, W) float in [0, 1]
 
 # %% ../nbs/07a_protocol.ipynb #e6a970c1
 def windows(H: int, W: int, crop: tuple, stride: tuple) -> list[tuple[int, int, int, int]]:
-    "mmseg's sliding windows `(y0, y1, x0, x1)` over an `H x W` image: a grid by `stride`, the last flush with the edge."
+    "mmseg's sliding windows `(y0, y1, x0, x1)` over an `H x W` image: a grid by `stride`, the last flush with an edge."
     ny = max(H - crop[0] + stride[0] - 1, 0) // stride[0] + 1
     nx = max(W - crop[1] + stride[1] - 1, 0) // stride[1] + 1
     out = []
@@ -240,7 +250,8 @@ def depth_setup(dataset: str,   # a key of `DEPTH_PRESETS`
                 **cfg_kwargs,   # other `DepthProbeConfig` settings (iters, batch_size, device, ...)
                ) -> tuple[DepthProbeConfig, DepthAugment, str | None]: # config, augmentation, evaluation crop
     "The official depth probe's settings for a data set: its depth range, training crop and evaluation crop."
-    if dataset not in DEPTH_PRESETS: raise ValueError(f"no depth preset for {dataset!r}; known: {', '.join(DEPTH_PRESETS)}")
+    if dataset not in DEPTH_PRESETS:
+        raise ValueError(f"no depth preset for {dataset!r}; known: {', '.join(DEPTH_PRESETS)}")
     p = DEPTH_PRESETS[dataset]
     return DepthProbeConfig(**{"max_depth": p["max_depth"], **cfg_kwargs}), DepthAugment(crop=p["crop"]), p["eval_crop"]
 
@@ -251,7 +262,8 @@ def rotate(image: torch.Tensor,  # (3, H, W)
     "Rotate image (bilinear) and depth (nearest) about the centre; pixels from outside become 0 (unknown depth)."
     a = math.radians(degrees); H, W = depth.shape
     # the sampling grid in pixel units, so that the rotation is a rotation of the picture, whatever its aspect
-    rot = torch.tensor([[math.cos(a), math.sin(a) * H / W, 0], [-math.sin(a) * W / H, math.cos(a), 0]], dtype=torch.float32)
+    rot = torch.tensor([[math.cos(a), math.sin(a) * H / W, 0], [-math.sin(a) * W / H, math.cos(a), 0]],
+                       dtype=torch.float32)
     grid = F.affine_grid(rot[None].to(image.device), (1, 1, H, W), align_corners=False)
     im = F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     d = F.grid_sample(depth[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
@@ -295,7 +307,6 @@ def _target(s: dict, key: str, dev) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(s[key]))
     return (t.long() if key == "labels" else t.float()).to(dev)
 
-def _device_of(sets: FeatureSets) -> torch.device: return next(sets.original.parameters()).device
 
 def _heads(sets: FeatureSets, task: str, cfg, n_classes: int | None) -> dict:
     torch.manual_seed(cfg.seed)
@@ -307,17 +318,19 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
     "Batches of augmented crops through the backbones: the official protocol's training data."
     key, state = ("labels" if task == "seg" else "depth"), dict(order=torch.empty(0, dtype=torch.long))
     def batches(step, g, dev):
-        while len(state["order"]) < cfg.batch_size: state["order"] = torch.cat([state["order"], torch.randperm(len(samples), generator=g)])
+        while len(state["order"]) < cfg.batch_size:
+            state["order"] = torch.cat([state["order"], torch.randperm(len(samples), generator=g)])
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
-        bdev = _device_of(sets)
-        pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev), _target(samples[i], key, bdev), g, aug)
+        bdev = module_device(sets.original)
+        pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev),
+                                                                   _target(samples[i], key, bdev), g, aug)
                  for i in idx]
         feats = sets(torch.stack([p[0] for p in pairs]))
         return {k: list(v.to(dev)) for k, v in feats.items()}, [p[1].to(dev) for p in pairs]
     return batches
 
 class _Rows(Sequence):
-    "Row `row`'s input of sample i, assembled on access from the cached parts (so the duplicated and combined rows cost no memory)."
+    "Row `row`'s input of sample i, assembled from the cached parts (the duplicated and combined rows cost no memory)."
     def __init__(self, sets: FeatureSets, parts: list, row: str): self.sets, self.parts, self.row = sets, parts, row
     def __len__(self): return len(self.parts)
     def __getitem__(self, i):
@@ -325,8 +338,8 @@ class _Rows(Sequence):
         return self.sets.assemble(p)[self.row][0]
 
 def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool) -> tuple[dict, dict | None]:
-    "Every row's whole-image features of every sample (each model's tokens kept once, CPU, fp16), and of the flipped images if asked."
-    dev = _device_of(sets)
+    "Every row's whole-image features of every sample (each model's once, CPU, fp16), and of flipped images if asked."
+    dev = module_device(sets.original)
     keep = lambda p: {k: None if v is None else v[0].to("cpu", torch.float16) for k, v in p.items()}
     parts, fparts = [], []
     for s in tqdm(samples, desc="features", disable=not progress):
@@ -341,7 +354,7 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
                train: Sequence[dict],            # training samples: "image" and "labels" / "depth"
                val: Sequence[dict],              # evaluation samples
                cfg: ProbeConfig | None = None,   # head training (default: the task's reference protocol)
-               protocol: Literal["official", "quick"] = "official", # augmented crops through the backbone, or cached features
+               protocol: Literal["official", "quick"] = "official", # crops through the backbone, or cached features
                n_classes: int | None = None,     # segmentation classes (labels 0..n_classes-1)
                aug: SegAugment | DepthAugment | None = None, # the official pipeline's settings (default: the paper's)
                eval_crop_name: str | None = None, # depth evaluation crop ("eigen_nyu", "garg", ...)
@@ -349,10 +362,12 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
               ) -> dict:                         # row -> metrics, plus "_seconds": {"train", "eval"}
     "Train and evaluate one linear head per row of `sets` under the official or the quick protocol."
     task = sets.task
-    if protocol not in ("official", "quick"): raise ValueError(f"protocol is {protocol!r}; expected 'official' or 'quick'")
+    if protocol not in ("official", "quick"):
+        raise ValueError(f"protocol is {protocol!r}; expected 'official' or 'quick'")
     cfg = cfg or (ProbeConfig() if task == "seg" else DepthProbeConfig())
     if task == "seg" and not n_classes: raise ValueError("segmentation needs n_classes")
-    if task == "depth" and not isinstance(cfg, DepthProbeConfig): raise TypeError(f"depth needs a DepthProbeConfig, got {type(cfg).__name__}")
+    if task == "depth" and not isinstance(cfg, DepthProbeConfig):
+        raise TypeError(f"depth needs a DepthProbeConfig, got {type(cfg).__name__}")
     if not train or not val: raise ValueError(f"no {'training' if not train else 'evaluation'} samples")
     aug = aug or (SegAugment() if task == "seg" else DepthAugment())
     key = "labels" if task == "seg" else "depth"
@@ -373,28 +388,35 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
 def _evaluate(sets, heads, val, task, protocol, aug, crop_name, flip_extract, cfg) -> dict:
     "Metrics of every row's head on `val`: slide inference / flip TTA (official) or whole-image features (quick)."
     dev = next(iter(heads.values())).conv.weight.device
-    bdev = _device_of(sets)
+    bdev = module_device(sets.original)
     def predict(x):  # (B, 3, h, w) -> {row: (B, K, h, w)} at the input's resolution
         fs = sets(x.to(bdev))
         return {k: torch.stack(_forward(heads[k], list(f.to(dev)), [x.shape[-2:]] * len(f))) for k, f in fs.items()}
-    conf = {k: torch.zeros(h.n_classes, h.n_classes, dtype=torch.long) for k, h in heads.items()} if task == "seg" else None
+    conf = ({k: torch.zeros(h.n_classes, h.n_classes, dtype=torch.long) for k, h in heads.items()}
+            if task == "seg" else None)
     rows = {k: [] for k in heads}
     for s in tqdm(val, desc=f"{task} eval ({protocol})", disable=not cfg.progress):
         x, t = _image(s, bdev), _target(s, "labels" if task == "seg" else "depth", "cpu")
         if task == "seg":
             if protocol == "official":
-                xs = F.interpolate(x[None], keep_ratio_size(*x.shape[-2:], aug.test_scale), mode="bilinear", align_corners=False)[0]
+                xs = F.interpolate(x[None], keep_ratio_size(*x.shape[-2:], aug.test_scale), mode="bilinear",
+                                   align_corners=False)[0]
                 out = slide_predict(predict, xs, aug.crop, aug.stride)
-                out = {k: F.interpolate(o[None], t.shape, mode="bilinear", align_corners=False)[0] for k, o in out.items()}
+                out = {k: F.interpolate(o[None], t.shape, mode="bilinear", align_corners=False)[0]
+                       for k, o in out.items()}
             else: out = {k: o[0] for k, o in predict(x[None]).items()}
             for k, o in out.items(): conf[k] += confusion_matrix(o.argmax(0).cpu(), t, heads[k].n_classes)
         else:
             tta = protocol == "official" or flip_extract
             out = flip_tta(predict, x[None]) if tta else predict(x[None])
             for k, o in out.items():
-                p = F.interpolate(o.float(), t.shape, mode="bilinear", align_corners=False)[0, 0].cpu().clamp(heads[k].min_depth, heads[k].max_depth)
-                rows[k].append(depth_metrics(p, t, heads[k].min_depth, heads[k].max_depth, eval_crop(*t.shape, crop_name)))
-    if task == "seg": return {k: {kk: v for kk, v in seg_metrics(c).items() if kk in ("mIoU", "mAcc", "aAcc")} for k, c in conf.items()}
+                p = F.interpolate(o.float(), t.shape, mode="bilinear", align_corners=False)[0, 0].cpu()
+                p = p.clamp(heads[k].min_depth, heads[k].max_depth)
+                rows[k].append(depth_metrics(p, t, heads[k].min_depth, heads[k].max_depth,
+                                             eval_crop(*t.shape, crop_name)))
+    if task == "seg":
+        return {k: {kk: v for kk, v in seg_metrics(c).items() if kk in ("mIoU", "mAcc", "aAcc")}
+                for k, c in conf.items()}
     mean = lambda r, m: float(np.nanmean([x[m] for x in r])) if any(not math.isnan(x[m]) for x in r) else math.nan
     return {k: {m: mean(r, m) for m in r[0]} for k, r in rows.items()}
 
@@ -418,48 +440,77 @@ PAPER_SOURCE = "FiT3D, arXiv 2407.20229v1: Tables 1-4, 9, 10 (original -> +FiT3D
 PAPER = {  # (backbone, data set) -> {task: {row: value}}; seg: mIoU %, depth: RMSE (m)
     ("dinov2_small", "scannetpp"): dict(seg=dict(original=30.19, duplicated=30.31, combined=32.76),
                                         depth=dict(original=0.3742, duplicated=0.3676, combined=0.3361)),
-    ("dinov2_small", "nyuv2"): dict(seg=dict(original=65.55, combined=67.50), depth=dict(original=0.4423, combined=0.4198)),
-    ("dinov2_small", "scannet"): dict(seg=dict(original=43.60, combined=44.84), depth=dict(original=0.3089, combined=0.2921)),
+    ("dinov2_small", "nyuv2"): dict(seg=dict(original=65.55, combined=67.50),
+                                    depth=dict(original=0.4423, combined=0.4198)),
+    ("dinov2_small", "scannet"): dict(seg=dict(original=43.60, combined=44.84),
+                                      depth=dict(original=0.3089, combined=0.2921)),
     ("dinov2_small", "ade20k"): dict(seg=dict(original=44.28, combined=45.93)),
     ("dinov2_small", "voc"): dict(seg=dict(original=81.14, combined=82.35)),
     ("dinov2_small", "kitti"): dict(depth=dict(original=3.0322, combined=2.9125)),
-    ("dinov2_base", "scannetpp"): dict(seg=dict(original=32.72, combined=36.19), depth=dict(original=0.3439, combined=0.3174)),
+    ("dinov2_base", "scannetpp"): dict(seg=dict(original=32.72, combined=36.19),
+                                       depth=dict(original=0.3439, combined=0.3174)),
     ("dinov2_base", "nyuv2"): dict(seg=dict(original=68.45, combined=70.56)),
     ("dinov2_base", "ade20k"): dict(seg=dict(original=47.16, combined=49.50)),
-    ("dinov2_reg_small", "scannetpp"): dict(seg=dict(original=30.92, combined=33.39), depth=dict(original=0.4190, combined=0.3824)),
-    ("clip_base", "scannetpp"): dict(seg=dict(original=25.61, combined=28.82), depth=dict(original=0.4324, combined=0.3960)),
-    ("mae_base", "scannetpp"): dict(seg=dict(original=17.19, combined=20.27), depth=dict(original=0.4855, combined=0.4795)),
-    ("deit3_base", "scannetpp"): dict(seg=dict(original=18.62, combined=22.98), depth=dict(original=0.4350, combined=0.3820)),
+    ("dinov2_reg_small", "scannetpp"): dict(seg=dict(original=30.92, combined=33.39),
+                                            depth=dict(original=0.4190, combined=0.3824)),
+    ("clip_base", "scannetpp"): dict(seg=dict(original=25.61, combined=28.82),
+                                     depth=dict(original=0.4324, combined=0.3960)),
+    ("mae_base", "scannetpp"): dict(seg=dict(original=17.19, combined=20.27),
+                                    depth=dict(original=0.4855, combined=0.4795)),
+    ("deit3_base", "scannetpp"): dict(seg=dict(original=18.62, combined=22.98),
+                                      depth=dict(original=0.4350, combined=0.3820)),
 }
 
-def results_table(results: dict,            # row -> {"seg": metrics, "depth": metrics} (either may be missing)
+ROW_NAMES = dict(original="original", duplicated="original duplicated (control)", finetuned="fine-tuned alone",
+                 combined="combined (FiT3D)")  # the rows of every results table, as the paper's Table 13
+COLUMNS = [  # (task, metric, header, scale): every results table's columns, in this order, where it has numbers
+    ("segmentation", "mIoU", "seg mIoU ↑", 100), ("segmentation", "mAcc", "seg mAcc ↑", 100),
+    ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
+    ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
+
+def paper_numbers(backbone: str | None, # our backbone name, e.g. "dinov2_small"
+                  dataset: str | None,  # the data set, e.g. "scannetpp"
+                 ) -> dict | None:
+    "The paper's numbers for this backbone and data set ({row: {metric: value}}), if the paper reports them."
+    paper = PAPER.get((backbone, dataset))
+    if paper is None: return None
+    metric = dict(seg="mIoU", depth="rmse")    # mIoU in %, RMSE in metres, as the paper prints them
+    rows = {r for t in paper.values() for r in t}
+    return {r: {metric[t]: v[r] for t, v in paper.items() if r in v} for r in rows}
+
+def _metric(r: dict, task: str, key: str):
+    "A row's `key` for `task`; segmentation is also read under the probes' task name, `seg`."
+    g = r.get(task) or (r.get("seg") if task == "segmentation" else None) or {}
+    for k in (key, key.lower(), key.replace("mIoU", "miou").replace("mAcc", "macc")):
+        if k in g: return g[k]
+    return None
+
+def results_markdown(results: dict,      # {row: {task: {metric: value}}}: `run_probes` per task, or `probe_models`
+                     paper: dict | None = None, # the paper's numbers {row: {metric: value}} (`paper_numbers`)
+                    ) -> str:
+    "The results table as markdown: one row per model, one column per metric, then the paper's columns."
+    names = ([n for n in ROW_NAMES if n in results]
+             + [n for n in results if n not in ROW_NAMES and not n.startswith("_")])
+    cols = [c for c in COLUMNS if any(_metric(results[n], c[0], c[1]) is not None for n in names)]
+    pcols = [c for c in cols if paper and any(c[1] in (paper.get(n) or {}) for n in names)]
+    digits = lambda mult: 2 if mult == 100 else 4        # percentages with 2 decimals, the rest with 4
+    cell = lambda v, d, scale=1: ("–" if not isinstance(v, (int, float)) or v != v  # missing, or NaN (stored as "nan")
+                                  else f"{v * scale:.{d}f}")
+    head = [c[2] for c in cols] + [f"paper {c[2]}" for c in pcols]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for n in names:
+        ours = [cell(_metric(results[n], g, k), digits(m), m) for g, k, _, m in cols]
+        theirs = [cell((paper.get(n) or {}).get(k), digits(m)) for _, k, _, m in pcols]  # the paper's: in % already
+        lines.append(f"| {ROW_NAMES.get(n, n)} | " + " | ".join(ours + theirs) + " |")
+    return "\n".join(lines)
+
+def results_table(results: dict,            # as for `results_markdown`
                   backbone: str | None = None, # short name, to look up the paper's numbers
                   dataset: str | None = None,  # data set name, to look up the paper's numbers
                  ) -> str:                  # a markdown table
-    "Our rows (original, duplicated, fine-tuned, combined) with the paper's numbers beside them where they exist."
-    paper = PAPER.get((backbone, dataset), {})
-    rows = [r for r in ROWS if r in results]
-    has = lambda t: any(results[r].get(t) for r in rows)
-    head, rule = ["features"], ["---"]
-    if has("seg"): head += ["mIoU %"] + (["paper"] if "seg" in paper else []); rule += ["---:"] * (2 if "seg" in paper else 1)
-    if has("depth"):
-        head += ["RMSE"] + (["paper"] if "depth" in paper else []) + ["AbsRel"]; rule += ["---:"] * (3 if "depth" in paper else 2)
-    label = dict(original="original", duplicated="original, duplicated (control)", finetuned="fine-tuned alone",
-                 combined="original + fine-tuned (FiT3D)")
-    fmt = lambda v, d: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(rule) + " |"]
-    for r in rows:
-        s, d, cells = results[r].get("seg"), results[r].get("depth"), [label[r]]
-        if has("seg"):
-            cells.append(fmt(100 * s["mIoU"], 2) if s else "")
-            if "seg" in paper: cells.append(fmt(paper["seg"].get(r), 2))
-        if has("depth"):
-            cells.append(fmt(d["rmse"], 4) if d else "")
-            if "depth" in paper: cells.append(fmt(paper["depth"].get(r), 4))
-            cells.append(fmt(d["abs_rel"], 4) if d else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    if paper: lines.append(f"\nPaper: {PAPER_SOURCE}.")
-    return "\n".join(lines)
+    "`results_markdown` with the paper's numbers for `backbone` on `dataset` beside ours, and their source under it."
+    paper = paper_numbers(backbone, dataset)
+    return results_markdown(results, paper) + (f"\n\nPaper: {PAPER_SOURCE}." if paper else "")
 
 # %% ../nbs/07a_protocol.ipynb #645e1bd4
 def probe_record(sets: FeatureSets, protocol: str, cfg, aug, dataset: dict | str, **extra) -> dict:
@@ -480,6 +531,7 @@ def load_results(path, record: dict) -> dict | None:
     path = Path(path)
     if not path.exists(): return None
     saved = read_json(path, "probe results")
-    if not isinstance(saved, dict) or not check_provenance(path, saved.get("provenance"), record, "recompute", "probe results"):
+    if (not isinstance(saved, dict)
+            or not check_provenance(path, saved.get("provenance"), record, "recompute", "probe results")):
         return None
     return saved["results"]

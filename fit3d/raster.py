@@ -93,7 +93,8 @@ def random_splats(n: int,                # number of Gaussians
     spacing = 2 * extent / n ** (1 / 3)
     p = dict(means=(2 * u(n, 3) - 1) * extent, quats=torch.randn(n, 4, generator=g),
              scales=torch.log(spacing * (0.2 + 0.6 * u(n, 3))), opacities=torch.logit(0.05 + 0.9 * u(n)),
-             sh0=torch.randn(n, 1, 3, generator=g) * 0.8, shN=torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g) * 0.1)
+             sh0=torch.randn(n, 1, 3, generator=g) * 0.8,
+             shN=torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g) * 0.1)
     if feature_dim: p["features"] = torch.randn(n, feature_dim, generator=g)
     return _params(device, **p)
 
@@ -124,7 +125,8 @@ def splats_from_points(points,                 # (M, 3) positions
     "3DGS initialisation from a point cloud: isotropic Gaussians sized by the RMS distance to 3 nearest neighbours."
     from scipy.spatial import cKDTree
     pts = np.asarray(points.detach().cpu() if torch.is_tensor(points) else points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0: raise ValueError(f"points have shape {pts.shape}, expected (M>0, 3)")
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise ValueError(f"points have shape {pts.shape}, expected (M>0, 3)")
     if not np.isfinite(pts).all(): raise ValueError("points contain non-finite values")
     m = len(pts)
     if colors is None: rgb = np.full((m, 3), 0.5)
@@ -160,7 +162,8 @@ def check_splats(splats) -> int:
         if k not in splats: raise ValueError(f"splats['{k}'] is missing (keys: {list(splats.keys())})")
     n = splats["means"].shape[0]
     for k, s in dict(means=(n, 3), quats=(n, 4), scales=(n, 3), opacities=(n,), sh0=(n, 1, 3)).items():
-        if tuple(splats[k].shape) != s: raise ValueError(f"splats['{k}'] has shape {tuple(splats[k].shape)}, expected {s}")
+        if tuple(splats[k].shape) != s:
+            raise ValueError(f"splats['{k}'] has shape {tuple(splats[k].shape)}, expected {s}")
     if "shN" in splats and (splats["shN"].dim() != 3 or splats["shN"].shape[0] != n or splats["shN"].shape[2] != 3):
         raise ValueError(f"splats['shN'] has shape {tuple(splats['shN'].shape)}, expected ({n}, K-1, 3)")
     if "features" in splats and (splats["features"].dim() != 2 or splats["features"].shape[0] != n):
@@ -264,7 +267,7 @@ def rasterize_torch(means, quats, scales, opacities, # (N,3), (N,4), (N,3) activ
                     absgrad: bool = False,           # also accumulate |dL/dmeans2d| per pixel into means2d.absgrad
                     antialiased: bool = False,       # gsplat's "antialiased" mode (Mip-Splatting compensation)
                     max_pairs: int | None = None,    # bound on (pixel, Gaussian) pairs per chunk
-                    detach_channels: int = 0,        # leading colour channels whose gradient does not reach the geometry
+                    detach_channels: int = 0,        # leading colour channels whose gradient skips the geometry
                    ):
     "Pure-PyTorch twin of gsplat's `rasterization(..., render_mode='RGB+ED')`: (colours+depth, alphas, meta)."
     C, N = viewmats.shape[0], means.shape[0]
@@ -272,7 +275,8 @@ def rasterize_torch(means, quats, scales, opacities, # (N,3), (N,4), (N,3) activ
     _, means2d, depths, conics, comp = _fully_fused_projection(
         means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane, calc_compensations=antialiased)
     opac = opacities.expand(C, N) if comp is None else opacities * comp
-    radii = _radii(means2d.detach(), conics.detach(), depths.detach(), opac.detach(), width, height, near_plane, far_plane, radius_clip)
+    radii = _radii(means2d.detach(), conics.detach(), depths.detach(), opac.detach(), width, height, near_plane,
+                   far_plane, radius_clip)
     cols = torch.cat([colors, depths[..., None]], -1)
     Ch, vis = cols.shape[-1], (radii > 0).all(-1)
     meta = dict(batch_ids=None, camera_ids=None, gaussian_ids=None)
@@ -310,15 +314,16 @@ def rasterize_torch(means, quats, scales, opacities, # (N,3), (N,4), (N,3) activ
 
 # %% ../nbs/04_raster.ipynb #2e87985e
 def auto_channel_chunk(d: int) -> int:
-    "gsplat `channel_chunk` for the stack [D features, rgb, depth]: one kernel up to 33 channels, else 64-wide feature slices."
+    "gsplat `channel_chunk` for the stack [D features, rgb, depth]: one kernel up to 33 channels, else 64-wide slices."
     return d + 4 if d + 4 <= 33 else min(d, 64)
 
 def _gsplat_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane, far_plane,
-                      eps2d, radius_clip, packed, backgrounds, absgrad, antialiased, channel_chunk, render_mode="RGB+ED"):
+                      eps2d, radius_clip, packed, backgrounds, absgrad, antialiased, channel_chunk,
+                      render_mode="RGB+ED"):
     from gsplat.rendering import rasterization
     return rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
-                         far_plane=far_plane, eps2d=eps2d, radius_clip=radius_clip, packed=packed, backgrounds=backgrounds,
-                         render_mode=render_mode, absgrad=absgrad, channel_chunk=channel_chunk,
+                         far_plane=far_plane, eps2d=eps2d, radius_clip=radius_clip, packed=packed,
+                         backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad, channel_chunk=channel_chunk,
                          rasterize_mode="antialiased" if antialiased else "classic")
 
 def _render_gsplat(geometry, rgb, feats, cams, bg, absgrad, opts, aa, channel_chunk, feature_grad_geometry):
@@ -332,8 +337,9 @@ def _render_gsplat(geometry, rgb, feats, cams, bg, absgrad, opts, aa, channel_ch
         return _gsplat_rasterize(*geometry, colors, *cams, *opts, bgs, absgrad, aa,
                                  channel_chunk or auto_channel_chunk(D))
     img, alpha, info = _gsplat_rasterize(*geometry, rgb, *cams, *opts, bg, absgrad, aa, 4)
+    # the same projection, without gradients to the geometry
     fimg, _, _ = _gsplat_rasterize(*(t.detach() for t in geometry), feats, *cams, *opts, None, False, aa,
-                                   channel_chunk or min(D, 64), render_mode="RGB")   # same projection, no geometry grads
+                                   channel_chunk or min(D, 64), render_mode="RGB")
     return torch.cat([fimg, img], -1), alpha, info
 
 def _render_torch(geometry, rgb, feats, cams, bg, absgrad, opts, aa, max_pairs, feature_grad_geometry):
@@ -360,7 +366,7 @@ def render(splats,                     # Gaussians: dict / ParameterDict with gs
            antialiased: bool = False,  # Mip-Splatting's opacity compensation
            channel_chunk: int | None = None, # gsplat only: channels per kernel; None: `auto_channel_chunk(D)`
            max_pairs: int | None = None,     # torch only: (pixel, Gaussian) pairs per chunk
-           feature_grad_geometry: bool = False, # let the features' gradient reach means, quats, scales, opacities, means2d
+           feature_grad_geometry: bool = False, # the features' gradient reaches means, quats, scales, opacities
           ) -> Render:
     "Render colour, expected depth, alpha and (optionally) features of `splats` for every camera."
     check_splats(splats)
@@ -461,7 +467,8 @@ def backend_errors(splats, viewmats, Ks, width: int, height: int, # a scene on C
         if b == "gsplat": wts = {k: torch.randn(v.shape, generator=g, device=v.device) for k, v in ims.items()}
         loss = sum((wts[k] * v).sum() for k, v in ims.items())
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        got[b] = ({k: v.detach() for k, v in ims.items()}, [torch.zeros_like(p) if d is None else d for p, d in zip(params, grads)])
+        got[b] = ({k: v.detach() for k, v in ims.items()},
+                  [torch.zeros_like(p) if d is None else d for p, d in zip(params, grads)])
     for k, ref in got["gsplat"][0].items():
         e = (got["torch"][0][k] - ref).abs()
         res[f"{k} mean"], res[f"{k} max"] = e.mean().item(), e.max().item()

@@ -1,14 +1,14 @@
 """Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
 
-The synthetic rooms of `fit3d.synthetic` are made of three kinds of primitive, each axis-aligned in the frame
+The synthetic rooms of `fit3d.rooms` are made of three kinds of primitive, each axis-aligned in the frame
 of its object, inside a box room. This chapter turns such a room and a list of cameras into images: colour under
 a point light with shadows, z-depth, the semantic class and the instance of the surface every pixel sees. It is
 plain PyTorch, so the same code runs on a CPU for tests and on a GPU for thousands of pretraining images.
 
 The renderer reads a room through its arrays only (`size`, `light`, objects' `obj_origin`, `obj_yaw`, `obj_class`
 and primitives' `prim_obj`, `prim_kind`, `prim_center`, `prim_half`, `prim_mat`, plus optional lighting fields);
-`fit3d.synthetic.Room` is the dataclass that holds them. `fit3d.synthetic` re-exports `render`, so code that
-imported it from there keeps working.
+`fit3d.rooms.Room` is the dataclass that holds them. `fit3d.synthetic`, which photographs the rooms, re-exports
+`render`, so code that imported it from there keeps working.
 
 Docs: https://fit3d.github.io/fit3d/raycast.html.md"""
 
@@ -29,7 +29,8 @@ __all__ = ['FAMILIES', 'BOX', 'CYL', 'ELL', 'light_seen', 'noise', 'fbm', 'rende
 # %% ../nbs/02a_raycast.ipynb #2b996395
 FAMILIES = ["plaster", "planks", "tiles", "speckle", "panel", "panes", "rings", "plastic",
             "weave", "stripes", "brushed", "glow", "cardboard", "leaves", "mosaic", "grain", "spines"]
-BOX, CYL, ELL = 0, 1, 2   # primitive kinds: box, vertical cylinder, ellipsoid (all axis-aligned in their object's frame)
+# primitive kinds: box, vertical cylinder, ellipsoid (all axis-aligned in their object's frame)
+BOX, CYL, ELL = 0, 1, 2
 
 # %% ../nbs/02a_raycast.ipynb #a39b02d2
 _EPS, _INF = 1e-4, float("inf")
@@ -59,7 +60,8 @@ def _hit_cylinder(o, d, lo, hi):
     tc = (-torch.sign(dz) * hz - q[..., 2]) / dz
     tc = torch.where((tc > _EPS) & ((q[..., :2] + tc[..., None] * d[..., :2]) ** 2).sum(-1).le(r2), tc, _INF)
     t = torch.minimum(ts, tc)
-    n_side = torch.nn.functional.normalize((q + t.clamp(max=1e6)[..., None] * d) * torch.tensor([1.0, 1.0, 0.0], device=d.device), dim=-1)
+    flat = torch.tensor([1.0, 1.0, 0.0], device=d.device)   # the side's normal is horizontal
+    n_side = torch.nn.functional.normalize((q + t.clamp(max=1e6)[..., None] * d) * flat, dim=-1)
     n_cap = torch.zeros_like(n_side); n_cap[..., 2] = -torch.sign(dz)
     return t, torch.where((ts <= tc)[..., None], n_side, n_cap)
 
@@ -77,20 +79,23 @@ _HITS = {BOX: _hit_box, CYL: _hit_cylinder, ELL: _hit_ellipsoid}
 
 # %% ../nbs/02a_raycast.ipynb #b705b573
 class _Geometry:
-    "A room's primitives as tensors on one device, ready for casting packets of rays (and a shadow map, made on demand)."
+    "A room's primitives as tensors on one device, ready for casting packets of rays (and a shadow map, on demand)."
     def __init__(self, room: Room, device="cpu", shadow_res: int = 256):
         T = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
         self.room, self.device, self.shadow_res, self.cube = room, device, shadow_res, None
         self.size, self.light = T(room.size), T(room.light)
         # lighting of the room (rooms made before these fields existed get the old fixed white light)
-        self.light_rgb = T(getattr(room, "light_rgb", None) if getattr(room, "light_rgb", None) is not None else np.ones(3))
+        self.light_rgb = T(getattr(room, "light_rgb", None) if getattr(room, "light_rgb", None) is not None
+                           else np.ones(3))
         self.ambient, self.power = float(getattr(room, "ambient", 0.3)), float(getattr(room, "light_power", 1.5))
         self.origin, self.cos, self.sin = T(room.obj_origin), T(np.cos(room.obj_yaw)), T(np.sin(room.obj_yaw))
-        self.prim_obj, self.mat, self.obj_class = T(room.prim_obj, torch.long), T(room.prim_mat), T(room.obj_class, torch.long)
+        self.prim_obj, self.mat, self.obj_class = (T(room.prim_obj, torch.long), T(room.prim_mat),
+                                                   T(room.obj_class, torch.long))
         lo, hi, obj = room.prim_center - room.prim_half, room.prim_center + room.prim_half, room.prim_obj
         mid, c, s = (lo + hi) / 2, np.cos(room.obj_yaw[obj]), np.sin(room.obj_yaw[obj])
         centers = np.c_[c * mid[:, 0] - s * mid[:, 1], s * mid[:, 0] + c * mid[:, 1], mid[:, 2]] + room.obj_origin[obj]
-        self.kinds = [(k, T(np.nonzero(room.prim_kind == k)[0], torch.long)) for k in (BOX, CYL, ELL) if (room.prim_kind == k).any()]
+        self.kinds = [(k, T(np.nonzero(room.prim_kind == k)[0], torch.long)) for k in (BOX, CYL, ELL)
+                      if (room.prim_kind == k).any()]
         self.lo, self.hi, self.centers, self.radii = T(lo), T(hi), T(centers), T(np.linalg.norm(hi - lo, axis=1) / 2)
 
     def to_local(self, v, obj, point=True):
@@ -98,7 +103,7 @@ class _Geometry:
         return _yaw(v - self.origin[obj] if point else v, self.cos[obj], -self.sin[obj])
 
     def cast(self, o, d):
-        "Nearest hits of packets of rays from origins `o` (T, 3) along unit `d` (T, S, 3): distance, primitive, world normal (T, S, ...)."
+        "Nearest hits of rays from `o` (T, 3) along unit `d` (T, S, 3): distance, primitive, world normal (T, S, ...)."
         S, of = d.shape[1], o[:, None].expand_as(d)
         dd = _safe(d)
         t, ax = (torch.where(dd > 0, self.size - of, -of) / dd).min(-1)   # every ray leaves the room box somewhere
@@ -120,7 +125,8 @@ class _Geometry:
             rd = _yaw(d[tp], self.cos[obj, None], -self.sin[obj, None])
             tk, nk = _HITS[kind](self.to_local(o[tp], obj)[:, None], rd, self.lo[p, None], self.hi[p, None])
             ts.append(tk.reshape(-1)); idx.append((tp[:, None] * S + torch.arange(S, device=d.device)).reshape(-1))
-            pids.append(p[:, None].expand(-1, S).reshape(-1)); ns.append(_yaw(nk, self.cos[obj, None], self.sin[obj, None]).reshape(-1, 3))
+            pids.append(p[:, None].expand(-1, S).reshape(-1))
+            ns.append(_yaw(nk, self.cos[obj, None], self.sin[obj, None]).reshape(-1, 3))
         if not idx: return t, prim, n
         tk, idx, pk, nk = torch.cat(ts), torch.cat(idx), torch.cat(pids), torch.cat(ns)
         best = t.reshape(-1).scatter_reduce(0, idx, tk, "amin")
@@ -143,7 +149,7 @@ def _unpack(x, N, H, W):
     return x.reshape(N, H, W, *x.shape[5:])
 
 def _cube_dirs(R: int, device) -> torch.Tensor:
-    "Unit directions through the texel centres of the six faces (-x, +x, -y, +y, -z, +z) of an R x R cube map, as packets."
+    "Unit directions through the texel centres of the six faces (-x, +x, -y, +y, -z, +z) of an R x R cube map."
     u = (torch.arange(R, device=device) + 0.5) / R * 2 - 1
     w, u = torch.meshgrid(u, u, indexing="ij")
     faces = []
@@ -172,12 +178,14 @@ def light_seen(g: _Geometry,   # the room on a device (its shadow map is made on
     for dx in (0, 1):
         for dy in (0, 1):
             x, y = (x0[:, 0] + dx).clamp(0, R - 1), (x0[:, 1] + dy).clamp(0, R - 1)
-            seen += (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (g.cube[(face * R + y) * R + x] > dist)
+            seen += ((f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1])
+                     * (g.cube[(face * R + y) * R + x] > dist))
     return seen
 
 # %% ../nbs/02a_raycast.ipynb #b0135563
 _g = torch.Generator().manual_seed(0)
-_WAVES = torch.nn.functional.normalize(torch.randn(3, 16, generator=_g), dim=0) * (0.7 + 0.6 * torch.rand(16, generator=_g)) * 2 * math.pi
+_WAVES = (torch.nn.functional.normalize(torch.randn(3, 16, generator=_g), dim=0)
+          * (0.7 + 0.6 * torch.rand(16, generator=_g)) * 2 * math.pi)
 _PHASE = torch.rand(16, generator=_g) * 2 * math.pi
 
 def noise(p):
@@ -226,14 +234,17 @@ _FAMILY = {  # (points / pattern scale, normals, both in the object frame; a per
     "planks": _planks, "tiles": _tiles,
     "speckle": lambda p, n, o: 0.7 * (noise(p * 60 + o) > 0.7).float() + 0.3 * fbm(p * 2 + o),
     "panel": _panel,
-    "panes": lambda p, n, o: torch.where(_lines(p[:, 0] / 0.4 + 0.5, 0.08) | _lines(p[:, 2] / 0.45, 0.08), _one(p[:, 0]), 0.6 * fbm(_S(1.5, 1.5, 4)(p) + o)),
-    "rings": lambda p, n, o: _frac(torch.sqrt(p[:, 1] ** 2 + p[:, 2] ** 2) * 14 + 4 * fbm(_S(0.6, 2, 2)(p) + o)) ** 2 * 0.75 + 0.25 * noise(_S(2, 60, 60)(p) + o),
+    "panes": lambda p, n, o: torch.where(_lines(p[:, 0] / 0.4 + 0.5, 0.08) | _lines(p[:, 2] / 0.45, 0.08),
+                                         _one(p[:, 0]), 0.6 * fbm(_S(1.5, 1.5, 4)(p) + o)),
+    "rings": lambda p, n, o: (_frac(torch.sqrt(p[:, 1] ** 2 + p[:, 2] ** 2) * 14 + 4 * fbm(_S(0.6, 2, 2)(p) + o)) ** 2
+                              * 0.75 + 0.25 * noise(_S(2, 60, 60)(p) + o)),
     "plastic": lambda p, n, o: 0.25 * fbm(p * 6 + o),
     "weave": lambda p, n, o: 0.3 * (torch.sin(p * 150).prod(-1) + 1) + 0.4 * fbm(p * 3 + o),
     "stripes": lambda p, n, o: 0.8 * (torch.sin(p[:, 0] * 40) > 0).float() + 0.2 * fbm(p * 4 + o),
     "brushed": lambda p, n, o: 0.6 * fbm(_S(1.5, 1.5, 80)(p) + o),
     "glow": lambda p, n, o: 0.4 * fbm(p * 4 + o),
-    "cardboard": lambda p, n, o: torch.where((p[:, 0].abs() < 0.03) & ((n[:, 2] > 0.5) | (n[:, 1].abs() > 0.5)), _one(p[:, 0]), 0.35 * fbm(p * 5 + o)),
+    "cardboard": lambda p, n, o: torch.where((p[:, 0].abs() < 0.03) & ((n[:, 2] > 0.5) | (n[:, 1].abs() > 0.5)),
+                                             _one(p[:, 0]), 0.35 * fbm(p * 5 + o)),
     "leaves": lambda p, n, o: (fbm(p * 25 + o) > 0.5).float() * 0.8 + 0.2 * noise(p * 80 + o),
     "mosaic": lambda p, n, o: (3 * fbm(p * 4 + o) - 1).clamp(0, 1),
     "grain": lambda p, n, o: 0.5 + 0.5 * torch.sin(90 * (p[:, 1] + p[:, 2]) + 6 * fbm(_S(0.3, 3, 3)(p) + o)),
@@ -242,7 +253,7 @@ _FAMILY = {  # (points / pattern scale, normals, both in the object frame; a per
 
 # %% ../nbs/02a_raycast.ipynb #de0596bc
 def _shade(g: _Geometry, o, d, t, prim, n, shadows: bool = True):
-    "Colour of hits (N,): textured albedo under ambient light, Lambert and Blinn-Phong from the point light, plus emission."
+    "Colour of hits (N,): textured albedo under ambient light, Lambert and Blinn-Phong from the light, plus emission."
     p = o + t[:, None] * d
     obj, m = g.prim_obj[prim], g.mat[prim]
     fam, pl, nl = m[:, 0].long(), g.to_local(p, obj) / m[:, 7:8], g.to_local(n, obj, point=False)
@@ -256,11 +267,12 @@ def _shade(g: _Geometry, o, d, t, prim, n, shadows: bool = True):
     spec = m[:, 8] * (n * torch.nn.functional.normalize(l - d, dim=-1)).sum(-1).clamp(min=0) ** m[:, 9]
     direct = (lit * (n * l).sum(-1).clamp(min=0))[:, None] * g.light_rgb   # the light's colour tints what it reaches
     rgb = albedo * ((g.ambient + 0.08 * n[:, 2] + m[:, 10])[:, None] + direct) + (lit * spec)[:, None] * g.light_rgb
-    return torch.where(rgb < 0.75, rgb, 1 - 0.25 * torch.exp((0.75 - rgb) / 0.25))   # linear, then a soft shoulder instead of clipping
+    # linear, then a soft shoulder instead of clipping
+    return torch.where(rgb < 0.75, rgb, 1 - 0.25 * torch.exp((0.75 - rgb) / 0.25))
 
 # %% ../nbs/02a_raycast.ipynb #5e75d584
 def _rays(cams, device):
-    "Packets of the rays through every pixel of `cams` (one size, padded to multiples of _P): origins, unit directions, z per unit length."
+    "Packets of rays through every pixel of `cams` (one size, padded to multiples of _P): origins, directions, z/unit."
     H, W = -(-cams[0].height // _P) * _P, -(-cams[0].width // _P) * _P
     v, u = torch.meshgrid(torch.arange(H, device=device) + 0.5, torch.arange(W, device=device) + 0.5, indexing="ij")
     os, ds, zs = [], [], []
@@ -268,14 +280,15 @@ def _rays(cams, device):
         x = torch.stack([(u - c.cx) / c.fx, (v - c.cy) / c.fy, torch.ones_like(u)], -1)
         c2w, inv = torch.as_tensor(c.c2w, dtype=torch.float32, device=device), 1 / x.norm(dim=-1)
         ds.append((x * inv[..., None]) @ c2w[:3, :3].T); zs.append(inv); os.append(c2w[:3, 3])
-    return torch.stack(os).repeat_interleave((H // _P) * (W // _P), 0), _packets(torch.stack(ds)), _packets(torch.stack(zs)), (H, W)
+    return (torch.stack(os).repeat_interleave((H // _P) * (W // _P), 0), _packets(torch.stack(ds)),
+            _packets(torch.stack(zs)), (H, W))
 
 def render(room,                 # a `Room`, or a `_Geometry` of one (to keep its shadow map between calls)
            cams: list[Camera],   # where from: OpenCV cameras, all of one size
            device="cpu",         # where to compute, if `room` is a `Room`
            chunk: int = 1 << 15, # rays per step (more on a GPU)
            shadows: bool = True, # shadows of the room's light
-          ) -> dict:             # rgb (N,H,W,3) uint8, depth (N,H,W) float32 metres, labels (N,H,W) uint8, instances (N,H,W) int32
+          ) -> dict:             # rgb (N,H,W,3) uint8, depth (N,H,W) float32 m, labels uint8, instances int32 (N,H,W)
     "Ray-cast views of `room`: colour, metric z-depth, semantic class and instance id per pixel."
     g = room if isinstance(room, _Geometry) else _Geometry(room, device, _shadow_res(cams[0]))
     o, d, z, (H, W) = _rays(cams, g.device)
@@ -283,11 +296,13 @@ def render(room,                 # a `Room`, or a `_Geometry` of one (to keep it
     for s in range(0, len(o), step):
         oc, dc = o[s:s + step], d[s:s + step]
         t, prim, n = g.cast(oc, dc)
-        rgb = _shade(g, oc[:, None].expand_as(dc).reshape(-1, 3), dc.reshape(-1, 3), t.reshape(-1), prim.reshape(-1), n.reshape(-1, 3), shadows)
+        rgb = _shade(g, oc[:, None].expand_as(dc).reshape(-1, 3), dc.reshape(-1, 3), t.reshape(-1), prim.reshape(-1),
+                     n.reshape(-1, 3), shadows)
         obj = g.prim_obj[prim]
         out["rgb"].append((rgb * 255 + 0.5).to(torch.uint8).view_as(dc)); out["depth"].append(t * z[s:s + step])
         out["labels"].append(g.obj_class[obj].to(torch.uint8)); out["instances"].append((obj + 1).int())
-    return {k: _unpack(torch.cat(v), len(cams), H, W)[:, :cams[0].height, :cams[0].width].cpu().numpy() for k, v in out.items()}
+    return {k: _unpack(torch.cat(v), len(cams), H, W)[:, :cams[0].height, :cams[0].width].cpu().numpy()
+            for k, v in out.items()}
 
 def _shadow_res(cam: Camera) -> int:
     "Cube shadow map resolution for images like `cam`'s: about the image size, 64 to 512."

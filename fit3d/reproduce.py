@@ -23,9 +23,9 @@ from rich.table import Table
 
 from .lift import LiftConfig
 from .cli import LiftPreset, DatasetName, lift_presets, probe_data
-from .store import write_json, atomic_write, weights_digest, files_digest
-from .demo import (run_dir, lift_stage, finetune_stage, compare_models, probe_models, results_markdown, paper_numbers,
-                        weights_note, _barrier)
+from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device
+from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_models, weights_note, _barrier
+from .protocol import paper_numbers, results_markdown
 
 # %% auto #0
 __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes', 'probe_datasets',
@@ -34,7 +34,7 @@ __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_ste
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
 class ReproduceConfig:
-    "Settings of `fit3d reproduce`: the paper's recipe on a ScanNet++ tree. Pick a Stage I preset last (default: reference)."
+    "Settings of `fit3d reproduce`: the paper's recipe on a ScanNet++ tree; a Stage I preset last (default: reference)."
     root: Path = Path("data/scannetpp")   # the ScanNet++ release (data/, splits/, metadata/)
     out: Path = Path("runs/reproduce")    # run root: <out>/<backbone>/{features,lift,targets,finetune,probe}
     backbone: str = "dinov2_small"        # the 2D model (the paper: DINOv2 ViT-S/14 and others)
@@ -54,16 +54,18 @@ class ReproduceConfig:
     device: str = "auto"                  # "auto": this rank's GPU under torchrun, else CUDA if available, else CPU
     finetune_seed: int = 42               # Stage II data order and flips (the Stage I seed is the preset's `--seed`)
     dry_run: bool = False                 # print the plan and its time estimate, and stop
-    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"]) # Stage I preset, then its fields as flags
+    # Stage I preset, then its fields as flags
+    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])
 
 # %% ../nbs/15_reproduce.ipynb #b7d8e9f0
 RATES = dict(  # what one unit of work takes on one GPU, measured by us
-    lift_step=0.0387,        # s per Stage I step rendering one 876x584 view (reference; fast: 19.1 ms, 2 views at half scale)
+    lift_step=0.0387,        # s per Stage I step of one 876x584 view (reference; fast: 19.1 ms, 2 views at half scale)
     finetune_image=1 / 75,   # s per Stage II image, ViT-S/14 at 868x574, bf16 (70-80 img/s)
     probe_seg_step=0.1537,   # s per segmentation-probe step, batch 16, official protocol
     probe_depth_step=0.0273, # s per depth-probe step, batch 16
 )
-RATES_SOURCE = "README: one H100/H200, gsplat 1.5.3, DINOv2 ViT-S/14 (larger backbones take longer in Stage II and the probes)"
+RATES_SOURCE = ("README: one H100/H200, gsplat 1.5.3, DINOv2 ViT-S/14 "
+                "(larger backbones take longer in Stage II and the probes)")
 PAPER_PIXELS = 876 * 584  # the view size `lift_step` was measured at
 
 def lift_step_seconds(cfg: LiftConfig,   # the Stage I settings
@@ -118,9 +120,11 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     for name in probe_datasets(cfg):
         t = DATASETS[name].tasks
         done = (root / "probe" / name / "results.json").exists()
-        per_model = ("seg" in t) * seg_it * RATES["probe_seg_step"] + ("depth" in t) * dep_it * RATES["probe_depth_step"]
+        per_model = (("seg" in t) * seg_it * RATES["probe_seg_step"]
+                     + ("depth" in t) * dep_it * RATES["probe_depth_step"])
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
-        rows.append(dict(stage=f"probes: {name}", work=f"4 models x ({steps} steps)", seconds=0.0 if done else 4 * per_model))
+        rows.append(dict(stage=f"probes: {name}", work=f"4 models x ({steps} steps)",
+                         seconds=0.0 if done else 4 * per_model))
     return rows
 
 def print_plan(rows: list, cfg: ReproduceConfig, console=None):
@@ -131,7 +135,8 @@ def print_plan(rows: list, cfg: ReproduceConfig, console=None):
     for r in rows: t.add_row(r["stage"], r["work"], _hours(r["seconds"]))
     t.add_row("total", "", _hours(sum(r["seconds"] for r in rows)))
     con.print(t)
-    con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its time by their number.")
+    con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its "
+              "time by their number.")
 
 def _backbone_name(cfg: ReproduceConfig) -> str:
     "The name `fit3d.features.load_backbone` will give the backbone (it keys the run folder), without loading it."
@@ -148,19 +153,20 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     import torch.distributed as dist
     from fit3d.features import load_backbone, extract_scene
     from fit3d.finetune import FinetuneConfig
-    from fit3d.lift import pick_device, rank_and_world
+    from fit3d.lift import rank_and_world
     cfg = cfg or ReproduceConfig()
     con, (rank, world) = Console(), rank_and_world()
     scenes = training_scenes(cfg)
     if rank == 0: print_plan(plan(cfg, scenes), cfg, con)
     if cfg.dry_run: return None
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     if world > 1 and not dist.is_initialized():  # one group for the barriers between stages; Stage II reuses it
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
     root = run_dir(cfg.out, bb.name)
     if rank == 0: write_json(root / "config.json", cfg)
-    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=cfg.long_side, progress=rank == 0)
+    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=cfg.long_side,
+                                              progress=rank == 0)
 
     con.rule(f"[bold]Stage I: {len(scenes)} scenes over {world} process(es)")
     lift_stage(scenes, root, bb, features_fn, cfg.lift, device, long_side=cfg.long_side, downscale=cfg.downscale or 1.0,
@@ -168,7 +174,8 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     _barrier()  # every scene's targets are written before any process fine-tunes
 
     con.rule("[bold]Stage II")
-    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint, epochs=cfg.finetune_epochs,
+    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
+                          epochs=cfg.finetune_epochs,
                           lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
                           num_workers=0 if device.type == "cpu" else 4)
     weights = finetune_stage(root, fcfg, bb, log=con.print)
@@ -184,7 +191,8 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
         con.rule(f"[bold]probes: {name}")
         data = probe_data(name, cfg.root if name == "scannetpp" else None)
         res = probe_models(models, data, cfg.probe_iters, device, cache=root / "probe" / name / "results.json",
-                           key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data]), long_side=cfg.long_side, protocol=cfg.protocol)
+                           key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data]),
+                           long_side=cfg.long_side, protocol=cfg.protocol)
         parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name)))
         con.print(parts[-1])
     return atomic_write(root / "results.md", "\n\n".join(parts) + "\n")

@@ -72,7 +72,8 @@ def check_pose(c2w: np.ndarray, # a 4x4 camera-to-world matrix
     R = m[:3, :3]
     if np.abs(R.T @ R - np.eye(3)).max() > tol or abs(np.linalg.det(R) - 1) > tol:
         raise SceneError(path, f"{what} is not rigid (rotation part is not orthonormal with det 1)")
-    if np.abs(m[3] - [0, 0, 0, 1]).max() > tol: raise SceneError(path, f"{what} has last row {m[3]}, expected [0 0 0 1]")
+    if np.abs(m[3] - [0, 0, 0, 1]).max() > tol:
+        raise SceneError(path, f"{what} has last row {m[3]}, expected [0 0 0 1]")
     return m
 
 # %% ../nbs/00_scene.ipynb #f6d6e62f
@@ -84,7 +85,7 @@ class Camera:
     c2w: np.ndarray                              # 4x4 camera-to-world, OpenCV axes
     name: str = ""                               # view name (the image file's stem by default)
     image_path: Path | None = None               # RGB image
-    depth_path: Path | None = None               # metric depth, 16-bit PNG in `Scene.depth_scale` units or .npy in metres
+    depth_path: Path | None = None               # metric depth: 16-bit PNG in `Scene.depth_scale` units, or .npy in m
     label_path: Path | None = None               # semantic class per pixel (8/16-bit PNG or .npy), 255/65535 = ignore
     mask_path: Path | None = None                # validity mask, nonzero = valid (ScanNet++ anonymisation masks)
     instance_path: Path | None = None            # instance id per pixel (16-bit PNG), 0 = none
@@ -160,7 +161,8 @@ class Scene:
     def __repr__(self):
         h, w = (self.cameras[0].height, self.cameras[0].width) if self.cameras else (0, 0)
         n = 0 if self.points is None else len(self.points)
-        return f"Scene({self.name!r}: {len(self)} views {w}x{h}, {len(self.train)} train / {len(self.test)} test, {n} points)"
+        return (f"Scene({self.name!r}: {len(self)} views {w}x{h}, {len(self.train)} train / {len(self.test)} test, "
+                f"{n} points)")
 
     def image(self, i: int) -> np.ndarray:
         "View `i` as float32 RGB in [0, 1], (H, W, 3) at the camera's size."
@@ -234,7 +236,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def validate(scene: Scene,         # the scene to check
              path=None,            # the file it was read from, for messages
-             check_files: bool = True, # open every image header to compare its size with the intrinsics (before any downscaling)
+             check_files: bool = True, # compare each image's size (header) with the intrinsics, before downscaling
             ) -> Scene:
     "Raise `SceneError` for an empty scene, bad poses or intrinsics, missing files, or sizes that don't match."
     path = path if path is not None else scene.root
@@ -253,10 +255,13 @@ def validate(scene: Scene,         # the scene to check
             w, h = _image_size(c.image_path)
             if (w, h) != (c.width, c.height):
                 raise SceneError(c.image_path, f"image is {w}x{h} but its intrinsics are for {c.width}x{c.height}")
-        for p, kind in [(c.depth_path, "depth"), (c.label_path, "label map"), (c.mask_path, "mask"), (c.instance_path, "instance map")]:
-            if check_files and p is not None and not Path(p).exists(): raise SceneError(p, f"{kind} file does not exist")
+        for p, kind in [(c.depth_path, "depth"), (c.label_path, "label map"), (c.mask_path, "mask"),
+                        (c.instance_path, "instance map")]:
+            if check_files and p is not None and not Path(p).exists():
+                raise SceneError(p, f"{kind} file does not exist")
     ids = scene.train + scene.test
-    if any(not 0 <= i < len(scene.cameras) for i in ids): raise SceneError(path, "train/test split names a view that does not exist")
+    if any(not 0 <= i < len(scene.cameras) for i in ids):
+        raise SceneError(path, "train/test split names a view that does not exist")
     if scene.points is not None:
         pts = np.asarray(scene.points)
         if pts.ndim != 2 or pts.shape[1] != 3: raise SceneError(path, f"points have shape {pts.shape}, expected (N, 3)")

@@ -33,7 +33,7 @@ from .scene import SceneError
 __all__ = ['CHECKPOINT_FORMAT', 'ArtifactError', 'NonFiniteLoss', 'atomic_write', 'write_json', 'read_json', 'save_torch',
            'load_torch', 'provenance', 'weights_digest', 'file_stamp', 'files_digest', 'scene_identity',
            'provenance_diff', 'check_provenance', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'safe_name',
-           'child']
+           'child', 'resolve_device', 'module_device']
 
 # %% ../nbs/00a_store.ipynb #ac00f10a
 class ArtifactError(SceneError):
@@ -89,9 +89,11 @@ def read_json(path, what: str = "JSON file") -> Any:
     if not path.is_file(): raise SceneError(path, f"{what} does not exist")
     raw = path.read_bytes()
     try: text = raw.decode("utf-8")
-    except UnicodeDecodeError as e: raise SceneError(path, f"{what} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
+    except UnicodeDecodeError as e:
+        raise SceneError(path, f"{what} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
     try: return json.loads(text)
-    except json.JSONDecodeError as e: raise SceneError(path, f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except json.JSONDecodeError as e:
+        raise SceneError(path, f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
 
 def save_torch(path, obj) -> Path:
     "`torch.save(obj)` atomically; `obj` holds only tensors and plain data, so `load_torch` can read it safely."
@@ -103,8 +105,9 @@ def load_torch(path, what: str = "file", map_location="cpu") -> Any:
     if not path.is_file(): raise ArtifactError(path, f"{what} does not exist")
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ArtifactError(path, f"{what} is corrupt, truncated or not a plain-data torch file "
-                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); delete it to start over") from None
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        raise ArtifactError(path, f"{what} is corrupt, truncated or not a plain-data torch file ({why}); "
+                                  "delete it to start over") from None
 
 # %% ../nbs/00a_store.ipynb #fa0e0e46
 def _digest(obj) -> str: return hashlib.sha256(json.dumps(_plain(obj), sort_keys=True).encode()).hexdigest()[:16]
@@ -140,15 +143,18 @@ def files_digest(paths) -> str:
 def _stamp(p) -> list | None: return file_stamp(p) if p is not None and Path(p).exists() else None
 
 def scene_identity(scene) -> dict:
-    "A scene's name and folder, and digests of its views (`images`: files, poses, relative intrinsics), sizes, split, points."
-    views = [[c.name, _stamp(c.image_path), [_stamp(getattr(c, k, None)) for k in ("depth_path", "label_path", "mask_path")],
+    "A scene's name and folder, and digests of its views (`images`: files, poses, intrinsics), sizes, split, points."
+    views = [[c.name, _stamp(c.image_path),
+              [_stamp(getattr(c, k, None)) for k in ("depth_path", "label_path", "mask_path")],
               [round(float(v), 6) for v in (c.fx / c.width, c.fy / c.height, c.cx / c.width, c.cy / c.height)],
-              (np.round(np.asarray(c.c2w, dtype=np.float64), 6) + 0.0).tolist()] for c in scene.cameras]  # files, intrinsics, pose
+              (np.round(np.asarray(c.c2w, dtype=np.float64), 6) + 0.0).tolist()]
+             for c in scene.cameras]  # files, intrinsics, pose
     pts = getattr(scene, "points", None)
     return dict(name=scene.name, root=str(Path(scene.root).resolve()) if scene.root else None, views=len(views),
                 images=_digest(views), sizes=_digest([[c.width, c.height] for c in scene.cameras]),
                 split=_digest([list(scene.train), list(scene.test)]),
-                points=None if pts is None else hashlib.sha256(np.ascontiguousarray(pts, np.float32).tobytes()).hexdigest()[:16])
+                points=None if pts is None
+                else hashlib.sha256(np.ascontiguousarray(pts, np.float32).tobytes()).hexdigest()[:16])
 
 # %% ../nbs/00a_store.ipynb #9cbbd6d3
 def provenance_diff(saved: dict | None, # the record stored with the artifact
@@ -176,7 +182,8 @@ def check_provenance(path,                    # the artifact (named in messages)
     parts = "; ".join(f"{k}: {_short(s)} (saved) vs {_short(w)} (now)" for k, (s, w) in diff.items())
     if saved is None: parts = "it records no provenance"
     if on_mismatch == "refuse":
-        raise ArtifactError(path, f"{what} was made from other inputs ({parts}); use another output folder or delete it")
+        raise ArtifactError(path,
+                            f"{what} was made from other inputs ({parts}); use another output folder or delete it")
     if log is not None: log(f"{path}: {what} was made from other inputs ({parts}); recomputing")
     return False
 
@@ -193,7 +200,8 @@ def load_checkpoint(path, record: dict, what: str = "checkpoint", map_location="
     if not path.exists(): return None
     ck = load_torch(path, what, map_location)
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ArtifactError(path, f"not a fit3d {what} (format {ck.get('format') if isinstance(ck, dict) else type(ck).__name__})")
+        raise ArtifactError(path, f"not a fit3d {what} (format "
+                                  f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__})")
     check_provenance(path, ck.get("provenance"), record, "refuse", what)
     return ck["state"]
 
@@ -207,7 +215,8 @@ def check_finite(loss,             # a float or a scalar tensor
     if not math.isfinite(v):
         keep = f"; the last good checkpoint {kept} is kept" if kept is not None and Path(kept).exists() else \
                "; nothing was written"
-        raise NonFiniteLoss(f"{where}: loss is {v}: stopped before the step{keep}. Lower the learning rate or check the inputs.")
+        raise NonFiniteLoss(f"{where}: loss is {v}: stopped before the step{keep}. Lower the learning rate "
+                            "or check the inputs.")
     return v
 
 # %% ../nbs/00a_store.ipynb #77cde963
@@ -224,3 +233,19 @@ def child(root, name: str, path=None) -> Path:
     out = (Path(root) / safe_name(name, path)).resolve()
     if Path(root).resolve() not in out.parents: raise SceneError(path, f"{name!r} would leave {root}")
     return out
+
+# %% ../nbs/00a_store.ipynb #aba497c7
+def resolve_device(device=None, # None/"auto": this process' GPU if there is one, else the CPU; or "cpu", "cuda:1", ...
+                  ) -> torch.device:
+    "The device a stage runs on; CUDA without an index is this process' GPU (its local rank under `torchrun`)."
+    if device is None or device == "auto":
+        if not torch.cuda.is_available(): return torch.device("cpu")
+        device = "cuda"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None: return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+def module_device(module) -> torch.device:
+    "Where a module's parameters live (the CPU for a module without parameters)."
+    p = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
+    return p.device if p is not None else torch.device("cpu")

@@ -7,7 +7,7 @@ lifting and the whole `reproduce` recipe run on it end to end. What each file is
 ```
 <root>/                                        the toolkit's data_root
   splits/nvs_sem_train.txt, nvs_sem_val.txt    scene ids (the release; FiT3D: 230 / 50 scenes)
-  metadata/semantic_benchmark/top100.txt       class names, line i = label i (the release; ours: fit3d.synthetic.CLASSES)
+  metadata/semantic_benchmark/top100.txt       class names, line i = label i (the release; ours: fit3d.rooms.CLASSES)
   data/<scene_id>/dslr/
     undistorted_images/DSC00001.JPG            dslr/undistort.py (FiT3D runs dslr/downscale.py first: 876x584)
     undistorted_anon_masks/DSC00001.png        the same script: 255 = keep, 0 = anonymised
@@ -43,7 +43,8 @@ from PIL import Image
 
 from .scene import colmap_to_scannetpp
 from .store import atomic_write, check_provenance, provenance, read_json, write_json, safe_name
-from .synthetic import CLASSES, make_room, room_cameras, random_views, sample_points
+from .rooms import CLASSES, make_room
+from .synthetic import room_cameras, random_views, sample_points
 from .raycast import render, _Geometry, _shadow_res
 
 # %% auto #0
@@ -108,7 +109,8 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
                           scene_id: str,        # e.g. "0a5c013435"
                           seed: int,            # the room and the views follow from it
                           n_views: int = 12,    # DSLR views in all
-                          width: int = 64, height: int = 48, # undistorted_images size (real: 1752x1168; FiT3D's: 876x584)
+                          width: int = 64,      # undistorted_images size (real: 1752x1168; FiT3D's: 876x584)
+                          height: int = 48,
                           n_test: int = 2,      # views listed in test_frames (spread evenly)
                           n_points: int = 2000, # SfM points
                           cameras: str = "walk", # "walk" (`room_cameras`) or "random" (`random_views`)
@@ -122,10 +124,14 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     if not 0 <= n_test < n_views: raise ValueError(f"n_test={n_test} must be in [0, n_views={n_views})")
     root, scene_id = Path(root), safe_name(scene_id)
     sc = root / "data" / scene_id; dslr = sc / "dslr"
-    made = provenance(generator="fit3d.synthetic_scannetpp", version=1, seed=seed, n_views=n_views, width=width, height=height,
-                n_test=n_test, n_points=n_points, cameras=cameras, variety=variety, anon=anon, semantics_dir=semantics_dir)
-    if not overwrite and (dslr / "nerfstudio" / "transforms_undistorted.json").exists() and (sc / "synthetic.json").exists():
-        if check_provenance(sc / "synthetic.json", read_json(sc / "synthetic.json"), made, "recompute", "synthetic scene"): return sc
+    made = provenance(generator="fit3d.synthetic_scannetpp", version=1, seed=seed, n_views=n_views, width=width,
+                      height=height, n_test=n_test, n_points=n_points, cameras=cameras, variety=variety, anon=anon,
+                      semantics_dir=semantics_dir)
+    done = (dslr / "nerfstudio" / "transforms_undistorted.json").exists() and (sc / "synthetic.json").exists()
+    if not overwrite and done:
+        if check_provenance(sc / "synthetic.json", read_json(sc / "synthetic.json"), made, "recompute",
+                            "synthetic scene"):
+            return sc
     (dslr / "nerfstudio" / "transforms_undistorted.json").unlink(missing_ok=True)   # not a complete scene until the end
     room = make_room(seed, variety)
     cams = (room_cameras(room, n_views, width, height, seed) if cameras == "walk" else
@@ -145,7 +151,8 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
         Image.fromarray(mask).save(dslr / "undistorted_anon_masks" / f"{stem}.png")
         mm = np.clip(out["depth"][k] * 1000, 0, 65535).astype(np.uint16)         # millimetres, as common/render.py
         Image.fromarray(mm).save(dslr / "render_depth" / f"{stem}.png")
-        Image.fromarray(out["labels"][k].astype(np.uint8)).save(sem / f"{name}.png")   # 255 = ignore, as semantics_2d.py
+        # 255 = ignore, as semantics_2d.py
+        Image.fromarray(out["labels"][k].astype(np.uint8)).save(sem / f"{name}.png")
     train = [k for k in range(n_views) if k not in test]
     pts, cols = sample_points(out["rgb"][train], out["depth"][train], [cams[k] for k in train], n_points, seed)
     tracks = _tracks(pts, cams, out["depth"])
@@ -157,7 +164,8 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     frame = lambda k: dict(file_path=names[k], transform_matrix=colmap_to_scannetpp(cams[k].c2w).tolist(),
                            is_bad=False, mask_path=Path(names[k]).stem + ".png")
     meta = dict(fl_x=c.fx, fl_y=c.fy, cx=c.cx, cy=c.cy, w=width, h=height, k1=0.0, k2=0.0, k3=0.0, k4=0.0,
-                camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in test], has_mask=True)
+                camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in test],
+                has_mask=True)
     write_json(sc / "synthetic.json", made)
     atomic_write(dslr / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=4))   # last: now complete
     return sc
@@ -176,7 +184,8 @@ def make_scannetpp_tree(root,               # the release folder to write: data/
     for split, n in (("train", n_train), ("val", n_val)):
         for k in range(n):
             s = int(np.random.SeedSequence([seed, ("train", "val").index(split), k]).generate_state(1)[0])
-            out[split].append(write_scannetpp_scene(root, f"{s:08x}{k:02x}", s, views, width, height, overwrite=overwrite, **kw))
+            out[split].append(write_scannetpp_scene(root, f"{s:08x}{k:02x}", s, views, width, height,
+                                                    overwrite=overwrite, **kw))
         atomic_write(root / "splits" / f"nvs_sem_{split}.txt", "".join(f"{p.name}\n" for p in out[split]))
     atomic_write(root / "metadata" / "semantic_benchmark" / "top100.txt", "".join(f"{c}\n" for c in CLASSES))
     return out

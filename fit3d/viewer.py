@@ -36,8 +36,8 @@ from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screens
 # %% auto #0
 __all__ = ['COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities', 'pca_colours',
            'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer', 'add_cameras',
-           'view_splats', 'lifted_scene_path', 'view_lifted', 'toy_splats', 'scene_html', 'embed_viewer',
-           'InlineViewer', 'show_viewer']
+           'view_splats', 'lifted_scene_path', 'view_lifted', 'scene_html', 'embed_viewer', 'InlineViewer',
+           'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
 def _np(x, dtype=np.float32) -> np.ndarray:
@@ -75,7 +75,8 @@ def pca_colours(x,                     # (N, D) features (array or tensor)
            ) -> np.ndarray:        # (N, 3) float32 in [0, 1]
     "Colour each row of `x` by its first three principal components: `fit3d.features.fit_pca` on the rows."
     x = _np(x)
-    if x.ndim != 2 or len(x) == 0: raise ValueError(f"pca_colours needs an (N, D) array with N > 0, got shape {x.shape}")
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"pca_colours needs an (N, D) array with N > 0, got shape {x.shape}")
     rows = torch.from_numpy(np.ascontiguousarray(x.T))[:, :, None]   # the rows as a (D, N, 1) feature map
     return fit_pca([rows], max_fit, seed)(rows)[:, 0]
 
@@ -128,7 +129,7 @@ class LiveViewer:
     "A viser scene of Gaussians and training cameras that a training loop refreshes at most every `every` seconds."
     def __init__(self,
                  cameras: list[Camera] | None = None, # training cameras, drawn as frustums
-                 images=None,                   # thumbnails on the frustums: images (H, W, 3), True (read `image_path`) or None
+                 images=None,                   # frustum thumbnails: (H, W, 3) images, True (`image_path`) or None
                  host: str = "127.0.0.1",       # "0.0.0.0" to serve other machines
                  port: int = 8080,              # 0 = any free port (see `.port`)
                  every: float = 2.0,            # minimum seconds between two refreshes
@@ -209,7 +210,8 @@ class LiveViewer:
         up = np.array([0.0, 0.0, 1.0]) if up is None else up
         away = self.cameras[0].center - mid if self.cameras else np.array([1.0, 1.0, 0.0])
         away = away - (away @ up) * up
-        if np.linalg.norm(away) < 1e-6: away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+        if np.linalg.norm(away) < 1e-6:
+            away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
         dist = max(2.5 * r, 1.5 * float(np.linalg.norm(self.cameras[0].center - mid)) if self.cameras else 0.0)
         d = 1.3 * away / np.linalg.norm(away) + 0.8 * up
         ic.look_at, ic.position = mid, mid + dist * d / np.linalg.norm(d)
@@ -237,7 +239,7 @@ def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, s
 # %% ../nbs/10_viewer.ipynb #a8894ea2
 def view_splats(splats: dict,                      # gsplat trainer dict, optionally with `features` (N, D)
                 cameras: list[Camera] | None = None, # training cameras, drawn as frustums
-                images=None,                       # thumbnails: list of (H, W, 3) images, True (read `image_path`) or None
+                images=None,                       # thumbnails: list of (H, W, 3) images, True (`image_path`) or None
                 host: str = "127.0.0.1",           # "0.0.0.0" to serve other machines
                 port: int = 8080,                  # 0 = any free port
                 colour: str = "RGB",               # initial colouring, one of `COLOURINGS`
@@ -276,26 +278,11 @@ def view_lifted(folder,                   # a lifted scene: `gaussians.ply` (+ `
         cams = [scene.cameras[i] for i in scene.train] or scene.cameras
     return view_splats(splats, cams, images=(True if images else None) if cams else None, host=host, port=port, **kw)
 
-# %% ../nbs/10_viewer.ipynb #c7126e8d
-def toy_splats(n: int = 2000,      # number of Gaussians
-               d: int = 16,        # feature width
-               seed: int = 0,
-              ) -> dict:           # gsplat trainer dict (torch tensors), with `features`
-    "A sphere of small Gaussians coloured by position, with features that vary smoothly over it (for tests and demos)."
-    import torch
-    g = torch.Generator().manual_seed(seed)
-    p = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * 0.5
-    rgb = (p / 0.5 + 1) / 2
-    W = torch.randn(3, d, generator=g)
-    return dict(means=p, quats=torch.randn(n, 4, generator=g), scales=torch.full((n, 3), math.log(0.03)),
-                opacities=torch.full((n,), 2.0), sh0=((rgb - 0.5) / SH_C0)[:, None, :],
-                shN=torch.zeros(n, 15, 3), features=torch.sin(3 * p @ W))
-
 # %% ../nbs/10_viewer.ipynb #11e35f5a
 def scene_html(server: viser.ViserServer,  # a running viser server
                dark_mode: bool = False,
               ) -> str:                     # a complete HTML document
-    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): no server needed."
+    "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): needs no server."
     ser = server.get_scene_serializer()
     if not hasattr(ser, "as_html"):
         ser.serialize()  # unregister the recorder before saying why

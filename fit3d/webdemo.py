@@ -24,9 +24,9 @@ import torch.nn.functional as F
 import viser
 from PIL import Image, ImageDraw
 
-from .features import fit_pca
+from .features import fit_pca, tile
 from .scene import IMAGE_SUFFIXES
-from .figures import tile
+from .store import module_device
 from .viewer import viser_server
 
 # %% auto #0
@@ -46,10 +46,6 @@ def to_image(x) -> np.ndarray:
     a = a[..., :3]
     return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else np.clip(a.astype(np.float32), 0, 1)
 
-def _device(model) -> torch.device:
-    p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    return p.device if p is not None else torch.device("cpu")
-
 @torch.inference_mode()
 def dense_features(model,               # callable: (B, 3, H, W) in [0, 1] -> (B, C, h, w), with `.patch_size`
                    image,               # anything `to_image` reads
@@ -62,7 +58,7 @@ def dense_features(model,               # callable: (B, 3, H, W) in [0, 1] -> (B
     h, w = max(p, round(H * s / p) * p), max(p, round(W * s / p) * p)
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    return model(x.to(_device(model)))[0].float().cpu()
+    return model(x.to(module_device(model)))[0].float().cpu()
 
 # %% ../nbs/11_webdemo.ipynb #1de967ca
 def _shade(draw, box, c0, c1, vertical=True):
@@ -105,9 +101,10 @@ def drawn_examples(width: int = 448, height: int = 336, seed: int = 0) -> dict[s
 
 def _spread(items: list, n: int) -> list:
     "`n` items evenly spread over `items` (all of them if fewer)."
-    return items if len(items) <= n else [items[round(i * (len(items) - 1) / (n - 1))] if n > 1 else items[0] for i in range(n)]
+    return (items if len(items) <= n
+            else [items[round(i * (len(items) - 1) / (n - 1))] if n > 1 else items[0] for i in range(n)])
 
-def example_images(source=None,   # None: drawn examples; a folder of images; a scene; or a folder of scenes (e.g. data/synthetic)
+def example_images(source=None,   # None: drawn examples; a folder of images; a scene; a folder of scenes
                    n: int = 6,    # at most this many images from `source`
                   ) -> dict[str, np.ndarray]: # name -> (H, W, 3) uint8
     "Example images for the demo: views of scenes on disk, or drawn ones if `source` is None or does not exist."
@@ -115,7 +112,9 @@ def example_images(source=None,   # None: drawn examples; a folder of images; a 
     if source is None: return drawn_examples()
     src = Path(source)
     if not src.exists():
-        import warnings; warnings.warn(f"{src}: no such folder; using the drawn example images"); return drawn_examples()
+        import warnings
+        warnings.warn(f"{src}: no such folder; using the drawn example images")
+        return drawn_examples()
     files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else []
     if not files:
         scenes = [src] if (src / "transforms.json").exists() or src.suffix == ".json" else sorted(
@@ -135,8 +134,8 @@ def example_images(source=None,   # None: drawn examples; a folder of images; a 
 # %% ../nbs/11_webdemo.ipynb #980ad1b0
 PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
                     [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207], [174, 199, 232], [255, 187, 120],
-                    [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148], [247, 182, 210], [199, 199, 199],
-                    [219, 219, 141], [158, 218, 229]], np.uint8)  # tab20, for up to 20 clusters
+                    [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148], [247, 182, 210],
+                    [199, 199, 199], [219, 219, 141], [158, 218, 229]], np.uint8)  # tab20, for up to 20 clusters
 
 def _rows(feats) -> tuple[np.ndarray, tuple[int, int]]:
     "(h*w, C) rows of a (C, h, w) feature map, and (h, w)."
@@ -195,7 +194,8 @@ def compare(image,                 # anything `to_image` reads
            ) -> dict:              # pca, kmeans: input | original | fine-tuned (uint8); feats: the two maps
     "The demo's pictures for one image: PCA and K-means of the original and fine-tuned features."
     img = to_image(image)
-    fo, ff = feats if feats is not None else (dense_features(original, img, long_side), dense_features(finetuned, img, long_side))
+    fo, ff = (feats if feats is not None
+              else (dense_features(original, img, long_side), dense_features(finetuned, img, long_side)))
     po = pca_image(fo); pf = pca_image(ff, like=po if fo.shape[1:] == ff.shape[1:] else None)
     ko = kmeans_labels(fo, k); kf = kmeans_labels(ff, k, like=ko if fo.shape[1:] == ff.shape[1:] else None)
     pal = lambda lab: PALETTE[lab % len(PALETTE)]
@@ -277,9 +277,9 @@ class _Demo:
     def _draw(self, out: dict):
         self.pca.image, self.kmeans.image = out["pca"], out["kmeans"]
 
-def serve_demo(original,                  # the original model: (B, 3, H, W) in [0, 1] -> (B, C, h, w), with `.patch_size`
+def serve_demo(original,                  # the original model: (B, 3, H, W) in [0, 1] -> (B, C, h, w), `.patch_size`
                finetuned,                 # the fine-tuned model, same interface
-               examples=None,             # name -> image (path, PIL or array), or a list of paths; default `example_images()`
+               examples=None,             # name -> image (path, PIL or array), or paths; default `example_images()`
                host: str = "127.0.0.1",   # "0.0.0.0" to serve other machines
                port: int = 8080,          # 0 = any free port
                k: int = 8,                # initial number of clusters

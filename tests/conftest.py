@@ -1,7 +1,7 @@
 "Shared test data: a tiny posed scene lifted on the CPU."
 import torch
 
-from fit3d.correspondence import toy_posed_scene
+from fit3d.testing import toy_posed_scene
 from fit3d.features import load_backbone
 from fit3d.formats import write_nerfstudio, read_scene
 from fit3d.lift import LiftConfig, lift, save_lifted

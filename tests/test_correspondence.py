@@ -1,6 +1,7 @@
 "Multi-view correspondence checks beside the notebook."
 import torch
-from fit3d.correspondence import toy_posed_scene, correspondences, correspondence_recall, position_features, match, feature_consistency
+from fit3d.testing import toy_posed_scene
+from fit3d.correspondence import correspondences, correspondence_recall, position_features, match, feature_consistency
 
 torch.set_num_threads(1)
 

@@ -58,7 +58,8 @@ def test_demo_end_to_end_resume_and_provenance(tmp_path):
 def test_lift_stage_refuses_scenes_that_share_a_name(tmp_path):
     "Two projects whose scenes have one name (every COLMAP project was 'sparse'): refused before any folder is touched."
     import pytest
-    from fit3d.formats import toy_scene, write_nerfstudio
+    from fit3d.formats import write_nerfstudio
+    from fit3d.testing import toy_scene
     from fit3d.demo import lift_stage
     from fit3d.features import load_backbone
     from fit3d.lift import LiftConfig

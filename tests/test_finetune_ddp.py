@@ -2,7 +2,8 @@
 import os, subprocess, sys
 import torch
 from safetensors.torch import load_file
-from fit3d.finetune import FinetuneConfig, finetune, toy_targets
+from fit3d.finetune import FinetuneConfig, finetune
+from fit3d.testing import toy_targets
 
 FLAGS = dict(backbone="tiny", pretrained=False, lr=1e-3, epochs=2, batch_size=2, save_every=2, num_workers=0, progress=False)
 

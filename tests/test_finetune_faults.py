@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fit3d.finetune import FinetuneConfig, finetune, finetuned_record, load_finetuned, toy_targets, TargetViews
+from fit3d.finetune import FinetuneConfig, finetune, finetuned_record, load_finetuned, TargetViews
+from fit3d.testing import toy_targets
 from fit3d.store import ArtifactError, NonFiniteLoss
 
 FLAGS = dict(backbone="tiny", pretrained=False, lr=1e-3, epochs=4, batch_size=2, save_every=1, num_workers=0, progress=False,

@@ -2,7 +2,8 @@
 import json
 import numpy as np
 import pytest
-from fit3d.formats import read_nerfstudio, write_nerfstudio, read_colmap, write_colmap_text_fixture, read_scene, toy_scene
+from fit3d.formats import read_nerfstudio, write_nerfstudio, read_colmap, read_scene
+from fit3d.testing import toy_scene, write_colmap_text_fixture
 from fit3d.scene import SceneError
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fit3d.formats import toy_scene, write_nerfstudio, read_scene
+from fit3d.formats import write_nerfstudio, read_scene
+from fit3d.testing import toy_scene
 from fit3d.lift import LiftConfig, lift, lift_scenes, load_lifted, save_lifted
 from fit3d.store import ArtifactError, NonFiniteLoss
 

@@ -2,7 +2,8 @@
 import json, os, subprocess, sys, textwrap
 from pathlib import Path
 
-from fit3d.formats import toy_scene, write_nerfstudio
+from fit3d.formats import write_nerfstudio
+from fit3d.testing import toy_scene
 
 SCRIPT = textwrap.dedent("""
     import sys, torch, torch.nn.functional as F

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from fit3d.features import extract_scene
-from fit3d.finetune import TargetViews, toy_targets, export_weights, check_base
+from fit3d.finetune import TargetViews, export_weights, check_base
+from fit3d.testing import toy_targets
 from fit3d.lift import save_lifted
 import fit3d.lift
 from fit3d.store import ArtifactError, weights_digest

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fit3d.formats import read_scene
-from fit3d.synthetic import CLASSES, make_benchmark, make_scene, scene_complete
+from fit3d.rooms import CLASSES
+from fit3d.synthetic import make_benchmark, make_scene, scene_complete
 
 TINY = dict(n_views=8, width=80, height=60, n_test=2, n_points=300)
 
@@ -54,7 +55,7 @@ def test_benchmark_resumes(tmp_path):
 
 
 def test_variety_keeps_classic_rooms_and_varies_looks():
-    from fit3d.synthetic import make_room
+    from fit3d.rooms import make_room
     a, b = make_room(5, variety=0), make_room(5, variety=0)
     np.testing.assert_array_equal(a.prim_mat, b.prim_mat)
     assert a.light_rgb is None and a.ambient == 0.3                           # the classic white light
@@ -65,7 +66,8 @@ def test_variety_keeps_classic_rooms_and_varies_looks():
 
 
 def test_random_views_are_free_and_varied():
-    from fit3d.synthetic import make_room, random_views
+    from fit3d.rooms import make_room
+    from fit3d.synthetic import random_views
     from fit3d.raycast import _Geometry
     import torch
     room = make_room(3)

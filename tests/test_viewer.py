@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fit3d.browser import HeadlessBrowser, client_watch, coloured, html_screenshot, need_chromium, not_white, pixels
-from fit3d.formats import toy_scene
-from fit3d.viewer import LiveViewer, embed_viewer, toy_splats, view_lifted, view_splats, viser_server
+from fit3d.testing import toy_scene, toy_splats
+from fit3d.viewer import LiveViewer, embed_viewer, view_lifted, view_splats, viser_server
 
 OUT = Path(__file__).parent / "output"  # screenshots, kept for a person to look at (git-ignored)
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from fit3d.synthetic import make_room, make_scene, random_views, render, room_cameras, _Geometry, _shadow_res
+from fit3d.rooms import make_room
+from fit3d.raycast import render, _Geometry, _shadow_res
+from fit3d.synthetic import make_scene, random_views, room_cameras
 
 
 def sync(device):
