@@ -21,6 +21,7 @@ Modules:
 - `fit3d.dataset_fixtures`: Tiny copies of ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC, KITTI and the synthetic benchmark, file for file in their official layouts, for tests and examples (no downloads).
 - `fit3d.datasets`: ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC 2012, KITTI and our synthetic rooms, each read from the layout its official release (or FiT3D's evaluation) ships, into one kind of sample.
 - `fit3d.demo`: `fit3d demo` generates the synthetic benchmark, extracts features, lifts the training scenes, fine-tunes, probes the original, duplicated, fine-tuned and combined features, and writes an HTML report.
+- `fit3d.experiment`: `fit3d experiment`: FiT3D's experiment on a proxy foundation model in one resumable, time-boxed command: three Stage I variants, Stage II and the probes over several seeds, mean ± std.
 - `fit3d.features`: One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
 - `fit3d.figures`: One way to lay pictures side by side, PNG as the one figure format, and the check that every notebook shows its figures.
 - `fit3d.finetune`: Teach a 2D ViT to produce the multi-view consistent features rendered from its own feature Gaussians.

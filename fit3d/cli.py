@@ -16,6 +16,7 @@ types (tyro offers and checks them), and `None` means "chosen automatically".
 | `fit3d webdemo` | the browser demo: PCA and K-means of features, original vs fine-tuned |
 | `fit3d demo` | everything above on the built-in synthetic rooms, with an HTML report |
 | `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable, with `--dry-run` for the plan (`15_reproduce`) |
+| `fit3d experiment` | Stage I variants x Stage II seeds on the synthetic rooms with a proxy model, time-boxed (`18_experiment`) |
 | `fit3d pretrain` | self-supervised pretraining of a ViT on synthetic rooms (where `fit3d.pretrain` is present) |
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
@@ -39,7 +40,7 @@ from .lift import LiftConfig
 # %% auto #0
 __all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
            'ProbeArgs', 'WebdemoArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view',
-           'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_pretrain', 'main']
+           'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment', 'cmd_pretrain', 'main']
 
 # %% ../nbs/13_cli.ipynb #6b1f0c3d
 def lift_presets() -> dict:
@@ -257,6 +258,10 @@ def cmd_reproduce(cfg):
     from fit3d.reproduce import reproduce
     reproduce(cfg)
 
+def cmd_experiment(cfg):
+    from fit3d.experiment import run_experiment
+    run_experiment(cfg)
+
 def cmd_pretrain(cfg):
     from fit3d.pretrain import pretrain
     print(f"pretrained weights: {pretrain(cfg).get('weights')}")
@@ -266,9 +271,11 @@ def _commands() -> dict:
     from fit3d.finetune import FinetuneConfig
     from fit3d.demo import DemoConfig
     from fit3d.reproduce import ReproduceConfig
+    from fit3d.experiment import ExperimentConfig
     cmds = dict(synth=(SynthArgs, cmd_synth), features=(FeaturesArgs, cmd_features), lift=(LiftArgs, cmd_lift),
                 finetune=(FinetuneConfig, cmd_finetune), probe=(ProbeArgs, cmd_probe), view=(ViewArgs, cmd_view),
-                webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo), reproduce=(ReproduceConfig, cmd_reproduce))
+                webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo), reproduce=(ReproduceConfig, cmd_reproduce),
+                experiment=(ExperimentConfig, cmd_experiment))
     try: from fit3d.pretrain import PretrainConfig  # the pretraining chapter, where it has landed
     except ImportError: pass
     else: cmds["pretrain"] = (PretrainConfig, cmd_pretrain)
@@ -286,6 +293,7 @@ commands:
   webdemo    browser demo: PCA and K-means of features, original vs fine-tuned
   demo       all of the above on the built-in synthetic rooms, with an HTML report
   reproduce  the paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe, the table (--dry-run: the plan)
+  experiment Stage I variants x Stage II seeds on the synthetic rooms with a proxy model, mean ± std (--max-seconds)
   pretrain   self-supervised pretraining of a ViT on synthetic rooms (where fit3d.pretrain is installed)
 """
 

@@ -30,9 +30,9 @@ from .store import (atomic_write, write_json, read_json, provenance, check_prove
                          files_digest, scene_identity, safe_name)
 
 # %% auto #0
-__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage', 'finetune_stage',
-           'compare_models', 'probe_models', 'provenance_parts', 'save_png', 'viewer_html', 'loss_figure',
-           'write_report', 'run_demo']
+__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage_record',
+           'lifts_pending', 'lift_stage', 'finetune_stage', 'compare_models', 'probe_models', 'provenance_parts',
+           'save_png', 'viewer_html', 'loss_figure', 'write_report', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -110,6 +110,27 @@ def _matches(folder: Path, record: dict) -> bool:
     return rec.exists() and read_json(rec, "provenance record").get("key") == record["key"]
 
 # %% ../nbs/12_demo.ipynb #3f6c8d21
+def lift_stage_record(scene: Scene,  # the scene as read (cameras; its files are not needed)
+                      backbone,      # the frozen `Backbone`
+                      cfg,           # the `LiftConfig`
+                      long_side: int | None = None, downscale: float = 1.0, # as `lift_stage` takes them
+                      weights: str | None = None,   # `weights_digest(backbone)`, if known
+                     ) -> dict:
+    "The record `lift_stage` keeps beside a lifted scene: backbone and weights, input size, Stage I settings, scene."
+    return provenance(stage="lift", backbone=backbone.name, weights=weights or weights_digest(backbone),
+                      long_side=long_side, downscale=downscale, config=cfg, scene=scene_identity(scene))
+
+def lifts_pending(scene_paths: list, root, backbone, cfg, long_side: int | None = None, downscale: float = 1.0,
+                 ) -> list:
+    "The scenes `lift_stage` would lift (or render targets for) under `root`: the others it would reuse as they are."
+    root, wdig, out = Path(root), weights_digest(backbone), []
+    for p in scene_paths:
+        scene = read_scene(p, check_files=False); folder = root / "lift" / scene.name
+        done = (folder / "lift.json").exists() and (root / "targets" / f"{scene.name}.safetensors").exists()
+        rec = lift_stage_record(scene, backbone, cfg, long_side, downscale, wdig)
+        if not (done and _matches(folder, rec)): out.append(p)
+    return out
+
 def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fixed order
                root,                # the run folder: writes root/lift/<scene>/ and root/targets/<scene>.safetensors
                backbone,            # the frozen `Backbone` whose features are lifted
@@ -131,8 +152,7 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
         raise SceneError(root / "lift", f"scenes share the names {dup}: each needs its own folder (rename one of them)")
     for p in list(scene_paths)[rank::world]:  # each rank claims the scenes `lift_scenes` gives it
         scene = read_scene(p, check_files=False)
-        rec = provenance(stage="lift", backbone=backbone.name, weights=wdig, long_side=long_side, downscale=downscale,
-                         config=cfg, scene=scene_identity(scene))
+        rec = lift_stage_record(scene, backbone, cfg, long_side, downscale, wdig)
         target = root / "targets" / f"{scene.name}.safetensors"
         folder = root / "lift" / scene.name
         if not _matches(folder, rec): target.unlink(missing_ok=True)  # made from a lift that is about to be redone
@@ -154,22 +174,25 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
 _FINETUNE_LOGISTICS = ("targets", "out", "resume", "num_workers", "log_every", "device", "progress",
                        "save_every", "compile")
 
-def finetune_stage(root,            # the run folder: writes root/finetune/
+def finetune_stage(root,            # the run folder: reads root/targets/, writes root/finetune/
                    cfg,             # the `FinetuneConfig` (its `targets` and `out` are set here)
                    backbone,        # the `Backbone` fine-tuning starts from (its weights are part of the record)
-                   log=print) -> Path:
+                   log=print,
+                   out=None,        # the folder of the weights (None: root/finetune; one per seed, say)
+                  ) -> Path:
     "Stage II on every target under root/targets, reused only if made from the same targets, weights and settings."
     from fit3d.finetune import finetune
     from fit3d.lift import rank_and_world
     root = Path(root); files = sorted((root / "targets").glob("*.safetensors"))
     if not files: raise FileNotFoundError(f"{root / 'targets'}: no Stage II targets (run Stage I first)")
-    cfg = replace(cfg, targets=(str(root / "targets"),), out=str(root / "finetune"))
+    out = Path(out) if out is not None else root / "finetune"
+    cfg = replace(cfg, targets=(str(root / "targets"),), out=str(out))
     rec = provenance(stage="finetune", start=weights_digest(backbone), targets=files_digest(files),
                      config={k: v for k, v in asdict(cfg).items() if k not in _FINETUNE_LOGISTICS})
-    weights = root / "finetune" / "finetuned.safetensors"
-    if rank_and_world()[0] == 0: claim(root / "finetune", rec, "fine-tuned weights", log)
+    weights = out / "finetuned.safetensors"
+    if rank_and_world()[0] == 0: claim(out, rec, "fine-tuned weights", log)
     _barrier()
-    return weights if weights.exists() and _matches(root / "finetune", rec) else Path(finetune(cfg))
+    return weights if weights.exists() and _matches(out, rec) else Path(finetune(cfg))
 
 def _barrier():
     "Wait for every process of a `torchrun` job (nothing to wait for when run alone)."
@@ -211,7 +234,8 @@ class _LongSide:
         s = self.samples[i]; H, W = s["image"].shape[:2]; k = self.long_side / max(H, W)
         return resize_sample(s, (round(H * k), round(W * k)))
 
-def probe_models(models: dict,       # `compare_models`' four: original, duplicated, finetuned, combined
+def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
+                                     # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
                  probe_iters: int | None, # steps of each linear probe (None: the protocol's, 40k / 38.4k)
                  device,
@@ -221,6 +245,7 @@ def probe_models(models: dict,       # `compare_models`' four: original, duplica
                  progress: bool = True,
                  protocol: Literal["official", "quick"] = "quick", # the probe chapter's augmented protocol, or cached features
                  batch_size: int | None = None, # probe batch (None: the protocol's 16)
+                 seed: int = 0,      # the probes' head initialisation, batch order and flips, and correspondence points
                 ) -> dict:
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
@@ -231,7 +256,8 @@ def probe_models(models: dict,       # `compare_models`' four: original, duplica
     parts = _parts(data)
     settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
     key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
-                     batch_size=batch_size, depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
+                     batch_size=batch_size, **({"seed": seed} if seed else {}), # seed 0: the records made before it
+                     depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
@@ -242,22 +268,28 @@ def probe_models(models: dict,       # `compare_models`' four: original, duplica
     rows = [n for n in MODELS if n in models]
     if all(n in results for n in rows): return results
     orig, fine = (models[n].to(device).eval() if n in models else None for n in ("original", "finetuned"))
-    kw = dict(device=str(device), progress=progress, **({} if probe_iters is None else dict(iters=probe_iters)),
+    if "combined" in models:  # the combined row is assembled from its two parts
+        orig, fine = (m if m is not None else getattr(models["combined"], k).to(device).eval()
+                      for m, k in ((orig, "original"), (fine, "finetuned")))
+    if orig is None: raise ValueError(f"probe_models: rows {rows} need the original model ('original' or 'combined')")
+    kw = dict(device=str(device), progress=progress, seed=seed, **({} if probe_iters is None else dict(iters=probe_iters)),
               **({} if batch_size is None else dict(batch_size=batch_size)))
     r = {n: {} for n in rows}
+    def sets(task):  # heads for the rows asked for only (a subset's other heads would be trained for nothing)
+        s = FeatureSets(orig, fine, task); s.rows = tuple(n for n in s.rows if n in rows); return s
     for p in parts:
         train, val = (_LongSide(p[s], long_side) if long_side else p[s] for s in ("train", "val"))
         first = train[0]
         if first.get("labels") is None and first.get("depth") is None:
             raise ValueError(f"{p['train'].name}: samples have neither labels nor depth: nothing to probe")
         if first.get("labels") is not None:   # normed last-layer patch features; the rows as the paper's Table 13
-            res = run_probes(FeatureSets(orig, fine, "seg"), train, val, ProbeConfig(**kw), protocol,
+            res = run_probes(sets("seg"), train, val, ProbeConfig(**kw), protocol,
                              n_classes=p.get("n_classes") or len(p["train"].classes))
             for n in rows: r[n]["segmentation"] = res[n]
         if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
             crop = DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop")   # the data set's training crop (KITTI: 352x704)
-            res = run_probes(FeatureSets(orig, fine, "depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
+            res = run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
                              aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop"))
             for n in rows: r[n]["depth"] = res[n]
         for n in rows:
@@ -266,7 +298,7 @@ def probe_models(models: dict,       # `compare_models`' four: original, duplica
                 sc = read_scene(sp)
                 feats = {i: f(sc.image(i)) for i in range(len(sc))}
                 pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
-                corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500))
+                corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed))
             if corr: r[n]["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0]
                                                if isinstance(corr[0][k], (int, float))}
     for n in rows:

@@ -1,0 +1,96 @@
+"""`fit3d experiment` at smoke size on the CPU: the time box, Stage I in worker processes, every row/variant/seed in
+experiment.json with mean and std computed from the per-seed results, and a second run that reuses everything."""
+import json, os, subprocess, sys, time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fit3d.demo import MODELS
+from fit3d.protocol import _metric
+from fit3d.experiment import ExperimentConfig, METRICS, run_experiment, spawn_lift_workers
+
+# `--smoke` sizes (2 + 1 rooms of 8 views at 96x72), two variants, two seeds, two Stage I workers, fewer steps
+SMOKE = dict(smoke=True, backbone="tiny", device="cpu", variants=("fast", "coupled"), seeds=(0, 1), lift_workers=2,
+             lift_iterations=20, finetune_epochs=1, probe_iters=10)
+FLAGS = ["--smoke", "--backbone", "tiny", "--device", "cpu", "--variants", "fast", "coupled", "--seeds", "0", "1",
+         "--lift-workers", "2", "--lift-iterations", "20", "--finetune-epochs", "1", "--probe-iters", "10"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    "One CPU thread, as the subprocesses (OMP_NUM_THREADS=1): two threads on a busy two-core machine crawl."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def stamps(folder: Path) -> dict:
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith("experiment.") and "workers" not in p.parts}
+
+
+def test_experiment_time_box_workers_aggregates_and_resume(tmp_path):
+    out = tmp_path / "run"
+    cfg = ExperimentConfig(out=str(out), data=str(tmp_path / "data"), **SMOKE)
+    # 1. a time box that runs out once the first seed of "fast" is done: the later units are skipped, cleanly
+    first = out / "fast" / "seed0" / "probe.json"
+    run_experiment(replace(cfg, max_seconds=60), clock=lambda: 1e6 if first.exists() else 0.0)
+    saved = json.loads((out / "experiment.json").read_text())
+    assert saved["done"] == ["Stage I fast", "fast seed 0"]
+    assert saved["skipped"] == ["fast seed 1", "Stage I coupled", "coupled seed 0", "coupled seed 1"]
+    assert list(saved["runs"]) == ["fast"] and list(saved["runs"]["fast"]) == ["seed0"]
+    assert "skipped by the time box" in (out / "experiment.md").read_text()
+    for i in (0, 1):  # Stage I ran in two worker processes, one room each, with a log each
+        assert "worker %d of 2: done" % i in (out / "fast" / "workers" / f"rank{i}.log").read_text()
+    assert len(list((out / "fast" / "targets").glob("*.safetensors"))) == 2
+
+    # 2. the rest, without a box: Stage I of "fast" and its first seed are reused
+    lifted = stamps(out / "fast" / "lift") | stamps(out / "fast" / "seed0")
+    t = time.perf_counter()
+    res = run_experiment(cfg)
+    second = time.perf_counter() - t
+    assert stamps(out / "fast" / "lift") | stamps(out / "fast" / "seed0") == lifted
+    saved = json.loads((out / "experiment.json").read_text())
+    assert saved["skipped"] == [] and saved["done"][-1] == "coupled seed 1" and list(res["runs"]) == ["fast", "coupled"]
+    assert set(saved["runs"]) == {"fast", "coupled"}
+    for v in ("fast", "coupled"):
+        assert set(saved["runs"][v]) == {"seed0", "seed1"}
+        assert all(set(r) == set(MODELS) for r in saved["runs"][v].values())
+        assert set(saved["times"]["finetune"][v]) == {"seed0", "seed1"} and saved["times"]["lift"][v] >= 0
+        for row in MODELS:  # mean and sample std over the seeds, from the per-seed results
+            for g, k, *_ in METRICS:
+                vals = [_metric(saved["runs"][v][s][row], g, k) for s in ("seed0", "seed1")]
+                agg = saved["aggregate"][v][row][f"{g}/{k}"]
+                assert np.isclose(agg["mean"], np.mean(vals)) and np.isclose(agg["std"], np.std(vals, ddof=1)), (v, row, k)
+        gain = [_metric(saved["runs"][v][s]["combined"], "segmentation", "mIoU") -
+                _metric(saved["runs"][v][s]["original"], "segmentation", "mIoU") for s in ("seed0", "seed1")]
+        assert np.isclose(saved["aggregate"][v]["gain"]["segmentation/mIoU"]["mean"], np.mean(gain))
+    # the original and duplicated rows do not depend on the variant: probed once per seed, shared
+    for s in ("seed0", "seed1"):
+        assert saved["runs"]["fast"][s]["original"] == saved["runs"]["coupled"][s]["original"]
+        assert saved["runs"]["fast"][s]["finetuned"] != saved["runs"]["coupled"][s]["finetuned"]
+    assert saved["runs"]["fast"]["seed0"]["finetuned"] != saved["runs"]["fast"]["seed1"]["finetuned"]
+    assert saved["config"]["seeds"] == [0, 1] and saved["variants"]["coupled"]["lift"]["feature_grad_geometry"]
+    assert not saved["variants"]["fast"]["lift"]["feature_grad_geometry"]
+
+    # 3. the same command again, through the CLI: everything is reused, nothing made again, quickly
+    before = stamps(out)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "fit3d.experiment", "--out", str(out), "--data", str(tmp_path / "data"),
+                        *FLAGS], env=env, capture_output=True, text=True, timeout=300)
+    third = time.perf_counter() - t
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| combined (FiT3D) |" in r.stdout and stamps(out) == before
+    assert third < second / 2, (third, second)
+    assert json.loads((out / "experiment.json").read_text())["runs"] == saved["runs"]
+
+
+def test_a_failing_lift_worker_fails_the_command_with_its_log(tmp_path):
+    spec = dict(config=asdict(ExperimentConfig(out=str(tmp_path), backbone="tiny", device="cpu")), variant="fast",
+                scenes=[str(tmp_path / "no_such_room")])
+    with pytest.raises(RuntimeError, match=r"worker 0 of 1 \(fast\) failed(.|\n)*no_such_room"):
+        spawn_lift_workers(spec, tmp_path / "workers", 1)
