@@ -30,9 +30,9 @@ from .store import (atomic_write, write_json, read_json, provenance, check_prove
                          files_digest, scene_identity, safe_name)
 
 # %% auto #0
-__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage_record',
-           'lifts_pending', 'lift_stage', 'finetune_stage', 'compare_models', 'probe_models', 'provenance_parts',
-           'save_png', 'viewer_html', 'loss_figure', 'write_report', 'run_demo']
+__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'resolve', 'run_dir', 'weights_note', 'claim',
+           'lift_stage_record', 'lifts_pending', 'lift_stage', 'finetune_stage', 'compare_models', 'probe_models',
+           'provenance_parts', 'save_png', 'viewer_html', 'loss_figure', 'write_report', 'demo_backbone', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -60,6 +60,11 @@ def cpu_backbone() -> str:
     "The CPU demo's model: the proxy made by `fit3d.pretrain` if its weights are installed, else the random tiny ViT."
     from fit3d.features import PROXY_MODELS, weights_dir
     return "fit3d_tiny" if (weights_dir() / PROXY_MODELS["fit3d_tiny"]["file"]).exists() else "tiny"
+
+def proxy_backbone() -> str | None:
+    "The largest proxy model made by `fit3d.pretrain` whose weights are installed (None if there is none)."
+    from fit3d.features import PROXY_MODELS, weights_dir
+    return next((n for n in ("fit3d_small", "fit3d_tiny") if (weights_dir() / PROXY_MODELS[n]["file"]).exists()), None)
 
 def resolve(cfg: DemoConfig) -> DemoConfig:
     "Fill the `None` settings for the device the demo runs on."
@@ -413,12 +418,26 @@ the paper's control for the doubled width; <i>fine-tuned alone</i>: after 3D-awa
     return atomic_write(root / "report.html", html)
 
 # %% ../nbs/12_demo.ipynb #2966b21a
+def demo_backbone(cfg: DemoConfig,  # resolved settings
+                  auto: tuple = (False, False), # (backbone, finetune_lr) were left to the demo to choose
+                  device=None, log=print) -> tuple:
+    "The demo's `Backbone` and settings: where the automatic choice (DINOv2) has no reachable weights, the proxy."
+    from fit3d.features import load_backbone, WeightsUnavailable
+    try: return load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None,
+                              device=device), cfg
+    except WeightsUnavailable as e:   # said plainly, and the report names the weights used
+        if not (auto[0] and (proxy := proxy_backbone())): raise
+        log(f"{e}\nusing the proxy model {proxy} (made by fit3d.pretrain) instead")
+        cfg = replace(cfg, backbone=proxy, finetune_lr=1e-4 if auto[1] else cfg.finetune_lr)
+        return load_backbone(proxy, device=device), cfg
+
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark
     from fit3d.features import load_backbone, extract_scene
     from fit3d.lift import LiftConfig
     from fit3d.finetune import FinetuneConfig
+    auto_backbone = (cfg or DemoConfig()).backbone is None, (cfg or DemoConfig()).finetune_lr is None
     cfg = resolve(cfg or DemoConfig())
     con, t0, times = Console(), time.perf_counter(), {}
     device = torch.device(cfg.device)
@@ -429,7 +448,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes, n_views=cfg.views,
                            width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
     stage("2/6 features")
-    bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
+    bb, cfg = demo_backbone(cfg, auto_backbone, device, log=con.print)
     root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
     write_json(root / "config.json", cfg)
     ls = cfg.feature_long_side or None

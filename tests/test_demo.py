@@ -1,5 +1,6 @@
 "`fit3d demo` end to end on tiny settings, through the console script: report written, re-run resumes, changed inputs recompute."
 import json, os, subprocess, sys, time
+import pytest
 from pathlib import Path
 
 TINY = ["--train-scenes", "2", "--val-scenes", "1", "--views", "8", "--width", "64", "--height", "48",
@@ -72,3 +73,17 @@ def test_lift_stage_refuses_scenes_that_share_a_name(tmp_path):
     with pytest.raises(SceneError, match="share the names"):
         lift_stage(paths, tmp_path / "run", load_backbone("tiny", device="cpu"), None, LiftConfig.tiny(), "cpu")
     assert (done / "lift.json").exists()
+
+
+def test_gpu_choice_falls_back_to_the_proxy(monkeypatch):
+    "DINOv2 chosen automatically but its weights unreachable: the committed proxy, said plainly; chosen by hand: the error."
+    from dataclasses import replace
+    from fit3d.demo import DemoConfig, demo_backbone, resolve
+    from fit3d.features import WeightsUnavailable
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = replace(resolve(DemoConfig(device="cpu")), backbone="dinov2_small", finetune_lr=1e-5)
+    said = []
+    bb, used = demo_backbone(cfg, (True, True), "cpu", log=said.append)
+    assert bb.name == used.backbone == "fit3d_tiny" and used.finetune_lr == 1e-4
+    assert "using the proxy model fit3d_tiny" in said[0]
+    with pytest.raises(WeightsUnavailable): demo_backbone(cfg, (False, False), "cpu")
