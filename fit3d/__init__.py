@@ -33,7 +33,7 @@ Modules:
 - `fit3d.probe`: Semantic segmentation and monocular depth from a linear head on dense features, with one protocol for every backbone: the head, optimiser, schedule, losses and metrics of DINOv2's linear evaluation, which FiT3D reuses.
 - `fit3d.protocol`: The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
 - `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
-- `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
+- `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch on a CPU or a GPU: colour, z-depth, class and instance per pixel.
 - `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
 - `fit3d.rooms`: Seeded procedural indoor rooms: fifteen classes, their materials, furniture made of primitives, layouts and lights.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
