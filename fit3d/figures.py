@@ -1,4 +1,4 @@
-"""One way to lay pictures side by side, PNG as the one figure format, and the check that every notebook shows its figures.
+"""One way to lay pictures side by side, PNG as the figure format, and the check that every notebook shows its figures.
 
 Every stage of fit3d ends in a picture: a PCA of features next to the image, a render next to its view, the
 original model next to the fine-tuned one. This module holds what those pictures share, so that there is one way

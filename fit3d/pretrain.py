@@ -1,4 +1,4 @@
-"""DINO self-distillation with an iBOT masked-patch loss (or a supervised multi-label fallback) for a timm ViT/14, resumable across short GPU calls.
+"""DINO self-distillation with iBOT's masked-patch loss (or a supervised fallback) for a timm ViT/14, resumable.
 
 FiT3D's claim is that fine-tuning a *pretrained* 2D model on 3D-consistent features makes its dense features better.
 No pretrained weights reach our machines, and random weights cannot test that claim, so this chapter makes a small

@@ -1,4 +1,4 @@
-"""A uint8 bank of ray-cast room views with their class maps, cached on disk, and batched random resized crops with gentle colour jitter.
+"""A uint8 bank of ray-cast room views and class maps, cached on disk; batched random resized crops, gently jittered.
 
 `fit3d.pretrain` trains on thousands of procedural rooms. Rendering them on the fly would starve the GPU, and files
 on disk would make the loader the bottleneck, so this chapter renders them once into arrays that fit in GPU memory
