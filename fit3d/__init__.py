@@ -21,19 +21,19 @@ Modules:
 - `fit3d.dataset_fixtures`: Tiny copies of ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC, KITTI and the synthetic benchmark, file for file in their official layouts, for tests and examples (no downloads).
 - `fit3d.datasets`: ScanNet++, ScanNet, NYUv2, ADE20k, Pascal VOC 2012, KITTI and our synthetic rooms, each read from the layout its official release (or FiT3D's evaluation) ships, into one kind of sample.
 - `fit3d.demo`: `fit3d demo` generates the synthetic benchmark, extracts features, lifts the training scenes, fine-tunes, probes the original, duplicated, fine-tuned and combined features, and writes an HTML report.
-- `fit3d.experiment`: `fit3d experiment`: FiT3D's experiment on a proxy foundation model in one resumable, time-boxed command: three Stage I variants, Stage II and the probes over several seeds, mean ± std.
+- `fit3d.experiment`: `fit3d experiment`: FiT3D's experiment on a proxy model, resumable and time-boxed: Stage I variants x Stage II seeds.
 - `fit3d.features`: One small interface from a timm model (by name or built) to dense patch-feature maps `(B, C, h, w)`, batched extraction over a `Scene` with a cache on disk that knows what made it, and PCA pictures that compare models.
-- `fit3d.figures`: One way to lay pictures side by side, PNG as the one figure format, and the check that every notebook shows its figures.
+- `fit3d.figures`: One way to lay pictures side by side, PNG as the figure format, and the check that every notebook shows its figures.
 - `fit3d.finetune`: Teach a 2D ViT to produce the multi-view consistent features rendered from its own feature Gaussians.
 - `fit3d.formats`: Read real captures into a `Scene` and write scenes back, with round-trip tests and errors that name the file.
 - `fit3d.lift`: Per scene, fit 3D Gaussians that carry a colour and a low-dimensional feature so that their renderings match every training view's image and 2D feature map.
-- `fit3d.pretrain`: DINO self-distillation with an iBOT masked-patch loss (or a supervised multi-label fallback) for a timm ViT/14, resumable across short GPU calls.
-- `fit3d.pretrain_data`: A uint8 bank of ray-cast room views with their class maps, cached on disk, and batched random resized crops with gentle colour jitter.
+- `fit3d.pretrain`: DINO self-distillation with iBOT's masked-patch loss (or a supervised fallback) for a timm ViT/14, resumable.
+- `fit3d.pretrain_data`: A uint8 bank of ray-cast room views and class maps, cached on disk; batched random resized crops, gently jittered.
 - `fit3d.pretrain_eval`: PCA pictures of held-out rooms, a loss plot, and linear probes and correspondences against random weights.
 - `fit3d.probe`: Semantic segmentation and monocular depth from a linear head on dense features, with one protocol for every backbone: the head, optimiser, schedule, losses and metrics of DINOv2's linear evaluation, which FiT3D reuses.
 - `fit3d.protocol`: The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
 - `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
-- `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch, on the CPU or a GPU, into colour, z-depth, class and instance per pixel.
+- `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch on a CPU or a GPU: colour, z-depth, class and instance per pixel.
 - `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
 - `fit3d.rooms`: Seeded procedural indoor rooms: fifteen classes, their materials, furniture made of primitives, layouts and lights.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.

@@ -9,14 +9,14 @@ types (tyro offers and checks them), and `None` means "chosen automatically".
 |---|---|
 | `fit3d synth` | write the synthetic benchmark (procedural rooms, nerfstudio layout) |
 | `fit3d features` | extract and cache a backbone's dense features for scenes |
-| `fit3d lift [reference\|fast\|tiny]` | Stage I: lift scenes into feature Gaussians (skips finished scenes, resumes, shards under `torchrun`) |
+| `fit3d lift [reference\|fast\|tiny]` | Stage I: lift scenes into feature Gaussians (resumes; shards under torchrun) |
 | `fit3d finetune` | Stage II: fine-tune the backbone on rendered targets (resumable, DDP under `torchrun`) |
 | `fit3d probe --dataset X` | linear probes and 3D-awareness metrics on a data set: the four-row results table |
 | `fit3d view` | a viser viewer of a lifted scene in the browser |
 | `fit3d webdemo` | the browser demo: PCA and K-means of features, original vs fine-tuned |
 | `fit3d demo` | everything above on the built-in synthetic rooms, with an HTML report |
-| `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable, with `--dry-run` for the plan (`15_reproduce`) |
-| `fit3d experiment` | Stage I variants x Stage II seeds on the synthetic rooms with a proxy model, time-boxed (`18_experiment`) |
+| `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable; `--dry-run` shows the plan (`15_reproduce`) |
+| `fit3d experiment` | Stage I variants x Stage II seeds on synthetic rooms with a proxy model (`18_experiment`) |
 | `fit3d pretrain` | self-supervised pretraining of a ViT on synthetic rooms (where `fit3d.pretrain` is present) |
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
@@ -64,7 +64,7 @@ class SynthArgs:
     test_views: int = 6                 # of which held out (evaluation only)
     width: int = 320                    # image width
     height: int = 240                   # image height
-    seed: int = 0                       # the whole benchmark follows from it (each scene's seed from it, its split and number)
+    seed: int = 0                       # the whole benchmark follows from it (each scene's seed, split and number)
     device: str = "cpu"                 # where to ray-cast ("cuda" for large images)
     overwrite: bool = False             # regenerate scenes that already exist
 
@@ -74,7 +74,7 @@ class BackboneArgs:
     backbone: str = "dinov2_small"      # short name (see fit3d.features.BACKBONES), timm name, or "tiny"
     pretrained: bool = True             # load pretrained weights (timm hub or local cache)
     checkpoint: str = ""                # local weights file (timm state dict or original DINOv2 naming)
-    device: str = "auto"                # "auto": CUDA if available (this rank's GPU under torchrun), or "cpu", "cuda:1", ...
+    device: str = "auto"                # "auto": this rank's GPU if there is one, else the CPU; or "cpu", "cuda:1", ...
 
 @dataclass
 class FeaturesArgs:
@@ -88,7 +88,7 @@ class FeaturesArgs:
 
 @dataclass
 class LiftArgs:
-    "Stage I: lift scenes into feature Gaussians. Pick a preset first (reference, fast, tiny); its fields follow as flags."
+    "Stage I: lift scenes into feature Gaussians. A preset comes first (reference, fast, tiny), its fields as flags."
     scenes: tuple[Path, ...] = ()       # scene folders / transforms files (default: the synthetic training scenes)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     out: Path | None = None             # run folder (None: runs/<backbone>): writes lift/<scene>/, targets/, features/
@@ -148,13 +148,15 @@ def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.
 # %% ../nbs/13_cli.ipynb #7461a322
 def _backbone(a: BackboneArgs):
     from fit3d.features import load_backbone
-    from fit3d.lift import pick_device  # "auto": this rank's GPU under torchrun
-    return load_backbone(a.backbone, pretrained=a.pretrained, checkpoint=a.checkpoint or None, device=pick_device(a.device))
+    from fit3d.store import resolve_device  # "auto": this rank's GPU under torchrun
+    return load_backbone(a.backbone, pretrained=a.pretrained, checkpoint=a.checkpoint or None,
+                         device=resolve_device(a.device))
 
 def _default_scenes(scenes, split: str) -> list[Path]:
     if scenes: return [Path(s) for s in scenes]
     root = Path("data/synthetic"); bj = root / "benchmark.json"
-    if not bj.exists(): raise SystemExit(f"no scenes given and {bj} does not exist: run `fit3d synth` first or pass --scenes")
+    if not bj.exists():
+        raise SystemExit(f"no scenes given and {bj} does not exist: run `fit3d synth` first or pass --scenes")
     return [root / p for p in json.loads(bj.read_text())[split]]
 
 def _run_root(bb, out=None) -> Path:
@@ -163,8 +165,9 @@ def _run_root(bb, out=None) -> Path:
 
 def cmd_synth(a: SynthArgs):
     from fit3d.synthetic import make_benchmark
-    b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views, n_test=a.test_views,
-                       width=a.width, height=a.height, seed=a.seed, device=a.device, overwrite=a.overwrite)
+    b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views,
+                       n_test=a.test_views, width=a.width, height=a.height, seed=a.seed, device=a.device,
+                       overwrite=a.overwrite)
     print(f"wrote {len(b['train'])} training and {len(b['val'])} held-out scenes under {a.out}")
 
 def cmd_features(a: FeaturesArgs):
@@ -181,6 +184,7 @@ def cmd_features(a: FeaturesArgs):
 def cmd_lift(a: LiftArgs):
     from fit3d.features import extract_scene
     from fit3d.demo import lift_stage
+    from fit3d.store import module_device
     bb = _backbone(a.model)
     root = _run_root(bb, a.out)
     live = None
@@ -188,18 +192,18 @@ def cmd_lift(a: LiftArgs):
         from fit3d.viewer import LiveViewer
         live = LiveViewer(port=8080); print(f"live view: http://127.0.0.1:{live.port}")
     feats = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=a.long_side)
-    done = lift_stage(_default_scenes(a.scenes, "train"), root, bb, feats, a.lift, next(bb.parameters()).device,
+    done = lift_stage(_default_scenes(a.scenes, "train"), root, bb, feats, a.lift, module_device(bb),
                       long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live)
     print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
 def cmd_probe(a: ProbeArgs):
     from fit3d.features import load_backbone
-    from fit3d.store import weights_digest, files_digest
-    from fit3d.demo import compare_models, probe_models, results_markdown, paper_numbers
+    from fit3d.store import atomic_write, files_digest, module_device, weights_digest
+    from fit3d.demo import compare_models, probe_models
+    from fit3d.protocol import paper_numbers, results_markdown
     from fit3d.finetune import check_base
-    from fit3d.store import atomic_write
     bb = _backbone(a.model)
-    dev = next(bb.parameters()).device
+    dev = module_device(bb)
     weights = a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors"
     if not Path(weights).exists():
         raise SystemExit(f"fit3d probe: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
@@ -227,7 +231,8 @@ def cmd_view(a: ViewArgs):
     path = a.path
     if not (path / "gaussians.ply").exists():  # a folder of lifted scenes: show the first
         found = sorted(p.parent for p in path.rglob("gaussians.ply"))
-        if not found: raise SystemExit(f"{path}: no gaussians.ply here or in its sub-folders (lift a scene first: fit3d lift)")
+        if not found:
+            raise SystemExit(f"{path}: no gaussians.ply here or in its sub-folders (lift a scene first: fit3d lift)")
         path = found[0]; print(f"showing {path} (of {len(found)} lifted scenes under {a.path})")
     server = view_lifted(path, host=a.host, port=a.port)
     _serve_forever(f"lifted scene {path}", server.get_port())
@@ -236,7 +241,8 @@ def cmd_webdemo(a: WebdemoArgs):
     from fit3d.features import load_backbone
     from fit3d.webdemo import serve_demo, example_images
     bb = _backbone(a.model)
-    fine = load_backbone(a.model.backbone, checkpoint=a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors")
+    fine = load_backbone(a.model.backbone,
+                         checkpoint=a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors")
     server = serve_demo(bb, fine, examples=example_images(a.examples), host=a.host, port=a.port)
     _serve_forever("web demo", server.get_port())
 
@@ -274,8 +280,8 @@ def _commands() -> dict:
     from fit3d.experiment import ExperimentConfig
     cmds = dict(synth=(SynthArgs, cmd_synth), features=(FeaturesArgs, cmd_features), lift=(LiftArgs, cmd_lift),
                 finetune=(FinetuneConfig, cmd_finetune), probe=(ProbeArgs, cmd_probe), view=(ViewArgs, cmd_view),
-                webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo), reproduce=(ReproduceConfig, cmd_reproduce),
-                experiment=(ExperimentConfig, cmd_experiment))
+                webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo),
+                reproduce=(ReproduceConfig, cmd_reproduce), experiment=(ExperimentConfig, cmd_experiment))
     try: from fit3d.pretrain import PretrainConfig  # the pretraining chapter, where it has landed
     except ImportError: pass
     else: cmds["pretrain"] = (PretrainConfig, cmd_pretrain)
@@ -286,7 +292,8 @@ _HELP = """usage: fit3d <command> [flags]     (fit3d <command> --help for its fl
 commands:
   synth      write the synthetic benchmark (procedural rooms, nerfstudio layout)
   features   extract and cache a backbone's dense features for scenes
-  lift       Stage I: lift scenes into feature Gaussians (fit3d lift [reference|fast|tiny] [flags]; resumes; shards under torchrun)
+  lift       Stage I: lift scenes into feature Gaussians (resumes; shards under torchrun)
+             fit3d lift [reference|fast|tiny] [flags]: a preset first, then its fields as flags
   finetune   Stage II: fine-tune the backbone on rendered targets (resumes; DDP under torchrun)
   probe      linear probes + correspondence on a data set (--dataset): original, duplicated, fine-tuned, combined
   view       open a lifted scene in the browser (viser)
@@ -304,7 +311,8 @@ def main(argv: list | None = None):
     cmds = _commands()
     if argv[0] not in cmds: raise SystemExit(f"fit3d: unknown command {argv[0]!r}\n\n{_HELP}")
     conf_cls, fn = cmds[argv[0]]
-    flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]  # flags before or after a preset
+    # flags before or after a preset
+    flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]
     return fn(tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}"))
 
 # %% ../nbs/13_cli.ipynb #64dfa160

@@ -1,4 +1,4 @@
-"""`fit3d experiment`: FiT3D's experiment on a proxy foundation model in one resumable, time-boxed command: three Stage I variants, Stage II and the probes over several seeds, mean ± std.
+"""`fit3d experiment`: FiT3D's experiment on a proxy model, resumable and time-boxed: Stage I variants x Stage II seeds.
 
 FiT3D's claim is that lifting a 2D model's features into 3D Gaussians (Stage I) and fine-tuning the model on their
 renders (Stage II) makes its features better for dense tasks: linear segmentation and depth probes gain, and the

@@ -35,7 +35,7 @@ from .store import (atomic_write, check_provenance, files_digest, module_device,
 __all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
            'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights', 'load_weights', 'load_backbone',
            'iter_features', 'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta',
-           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'to_pil', 'tile',
+           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'to_pil', 'tile', 'png',
            'FeaturePCA', 'fit_pca', 'pca_rgb', 'pca_grid', 'plot_pca']
 
 # %% ../nbs/03_features.ipynb #8273a91f
@@ -468,6 +468,20 @@ def tile(images: list,              # a row of images, or a list of rows (anythi
     for i, r in enumerate(ims):
         for c, im in enumerate(r): out.paste(im, (sum(colw[:c]) + gap * c, i * (h + gap)))
     return out
+
+# %% ../nbs/03_features.ipynb #4369fe4c
+def png(img,                        # anything `to_pil` reads
+        max_side: int | None = None, # shrink so that the longer side is at most this many pixels
+        colours: int | None = None,  # reduce to a palette of this many colours (at most 256)
+       ):
+    "A picture for a notebook's saved output: one PNG (no JPEG copy), optionally shrunk and with a palette."
+    import io
+    from IPython.display import Image as IPImage
+    im = to_pil(img)
+    if max_side and max(im.size) > max_side: im.thumbnail((max_side, max_side))
+    if colours: im = im.quantize(min(int(colours), 256), method=Image.Quantize.MEDIANCUT)
+    buf = io.BytesIO(); im.save(buf, "PNG", optimize=True)
+    return IPImage(data=buf.getvalue(), format="png")
 
 # %% ../nbs/03_features.ipynb #d02176fe
 @dataclass

@@ -1,11 +1,11 @@
-"""One way to lay pictures side by side, PNG as the one figure format, and the check that every notebook shows its figures.
+"""One way to lay pictures side by side, PNG as the figure format, and the check that every notebook shows its figures.
 
 Every stage of fit3d ends in a picture: a PCA of features next to the image, a render next to its view, the
 original model next to the fine-tuned one. This module holds what those pictures share, so that there is one way
 to make each: `tile` lays images out in rows (`fit3d.features.pca_grid`, `fit3d.lift.lift_picture` and the web
-demo's panels are all tiles; it is defined in `fit3d.features`, where the first picture is drawn), `plotly_png`
-turns a plotly figure into a PNG, and `check_notebooks` is the test that every notebook was saved with its outputs
-and opens as a chapter should.
+demo's panels are all tiles) and `png` saves a picture as one light PNG (both are defined in `fit3d.features`,
+where the first picture is drawn), `plotly_png` turns a plotly figure into a PNG, and `check_notebooks` is the test
+that every notebook was saved with its outputs and opens as a chapter should.
 
 **The figure format.** Notebooks are saved with their outputs, so figures must be light: PNG, tens of KB, made with
 PIL (a tile of images) or, for plots, with plotly rendered to PNG by kaleido (which drives the same headless
@@ -23,24 +23,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from .features import to_pil, tile   # defined where the first picture is drawn (`pca_grid`)
+from .features import png, to_pil, tile   # defined where the first picture is drawn (`pca_grid`)
 
 # %% auto #0
-__all__ = ['png', 'plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'check_notebooks']
-
-# %% ../nbs/17_figures.ipynb #4369fe4c
-def png(img,                        # anything `to_pil` reads
-        max_side: int | None = None, # shrink so that the longer side is at most this many pixels
-        colours: int | None = None,  # reduce to a palette of this many colours (at most 256)
-       ):
-    "A picture for a notebook's saved output: one PNG (no JPEG copy), optionally shrunk and with a palette."
-    import io
-    from IPython.display import Image as IPImage
-    im = to_pil(img)
-    if max_side and max(im.size) > max_side: im.thumbnail((max_side, max_side))
-    if colours: im = im.quantize(min(int(colours), 256), method=Image.Quantize.MEDIANCUT)
-    buf = io.BytesIO(); im.save(buf, "PNG", optimize=True)
-    return IPImage(data=buf.getvalue(), format="png")
+__all__ = ['plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'check_notebooks']
 
 # %% ../nbs/17_figures.ipynb #3a9f07be
 def plotly_png(fig,                 # a plotly figure

@@ -1,4 +1,4 @@
-"""DINO self-distillation with an iBOT masked-patch loss (or a supervised multi-label fallback) for a timm ViT/14, resumable across short GPU calls.
+"""DINO self-distillation with iBOT's masked-patch loss (or a supervised fallback) for a timm ViT/14, resumable.
 
 FiT3D's claim is that fine-tuning a *pretrained* 2D model on 3D-consistent features makes its dense features better.
 No pretrained weights reach our machines, and random weights cannot test that claim, so this chapter makes a small
@@ -45,8 +45,8 @@ from tqdm.auto import tqdm
 
 from .synthetic import CLASSES
 from .features import PROXY_MODELS, weights_dir
-from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, load_torch, save_torch, provenance, read_json,
-                         save_checkpoint, write_json)
+from .store import (ArtifactError, atomic_write, check_finite, load_checkpoint, load_torch, save_torch, provenance,
+                         read_json, resolve_device, save_checkpoint, write_json)
 from .pretrain_data import crops, load_bank
 from .pretrain_eval import held_out_views, pca_picture, plot_history
 
@@ -56,10 +56,12 @@ __all__ = ['ARCHS', 'create_vit', 'DINOHead', 'teacher_probs', 'dino_loss', 'ibo
            'pretrain', 'export_weights', 'load_pretrained', 'write_shards', 'join_shards', 'compact_checkpoint']
 
 # %% ../nbs/14_pretrain.ipynb #5a36f117
-ARCHS = dict(  # weights name -> (timm architecture, keyword arguments of timm.create_model); as fit3d.features.PROXY_MODELS
+# weights name -> (timm architecture, keyword arguments of timm.create_model); as fit3d.features.PROXY_MODELS
+ARCHS = dict(
     fit3d_tiny=("vit_small_patch14_dinov2", dict(embed_dim=192, depth=12, num_heads=3, img_size=224, init_values=1.0)),
     fit3d_small=("vit_small_patch14_dinov2", dict(embed_dim=384, depth=12, num_heads=6, img_size=224, init_values=1.0)),
-    fit3d_micro=("vit_small_patch14_dinov2", dict(embed_dim=48, depth=2, num_heads=2, img_size=224, init_values=1.0)),  # tests only
+    fit3d_micro=("vit_small_patch14_dinov2",
+                 dict(embed_dim=48, depth=2, num_heads=2, img_size=224, init_values=1.0)),  # tests only
 )
 
 def create_vit(name: str,      # an entry of `ARCHS`
@@ -74,10 +76,11 @@ def create_vit(name: str,      # an entry of `ARCHS`
 
 # %% ../nbs/14_pretrain.ipynb #1a954628
 class DINOHead(nn.Module):
-    "DINO's projection head: a 3-layer MLP to a bottleneck, l2-normalised, then a weight-normalised linear map to K prototypes."
+    "DINO's projection head: a 3-layer MLP to a bottleneck, l2-normalised, then a weight-normalised map to K prototypes"
     def __init__(self, dim: int, out_dim: int = 2048, hidden: int = 1024, bottleneck: int = 256):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, bottleneck))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, bottleneck))
         for m in self.mlp:
             if isinstance(m, nn.Linear): nn.init.trunc_normal_(m.weight, std=0.02); nn.init.zeros_(m.bias)
         self.last = nn.Parameter(torch.empty(out_dim, bottleneck).uniform_(-1, 1) / math.sqrt(bottleneck))
@@ -161,7 +164,7 @@ class Student(nn.Module):
 class PretrainConfig:
     "Pretraining settings; the defaults are a ViT-Ti run of a few GPU-minutes (DINO + iBOT on 2,000 rooms)."
     name: str = "fit3d_tiny"           # model (`ARCHS`) and the weights file fit3d/weights/<name>.safetensors
-    objective: str = "dino"            # "dino" (self-distillation, + iBOT if ibot > 0) or "supervised" (classes in view)
+    objective: str = "dino"            # "dino" (self-distillation, + iBOT if ibot > 0), "supervised" (classes in view)
     steps: int = 6000                  # length of every schedule; training ends here
     seconds: float = float("inf")      # wall-clock budget of this call: stop at a step boundary and checkpoint
     batch_size: int = 128              # images per step per process
@@ -213,16 +216,19 @@ _NOT_RUN = {"seconds", "bank_dir", "out_dir", "log_every", "ckpt_every", "pca_ev
 
 def run_record(cfg: PretrainConfig, world: int = 1) -> dict:
     "Provenance of a run: every setting that changes the weights (not budgets, folders or logging), and the world size."
-    return provenance(kind="pretrain", world=world, **{f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _NOT_RUN})
+    return provenance(kind="pretrain", world=world,
+                      **{f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _NOT_RUN})
 
 def schedule(step: int, cfg: PretrainConfig, world: int = 1) -> dict:
     "Learning rate, weight decay, teacher momentum and temperature at `step`."
     c = 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1)))         # 1 -> 0
     w = cfg.warmup * cfg.steps
     peak = cfg.lr * cfg.batch_size * world / 256
-    lr = peak * (step + 1) / w if step < w else cfg.min_lr + (peak - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * (step - w) / max(cfg.steps - w, 1)))
+    lr = (peak * (step + 1) / w if step < w
+          else cfg.min_lr + (peak - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * (step - w) / max(cfg.steps - w, 1))))
     tw = cfg.teacher_temp_warmup * cfg.steps
-    tt = cfg.teacher_temp_start + (cfg.teacher_temp - cfg.teacher_temp_start) * min(step / tw, 1) if tw > 0 else cfg.teacher_temp
+    tt = (cfg.teacher_temp_start + (cfg.teacher_temp - cfg.teacher_temp_start) * min(step / tw, 1) if tw > 0
+          else cfg.teacher_temp)
     return dict(lr=lr, wd=cfg.weight_decay_end + (cfg.weight_decay - cfg.weight_decay_end) * c,
                 ema=1 - (1 - cfg.ema) * c, teacher_temp=tt)
 
@@ -230,7 +236,8 @@ def schedule(step: int, cfg: PretrainConfig, world: int = 1) -> dict:
 def _masks(n: int, h: int, w: int, cfg: PretrainConfig, g: torch.Generator, device) -> torch.Tensor:
     "(n, h, w) random patch masks: a `mask_prob` share of the crops gets a ratio in `mask_ratio` of its patches masked."
     u = torch.rand(n, 2, generator=g, device=device)
-    ratio = torch.where(u[:, 0] < cfg.mask_prob, cfg.mask_ratio[0] + (cfg.mask_ratio[1] - cfg.mask_ratio[0]) * u[:, 1], torch.zeros_like(u[:, 1]))
+    ratio = torch.where(u[:, 0] < cfg.mask_prob, cfg.mask_ratio[0] + (cfg.mask_ratio[1] - cfg.mask_ratio[0]) * u[:, 1],
+                        torch.zeros_like(u[:, 1]))
     score = torch.rand(n, h * w, generator=g, device=device)
     k = (ratio * h * w).round().long()[:, None]
     return (score.argsort(1).argsort(1) < k).view(n, h, w)
@@ -240,7 +247,8 @@ def _losses(student: nn.Module, teacher: nn.Module | None, center: dict, imgs, l
     "Total loss, its parts (tensors; `probs`: the teacher's targets) and the teacher's mean outputs; updates nothing."
     B, dev = len(imgs), imgs.device
     gx, glab = crops(imgs, 2, cfg.global_size, cfg.global_scale, g, labs, cfg.jitter, cfg.grayscale)
-    lx, llab = crops(imgs, cfg.n_local, cfg.local_size, cfg.local_scale, g, labs, cfg.jitter, cfg.grayscale) if cfg.n_local else (None, None)
+    lx, llab = (crops(imgs, cfg.n_local, cfg.local_size, cfg.local_scale, g, labs, cfg.jitter, cfg.grayscale)
+                if cfg.n_local else (None, None))
     amp = torch.autocast("cuda", torch.bfloat16, enabled=cfg.amp and dev.type == "cuda")
     if cfg.objective == "supervised":
         with amp: out = student(gx, lx)
@@ -256,10 +264,13 @@ def _losses(student: nn.Module, teacher: nn.Module | None, center: dict, imgs, l
     with amp: s = student(gx, lx, mask=m, select=m)
     sv = torch.cat([s["g"], s["l"]]) if lx is not None else s["g"]
     parts = dict(dino=dino_loss(sv.view(-1, B, sv.shape[-1]), tp.view(2, B, -1), cfg.student_temp))
-    if cfg.ibot > 0: parts["ibot"] = ibot_loss(s["patch"], teacher_probs(t["patch"], center["patch"], sched["teacher_temp"]), cfg.student_temp)
+    if cfg.ibot > 0:
+        parts["ibot"] = ibot_loss(s["patch"], teacher_probs(t["patch"], center["patch"], sched["teacher_temp"]),
+                                  cfg.student_temp)
     if cfg.koleo > 0: parts["koleo"] = koleo_loss(s["cls"][:B])
     loss = parts["dino"] + cfg.ibot * parts.get("ibot", 0) + cfg.koleo * parts.get("koleo", 0)
-    means = dict(cls=t["g"].float().mean(0), patch=t["patch"].float().mean(0) if cfg.ibot > 0 and len(t["patch"]) else None)
+    means = dict(cls=t["g"].float().mean(0),
+                 patch=t["patch"].float().mean(0) if cfg.ibot > 0 and len(t["patch"]) else None)
     return loss, dict(loss=loss.detach(), **{k: v.detach() for k, v in parts.items()}, probs=tp.detach()), means
 
 def student_patch(student: nn.Module) -> int:
@@ -270,20 +281,22 @@ def student_patch(student: nn.Module) -> int:
 def _dist() -> tuple[int, int]:
     if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available(): torch.cuda.set_device(resolve_device("cuda"))
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 def _build(cfg: PretrainConfig) -> nn.Module:
     vit = create_vit(cfg.name, cfg.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
-        head = DINOHead(vit.embed_dim, cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck) if cfg.objective == "dino" else nn.Linear(vit.embed_dim, len(CLASSES))
+        head = (DINOHead(vit.embed_dim, cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck) if cfg.objective == "dino"
+                else nn.Linear(vit.embed_dim, len(CLASSES)))
     return Student(vit, head)
 
 def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
     "AdamW; no weight decay on biases, norms, LayerScale, tokens and positional embeddings."
     decay, plain = [], []
-    for n, p in model.named_parameters(): (plain if p.ndim <= 1 or "token" in n or "pos_embed" in n else decay).append(p)
+    for n, p in model.named_parameters():
+        (plain if p.ndim <= 1 or "token" in n or "pos_embed" in n else decay).append(p)
     return torch.optim.AdamW([dict(params=decay), dict(params=plain, weight_decay=0.0)], lr=0.0, betas=(0.9, 0.999),
                              fused=decay[0].is_cuda)  # lr and wd are set every step
 
@@ -305,12 +318,14 @@ def pretrain(cfg: PretrainConfig,          # settings
              log=print,                    # where progress lines go (rank 0)
             ) -> dict:                     # step, done, seconds, history, weights path, throughput
     "Pretrain (or resume) a ViT per `cfg` until `cfg.steps` or the `cfg.seconds` budget; checkpoint and export."
-    if cfg.objective not in ("dino", "supervised"): raise ValueError(f"objective {cfg.objective!r}: use 'dino' or 'supervised'")
+    if cfg.objective not in ("dino", "supervised"):
+        raise ValueError(f"objective {cfg.objective!r}: use 'dino' or 'supervised'")
     rank, world = _dist()
-    dev = torch.device((f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    dev = resolve_device(cfg.device)   # "auto": this process' GPU (its local rank under torchrun), else the CPU
     t0, out = time.perf_counter(), Path(cfg.out_dir)
     bank = bank if bank is not None else bank_for(cfg, rank, world, dev)
-    imgs, labs = torch.from_numpy(np.asarray(bank["images"])).to(dev), torch.from_numpy(np.asarray(bank["labels"])).to(dev)
+    imgs, labs = (torch.from_numpy(np.asarray(bank["images"])).to(dev),
+                  torch.from_numpy(np.asarray(bank["labels"])).to(dev))
     student = _build(cfg).to(dev)
     teacher = copy.deepcopy(student).requires_grad_(False) if cfg.objective == "dino" else None
     opt = _optimizer(student, cfg)
@@ -328,7 +343,8 @@ def pretrain(cfg: PretrainConfig,          # settings
     held = held_out_views(cfg, dev, cfg.pca_rooms) if rank == 0 else None
     def save():
         if rank != 0: return
-        state = dict(student=student.state_dict(), optimizer=opt.state_dict(), step=step, seconds=seconds, history=history)
+        state = dict(student=student.state_dict(), optimizer=opt.state_dict(), step=step, seconds=seconds,
+                     history=history)
         if teacher is not None: state |= dict(teacher=teacher.state_dict(), center=center)
         save_checkpoint(ckpt, state, record)
     sync = lambda: torch.cuda.synchronize(dev) if dev.type == "cuda" else None
@@ -337,7 +353,8 @@ def pretrain(cfg: PretrainConfig,          # settings
     rates, log_t, log_n = dict(loader=[], step=[]), time.perf_counter(), 0
     while step < cfg.steps and time.perf_counter() - begin < cfg.seconds:
         sched = schedule(step, cfg, world)
-        for i, grp in enumerate(opt.param_groups): grp["lr"], grp["weight_decay"] = sched["lr"], sched["wd"] if i == 0 else 0.0
+        for i, grp in enumerate(opt.param_groups):
+            grp["lr"], grp["weight_decay"] = sched["lr"], sched["wd"] if i == 0 else 0.0
         g = _step_generator(cfg, step, rank, dev)
         idx = torch.randint(len(imgs), (cfg.batch_size,), generator=g, device=dev)
         timed = step % cfg.log_every == 0
@@ -365,30 +382,37 @@ def pretrain(cfg: PretrainConfig,          # settings
             if cfg.n_local: crops(imgs[idx], cfg.n_local, cfg.local_size, cfg.local_scale, g2, labs[idx])
             sync()
             tl = time.perf_counter() - tb
-            rates["step"].append(cfg.batch_size * world / (tb - ta)); rates["loader"].append(cfg.batch_size * world / tl)
-            img_s = log_n * cfg.batch_size * world / (time.perf_counter() - log_t); log_t, log_n = time.perf_counter(), 0
+            rates["step"].append(cfg.batch_size * world / (tb - ta))
+            rates["loader"].append(cfg.batch_size * world / tl)
+            img_s = log_n * cfg.batch_size * world / (time.perf_counter() - log_t)
+            log_t, log_n = time.perf_counter(), 0
             tp = parts.pop("probs", None)   # floats only on logged steps: no extra GPU syncs in between
             parts = {k: float(v) for k, v in parts.items()}
             if tp is not None: parts["h_mean"], parts["h_sample"] = entropies(tp)
             history.append(dict(step=step, **parts, lr=sched["lr"], img_s=img_s))
-            bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k in ("loss", "h_mean", "h_sample")} | dict(img_s=f"{img_s:.0f}"))
-        if step % cfg.ckpt_every == 0 or step == cfg.steps: seconds += time.perf_counter() - start; start = time.perf_counter(); save()
-        if rank == 0 and cfg.pca_every and step % cfg.pca_every == 0: _picture(lambda: pca_picture(teacher or student, held), out / f"pca_{step:06d}.png", log)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k in ("loss", "h_mean", "h_sample")}
+                            | dict(img_s=f"{img_s:.0f}"))
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            seconds += time.perf_counter() - start; start = time.perf_counter(); save()
+        if rank == 0 and cfg.pca_every and step % cfg.pca_every == 0:
+            _picture(lambda: pca_picture(teacher or student, held), out / f"pca_{step:06d}.png", log)
     seconds += time.perf_counter() - start
     done = step >= cfg.steps
     if not done: bar.total = step; bar.set_description(f"{cfg.name} (time budget)")
     bar.refresh(); bar.close()
     save()
-    res = dict(step=step, steps=cfg.steps, done=done, seconds=seconds, call_seconds=time.perf_counter() - t0, history=history,
-               loader_img_s=float(np.median(rates["loader"])) if rates["loader"] else None,
+    res = dict(step=step, steps=cfg.steps, done=done, seconds=seconds, call_seconds=time.perf_counter() - t0,
+               history=history, loader_img_s=float(np.median(rates["loader"])) if rates["loader"] else None,
                step_img_s=float(np.median(rates["step"])) if rates["step"] else None, checkpoint=str(ckpt))
     if rank == 0:
-        res["weights"] = str(export_weights((teacher or student).vit, out / f"{cfg.name}.safetensors", cfg.name, dict(record=record, step=step)))
+        res["weights"] = str(export_weights((teacher or student).vit, out / f"{cfg.name}.safetensors", cfg.name,
+                                            dict(record=record, step=step)))
         write_json(out / "history.json", history)
         _picture(lambda: plot_history(history), out / "loss.png", log)
         _picture(lambda: pca_picture(teacher or student, held), out / "pca_last.png", log)
         log(f"{cfg.name}: step {step}/{cfg.steps} in {seconds:.0f} s; loader {res['loader_img_s'] or 0:.0f} img/s, "
-            f"training step {res['step_img_s'] or 0:.0f} img/s" + ("" if done else "; stopped by the time budget, run again to resume"))
+            f"training step {res['step_img_s'] or 0:.0f} img/s"
+            + ("" if done else "; stopped by the time budget, run again to resume"))
     return res
 
 # %% ../nbs/14_pretrain.ipynb #51713409
@@ -396,13 +420,14 @@ def export_weights(vit: nn.Module, path, name: str, meta: dict | None = None) ->
     "Write `vit`'s state dict as fp16 safetensors (atomically), its architecture and provenance in the metadata."
     from safetensors.torch import save_file
     sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in vit.state_dict().items()}
-    md = dict(name=name, architecture=ARCHS[name][0], kwargs=json.dumps(ARCHS[name][1]), meta=json.dumps(meta or {}, default=str))
+    md = dict(name=name, architecture=ARCHS[name][0], kwargs=json.dumps(ARCHS[name][1]),
+              meta=json.dumps(meta or {}, default=str))
     return atomic_write(path, lambda t: save_file(sd, str(t), metadata=md))
 
 def load_pretrained(name: str,          # an entry of `ARCHS`
                     path=None,          # weights file (default: fit3d/weights/<name>.safetensors)
                    ) -> nn.Module:
-    "The timm ViT of `name` with the weights at `path` (default: under `fit3d.features.weights_dir()`), loaded by timm offline."
+    "The timm ViT `name` with the weights at `path` (default: under `fit3d.features.weights_dir()`), loaded offline."
     path = Path(path) if path is not None else weights_dir() / f"{name}.safetensors"
     if not path.is_file(): raise ArtifactError(path, f"weights of {name} do not exist (make them with fit3d.pretrain)")
     arch, kw = ARCHS[name]
@@ -411,14 +436,16 @@ def load_pretrained(name: str,          # an entry of `ARCHS`
 
 # %% ../nbs/14_pretrain.ipynb #c9fa074c
 def write_shards(path, out_dir, max_bytes: int = 15_000_000) -> list[Path]:
-    "Cut `path` into `out_dir/<name>.NN-of-MM` files of at most `max_bytes`, plus `<name>.shards.json`; returns all paths."
+    "Cut `path` into `out_dir/<name>.NN-of-MM` files of at most `max_bytes`, and `<name>.shards.json`; returns paths."
     path, out_dir = Path(path), Path(out_dir)
     data = path.read_bytes(); n = max(1, -(-len(data) // max_bytes))
     parts = []
     for i in range(n):
         p = out_dir / f"{path.name}.{i:02d}-of-{n:02d}"; chunk = data[i * max_bytes:(i + 1) * max_bytes]
-        atomic_write(p, chunk); parts.append(dict(file=p.name, size=len(chunk), sha256=hashlib.sha256(chunk).hexdigest()))
-    man = write_json(out_dir / f"{path.name}.shards.json", dict(name=path.name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), parts=parts))
+        atomic_write(p, chunk)
+        parts.append(dict(file=p.name, size=len(chunk), sha256=hashlib.sha256(chunk).hexdigest()))
+    man = write_json(out_dir / f"{path.name}.shards.json",
+                     dict(name=path.name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), parts=parts))
     return [out_dir / q["file"] for q in parts] + [man]
 
 def join_shards(manifest, out_path=None) -> Path:
@@ -428,17 +455,19 @@ def join_shards(manifest, out_path=None) -> Path:
     chunks = []
     for q in m["parts"]:
         p = folder / q["file"]
-        if not p.is_file(): raise ArtifactError(p, f"shard {q['file']} of {m['name']} is missing ({len(m['parts'])} parts)")
+        if not p.is_file():
+            raise ArtifactError(p, f"shard {q['file']} of {m['name']} is missing ({len(m['parts'])} parts)")
         b = p.read_bytes()
         if len(b) != q["size"] or hashlib.sha256(b).hexdigest() != q["sha256"]:
             raise ArtifactError(p, f"shard is damaged ({len(b)} bytes, expected {q['size']}, or its SHA-256 differs)")
         chunks.append(b)
     data = b"".join(chunks)
-    if hashlib.sha256(data).hexdigest() != m["sha256"]: raise ArtifactError(manifest, "reassembled file's SHA-256 differs")
+    if hashlib.sha256(data).hexdigest() != m["sha256"]:
+        raise ArtifactError(manifest, "reassembled file's SHA-256 differs")
     return atomic_write(out, data)
 
 def compact_checkpoint(path, out_path,
-                       moments: str = "bf16", # optimiser moments: "bf16" (about 2/3 the size) or "drop" (half; Adam restarts)
+                       moments: str = "bf16", # Adam's moments: "bf16" (2/3 the size) or "drop" (half; Adam restarts)
                       ) -> Path:
     "A smaller copy of a pretraining checkpoint for transfer; resumable as is (student and teacher stay fp32)."
     if moments not in ("bf16", "drop"): raise ValueError(f"moments={moments!r}: use 'bf16' or 'drop'")

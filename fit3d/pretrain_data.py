@@ -1,4 +1,4 @@
-"""A uint8 bank of ray-cast room views with their class maps, cached on disk, and batched random resized crops with gentle colour jitter.
+"""A uint8 bank of ray-cast room views and class maps, cached on disk; batched random resized crops, gently jittered.
 
 `fit3d.pretrain` trains on thousands of procedural rooms. Rendering them on the fly would starve the GPU, and files
 on disk would make the loader the bottleneck, so this chapter renders them once into arrays that fit in GPU memory
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .synthetic import CLASSES, make_room, random_views, render
-from .store import atomic_write, provenance, read_json, write_json, check_provenance
+from .store import atomic_write, provenance, read_json, resolve_device, write_json, check_provenance
 
 # %% auto #0
 __all__ = ['BANK_VERSION', 'MEAN', 'STD', 'room_seed', 'render_bank', 'load_bank', 'crop_boxes', 'jitter', 'crops']
@@ -29,19 +29,19 @@ __all__ = ['BANK_VERSION', 'MEAN', 'STD', 'room_seed', 'render_bank', 'load_bank
 BANK_VERSION = 2  # bump when the room generator or the camera sampler changes what a seed renders
 
 def room_seed(seed: int, k: int, stream: int = 2) -> int:
-    "Seed of room `k` of a stream (0/1: the benchmark's training/validation rooms, 2: pretraining, 3: held-out pictures)."
+    "Seed of room `k` of a stream (0/1: the benchmark's train/validation rooms, 2: pretraining, 3: held-out pictures)."
     return int(np.random.SeedSequence([seed, stream, k]).generate_state(1)[0])
 
 def render_bank(rooms,                  # room indices k to render (seeds `room_seed(seed, k, stream)`)
                 views: int,             # views per room
                 width: int, height: int,
                 seed: int = 0, stream: int = 2,
-                device="cpu",           # where to ray-cast ("cuda": ~300 img/s at 224x168 on an H200)
+                device="cpu",           # where to ray-cast ("cuda": ~300 img/s at 224x168 on an H200; "auto")
                 progress: bool = True,
                ) -> dict:               # images (N, H, W, 3) uint8, labels (N, H, W) uint8, rooms (N,) int64
     "Ray-cast `views` random views of each room into uint8 arrays."
-    imgs, labs, ids = [], [], []
-    chunk = 1 << 20 if str(device).startswith("cuda") else 1 << 15
+    imgs, labs, ids, device = [], [], [], resolve_device(device)
+    chunk = 1 << 20 if device.type == "cuda" else 1 << 15
     for k in tqdm(list(rooms), desc="rendering rooms", disable=not progress):
         s = room_seed(seed, k, stream); room = make_room(s)
         r = render(room, random_views(room, views, width, height, s, device=device), device=device, chunk=chunk)
@@ -109,7 +109,8 @@ def crops(images: torch.Tensor,        # (B, H, W, 3) uint8 bank images (on the 
     theta = crop_boxes(n * B, scale, W / H, g, images.device)
     grid = F.affine_grid(theta, (n * B, 3, size, size), align_corners=False)
     x = images.permute(0, 3, 1, 2).float().div(255).repeat(n, 1, 1, 1)
-    x = jitter(F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False), g, strength, grayscale=grayscale)
+    x = jitter(F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False), g, strength,
+               grayscale=grayscale)
     x = (x - x.new_tensor(MEAN)[:, None, None]) / x.new_tensor(STD)[:, None, None]
     lab = None if labels is None else F.grid_sample(labels[:, None].float().repeat(n, 1, 1, 1), grid, mode="nearest",
                                                      padding_mode="border", align_corners=False)[:, 0].long()

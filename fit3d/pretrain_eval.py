@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from .synthetic import CLASSES
 from .pretrain_data import MEAN, STD, render_bank
+from .store import module_device, resolve_device
 
 # %% auto #0
 __all__ = ['held_out_views', 'patch_features', 'pca_picture', 'plot_history', 'gate', 'gate_table']
@@ -25,7 +26,8 @@ __all__ = ['held_out_views', 'patch_features', 'pca_picture', 'plot_history', 'g
 def held_out_views(cfg: PretrainConfig, device="cpu", rooms: int = 2, views: int = 2) -> torch.Tensor:
     "(N, H, W, 3) uint8 views of rooms no pretraining step sees (stream 3), for PCA pictures."
     with torch.random.fork_rng(devices=[]):
-        return torch.from_numpy(render_bank(range(rooms), views, cfg.width, cfg.height, cfg.bank_seed, 3, device, False)["images"])
+        bank = render_bank(range(rooms), views, cfg.width, cfg.height, cfg.bank_seed, 3, device, False)
+    return torch.from_numpy(bank["images"])
 
 @torch.no_grad()
 def patch_features(vit: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -35,7 +37,7 @@ def patch_features(vit: nn.Module, images: torch.Tensor) -> torch.Tensor:
     x = (x - x.new_tensor(MEAN)[:, None, None]) / x.new_tensor(STD)[:, None, None]
     h, w = x.shape[-2] // p, x.shape[-1] // p
     was = vit.training; vit.eval()
-    t = vit.forward_features(x[..., : h * p, : w * p].to(next(vit.parameters()).device))[:, vit.num_prefix_tokens:]
+    t = vit.forward_features(x[..., : h * p, : w * p].to(module_device(vit)))[:, vit.num_prefix_tokens:]
     vit.train(was)
     return t.float().reshape(len(x), h, w, -1).permute(0, 3, 1, 2).cpu()
 
@@ -67,7 +69,8 @@ def plot_history(history: list, keys=("loss", "dino", "ibot", "bce"), size=(360,
         d.line([(X(r["step"]), Y(r[k])) for r in rows], fill=c, width=2); d.text((x0 + 5 + 60 * i, 4), k, fill=c)
     d.text((2, y0), f"{hi:.2f}", fill="black"); d.text((2, y1 - 10), f"{lo:.2f}", fill="black")
     d.text((x0, y1 + 5), f"step {steps[0]}", fill="black"); d.text((x1 - 60, y1 + 5), f"{steps[-1]}", fill="black")
-    if "h_mean" in rows[-1]: d.text((x0 + 100, y1 + 5), f"H(mean) {rows[-1]['h_mean']:.2f} H {rows[-1]['h_sample']:.2f}", fill="black")
+    if "h_mean" in rows[-1]:
+        d.text((x0 + 100, y1 + 5), f"H(mean) {rows[-1]['h_mean']:.2f} H {rows[-1]['h_sample']:.2f}", fill="black")
     return im
 
 # %% ../nbs/14b_pretrain_eval.ipynb #3c5b4927
@@ -81,12 +84,15 @@ def gate(models: dict,                  # {title: timm ViT}, e.g. pretrained and
     "Linear-probe segmentation and depth and correspondence recall of each model on held-out synthetic rooms."
     from fit3d.synthetic import make_benchmark
     from fit3d.formats import read_scene
-    from fit3d.probe import ProbeConfig, DepthProbeConfig, train_seg_probe, eval_seg_probe, train_depth_probe, eval_depth_probe
+    from fit3d.probe import (ProbeConfig, DepthProbeConfig, train_seg_probe, eval_seg_probe, train_depth_probe,
+                             eval_depth_probe)
     from fit3d.correspondence import correspondence_recall
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    paths = make_benchmark(root, n_train, n_val, views, width, height, n_test=0, seed=seed, device=device, progress=progress)
+    device = resolve_device(device)
+    paths = make_benchmark(root, n_train, n_val, views, width, height, n_test=0, seed=seed, device=device,
+                           progress=progress)
     scenes = {k: [read_scene(p) for p in v] for k, v in paths.items()}
-    rgb = {k: [torch.from_numpy((np.stack([s.image(i) for i in range(len(s))]) * 255).round().astype(np.uint8)) for s in v] for k, v in scenes.items()}
+    rgb = {k: [torch.from_numpy((np.stack([s.image(i) for i in range(len(s))]) * 255).round().astype(np.uint8))
+               for s in v] for k, v in scenes.items()}
     lab = {k: [torch.from_numpy(s.labels(i)) for s in v for i in range(len(s))] for k, v in scenes.items()}
     dep = {k: [torch.from_numpy(s.depth(i)) for s in v for i in range(len(s))] for k, v in scenes.items()}
     out = {}
@@ -94,16 +100,19 @@ def gate(models: dict,                  # {title: timm ViT}, e.g. pretrained and
         vit = vit.to(device).eval()
         f = {k: [x for r in v for x in patch_features(vit, r)] for k, v in rgb.items()}
         pc = dict(iters=iters, progress=progress, seed=seed)
-        seg = eval_seg_probe(train_seg_probe(f["train"], lab["train"], len(CLASSES), ProbeConfig(**pc)), f["val"], lab["val"])
+        seg = eval_seg_probe(train_seg_probe(f["train"], lab["train"], len(CLASSES), ProbeConfig(**pc)),
+                             f["val"], lab["val"])
         dh = train_depth_probe(f["train"], dep["train"], DepthProbeConfig(**pc))
         d = eval_depth_probe(dh, f["val"], dep["val"])
-        rec, k0 = [], 0
+        rec = []
         for s, r in zip(scenes["val"], rgb["val"]):
             fv = patch_features(vit, r)
-            rec.append(correspondence_recall(s, {i: fv[i] for i in range(len(s))}, [(i, i + pair_gap) for i in range(len(s) - pair_gap)]))
+            rec.append(correspondence_recall(s, {i: fv[i] for i in range(len(s))},
+                                             [(i, i + pair_gap) for i in range(len(s) - pair_gap)]))
         n = sum(r["n_points"] for r in rec)
         out[title] = dict(miou=100 * seg["mIoU"], abs_rel=d["abs_rel"], rmse=d["rmse"],
-                          **{f"recall@{t}": 100 * sum(r[f"recall@{t}"] * r["n_points"] for r in rec) / max(n, 1) for t in (5, 10, 20)},
+                          **{f"recall@{t}": 100 * sum(r[f"recall@{t}"] * r["n_points"] for r in rec) / max(n, 1)
+                             for t in (5, 10, 20)},
                           cos_corr=sum(r["cos_corr"] * r["n_points"] for r in rec) / max(n, 1))
         vit.cpu()
     return out
@@ -113,5 +122,6 @@ def gate_table(res: dict, base: str = "random") -> str:
     rows = [f"{'model':14s} {'mIoU':>6s} {'x base':>7s} {'AbsRel':>7s} {'RMSE':>6s} {'R@10px':>7s} {'cos':>5s}"]
     for t, r in res.items():
         ratio = r["miou"] / res[base]["miou"] if base in res and res[base]["miou"] > 0 else float("nan")
-        rows.append(f"{t:14s} {r['miou']:6.1f} {ratio:7.2f} {r['abs_rel']:7.3f} {r['rmse']:6.3f} {r['recall@10']:7.1f} {r['cos_corr']:5.2f}")
+        rows.append(f"{t:14s} {r['miou']:6.1f} {ratio:7.2f} {r['abs_rel']:7.3f} {r['rmse']:6.3f} {r['recall@10']:7.1f} "
+                    f"{r['cos_corr']:5.2f}")
     return "\n".join(rows)

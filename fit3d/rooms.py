@@ -13,7 +13,7 @@ included.
 
 **Chapters.** This one builds the rooms (classes, materials, furniture, layouts, lighting); `02_synthetic`
 (`fit3d.synthetic`) photographs them, along a handheld walk or from anywhere, and writes scenes and the benchmark;
-`02a_raycast` (`fit3d.raycast`) renders them; `02b_synthetic_scannetpp` writes them in the ScanNet++ release
+`01a_raycast` (`fit3d.raycast`) renders them; `02b_synthetic_scannetpp` writes them in the ScanNet++ release
 layout.
 
 Docs: https://fit3d.github.io/fit3d/rooms.html.md"""

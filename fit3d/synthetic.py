@@ -12,7 +12,7 @@ z-depth (distance along the optical axis), saved as 16-bit PNG in millimetres; l
 (0 = none; walls, floor and ceiling are instances too).
 
 **Chapters.** `02_rooms` (`fit3d.rooms`) builds the rooms; this one photographs them and writes scenes;
-`02a_raycast` (`fit3d.raycast`) renders them; `02b_synthetic_scannetpp` writes them in the ScanNet++ release
+`01a_raycast` (`fit3d.raycast`) renders them; `02b_synthetic_scannetpp` writes them in the ScanNet++ release
 layout. `CLASSES`, `make_room` and `render` are importable from here too.
 
 Docs: https://fit3d.github.io/fit3d/synthetic.html.md"""

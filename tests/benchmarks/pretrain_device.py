@@ -15,12 +15,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 T0 = time.perf_counter()
-import numpy as np, torch
+import torch
 from fit3d.features import weights_dir
 from fit3d.pretrain import (ARCHS, PretrainConfig, _dist, bank_for, compact_checkpoint, create_vit,
                             export_weights, join_shards, load_pretrained, pretrain, run_record, write_shards)
 from fit3d.pretrain_eval import gate, gate_table, held_out_views, pca_picture
-from fit3d.store import load_checkpoint, write_json
+from fit3d.store import load_checkpoint, resolve_device, write_json
 
 MAX_FILES, SHARD = 8, 15_000_000
 
@@ -63,8 +63,8 @@ def run_gate(a, cfg: PretrainConfig, run: Path, weights: Path, say) -> dict:
     t = time.perf_counter(); g = gate({cfg.name: pre, "random": rnd}, root=Path(cfg.bank_dir).parent / "gate", **kw)
     table = gate_table(g); say(table + f"\n(gate {time.perf_counter() - t:.0f} s; pass if mIoU >= 1.75x random)")
     (run / "gate.txt").write_text(table + "\n")
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    pca_picture(pre, held_out_views(cfg, dev, 1 if a.smoke else 3), {"random": rnd}).save(run / "pca_vs_random.png")
+    views = held_out_views(cfg, resolve_device(), 1 if a.smoke else 3)   # this process' GPU if there is one
+    pca_picture(pre, views, {"random": rnd}).save(run / "pca_vs_random.png")
     return dict(gate=g, gate_pass=g[cfg.name]["miou"] >= 1.75 * g["random"]["miou"])
 
 
@@ -102,7 +102,7 @@ def main():
     a.run_dir.mkdir(parents=True, exist_ok=True); log = open(a.run_dir / "log.txt", "a")   # not in $OUT: 8 files at most
     say = lambda s: (print(s), log.write(s + "\n"), log.flush())
     rank, world = _dist()
-    dev = (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    dev = resolve_device(cfg.device)
     t = time.perf_counter(); bank = bank_for(cfg, rank, world, dev)
     say(f"bank: {len(bank['images'])} images of {cfg.rooms // world} rooms in {time.perf_counter() - t:.0f} s "
         f"({len(bank['images']) / max(time.perf_counter() - t, 1e-9):.0f} img/s, or loaded from {cfg.bank_dir})")
