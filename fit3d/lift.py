@@ -41,7 +41,7 @@ from .store import (ArtifactError, atomic_write, write_json, read_json, save_tor
                          check_finite, resolve_device, CHECKPOINT_FORMAT)
 
 # %% auto #0
-__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'pick_device', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
+__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
            'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views', 'scene_scale', 'init_splats',
            'make_optimizers', 'make_decoder', 'make_strategy', 'step_loss', 'means_lr', 'densify', 'features_record',
            'lift_record', 'resume_state', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted', 'load_lifted',
@@ -344,8 +344,6 @@ def _view_batch(step: int, n_views: int, batch: int, seed: int) -> torch.Tensor:
         perm = torch.randperm(n_views, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         out.append(perm[pos])
     return torch.stack(out)
-
-pick_device = resolve_device  # the name `fit3d.cli` imports; one resolver: `fit3d.store.resolve_device`
 
 @dataclass
 class Trainer:
