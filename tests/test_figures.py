@@ -23,6 +23,6 @@ def test_plotly_png():
 def test_my_notebooks_read_as_chapters():
     "The viewer, demo, browser, figures and index notebooks were saved with outputs and open with title and summary only."
     nbs = Path(__file__).parents[1] / "nbs"
-    mine = [nbs / n for n in ("10_viewer.ipynb", "11_webdemo.ipynb", "16_browser.ipynb", "17_figures.ipynb", "index.ipynb")]
+    mine = [nbs / n for n in ("10_viewer.ipynb", "11_webdemo.ipynb", "09a_browser.ipynb", "17_figures.ipynb", "index.ipynb")]
     assert not {str(p) for p in mine} & set(missing_outputs(nbs))
     for p in mine: assert title_problems(p) == [], (p.name, title_problems(p))
