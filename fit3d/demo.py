@@ -210,8 +210,8 @@ def _feature_fn(backbone, long_side: int | None = None):
     from fit3d.features import iter_features
     return lambda img: next(iter_features(backbone, [img], long_side=long_side or None, dtype=torch.float32))
 
-MODELS = dict(original="original", duplicated="original duplicated (control)", finetuned="fine-tuned alone",
-              combined="combined (FiT3D)")  # the rows of every results table, as the paper's Table 13
+from .protocol import ROW_NAMES
+MODELS = ROW_NAMES   # the rows of every results table (fit3d.protocol), as the paper's Table 13
 
 def compare_models(original,   # the frozen 2D `Backbone`
                    finetuned,  # the fine-tuned `Backbone`
