@@ -4,7 +4,7 @@ import pytest
 from pathlib import Path
 
 TINY = ["--train-scenes", "2", "--val-scenes", "1", "--views", "8", "--width", "64", "--height", "48",
-        "--finetune-epochs", "1", "--probe-iters", "20", "--device", "cpu"]
+        "--finetune-epochs", "1", "--probe-iters", "20", "--device", "cpu", "--backbone", "tiny"]
 
 
 def fit3d(*args, cwd):
