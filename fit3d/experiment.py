@@ -31,6 +31,7 @@ from rich.console import Console
 
 from .formats import read_scene
 from .store import write_json, read_json, atomic_write, weights_digest
+from .raster import load_gsplat
 from .demo import MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note
 from .protocol import paper_numbers, COLUMNS, _metric
 
@@ -176,13 +177,6 @@ def lift_worker(spec_path) -> None:
                name=cfg.backbone)
     print(f"Stage I worker {rank} of {world}: done")
 
-def _load_gsplat(device):
-    "Build (or load) gsplat's CUDA extension in this process, so that workers started together do not race to build it."
-    if torch.device(device).type != "cuda": return
-    from fit3d.raster import render, random_splats, orbit_cameras
-    vm, K = orbit_cameras(1, 64, 48, device=device)
-    render(random_splats(100, 8, 1, device=device), vm, K, 64, 48); torch.cuda.synchronize()
-
 def lift_variant(cfg: ExperimentConfig, variant: Variant,
                  scenes: list,      # the training rooms
                  backbone,          # the original `Backbone`
@@ -191,7 +185,7 @@ def lift_variant(cfg: ExperimentConfig, variant: Variant,
     root, lc, ls = Path(cfg.out) / variant, lift_config(variant, cfg), cfg.feature_long_side or None
     todo = lifts_pending(scenes, root, backbone, lc, ls)
     if min(cfg.lift_workers, len(todo)) > 1:
-        _load_gsplat(cfg.device)
+        load_gsplat(cfg.device)   # built once here, not by every worker at once
         names = [read_scene(p, check_files=False).name for p in todo]
         done = lambda: sum((root / "targets" / f"{s}.safetensors").exists() for s in names)
         spawn_lift_workers(dict(config=cfg, variant=variant, scenes=[str(p) for p in todo]), root / "workers",

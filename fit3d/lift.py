@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError, validate
 from .formats import read_scene, write_splats_ply, read_splats_ply
-from .raster import render, splats_from_points, reset_opacities
+from .raster import render, splats_from_points, reset_opacities, load_gsplat
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
                          check_finite, resolve_device, CHECKPOINT_FORMAT)
@@ -645,6 +645,7 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
                ) -> list[Path]:
     "Lift this rank's share of `scene_paths`, reusing finished scenes made from the same inputs, resuming others."
     cfg, (rank, world) = cfg or LiftConfig(), rank_and_world()
+    if cfg.backend != "torch": load_gsplat(resolve_device(device))  # ranks starting together: one gsplat build
     scenes = {p: read_scene(p, check_files=False) for p in scene_paths}  # cameras only: names for every rank
     names = [s.name for s in scenes.values()]
     if len(set(names)) != len(names):

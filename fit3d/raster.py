@@ -42,7 +42,7 @@ from .scene import look_at
 __all__ = ['SH_C0', 'ALPHA_MIN', 'ALPHA_MAX', 'T_MIN', 'PARITY_TOL', 'gsplat_strategy_ops', 'rgb_to_sh', 'sh_to_rgb',
            'random_splats', 'orbit_cameras', 'splats_from_points', 'Render', 'check_splats', 'max_sh_degree',
            'sh_colors', 'rasterize_torch', 'auto_channel_chunk', 'render', 'relocation_torch', 'patch_gsplat_for_cpu',
-           'gsplat_resets_opacity', 'reset_opacities', 'backend_errors', 'parity_failures']
+           'gsplat_resets_opacity', 'reset_opacities', 'load_gsplat', 'backend_errors', 'parity_failures']
 
 # %% ../nbs/04_raster.ipynb #7f57381a
 def _gsplat_private(module: str, name: str):
@@ -449,6 +449,23 @@ def reset_opacities(strategy,          # a gsplat `DefaultStrategy`
         return False
     gsplat_strategy_ops().reset_opa(params=splats, optimizers=optimizers, state=state, value=strategy.prune_opa * 2.0)
     return True
+
+# %% ../nbs/04_raster.ipynb #a7c41e03
+_GSPLAT_READY = set()   # CUDA devices on which this process has loaded the extension
+
+def load_gsplat(device) -> None:
+    "Load gsplat's CUDA extension in this process (building it on first use), one process at a time per machine."
+    device = torch.device(device)
+    if device.type != "cuda" or str(device) in _GSPLAT_READY: return
+    import fcntl, os, tempfile
+    from pathlib import Path
+    lock = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or tempfile.gettempdir()) / "fit3d-gsplat-build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)   # released when the file closes
+        vm, K = orbit_cameras(1, 64, 48, device=device)
+        render(random_splats(100, 8, 1, device=device), vm, K, 64, 48); torch.cuda.synchronize(device)
+    _GSPLAT_READY.add(str(device))
 
 # %% ../nbs/04_raster.ipynb #d53d2f61
 PARITY_TOL = dict(mean=2e-5, max=3e-2, grad=2e-2)  # torch vs gsplat: forward mean/max abs error, gradient relative L2

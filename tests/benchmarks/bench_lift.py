@@ -92,10 +92,8 @@ def main():
             names.append(f"fast+{g}")
         if "fast" not in names: names.insert(0, "fast")
     if dev.type == "cuda":  # the first gsplat call loads (or compiles) its CUDA extension: keep it out of the timings
-        from fit3d.raster import render, random_splats, orbit_cameras
-        vm, K = orbit_cameras(1, 64, 48, device=dev)
-        sp = random_splats(100, 8, 1, device=dev)
-        render(sp, vm, K, 64, 48).features.sum().backward(); torch.cuda.synchronize()
+        from fit3d.raster import load_gsplat
+        load_gsplat(dev)
         for cfg in (ref, fast):  # and the first steps at each resolution / batch (allocator, cuDNN) out of them too
             lift(scene, feats, cfg, device=dev, progress=False, max_steps=20); torch.cuda.synchronize()
     rows = {}
