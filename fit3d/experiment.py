@@ -20,7 +20,7 @@ Docs: https://fit3d.github.io/fit3d/experiment.html.md"""
 
 # %% ../nbs/18_experiment.ipynb #c3f4a5b6
 from __future__ import annotations
-import os, subprocess, sys, time
+import json, os, subprocess, sys, time
 from dataclasses import dataclass, asdict, replace, fields
 from pathlib import Path
 from typing import Literal, get_args
@@ -36,9 +36,10 @@ from .demo import MODELS, lift_stage, lifts_pending, finetune_stage, compare_mod
 from .protocol import paper_numbers, COLUMNS, _metric
 
 # %% auto #0
-__all__ = ['Variant', 'VARIANTS', 'SMOKE', 'METRICS', 'ExperimentConfig', 'resolve', 'config_from', 'lift_config', 'variant_note',
-           'spawn_lift_workers', 'lift_worker', 'lift_variant', 'seed_rows', 'mean_std', 'aggregate', 'paper_gain',
-           'experiment_table', 'experiment_figure', 'run_experiment', 'main']
+__all__ = ['Variant', 'VARIANTS', 'SMOKE', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve', 'config_from', 'lift_config',
+           'scaled_schedule', 'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'seed_rows',
+           'mean_std', 'aggregate', 'paper_gain', 'experiment_table', 'experiment_figure', 'unit_seconds',
+           'adopt_recorded', 'run_experiment', 'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -60,14 +61,16 @@ class ExperimentConfig:
     height: int = 168                   # image height
     feature_long_side: int | None = None # the backbone's input long side (None/0: the images as they are)
     variants: tuple[Variant, ...] = ("fast", "coupled", "reference") # Stage I variants, in the order they run
-    lift_iterations: int = 2000         # Stage I steps of "fast" and "coupled"
-    reference_iterations: int = 6000    # Stage I steps of "reference" (official: 30000; its schedule scaled to fit)
-    lift_workers: int | None = None     # Stage I processes sharing the device (None: 6 on CUDA, 1 on the CPU)
+    lift_iterations: int = 800          # Stage I steps of "fast" and "coupled" (the preset's schedule scaled to them)
+    lift_views_per_step: int = 4        # views a step of "fast" and "coupled" (the preset: 2, for 3000 steps)
+    reference_iterations: int = 800     # Stage I steps of "reference" (official: 30000; its schedule scaled to fit)
+    lift_workers: int | None = None     # Stage I processes sharing the device (None: 1; on one GPU more do not help)
     seeds: tuple[int, ...] = (0, 1, 2)  # Stage II and probe seeds, for each variant
-    finetune_epochs: int = 4            # Stage II epochs over all training views
+    finetune_epochs: int = 2            # Stage II epochs over all training views (official: 1)
     finetune_lr: float = 1e-4           # Stage II learning rate (the reference's 1e-5 is DINOv2's; a small ViT: 1e-4)
-    probe_iters: int = 1500             # steps of each linear probe (quick protocol: cached features)
-    max_seconds: float | None = None    # time box: no unit of work starts after this many seconds (None: no limit)
+    probe_iters: int = 1000             # steps of each linear probe (quick protocol: cached features)
+    max_seconds: float | None = None    # time box: no unit starts that would end past this many seconds, by the
+                                        # longest unit of its kind timed so far in this folder (None: no limit)
     smoke: bool = False                 # CPU-sized: each setting left at its default takes its `SMOKE` value
 
 SMOKE = dict(train_scenes=2, val_scenes=1, views=8, width=96, height=72, lift_iterations=40, reference_iterations=40,
@@ -84,7 +87,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
                          f"one variant of {VARIANTS}")
     gpu = (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device.startswith("cuda")
     return replace(cfg, device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device,
-                   lift_workers=cfg.lift_workers or (6 if gpu else 1), variants=tuple(cfg.variants),
+                   lift_workers=cfg.lift_workers or 1, variants=tuple(cfg.variants),
                    seeds=tuple(int(s) for s in cfg.seeds))
 
 def config_from(d: dict) -> ExperimentConfig:
@@ -99,22 +102,31 @@ def lift_config(variant: Variant,       # "fast", "coupled" or "reference"
     "The Stage I settings (`LiftConfig`) of a variant."
     from fit3d.lift import LiftConfig
     if variant == "reference":  # the official settings, the schedule scaled to `reference_iterations`
-        ref = LiftConfig(); k = cfg.reference_iterations / ref.iterations
-        return replace(ref, iterations=cfg.reference_iterations, refine_stop=round(ref.refine_stop * k),
-                       reset_every=round(ref.reset_every * k),
-                       sh_degree_interval=max(1, round(ref.sh_degree_interval * k)))
+        return scaled_schedule(LiftConfig(), cfg.reference_iterations)
     if variant not in VARIANTS: raise ValueError(f"unknown Stage I variant {variant!r}: use one of {VARIANTS}")
-    ours = LiftConfig.tiny if torch.device(cfg.device).type == "cpu" else LiftConfig.fast
-    return ours(iterations=cfg.lift_iterations, feature_grad_geometry=variant == "coupled")
+    coupled = variant == "coupled"
+    if torch.device(cfg.device).type == "cpu":
+        return LiftConfig.tiny(iterations=cfg.lift_iterations, feature_grad_geometry=coupled)
+    return replace(scaled_schedule(LiftConfig.fast(), cfg.lift_iterations), batch_views=cfg.lift_views_per_step,
+                   feature_grad_geometry=coupled)
+
+def scaled_schedule(lc, iterations: int):
+    "`lc` for `iterations` steps; densification's start and stop, opacity resets and SH-degree steps in proportion."
+    k = iterations / lc.iterations
+    return replace(lc, iterations=iterations, refine_start=round(lc.refine_start * k),
+                   refine_stop=round(lc.refine_stop * k), sh_degree_interval=max(1, round(lc.sh_degree_interval * k)),
+                   reset_every=None if lc.reset_every is None else max(1, round(lc.reset_every * k)))
 
 def variant_note(variant: Variant, cfg: ExperimentConfig) -> str:
     "What a variant is, in words, for the tables."
     lc = lift_config(variant, cfg)
     preset = "tiny" if torch.device(cfg.device).type == "cpu" else "fast"
     if variant == "fast":
-        return f"ours (LiftConfig.{preset}, {lc.iterations} steps); the feature loss leaves the geometry (official)"
+        return (f"ours (LiftConfig.{preset}, {lc.iterations} steps of {lc.batch_views} views); the feature loss "
+                f"leaves the geometry (official)")
     if variant == "coupled":
-        return f"as fast (LiftConfig.{preset}, {lc.iterations} steps), but the feature loss also moves the geometry"
+        return (f"as fast (LiftConfig.{preset}, {lc.iterations} steps of {lc.batch_views} views), but the feature "
+                f"loss also moves the geometry")
     return (f"the official settings with the schedule SHORTENED to {lc.iterations} of 30000 steps (densify until "
             f"{lc.refine_stop}, opacity reset every {lc.reset_every}, SH degree raised every {lc.sh_degree_interval})")
 
@@ -268,11 +280,12 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
     paper = {k: f"{pg[k]['gain']:+.{2 if k == 'mIoU' else 4}f} ({pg[k]['original']} → {pg[k]['combined']})"
              for k in pg}
     head = ["| row | " + " | ".join(c[2] for c in METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
-    out = [f"Backbone: {results['backbone']['note']}. Mean ± std over seeds {', '.join(map(str, cfg['seeds']))} "
+    seeds = sorted(set(cfg["seeds"]) | {int(s[4:]) for r in results.get("runs", {}).values() for s in r})
+    out = [f"Backbone: {results['backbone']['note']}. Mean ± std over seeds {', '.join(map(str, seeds))} "
            f"(Stage II and probes; sample std); mIoU and recall in %, RMSE in m."]
-    for v in cfg["variants"]:
+    for v in results["variants"]:   # this run's and those an earlier run of the folder recorded
         n = len(results.get("runs", {}).get(v, {}))
-        out += ["", f"**{v}** ({n} of {len(cfg['seeds'])} seeds): {results['variants'][v]['note']}", ""]
+        out += ["", f"**{v}** ({n} of {len(seeds)} seeds): {results['variants'][v]['note']}", ""]
         lm = results["variants"][v].get("lift_metrics") or {}
         own = [f"{name} {lm[k]['mean']:.{d}f}" for k, name, d in _LIFT if (lm.get(k) or {}).get("mean") is not None]
         if own: out += ["Stage I, mean over the rooms: " + ", ".join(own) + ".", ""]
@@ -292,7 +305,7 @@ def experiment_figure(results: dict,  # as for `experiment_table`
     "Plotly bars with error bars: one panel per metric, the four rows per variant (mean ± std over seeds)."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    agg = results.get("aggregate", {}); variants = [v for v in results["config"]["variants"] if agg.get(v)]
+    agg = results.get("aggregate", {}); variants = [v for v in results["variants"] if agg.get(v)]
     fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=[c[2] for c in METRICS])
     colours = dict(original="#9e9e9e", duplicated="#616161", finetuned="#64b5f6", combined="#1565c0")
     for j, (g, k, _, f) in enumerate(METRICS, 1):
@@ -323,6 +336,37 @@ def _weights_file(cfg: ExperimentConfig) -> str:
     if cfg.checkpoint or cfg.backbone not in PROXY_MODELS or not cfg.pretrained: return cfg.checkpoint
     return str((weights_dir() / PROXY_MODELS[cfg.backbone]["file"]).resolve())
 
+def unit_seconds(runs: list) -> dict:  # experiment.json records (or their "earlier" entries), each with its "times"
+    "The durations of the units these runs did: dict(lift=[s per Stage I], seed=[s per seed: Stage II and probes])."
+    out = dict(lift=[], seed=[])
+    for r in runs:
+        t = r.get("times") or {}
+        out["lift"] += [float(s) for s in (t.get("lift") or {}).values()]
+        for v, seeds in (t.get("finetune") or {}).items():
+            out["seed"] += [float(s) + sum(float((t.get(p) or {}).get(v, {}).get(k, 0)) for p in ("probes", "probes_original"))
+                            for k, s in seeds.items()]
+    return out
+
+RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke")  # settings that leave every
+                                                # unit's result as it is: what a run does, not what it measures
+
+def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s)
+                   prev: dict,  # an earlier experiment.json of the folder
+                   cfg: ExperimentConfig) -> list[str]:
+    "Take over the seeds an earlier run recorded with the same settings (all but `RUN_ONLY`); return their names."
+    same = lambda c: json.loads(json.dumps({k: v for k, v in c.items() if k not in RUN_ONLY}))
+    if not prev.get("runs") or same(prev.get("config", {})) != same(asdict(cfg)): return []
+    names = []
+    for v, seeds in prev["runs"].items():
+        if v not in prev.get("variants", {}): continue
+        info = res["variants"].setdefault(v, prev["variants"][v])
+        if info.get("lift_metrics") is None and prev["variants"][v].get("lift_metrics") is not None:
+            info["lift_metrics"] = prev["variants"][v]["lift_metrics"]
+        res["runs"].setdefault(v, {}).update(seeds); names += [f"{v} {s}" for s in seeds]
+    res["variants"] = {v: res["variants"][v] for v in VARIANTS if v in res["variants"]}   # in the tables' order
+    res["runs"] = {v: res["runs"][v] for v in VARIANTS if v in res["runs"]}
+    return names
+
 def run_experiment(cfg: ExperimentConfig | None = None,
                    clock=time.perf_counter,  # the time box's clock, in seconds (a test passes its own)
                   ) -> dict:
@@ -337,6 +381,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
         try: prev = read_json(out / "experiment.json", "experiment results")
         except Exception: prev = {}
         res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
+        adopt_recorded(res, prev, cfg)
     def save():
         res["aggregate"], times["total"] = aggregate(res["runs"]), time.perf_counter() - start
         write_json(out / "experiment.json", res)
@@ -356,9 +401,13 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     times["features"] = time.perf_counter() - t
     save()
     units = [(v, s) for v in cfg.variants for s in (None, *cfg.seeds)]   # None: Stage I of the variant
+    recorded = lambda v, s: f"seed{s}" in res["runs"].get(v, {})
     for v, seed in units:
         name = f"Stage I {v}" if seed is None else f"{v} seed {seed}"
-        if (cfg.max_seconds is not None and clock() - t0 > cfg.max_seconds) or f"Stage I {v}" in res["skipped"]:
+        if all(recorded(v, s) for s in ([seed] if seed is not None else cfg.seeds)): continue  # in experiment.json
+        longest = max(unit_seconds([*res.get("earlier", []), res])["lift" if seed is None else "seed"], default=0.0)
+        late = cfg.max_seconds is not None and clock() - t0 + longest > cfg.max_seconds
+        if late or f"Stage I {v}" in res["skipped"]:
             res["skipped"].append(name); continue
         t = stage(name)
         if seed is None:
