@@ -143,6 +143,8 @@ def correspondence_recall(scene: Scene,            # posed scene with depth
                           depth_tol: float = 0.05, # relative depth tolerance of the visibility test
                           match_stride: int | None = 4, # pixels per matching cell in B; None = native feature grid
                           seed: int = 0,
+                          known: dict | None = None, # {(a, b): correspondences}: filled and reused (the same scene and
+                                                   # settings: several models' features compared on the same points)
                          ) -> dict:                # recall@t, cos_corr, cos_rand, n_pairs, n_points, per-pair rows
     "Recall of feature matching at pixel thresholds, and feature cosine at true correspondences, over view pairs."
     # matching runs where the features are (CUDA or CPU)
@@ -154,7 +156,10 @@ def correspondence_recall(scene: Scene,            # posed scene with depth
     for a, b in pairs:
         a, b = _key_index(scene, a), _key_index(scene, b)
         if a not in fm or b not in fm: raise KeyError(f"pair ({a}, {b}) needs features of both views")
-        ua, ub = correspondences(scene, a, b, n_points, depth_tol, seed)
+        if known is None: ua, ub = correspondences(scene, a, b, n_points, depth_tol, seed)
+        else:
+            if (a, b) not in known: known[a, b] = correspondences(scene, a, b, n_points, depth_tol, seed)
+            ua, ub = known[a, b]
         if len(ua) == 0: continue
         sa = (scene.cameras[a].height, scene.cameras[a].width); sb = (scene.cameras[b].height, scene.cameras[b].width)
         q = sample_features(fm[a], ua, sa)

@@ -297,15 +297,17 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
             res = run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
                              aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop"))
             for n in rows: r[n]["depth"] = res[n]
+        fns, corr = {n: _feature_fn(models[n].to(device).eval(), long_side) for n in rows}, {n: [] for n in rows}
+        for sp in p.get("scenes") or []:
+            sc, known = read_scene(sp), {}   # a scene's true correspondences: found once, for every row
+            pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
+            for n in rows:
+                feats = {i: fns[n](sc.image(i)) for i in range(len(sc))}
+                corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
         for n in rows:
-            f, corr = _feature_fn(models[n].to(device).eval(), long_side), []
-            for sp in p.get("scenes") or []:
-                sc = read_scene(sp)
-                feats = {i: f(sc.image(i)) for i in range(len(sc))}
-                pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
-                corr.append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed))
-            if corr: r[n]["correspondence"] = {k: float(np.mean([c[k] for c in corr])) for k in corr[0]
-                                               if isinstance(corr[0][k], (int, float))}
+            c = corr[n]
+            if c: r[n]["correspondence"] = {k: float(np.mean([x[k] for x in c])) for k in c[0]
+                                            if isinstance(c[0][k], (int, float))}
     for n in rows:
         results[n] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
                              for k, g in r[n].items()})

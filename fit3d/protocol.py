@@ -75,18 +75,19 @@ class FeatureSets:
             f, cf = self.finetuned.tokens(images, norm) if self.finetuned is not None else (None, None)
         return {k: None if v is None else v.float() for k, v in dict(o=o, co=co, f=f, cf=cf).items()}
 
-    def assemble(self, p: dict) -> dict[str, torch.Tensor]: # row -> (B, C_row, h, w)
+    def assemble(self, p: dict,               # `parts`' output
+                 rows: Sequence[str] | None = None, # these rows only (None: every row of the table)
+                ) -> dict[str, torch.Tensor]: # row -> (B, C_row, h, w)
         "The rows' inputs from `parts`."
         o, co, f, cf = p["o"], p["co"], p["f"], p["cf"]
         if self.task == "seg":
-            sets = dict(original=o, duplicated=torch.cat([o, o], 1), finetuned=f,
-                        combined=None if f is None else torch.cat([o, f], 1))
+            make = dict(original=lambda: o, duplicated=lambda: torch.cat([o, o], 1), finetuned=lambda: f,
+                        combined=lambda: torch.cat([o, f], 1))
         else:
             b = lambda c: c[:, :, None, None].expand(-1, -1, *o.shape[-2:])
-            sets = dict(original=torch.cat([o, b(co)], 1), duplicated=torch.cat([o, o, b(co)], 1),
-                        finetuned=None if f is None else torch.cat([f, b(cf)], 1),
-                        combined=None if f is None else torch.cat([o, f, b(co)], 1))
-        return {k: sets[k] for k in self.rows}
+            make = dict(original=lambda: torch.cat([o, b(co)], 1), duplicated=lambda: torch.cat([o, o, b(co)], 1),
+                        finetuned=lambda: torch.cat([f, b(cf)], 1), combined=lambda: torch.cat([o, f, b(co)], 1))
+        return {k: make[k]() for k in (self.rows if rows is None else rows)}
 
     def __call__(self, images: torch.Tensor,   # (B, 3, H, W) in [0, 1], on the backbones' device
                 ) -> dict[str, torch.Tensor]:  # row -> (B, C_row, h, w) float32
@@ -335,19 +336,39 @@ class _Rows(Sequence):
     def __len__(self): return len(self.parts)
     def __getitem__(self, i):
         p = {k: None if v is None else v[None] for k, v in self.parts[i].items()}
-        return self.sets.assemble(p)[self.row][0]
+        return self.sets.assemble(p, (self.row,))[self.row][0]
 
-def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool) -> tuple[dict, dict | None]:
-    "Every row's whole-image features of every sample (each model's once, CPU, fp16), and of flipped images if asked."
-    dev = module_device(sets.original)
-    keep = lambda p: {k: None if v is None else v[0].to("cpu", torch.float16) for k, v in p.items()}
+def _store_device(dev: torch.device, nbytes: int) -> torch.device:
+    "Where the quick protocol keeps its cache: on the GPU if it takes under a quarter of the free memory, else the CPU."
+    if dev.type != "cuda": return torch.device("cpu")
+    return dev if nbytes < torch.cuda.mem_get_info(dev)[0] / 4 else torch.device("cpu")
+
+def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool,
+                batch_size: int = 32,  # images a backbone pass (runs of consecutive samples of one size)
+               ) -> tuple[dict, dict | None, torch.device]:
+    "Every row's whole-image features of every sample (each model's once, fp16), of flipped images if asked, and where."
+    dev, store = module_device(sets.original), None
+    runs = []   # consecutive samples of one image size, at most batch_size each
+    for i, s in enumerate(samples):
+        if runs and len(runs[-1]) < batch_size and samples[runs[-1][0]]["image"].shape == s["image"].shape:
+            runs[-1].append(i)
+        else: runs.append([i])
     parts, fparts = [], []
-    for s in tqdm(samples, desc="features", disable=not progress):
-        x = _image(s, dev)[None]
-        parts.append(keep(sets.parts(x)))
-        if flip: fparts.append(keep(sets.parts(x.flip(-1))))
+    bar = tqdm(total=len(samples), desc="features", disable=not progress)
+    for run in runs:
+        x = torch.stack([_image(samples[i], dev) for i in run])
+        for out, xx in ((parts, x), (fparts, x.flip(-1)))[:1 + flip]:
+            p = sets.parts(xx)
+            if store is None:   # the whole cache, from the first batch: features (fp16) and targets (8 bytes a pixel)
+                each = sum(v[0].numel() * 2 for v in p.values() if v is not None) * (1 + flip)
+                pixels = sum(int(np.prod(s["image"].shape[:2])) for s in samples)
+                store = _store_device(dev, each * len(samples) + 8 * pixels)
+            out += [{k: None if v is None else v[j].to(store, torch.float16) for k, v in p.items()}
+                    for j in range(len(run))]
+        bar.update(len(run))
+    bar.close()
     rows = lambda ps: {k: _Rows(sets, ps, k) for k in sets.rows}
-    return rows(parts), (rows(fparts) if flip else None)
+    return rows(parts), (rows(fparts) if flip else None), store or torch.device("cpu")
 
 # %% ../nbs/07a_protocol.ipynb #30256b91
 def run_probes(sets: FeatureSets,               # the rows' features (see `FeatureSets`); its `task` picks the probe
@@ -375,8 +396,8 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
     t0 = time.perf_counter()
     if protocol == "official": batches = _official_batches(sets, train, task, cfg, aug)
     else:
-        feats, flipped = _cache_rows(sets, train, flip_extract and cfg.flip, cfg.progress)
-        batches = _cached_batches(feats, [_target(s, key, "cpu") for s in train], cfg, flipped)
+        feats, flipped, store = _cache_rows(sets, train, flip_extract and cfg.flip, cfg.progress)
+        batches = _cached_batches(feats, [_target(s, key, store) for s in train], cfg, flipped)
     heads = fit_heads(heads, batches, loss, cfg, f"{task} probe ({protocol})")
     t1 = time.perf_counter()
     res = _evaluate(sets, heads, val, task, protocol, aug, eval_crop_name, flip_extract, cfg)
