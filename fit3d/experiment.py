@@ -39,7 +39,7 @@ from .protocol import paper_numbers, COLUMNS, _metric
 __all__ = ['Variant', 'VARIANTS', 'SMOKE', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve', 'config_from', 'lift_config',
            'scaled_schedule', 'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'seed_rows',
            'mean_std', 'aggregate', 'paper_gain', 'experiment_table', 'experiment_figure', 'unit_seconds',
-           'adopt_recorded', 'run_experiment', 'main']
+           'seconds_needed', 'adopt_recorded', 'run_experiment', 'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -342,10 +342,19 @@ def unit_seconds(runs: list) -> dict:  # experiment.json records (or their "earl
     for r in runs:
         t = r.get("times") or {}
         out["lift"] += [float(s) for s in (t.get("lift") or {}).values()]
+        part = lambda p, v, k: float((t.get(p) or {}).get(v, {}).get(k, 0))
         for v, seeds in (t.get("finetune") or {}).items():
-            out["seed"] += [float(s) + sum(float((t.get(p) or {}).get(v, {}).get(k, 0)) for p in ("probes", "probes_original"))
-                            for k, s in seeds.items()]
+            out["seed"] += [float(s) + part("probes", v, k) + part("probes_original", v, k) for k, s in seeds.items()]
     return out
+
+def seconds_needed(seed: int | None, # None: a Stage I
+                   known: dict,       # `unit_seconds` of the runs so far
+                   fresh: bool,       # a seed of a variant whose Stage I this run did, and no seed has used yet
+                  ) -> float | None:  # None: start it whatever the time box says
+    "What the time box reserves for a unit: a Stage I with one seed after it, a seed, or nothing for a fresh seed."
+    longest = lambda kind: max(known[kind], default=0.0)
+    if seed is None: return longest("lift") + longest("seed")  # a Stage I pays off only through a seed after it
+    return None if fresh else longest("seed")  # a Stage I's files do not outlive the call: its first seed runs
 
 RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke")  # settings that leave every
                                                 # unit's result as it is: what a run does, not what it measures
@@ -402,13 +411,16 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     save()
     units = [(v, s) for v in cfg.variants for s in (None, *cfg.seeds)]   # None: Stage I of the variant
     recorded = lambda v, s: f"seed{s}" in res["runs"].get(v, {})
+    fresh = set()   # variants whose Stage I this run did and no seed has used yet
     for v, seed in units:
         name = f"Stage I {v}" if seed is None else f"{v} seed {seed}"
         if all(recorded(v, s) for s in ([seed] if seed is not None else cfg.seeds)): continue  # in experiment.json
-        longest = max(unit_seconds([*res.get("earlier", []), res])["lift" if seed is None else "seed"], default=0.0)
-        late = cfg.max_seconds is not None and clock() - t0 + longest > cfg.max_seconds
+        need = seconds_needed(seed, unit_seconds([*res.get("earlier", []), res]), v in fresh)
+        late = cfg.max_seconds is not None and need is not None and clock() - t0 + need > cfg.max_seconds
         if late or f"Stage I {v}" in res["skipped"]:
             res["skipped"].append(name); continue
+        if seed is None: fresh.add(v)
+        else: fresh.discard(v)
         t = stage(name)
         if seed is None:
             lifted = lift_variant(cfg, v, bench["train"], bb, log=con.print)

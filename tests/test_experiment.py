@@ -10,8 +10,8 @@ import torch
 
 from fit3d.demo import MODELS
 from fit3d.protocol import _metric
-from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, run_experiment, spawn_lift_workers,
-                              unit_seconds)
+from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, run_experiment, seconds_needed,
+                              spawn_lift_workers, unit_seconds)
 
 # `--smoke` sizes (2 + 1 rooms of 8 views at 96x72), two variants, two seeds, two Stage I workers, fewer steps
 SMOKE = dict(smoke=True, backbone="tiny", device="cpu", variants=("fast", "coupled"), seeds=(0, 1), lift_workers=2,
@@ -116,3 +116,11 @@ def test_unit_seconds_sums_a_seed_s_parts():
     times = dict(lift=dict(fast=10.0), finetune=dict(fast=dict(seed0=2.0, seed1=3.0)),
                  probes=dict(fast=dict(seed0=1.0, seed1=1.5)), probes_original=dict(fast=dict(seed0=4.0)))
     assert unit_seconds([dict(times=times), dict(times=None), {}]) == dict(lift=[10.0], seed=[7.0, 4.5])
+
+
+def test_the_time_box_reserves_a_seed_after_each_stage_i_and_lets_its_first_seed_run():
+    known = dict(lift=[200.0, 240.0], seed=[100.0, 160.0])
+    assert seconds_needed(None, known, False) == 240.0 + 160.0   # a Stage I, and one seed after it
+    assert seconds_needed(1, known, False) == 160.0             # another seed
+    assert seconds_needed(2, known, True) is None               # the first seed after this run's Stage I: it runs
+    assert seconds_needed(None, dict(lift=[], seed=[]), False) == 0.0   # nothing timed yet: start
