@@ -121,12 +121,13 @@ def variant_note(variant: Variant, cfg: ExperimentConfig) -> str:
     "What a variant is, in words, for the tables."
     lc = lift_config(variant, cfg)
     preset = "tiny" if torch.device(cfg.device).type == "cpu" else "fast"
+    views = f"{lc.batch_views} view{'s' * (lc.batch_views != 1)}"
     if variant == "fast":
-        return (f"ours (LiftConfig.{preset}, {lc.iterations} steps of {lc.batch_views} views); the feature loss "
-                f"leaves the geometry (official)")
+        return (f"ours (LiftConfig.{preset}, {lc.iterations} steps of {views}); the feature loss leaves the "
+                f"geometry (official)")
     if variant == "coupled":
-        return (f"as fast (LiftConfig.{preset}, {lc.iterations} steps of {lc.batch_views} views), but the feature "
-                f"loss also moves the geometry")
+        return (f"as fast (LiftConfig.{preset}, {lc.iterations} steps of {views}), but the feature loss also moves "
+                f"the geometry")
     return (f"the official settings with the schedule SHORTENED to {lc.iterations} of 30000 steps (densify until "
             f"{lc.refine_stop}, opacity reset every {lc.reset_every}, SH degree raised every {lc.sh_degree_interval})")
 
