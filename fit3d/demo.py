@@ -205,10 +205,12 @@ def _barrier():
     if dist.is_available() and dist.is_initialized(): dist.barrier()
 
 # %% ../nbs/12_demo.ipynb #8b3e812c
-def _feature_fn(backbone, long_side: int | None = None):
-    "image (H, W, 3) float in [0, 1] -> (C, h, w) float features on the CPU, sized exactly as the feature cache sizes them."
+def _scene_features(backbone, scene, long_side: int | None = None, device="cpu") -> dict:
+    "{view: (C, h, w) float32 features on `device`} of every view of `scene`, sized as the feature cache sizes them."
     from fit3d.features import iter_features
-    return lambda img: next(iter_features(backbone, [img], long_side=long_side or None, dtype=torch.float32))
+    maps = iter_features(backbone, (scene.image(i) for i in range(len(scene))), long_side=long_side or None,
+                         dtype=torch.float32)   # batches of equal-size views
+    return {i: f.to(device) for i, f in enumerate(maps)}
 
 from .protocol import ROW_NAMES
 MODELS = ROW_NAMES   # the rows of every results table (fit3d.protocol), as the paper's Table 13
@@ -297,12 +299,12 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
             res = run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
                              aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop"))
             for n in rows: r[n]["depth"] = res[n]
-        fns, corr = {n: _feature_fn(models[n].to(device).eval(), long_side) for n in rows}, {n: [] for n in rows}
+        corr = {n: [] for n in rows}
         for sp in p.get("scenes") or []:
             sc, known = read_scene(sp), {}   # a scene's true correspondences: found once, for every row
             pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
-            for n in rows:
-                feats = {i: fns[n](sc.image(i)) for i in range(len(sc))}
+            for n in rows:   # matched where the model runs (on a GPU: there)
+                feats = _scene_features(models[n].to(device).eval(), sc, long_side, device)
                 corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
         for n in rows:
             c = corr[n]

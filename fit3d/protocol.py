@@ -415,26 +415,36 @@ def _evaluate(sets, heads, val, task, protocol, aug, crop_name, flip_extract, cf
         return {k: torch.stack(_forward(heads[k], list(f.to(dev)), [x.shape[-2:]] * len(f))) for k, f in fs.items()}
     conf = ({k: torch.zeros(h.n_classes, h.n_classes, dtype=torch.long) for k, h in heads.items()}
             if task == "seg" else None)
-    rows = {k: [] for k in heads}
-    for s in tqdm(val, desc=f"{task} eval ({protocol})", disable=not cfg.progress):
-        x, t = _image(s, bdev), _target(s, "labels" if task == "seg" else "depth", "cpu")
+    rows, key = {k: [] for k in heads}, "labels" if task == "seg" else "depth"
+    # quick: whole images, in batches of consecutive samples of one size; official: one image at a time (windows)
+    runs, n = [], 32 if protocol == "quick" else 1
+    for i, s in enumerate(val):
+        if runs and len(runs[-1]) < n and val[runs[-1][0]]["image"].shape == s["image"].shape: runs[-1].append(i)
+        else: runs.append([i])
+    bar = tqdm(total=len(val), desc=f"{task} eval ({protocol})", disable=not cfg.progress)
+    for run in runs:
+        x, ts = torch.stack([_image(val[i], bdev) for i in run]), [_target(val[i], key, "cpu") for i in run]
         if task == "seg":
             if protocol == "official":
-                xs = F.interpolate(x[None], keep_ratio_size(*x.shape[-2:], aug.test_scale), mode="bilinear",
+                xs = F.interpolate(x, keep_ratio_size(*x.shape[-2:], aug.test_scale), mode="bilinear",
                                    align_corners=False)[0]
                 out = slide_predict(predict, xs, aug.crop, aug.stride)
-                out = {k: F.interpolate(o[None], t.shape, mode="bilinear", align_corners=False)[0]
+                out = {k: F.interpolate(o[None], ts[0].shape, mode="bilinear", align_corners=False)
                        for k, o in out.items()}
-            else: out = {k: o[0] for k, o in predict(x[None]).items()}
-            for k, o in out.items(): conf[k] += confusion_matrix(o.argmax(0).cpu(), t, heads[k].n_classes)
+            else: out = predict(x)
+            for k, o in out.items():
+                for j, t in enumerate(ts): conf[k] += confusion_matrix(o[j].argmax(0).cpu(), t, heads[k].n_classes)
         else:
             tta = protocol == "official" or flip_extract
-            out = flip_tta(predict, x[None]) if tta else predict(x[None])
+            out = flip_tta(predict, x) if tta else predict(x)
             for k, o in out.items():
-                p = F.interpolate(o.float(), t.shape, mode="bilinear", align_corners=False)[0, 0].cpu()
-                p = p.clamp(heads[k].min_depth, heads[k].max_depth)
-                rows[k].append(depth_metrics(p, t, heads[k].min_depth, heads[k].max_depth,
-                                             eval_crop(*t.shape, crop_name)))
+                for j, t in enumerate(ts):
+                    p = F.interpolate(o[j:j + 1].float(), t.shape, mode="bilinear", align_corners=False)[0, 0].cpu()
+                    p = p.clamp(heads[k].min_depth, heads[k].max_depth)
+                    rows[k].append(depth_metrics(p, t, heads[k].min_depth, heads[k].max_depth,
+                                                 eval_crop(*t.shape, crop_name)))
+        bar.update(len(run))
+    bar.close()
     if task == "seg":
         return {k: {kk: v for kk, v in seg_metrics(c).items() if kk in ("mIoU", "mAcc", "aAcc")}
                 for k, c in conf.items()}
