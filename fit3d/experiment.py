@@ -20,7 +20,7 @@ Docs: https://fit3d.github.io/fit3d/experiment.html.md"""
 
 # %% ../nbs/18_experiment.ipynb #c3f4a5b6
 from __future__ import annotations
-import json, os, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass, asdict, replace, fields
 from pathlib import Path
 from typing import Literal, get_args
@@ -290,6 +290,12 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
         lm = results["variants"][v].get("lift_metrics") or {}
         own = [f"{name} {lm[k]['mean']:.{d}f}" for k, name, d in _LIFT if (lm.get(k) or {}).get("mean") is not None]
         if own: out += ["Stage I, mean over the rooms: " + ", ".join(own) + ".", ""]
+        runs_of = {s: m["feature_cosine"]["mean"] for s, m in (results["variants"][v].get("seed_lifts") or {}).items()
+                   if (m.get("feature_cosine") or {}).get("mean") is not None}
+        if len(set(runs_of.values())) > 1:   # Stage I ran again for later seeds (another device call)
+            out += ["Each seed fine-tuned on its own Stage I run (feature cosine " +
+                    ", ".join(f"{s} {c:.4f}" for s, c in sorted(runs_of.items())) +
+                    "), so the std includes Stage I's run-to-run variation.", ""]
         if not n:
             out.append("not measured (skipped by the time box)" if results.get("skipped") else "not measured"); continue
         cell = lambda row, sign=False: [_fmt(agg[v][row].get(f"{g}/{k}"), f, sign) for g, k, _, f in METRICS]
@@ -360,18 +366,22 @@ def seconds_needed(seed: int | None, # None: a Stage I
 RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke")  # settings that leave every
                                                 # unit's result as it is: what a run does, not what it measures
 
-def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s)
+def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s), with its "backbone" record
                    prev: dict,  # an earlier experiment.json of the folder
                    cfg: ExperimentConfig) -> list[str]:
-    "Take over the seeds an earlier run recorded with the same settings (all but `RUN_ONLY`); return their names."
-    same = lambda c: json.loads(json.dumps({k: v for k, v in c.items() if k not in RUN_ONLY}))
+    "Take over seeds recorded with the same settings (not `RUN_ONLY`), weights and Stage I settings; return them."
+    plain = lambda x: json.loads(json.dumps(x))
+    same = lambda c: plain({k: v for k, v in c.items() if k not in RUN_ONLY})
     if not prev.get("runs") or same(prev.get("config", {})) != same(asdict(cfg)): return []
+    if (prev.get("backbone") or {}).get("weights") != (res.get("backbone") or {}).get("weights"): return []
     names = []
     for v, seeds in prev["runs"].items():
-        if v not in prev.get("variants", {}): continue
-        info = res["variants"].setdefault(v, prev["variants"][v])
-        if info.get("lift_metrics") is None and prev["variants"][v].get("lift_metrics") is not None:
-            info["lift_metrics"] = prev["variants"][v]["lift_metrics"]
+        old = prev.get("variants", {}).get(v)
+        if v not in VARIANTS or old is None or old.get("lift") != plain(asdict(lift_config(v, cfg))): continue
+        info = res["variants"].setdefault(v, dict(old))
+        if info.get("lift_metrics") is None and old.get("lift_metrics") is not None:
+            info["lift_metrics"] = old["lift_metrics"]
+        info.setdefault("seed_lifts", {}).update({s: m for s, m in (old.get("seed_lifts") or {}).items() if s in seeds})
         res["runs"].setdefault(v, {}).update(seeds); names += [f"{v} {s}" for s in seeds]
     res["variants"] = {v: res["variants"][v] for v in VARIANTS if v in res["variants"]}   # in the tables' order
     res["runs"] = {v: res["runs"][v] for v in VARIANTS if v in res["runs"]}
@@ -387,11 +397,13 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     times = dict(lift={}, finetune={}, probes={}, probes_original={})
     res = dict(config=asdict(cfg), variants={v: dict(note=variant_note(v, cfg), lift=asdict(lift_config(v, cfg)))
                                              for v in cfg.variants}, runs={}, times=times, done=[], skipped=[])
+    prev = {}
     if (out / "experiment.json").exists():  # the times of earlier runs of this folder, whose work this one reuses
         try: prev = read_json(out / "experiment.json", "experiment results")
-        except Exception: prev = {}
+        except Exception as e:   # kept aside, not overwritten
+            shutil.copy2(out / "experiment.json", out / "experiment.unreadable.json")
+            con.print(f"[yellow]{e}: kept as {out / 'experiment.unreadable.json'}")
         res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
-        adopt_recorded(res, prev, cfg)
     def save():
         res["aggregate"], times["total"] = aggregate(res["runs"]), time.perf_counter() - start
         write_json(out / "experiment.json", res)
@@ -406,6 +418,14 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     bb = _backbone(cfg)
     res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
                            note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint))
+    taken = adopt_recorded(res, prev, cfg) if prev else []
+    if len(taken) < sum(len(s) for s in (prev.get("runs") or {}).values()):   # recorded with other settings or weights
+        k = 1
+        while (out / f"experiment.set-aside-{k}.json").exists(): k += 1
+        write_json(out / f"experiment.set-aside-{k}.json", prev)
+        con.print(f"[yellow]{out / 'experiment.json'}: seeds recorded with other settings, weights or Stage I settings "
+                  f"were not taken over; that record is kept as experiment.set-aside-{k}.json")
+        if not taken: res["earlier"] = []   # nor do their times size this run's time box
     feats = _features(cfg, bb, progress=True)
     for p in bench["train"] + bench["val"]: feats(read_scene(p))
     times["features"] = time.perf_counter() - t
@@ -430,6 +450,9 @@ def run_experiment(cfg: ExperimentConfig | None = None,
         else:
             rows, tt = seed_rows(cfg, v, seed, bb, log=con.print)
             res["runs"].setdefault(v, {})[f"seed{seed}"] = rows
+            lm = res["variants"][v].get("lift_metrics") or {}   # the Stage I this seed fine-tuned on
+            own = {k: lm[k] for k in ("psnr", "feature_cosine") if k in lm}
+            res["variants"][v].setdefault("seed_lifts", {})[f"seed{seed}"] = own
             for part, s in tt.items(): times[part].setdefault(v, {})[f"seed{seed}"] = s
         res["done"].append(name); save()
     save()

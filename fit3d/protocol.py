@@ -343,29 +343,35 @@ def _store_device(dev: torch.device, nbytes: int) -> torch.device:
     if dev.type != "cuda": return torch.device("cpu")
     return dev if nbytes < torch.cuda.mem_get_info(dev)[0] / 4 else torch.device("cpu")
 
+def _batches(samples: Sequence[dict], dev, key: str | None = None, # also the samples' "labels"/"depth" (CPU)
+             cap: int = 32, pixels: int = 1 << 21,  # at most `cap` images and about `pixels` pixels a batch
+            ):
+    "Consecutive samples of one image size, stacked on `dev`, each sample read once: yields (images, [targets])."
+    imgs, tgts = [], []
+    for i in range(len(samples)):
+        s = samples[i]; x = _image(s, dev)
+        n = max(1, min(cap, pixels // (x.shape[-2] * x.shape[-1])))
+        if imgs and (len(imgs) >= n or x.shape != imgs[0].shape):
+            yield torch.stack(imgs), tgts; imgs, tgts = [], []
+        imgs.append(x); tgts.append(None if key is None else _target(s, key, "cpu"))
+    if imgs: yield torch.stack(imgs), tgts
+
 def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool,
-                batch_size: int = 32,  # images a backbone pass (runs of consecutive samples of one size)
+                batch_size: int = 32,  # images a backbone pass at most (runs of consecutive samples of one size)
                ) -> tuple[dict, dict | None, torch.device]:
     "Every row's whole-image features of every sample (each model's once, fp16), of flipped images if asked, and where."
     dev, store = module_device(sets.original), None
-    runs = []   # consecutive samples of one image size, at most batch_size each
-    for i, s in enumerate(samples):
-        if runs and len(runs[-1]) < batch_size and samples[runs[-1][0]]["image"].shape == s["image"].shape:
-            runs[-1].append(i)
-        else: runs.append([i])
     parts, fparts = [], []
     bar = tqdm(total=len(samples), desc="features", disable=not progress)
-    for run in runs:
-        x = torch.stack([_image(samples[i], dev) for i in run])
+    for x, _ in _batches(samples, dev, cap=batch_size):
         for out, xx in ((parts, x), (fparts, x.flip(-1)))[:1 + flip]:
             p = sets.parts(xx)
             if store is None:   # the whole cache, from the first batch: features (fp16) and targets (8 bytes a pixel)
                 each = sum(v[0].numel() * 2 for v in p.values() if v is not None) * (1 + flip)
-                pixels = sum(int(np.prod(s["image"].shape[:2])) for s in samples)
-                store = _store_device(dev, each * len(samples) + 8 * pixels)
+                store = _store_device(dev, (each + 8 * x.shape[-2] * x.shape[-1]) * len(samples))
             out += [{k: None if v is None else v[j].to(store, torch.float16) for k, v in p.items()}
-                    for j in range(len(run))]
-        bar.update(len(run))
+                    for j in range(len(x))]
+        bar.update(len(x))
     bar.close()
     rows = lambda ps: {k: _Rows(sets, ps, k) for k in sets.rows}
     return rows(parts), (rows(fparts) if flip else None), store or torch.device("cpu")
@@ -416,14 +422,9 @@ def _evaluate(sets, heads, val, task, protocol, aug, crop_name, flip_extract, cf
     conf = ({k: torch.zeros(h.n_classes, h.n_classes, dtype=torch.long) for k, h in heads.items()}
             if task == "seg" else None)
     rows, key = {k: [] for k in heads}, "labels" if task == "seg" else "depth"
-    # quick: whole images, in batches of consecutive samples of one size; official: one image at a time (windows)
-    runs, n = [], 32 if protocol == "quick" else 1
-    for i, s in enumerate(val):
-        if runs and len(runs[-1]) < n and val[runs[-1][0]]["image"].shape == s["image"].shape: runs[-1].append(i)
-        else: runs.append([i])
     bar = tqdm(total=len(val), desc=f"{task} eval ({protocol})", disable=not cfg.progress)
-    for run in runs:
-        x, ts = torch.stack([_image(val[i], bdev) for i in run]), [_target(val[i], key, "cpu") for i in run]
+    # quick: whole images, in batches of consecutive samples of one size; official: one image at a time (windows)
+    for x, ts in _batches(val, bdev, key, cap=32 if protocol == "quick" else 1):
         if task == "seg":
             if protocol == "official":
                 xs = F.interpolate(x, keep_ratio_size(*x.shape[-2:], aug.test_scale), mode="bilinear",
@@ -443,7 +444,7 @@ def _evaluate(sets, heads, val, task, protocol, aug, crop_name, flip_extract, cf
                     p = p.clamp(heads[k].min_depth, heads[k].max_depth)
                     rows[k].append(depth_metrics(p, t, heads[k].min_depth, heads[k].max_depth,
                                                  eval_crop(*t.shape, crop_name)))
-        bar.update(len(run))
+        bar.update(len(ts))
     bar.close()
     if task == "seg":
         return {k: {kk: v for kk, v in seg_metrics(c).items() if kk in ("mIoU", "mAcc", "aAcc")}

@@ -1,6 +1,6 @@
 """`fit3d experiment` at smoke size on the CPU: the time box, Stage I in worker processes, every row/variant/seed in
 experiment.json with mean and std computed from the per-seed results, and a second run that reuses everything."""
-import json, os, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -10,8 +10,8 @@ import torch
 
 from fit3d.demo import MODELS
 from fit3d.protocol import _metric
-from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, run_experiment, seconds_needed,
-                              spawn_lift_workers, unit_seconds)
+from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, lift_config, run_experiment,
+                              seconds_needed, spawn_lift_workers, unit_seconds)
 
 # `--smoke` sizes (2 + 1 rooms of 8 views at 96x72), two variants, two seeds, two Stage I workers, fewer steps
 SMOKE = dict(smoke=True, backbone="tiny", device="cpu", variants=("fast", "coupled"), seeds=(0, 1), lift_workers=2,
@@ -94,22 +94,41 @@ def test_experiment_time_box_workers_aggregates_and_resume(tmp_path):
 
 def test_recorded_seeds_are_taken_over_only_with_the_same_settings():
     cfg = ExperimentConfig(backbone="tiny", device="cpu", variants=("coupled",))
-    prev = dict(config=asdict(replace(cfg, variants=("fast",), seeds=(0,), max_seconds=5.0)),
-                variants=dict(fast=dict(note="n", lift_metrics=dict(psnr=1))), runs=dict(fast=dict(seed0=dict(x=1))))
-    fresh = lambda: dict(variants=dict(coupled=dict(note="c")), runs={})
+    lift = json.loads(json.dumps(asdict(lift_config("fast", cfg))))
+    prev = dict(config=asdict(replace(cfg, variants=("fast",), seeds=(0,), max_seconds=5.0)), backbone=dict(weights="w1"),
+                variants=dict(fast=dict(note="n", lift=lift, lift_metrics=dict(psnr=1), seed_lifts=dict(seed0=dict(psnr=1)))),
+                runs=dict(fast=dict(seed0=dict(x=1))))
+    fresh = lambda: dict(backbone=dict(weights="w1"), variants=dict(coupled=dict(note="c")), runs={})
     res = fresh()   # the same measuring settings, another run plan: taken over, in the tables' order
     assert adopt_recorded(res, prev, cfg) == ["fast seed0"]
     assert list(res["variants"]) == ["fast", "coupled"] and res["runs"] == dict(fast=dict(seed0=dict(x=1)))
+    assert res["variants"]["fast"]["seed_lifts"] == dict(seed0=dict(psnr=1))
     for other in (replace(cfg, finetune_lr=1e-5), replace(cfg, lift_iterations=7), replace(cfg, device="cuda")):
         res = fresh()   # a setting that changes the results: nothing is taken over
         assert adopt_recorded(res, prev, other) == [] and res == fresh()
+    res = fresh(); res["backbone"]["weights"] = "w2"   # other weights (a proxy trained again)
+    assert adopt_recorded(res, prev, cfg) == []
+    changed = json.loads(json.dumps(prev)); changed["variants"]["fast"]["lift"]["iterations"] += 1   # a preset since changed
+    assert adopt_recorded(fresh(), changed, cfg) == []
 
 
-def test_a_failing_lift_worker_fails_the_command_with_its_log(tmp_path):
-    spec = dict(config=asdict(ExperimentConfig(out=str(tmp_path), backbone="tiny", device="cpu")), variant="fast",
-                scenes=[str(tmp_path / "no_such_room")])
-    with pytest.raises(RuntimeError, match=r"worker 0 of 1 \(fast\) failed(.|\n)*no_such_room"):
-        spawn_lift_workers(spec, tmp_path / "workers", 1)
+def test_a_stage_i_run_again_is_followed_by_its_seed_and_other_records_are_set_aside(tmp_path):
+    out, data = tmp_path / "run", tmp_path / "data"
+    cfg = ExperimentConfig(out=str(out), data=str(data), **(SMOKE | dict(variants=("fast",), seeds=(0,))))
+    run_experiment(cfg)                      # seed 0, timed
+    shutil.rmtree(out / "fast")              # as on another machine: only experiment.json is left
+    lifted = lambda: len(list((out / "fast" / "targets").glob("*.safetensors"))) == 2
+    # a box with room for a Stage I and a seed, then a clock past it once Stage I is done: seed 1 runs all the same
+    run_experiment(replace(cfg, seeds=(0, 1), max_seconds=1e5), clock=lambda: 1e6 if lifted() else 0.0)
+    saved = json.loads((out / "experiment.json").read_text())
+    assert saved["done"] == ["Stage I fast", "fast seed 1"] and set(saved["runs"]["fast"]) == {"seed0", "seed1"}
+    assert set(saved["variants"]["fast"]["seed_lifts"]) == {"seed0", "seed1"}
+    # other measuring settings: nothing is taken over (nor its times: with none, seed 0 runs again, then the box is
+    # past), and the old record is kept aside, not overwritten
+    run_experiment(replace(cfg, seeds=(0, 1), finetune_lr=1e-5, max_seconds=1e-9), clock=lambda: 0.0)
+    aside, new = (json.loads((out / f"experiment{x}.json").read_text()) for x in (".set-aside-1", ""))
+    assert aside["runs"] == saved["runs"] and new["done"] == ["Stage I fast", "fast seed 0"]
+    assert list(new["runs"]["fast"]) == ["seed0"] and new["runs"]["fast"]["seed0"] != saved["runs"]["fast"]["seed0"]
 
 
 def test_unit_seconds_sums_a_seed_s_parts():

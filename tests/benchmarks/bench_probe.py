@@ -54,7 +54,7 @@ def main():
         cfg = ProbeConfig(**kw) if task == "seg" else DepthProbeConfig(**kw)
         aug, key = (seg_aug, "labels") if task == "seg" else (dep_aug, "depth")
         loss = seg_loss_fn(cfg) if task == "seg" else depth_loss_fn(cfg)
-        (feats, _), t_cache = timed(lambda: _cache_rows(sets, samples, False, False))
+        (feats, _, _), t_cache = timed(lambda: _cache_rows(sets, samples, False, False))
         targets = [_target(s, key, "cpu") for s in samples]
         res = {}
         for protocol in ("quick", "official"):
