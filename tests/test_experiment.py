@@ -92,6 +92,13 @@ def test_experiment_time_box_workers_aggregates_and_resume(tmp_path):
     assert again["variants"]["fast"]["lift_metrics"] == saved["variants"]["fast"]["lift_metrics"]
 
 
+def test_a_failing_lift_worker_fails_the_command_with_its_log(tmp_path):
+    spec = dict(config=asdict(ExperimentConfig(out=str(tmp_path), backbone="tiny", device="cpu")), variant="fast",
+                scenes=[str(tmp_path / "no_such_room")])
+    with pytest.raises(RuntimeError, match=r"worker 0 of 1 \(fast\) failed(.|\n)*no_such_room"):
+        spawn_lift_workers(spec, tmp_path / "workers", 1)
+
+
 def test_recorded_seeds_are_taken_over_only_with_the_same_settings():
     cfg = ExperimentConfig(backbone="tiny", device="cpu", variants=("coupled",))
     lift = json.loads(json.dumps(asdict(lift_config("fast", cfg))))
