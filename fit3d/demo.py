@@ -205,12 +205,21 @@ def _barrier():
     if dist.is_available() and dist.is_initialized(): dist.barrier()
 
 # %% ../nbs/12_demo.ipynb #8b3e812c
-def _scene_features(backbone, scene, long_side: int | None = None, device="cpu") -> dict:
+def _scene_features(backbone, scene, long_side: int | None = None, device="cpu",
+                    memo: dict | None = None, # {id(model): features of this scene}: each model runs once
+                   ) -> dict:
     "{view: (C, h, w) float32 features on `device`} of every view of `scene`, sized as the feature cache sizes them."
     from fit3d.features import iter_features
-    maps = iter_features(backbone, (scene.image(i) for i in range(len(scene))), long_side=long_side or None,
-                         dtype=torch.float32)   # batches of equal-size views
-    return {i: f.to(device) for i, f in enumerate(maps)}
+    from fit3d.finetune import CombinedBackbone
+    memo = {} if memo is None else memo
+    if isinstance(backbone, CombinedBackbone) and backbone.mode == "concat":   # its parts' features, side by side
+        a, b = (_scene_features(m, scene, long_side, device, memo) for m in (backbone.original, backbone.finetuned))
+        return {i: torch.cat([a[i], b[i]]) for i in a}
+    if id(backbone) not in memo:
+        maps = iter_features(backbone.to(device).eval(), (scene.image(i) for i in range(len(scene))),
+                             long_side=long_side or None, dtype=torch.float32)   # batches of equal-size views
+        memo[id(backbone)] = {i: f.to(device) for i, f in enumerate(maps)}
+    return memo[id(backbone)]
 
 from .protocol import ROW_NAMES
 MODELS = ROW_NAMES   # the rows of every results table (fit3d.protocol), as the paper's Table 13
@@ -301,10 +310,10 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
             for n in rows: r[n]["depth"] = res[n]
         corr = {n: [] for n in rows}
         for sp in p.get("scenes") or []:
-            sc, known = read_scene(sp), {}   # a scene's true correspondences: found once, for every row
+            sc, known, memo = read_scene(sp), {}, {}   # correspondences and each model's features: once a scene
             pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
             for n in rows:   # matched where the model runs (on a GPU: there)
-                feats = _scene_features(models[n].to(device).eval(), sc, long_side, device)
+                feats = _scene_features(models[n], sc, long_side, device, memo)
                 corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
         for n in rows:
             c = corr[n]
