@@ -39,7 +39,7 @@ from .protocol import paper_numbers, COLUMNS, _metric
 __all__ = ['Variant', 'VARIANTS', 'SMOKE', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve', 'config_from', 'lift_config',
            'scaled_schedule', 'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'seed_rows',
            'mean_std', 'aggregate', 'paper_gain', 'experiment_table', 'experiment_figure', 'unit_seconds',
-           'seconds_needed', 'adopt_recorded', 'run_experiment', 'main']
+           'timed_units', 'seconds_needed', 'adopt_recorded', 'run_experiment', 'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -274,6 +274,9 @@ def _fmt(s: dict | None, factor: float, sign: bool = False) -> str:
 _LIFT = [("psnr", "held-out PSNR", 2), ("feature_cosine", "feature cosine", 3),
          ("multiview_recall10_rendered", "multi-view recall@10 of the rendered features", 3)]  # Stage I's own measures
 
+def _in_order(variants) -> list:  # experiment.json's keys come back sorted; tables and figures follow `VARIANTS`
+    return [v for v in VARIANTS if v in variants] + [v for v in variants if v not in VARIANTS]
+
 def experiment_table(results: dict,  # what `run_experiment` returns and `experiment.json` holds
                     ) -> str:        # markdown
     "Per variant: the four rows x the metrics as mean ± std over seeds, combined − original, and the paper's gain."
@@ -284,7 +287,7 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
     seeds = sorted(set(cfg["seeds"]) | {int(s[4:]) for r in results.get("runs", {}).values() for s in r})
     out = [f"Backbone: {results['backbone']['note']}. Mean ± std over seeds {', '.join(map(str, seeds))} "
            f"(Stage II and probes; sample std); mIoU and recall in %, RMSE in m."]
-    for v in results["variants"]:   # this run's and those an earlier run of the folder recorded
+    for v in _in_order(results["variants"]):   # this run's and those an earlier run of the folder recorded
         n = len(results.get("runs", {}).get(v, {}))
         out += ["", f"**{v}** ({n} of {len(seeds)} seeds): {results['variants'][v]['note']}", ""]
         lm = results["variants"][v].get("lift_metrics") or {}
@@ -292,9 +295,11 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
         if own: out += ["Stage I, mean over the rooms: " + ", ".join(own) + ".", ""]
         runs_of = {s: m["feature_cosine"]["mean"] for s, m in (results["variants"][v].get("seed_lifts") or {}).items()
                    if (m.get("feature_cosine") or {}).get("mean") is not None}
-        if len(set(runs_of.values())) > 1:   # Stage I ran again for later seeds (another device call)
-            out += ["Each seed fine-tuned on its own Stage I run (feature cosine " +
+        unknown = [s for s in results.get("runs", {}).get(v, {}) if s not in runs_of]   # run before this was kept
+        if len(set(runs_of.values())) > 1 or (runs_of and unknown):   # Stage I ran again (another device call)
+            out += ["The seeds fine-tuned on Stage I runs of different calls (feature cosine of each seed's run: " +
                     ", ".join(f"{s} {c:.4f}" for s, c in sorted(runs_of.items())) +
+                    (f"; {', '.join(unknown)} not recorded" if unknown else "") +
                     "), so the std includes Stage I's run-to-run variation.", ""]
         if not n:
             out.append("not measured (skipped by the time box)" if results.get("skipped") else "not measured"); continue
@@ -312,7 +317,7 @@ def experiment_figure(results: dict,  # as for `experiment_table`
     "Plotly bars with error bars: one panel per metric, the four rows per variant (mean ± std over seeds)."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    agg = results.get("aggregate", {}); variants = [v for v in results["variants"] if agg.get(v)]
+    agg = results.get("aggregate", {}); variants = [v for v in _in_order(results["variants"]) if agg.get(v)]
     fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=[c[2] for c in METRICS])
     colours = dict(original="#9e9e9e", duplicated="#616161", finetuned="#64b5f6", combined="#1565c0")
     for j, (g, k, _, f) in enumerate(METRICS, 1):
@@ -353,6 +358,11 @@ def unit_seconds(runs: list) -> dict:  # experiment.json records (or their "earl
         for v, seeds in (t.get("finetune") or {}).items():
             out["seed"] += [float(s) + part("probes", v, k) + part("probes_original", v, k) for k, s in seeds.items()]
     return out
+
+def timed_units(res: dict) -> dict:  # the results being built, with the "earlier" records it took over, oldest first
+    "`unit_seconds` for the time box: each kind as the newest run that timed it (this one first) timed it."
+    units = [unit_seconds([r]) for r in (res, *reversed(res.get("earlier") or []))]
+    return {k: next((u[k] for u in units if u[k]), []) for k in ("lift", "seed")}  # older code was slower
 
 def seconds_needed(seed: int | None, # None: a Stage I
                    known: dict,       # `unit_seconds` of the runs so far
@@ -436,7 +446,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     for v, seed in units:
         name = f"Stage I {v}" if seed is None else f"{v} seed {seed}"
         if all(recorded(v, s) for s in ([seed] if seed is not None else cfg.seeds)): continue  # in experiment.json
-        need = seconds_needed(seed, unit_seconds([*res.get("earlier", []), res]), v in fresh)
+        need = seconds_needed(seed, timed_units(res), v in fresh)
         late = cfg.max_seconds is not None and need is not None and clock() - t0 + need > cfg.max_seconds
         if late or f"Stage I {v}" in res["skipped"]:
             res["skipped"].append(name); continue

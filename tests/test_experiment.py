@@ -11,7 +11,7 @@ import torch
 from fit3d.demo import MODELS
 from fit3d.protocol import _metric
 from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, lift_config, run_experiment,
-                              seconds_needed, spawn_lift_workers, unit_seconds)
+                              seconds_needed, spawn_lift_workers, timed_units, unit_seconds)
 
 # `--smoke` sizes (2 + 1 rooms of 8 views at 96x72), two variants, two seeds, two Stage I workers, fewer steps
 SMOKE = dict(smoke=True, backbone="tiny", device="cpu", variants=("fast", "coupled"), seeds=(0, 1), lift_workers=2,
@@ -150,3 +150,16 @@ def test_the_time_box_reserves_a_seed_after_each_stage_i_and_lets_its_first_seed
     assert seconds_needed(1, known, False) == 160.0             # another seed
     assert seconds_needed(2, known, True) is None               # the first seed after this run's Stage I: it runs
     assert seconds_needed(None, dict(lift=[], seed=[]), False) == 0.0   # nothing timed yet: start
+
+
+def test_the_time_box_goes_by_the_newest_run_that_timed_each_kind():
+    seed = lambda v, ft, pr: dict(finetune={v: dict(seed0=ft)}, probes={v: dict(seed0=pr)})
+    oldest = dict(times=dict(lift=dict(fast=230.0), **seed("fast", 26.0, 177.0)))   # before the probes got faster
+    newer = dict(times=dict(lift=dict(reference=204.0), **seed("reference", 29.0, 43.5)))
+    res = dict(earlier=[oldest, newer, dict(times=None)], times=dict(lift={}, finetune={}, probes={}))
+    assert timed_units(res) == dict(lift=[204.0], seed=[72.5])    # the newest earlier run, not the slowest one
+    res["times"]["lift"]["coupled"] = 196.0
+    assert timed_units(res) == dict(lift=[196.0], seed=[72.5])    # this run's own Stage I, an earlier run's seed
+    res["times"].update(seed("coupled", 25.6, 42.4))
+    assert timed_units(res) == dict(lift=[196.0], seed=[68.0])
+    assert timed_units(dict(times=None)) == dict(lift=[], seed=[])
