@@ -163,3 +163,19 @@ def test_the_time_box_goes_by_the_newest_run_that_timed_each_kind():
     res["times"].update(seed("coupled", 25.6, 42.4))
     assert timed_units(res) == dict(lift=[196.0], seed=[68.0])
     assert timed_units(dict(times=None)) == dict(lift=[], seed=[])
+
+
+def test_the_table_follows_variants_order_and_says_when_seeds_used_different_stage_i_runs():
+    from fit3d.experiment import experiment_table
+    res = json.loads((Path(__file__).parents[1] / "nbs/data/experiment.json").read_text())   # a real GPU record
+    res["variants"] = dict(sorted(res["variants"].items(), reverse=True))   # reference, fast, coupled
+    text = experiment_table(res)
+    assert text.index("**fast**") < text.index("**coupled**") < text.index("**reference**")
+    lifts = lambda *c: {f"seed{k}": dict(feature_cosine=dict(mean=x)) for k, x in enumerate(c)}
+    block = lambda t: t.split("**fast**")[1].split("**coupled**")[0]
+    for v in res["variants"].values(): v["seed_lifts"] = lifts(0.78, 0.78, 0.78)   # one Stage I run for all seeds
+    assert "different calls" not in experiment_table(res)
+    res["variants"]["fast"]["seed_lifts"] = lifts(0.78, 0.79, 0.78)
+    assert "seed0 0.7800, seed1 0.7900, seed2 0.7800)" in block(experiment_table(res))
+    res["variants"]["fast"]["seed_lifts"] = {"seed2": dict(feature_cosine=dict(mean=0.78))}   # 0, 1 from before
+    assert "seed2 0.7800; seed0, seed1 not recorded)" in block(experiment_table(res))
