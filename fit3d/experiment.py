@@ -365,7 +365,7 @@ def timed_units(res: dict) -> dict:  # the results being built, with the "earlie
     return {k: next((u[k] for u in units if u[k]), []) for k in ("lift", "seed")}  # older code was slower
 
 def seconds_needed(seed: int | None, # None: a Stage I
-                   known: dict,       # `unit_seconds` of the runs so far
+                   known: dict,       # `timed_units` of the run so far
                    fresh: bool,       # a seed of a variant whose Stage I this run did, and no seed has used yet
                   ) -> float | None:  # None: start it whatever the time box says
     "What the time box reserves for a unit: a Stage I with one seed after it, a seed, or nothing for a fresh seed."
