@@ -39,7 +39,7 @@ from .protocol import paper_numbers, COLUMNS, _metric
 __all__ = ['Variant', 'VARIANTS', 'SMOKE', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve', 'config_from', 'lift_config',
            'scaled_schedule', 'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'seed_rows',
            'mean_std', 'aggregate', 'paper_gain', 'experiment_table', 'experiment_figure', 'unit_seconds',
-           'timed_units', 'seconds_needed', 'adopt_recorded', 'run_experiment', 'main']
+           'timed_units', 'seconds_needed', 'aside_path', 'adopt_recorded', 'run_experiment', 'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -373,6 +373,12 @@ def seconds_needed(seed: int | None, # None: a Stage I
     if seed is None: return longest("lift") + longest("seed")  # a Stage I pays off only through a seed after it
     return None if fresh else longest("seed")  # a Stage I's files do not outlive the call: its first seed runs
 
+def aside_path(out: Path, kind: str) -> Path:  # kind: "set-aside" or "unreadable"
+    "`out/experiment.<kind>-<k>.json` for the first free k: a record kept aside never overwrites another."
+    k = 1
+    while (out / f"experiment.{kind}-{k}.json").exists(): k += 1
+    return out / f"experiment.{kind}-{k}.json"
+
 RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke")  # settings that leave every
                                                 # unit's result as it is: what a run does, not what it measures
 
@@ -409,11 +415,12 @@ def run_experiment(cfg: ExperimentConfig | None = None,
                                              for v in cfg.variants}, runs={}, times=times, done=[], skipped=[])
     prev = {}
     if (out / "experiment.json").exists():  # the times of earlier runs of this folder, whose work this one reuses
-        try: prev = read_json(out / "experiment.json", "experiment results")
+        try:
+            prev = read_json(out / "experiment.json", "experiment results")
+            res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
         except Exception as e:   # kept aside, not overwritten
-            shutil.copy2(out / "experiment.json", out / "experiment.unreadable.json")
-            con.print(f"[yellow]{e}: kept as {out / 'experiment.unreadable.json'}")
-        res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
+            shutil.copy2(out / "experiment.json", kept := aside_path(out, "unreadable"))
+            con.print(f"[yellow]{e}: kept as {kept}")
     def save():
         res["aggregate"], times["total"] = aggregate(res["runs"]), time.perf_counter() - start
         write_json(out / "experiment.json", res)
@@ -430,11 +437,9 @@ def run_experiment(cfg: ExperimentConfig | None = None,
                            note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint))
     taken = adopt_recorded(res, prev, cfg) if prev else []
     if len(taken) < sum(len(s) for s in (prev.get("runs") or {}).values()):   # recorded with other settings or weights
-        k = 1
-        while (out / f"experiment.set-aside-{k}.json").exists(): k += 1
-        write_json(out / f"experiment.set-aside-{k}.json", prev)
+        kept = write_json(aside_path(out, "set-aside"), prev)
         con.print(f"[yellow]{out / 'experiment.json'}: seeds recorded with other settings, weights or Stage I settings "
-                  f"were not taken over; that record is kept as experiment.set-aside-{k}.json")
+                  f"were not taken over; that record is kept as {kept.name}")
         if not taken: res["earlier"] = []   # nor do their times size this run's time box
     feats = _features(cfg, bb, progress=True)
     for p in bench["train"] + bench["val"]: feats(read_scene(p))

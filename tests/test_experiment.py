@@ -10,7 +10,7 @@ import torch
 
 from fit3d.demo import MODELS
 from fit3d.protocol import _metric
-from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, lift_config, run_experiment,
+from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, aside_path, lift_config, run_experiment,
                               seconds_needed, spawn_lift_workers, timed_units, unit_seconds)
 
 # `--smoke` sizes (2 + 1 rooms of 8 views at 96x72), two variants, two seeds, two Stage I workers, fewer steps
@@ -179,3 +179,16 @@ def test_the_table_follows_variants_order_and_says_when_seeds_used_different_sta
     assert "seed0 0.7800, seed1 0.7900, seed2 0.7800)" in block(experiment_table(res))
     res["variants"]["fast"]["seed_lifts"] = {"seed2": dict(feature_cosine=dict(mean=0.78))}   # 0, 1 from before
     assert "seed2 0.7800; seed0, seed1 not recorded)" in block(experiment_table(res))
+
+
+def test_an_unreadable_record_is_kept_aside_each_time_never_overwritten(tmp_path):
+    import itertools
+    out, data = tmp_path / "run", tmp_path / "data"
+    cfg = ExperimentConfig(out=str(out), data=str(data), **(SMOKE | dict(variants=("fast",), seeds=(0,))))
+    for k, junk in enumerate(("{not json", "[1, 2"), 1):
+        out.mkdir(exist_ok=True); (out / "experiment.json").write_text(junk)
+        tick = itertools.count()   # every unit starts past the box: only the set-up runs
+        res = run_experiment(replace(cfg, max_seconds=1e-9), clock=lambda: next(tick))
+        assert (out / f"experiment.unreadable-{k}.json").read_text() == junk and "earlier" not in res
+        assert res["skipped"] == ["Stage I fast", "fast seed 0"]
+    assert aside_path(out, "unreadable").name == "experiment.unreadable-3.json"
