@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 
 from .formats import read_scene
-from .store import write_json, read_json, atomic_write, weights_digest
+from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest
 from .raster import load_gsplat
 from .demo import MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note
 from .protocol import paper_numbers, COLUMNS, _metric
@@ -416,7 +416,11 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     prev = {}
     if (out / "experiment.json").exists():  # the times of earlier runs of this folder, whose work this one reuses
         try:
-            prev = read_json(out / "experiment.json", "experiment results")
+            rec = read_json(out / "experiment.json", "experiment results")
+            if not isinstance(rec, dict) or not all(isinstance(rec.get(k, {}), dict) for k in ("runs", "variants")):
+                raise ArtifactError(out / "experiment.json", "not an experiment record (an object with 'runs' and "
+                                    "'variants' objects)")
+            prev = rec
             res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
         except Exception as e:   # kept aside, not overwritten
             shutil.copy2(out / "experiment.json", kept := aside_path(out, "unreadable"))

@@ -185,10 +185,10 @@ def test_an_unreadable_record_is_kept_aside_each_time_never_overwritten(tmp_path
     import itertools
     out, data = tmp_path / "run", tmp_path / "data"
     cfg = ExperimentConfig(out=str(out), data=str(data), **(SMOKE | dict(variants=("fast",), seeds=(0,))))
-    for k, junk in enumerate(("{not json", "[1, 2"), 1):
+    for k, junk in enumerate(("{not json", "[1, 2]", '{"runs": [1]}'), 1):   # not JSON, then not a record
         out.mkdir(exist_ok=True); (out / "experiment.json").write_text(junk)
         tick = itertools.count()   # every unit starts past the box: only the set-up runs
         res = run_experiment(replace(cfg, max_seconds=1e-9), clock=lambda: next(tick))
         assert (out / f"experiment.unreadable-{k}.json").read_text() == junk and "earlier" not in res
         assert res["skipped"] == ["Stage I fast", "fast seed 0"]
-    assert aside_path(out, "unreadable").name == "experiment.unreadable-3.json"
+    assert aside_path(out, "unreadable").name == "experiment.unreadable-4.json"
