@@ -75,15 +75,22 @@ def test_lift_stage_refuses_scenes_that_share_a_name(tmp_path):
     assert (done / "lift.json").exists()
 
 
-def test_gpu_choice_falls_back_to_the_proxy(monkeypatch):
+def test_gpu_choice_falls_back_to_the_proxy(monkeypatch, tmp_path):
     "DINOv2 chosen automatically but its weights unreachable: the committed proxy, said plainly; chosen by hand: the error."
+    import shutil
     from dataclasses import replace
     from fit3d.demo import DemoConfig, demo_backbone, resolve
-    from fit3d.features import WeightsUnavailable
+    from fit3d.features import WeightsUnavailable, weights_dir
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = replace(resolve(DemoConfig(device="cpu")), backbone="dinov2_small", finetune_lr=1e-5)
     said = []
+    bb, used = demo_backbone(cfg, (True, True), "cpu", log=said.append)   # the largest proxy, at the official rate
+    assert bb.name == used.backbone == "fit3d_small" and used.finetune_lr == 1e-5
+    assert "using the proxy model fit3d_small" in said[0]
+    shutil.copy(weights_dir() / "fit3d_tiny.safetensors", tmp_path)     # only the ViT-Ti proxy installed
+    monkeypatch.setenv("FIT3D_WEIGHTS", str(tmp_path))
     bb, used = demo_backbone(cfg, (True, True), "cpu", log=said.append)
-    assert bb.name == used.backbone == "fit3d_tiny" and used.finetune_lr == 1e-4
-    assert "using the proxy model fit3d_tiny" in said[0]
+    assert bb.name == used.backbone == "fit3d_tiny" and used.finetune_lr == 1e-4   # as its experiment ran
+    assert "using the proxy model fit3d_tiny" in said[1]
+    assert demo_backbone(cfg, (True, False), "cpu")[1].finetune_lr == 1e-5        # a rate given by hand is kept
     with pytest.raises(WeightsUnavailable): demo_backbone(cfg, (False, False), "cpu")

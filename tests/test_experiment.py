@@ -110,7 +110,7 @@ def test_recorded_seeds_are_taken_over_only_with_the_same_settings():
     assert adopt_recorded(res, prev, cfg) == ["fast seed0"]
     assert list(res["variants"]) == ["fast", "coupled"] and res["runs"] == dict(fast=dict(seed0=dict(x=1)))
     assert res["variants"]["fast"]["seed_lifts"] == dict(seed0=dict(psnr=1))
-    for other in (replace(cfg, finetune_lr=1e-5), replace(cfg, lift_iterations=7), replace(cfg, device="cuda")):
+    for other in (replace(cfg, finetune_lr=1e-4), replace(cfg, lift_iterations=7), replace(cfg, device="cuda")):
         res = fresh()   # a setting that changes the results: nothing is taken over
         assert adopt_recorded(res, prev, other) == [] and res == fresh()
     res = fresh(); res["backbone"]["weights"] = "w2"   # other weights (a proxy trained again)
@@ -132,7 +132,7 @@ def test_a_stage_i_run_again_is_followed_by_its_seed_and_other_records_are_set_a
     assert set(saved["variants"]["fast"]["seed_lifts"]) == {"seed0", "seed1"}
     # other measuring settings: nothing is taken over (nor its times: with none, seed 0 runs again, then the box is
     # past), and the old record is kept aside, not overwritten
-    run_experiment(replace(cfg, seeds=(0, 1), finetune_lr=1e-5, max_seconds=1e-9), clock=lambda: 0.0)
+    run_experiment(replace(cfg, seeds=(0, 1), finetune_lr=1e-4, max_seconds=1e-9), clock=lambda: 0.0)
     aside, new = (json.loads((out / f"experiment{x}.json").read_text()) for x in (".set-aside-1", ""))
     assert aside["runs"] == saved["runs"] and new["done"] == ["Stage I fast", "fast seed 0"]
     assert list(new["runs"]["fast"]) == ["seed0"] and new["runs"]["fast"]["seed0"] != saved["runs"]["fast"]["seed0"]
@@ -171,6 +171,7 @@ def test_the_table_follows_variants_order_and_says_when_seeds_used_different_sta
     res["variants"] = dict(sorted(res["variants"].items(), reverse=True))   # reference, fast, coupled
     text = experiment_table(res)
     assert text.index("**fast**") < text.index("**coupled**") < text.index("**reference**")
+    assert "Stage II: 2 epochs at learning rate 0.0001; probes: 1000 steps." in text   # what made the rows
     lifts = lambda *c: {f"seed{k}": dict(feature_cosine=dict(mean=x)) for k, x in enumerate(c)}
     block = lambda t: t.split("**fast**")[1].split("**coupled**")[0]
     for v in res["variants"].values(): v["seed_lifts"] = lifts(0.78, 0.78, 0.78)   # one Stage I run for all seeds
