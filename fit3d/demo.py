@@ -32,7 +32,8 @@ from .store import (atomic_write, write_json, read_json, provenance, check_prove
 # %% auto #0
 __all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'resolve', 'run_dir', 'weights_note', 'claim',
            'lift_stage_record', 'lifts_pending', 'lift_stage', 'finetune_stage', 'compare_models', 'probe_models',
-           'provenance_parts', 'save_png', 'viewer_html', 'loss_figure', 'write_report', 'demo_backbone', 'run_demo']
+           'provenance_parts', 'save_png', 'viewer_html', 'loss_figure', 'write_report', 'demo_backbone',
+           'check_report_needs', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -84,13 +85,16 @@ def run_dir(out,             # the run root (`--out`)
     "Where one backbone's run lives: `<out>/<backbone>/`, so that runs of two backbones never meet."
     return Path(out) / safe_name(backbone_name)
 
-def weights_note(backbone: str, pretrained: bool, checkpoint: str = "") -> str:
+def weights_note(backbone: str, pretrained: bool, checkpoint: str = "",
+                 instead_of: str = "", # the automatic choice that stood down because its weights could not load
+                ) -> str:
     "Which weights a run used, in words, for the report."
     from fit3d.features import TINY, PROXY_MODELS
     if checkpoint: return f"{backbone} with weights from the file {checkpoint}"
     if backbone in PROXY_MODELS:
         return (f"{backbone}: the proxy foundation model made here (fit3d.pretrain on synthetic rooms), "
-                "not DINOv2's weights")
+                "not DINOv2's weights" + (f"; used instead of {instead_of}, whose pretrained weights could not be "
+                                         "loaded here (no network and no local copy)" if instead_of else ""))
     if backbone in TINY: return f"{backbone}: a fixed random initialisation (no pretrained weights exist for it)"
     return (f"{backbone}: pretrained weights (timm)" if pretrained
             else f"{backbone}: random initialisation (--pretrained false)")
@@ -291,37 +295,44 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     kw = dict(device=str(device), progress=progress, seed=seed, **({} if probe_iters is None else dict(iters=probe_iters)),
               **({} if batch_size is None else dict(batch_size=batch_size)))
     r = {n: {} for n in rows}
+    done = results.setdefault("_done", {})   # finished tasks, kept as they finish: a killed run resumes after them
+    def task(label, fn):
+        if label not in done:
+            done[label] = _plain({n: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v)
+                                      for m, v in g.items()} for n, g in fn().items()})
+            if cache: write_json(cache, results)
+        return done[label]
     def sets(task):  # heads for the rows asked for only (a subset's other heads would be trained for nothing)
         s = FeatureSets(orig, fine, task); s.rows = tuple(n for n in s.rows if n in rows); return s
-    for p in parts:
+    for pi, p in enumerate(parts):
         train, val = (_LongSide(p[s], long_side) if long_side else p[s] for s in ("train", "val"))
         first = train[0]
         if first.get("labels") is None and first.get("depth") is None:
             raise ValueError(f"{p['train'].name}: samples have neither labels nor depth: nothing to probe")
         if first.get("labels") is not None:   # normed last-layer patch features; the rows as the paper's Table 13
-            res = run_probes(sets("seg"), train, val, ProbeConfig(**kw), protocol,
-                             n_classes=p.get("n_classes") or len(p["train"].classes))
+            res = task(f"{pi}/segmentation", lambda: run_probes(sets("seg"), train, val, ProbeConfig(**kw), protocol,
+                                        n_classes=p.get("n_classes") or len(p["train"].classes)))
             for n in rows: r[n]["segmentation"] = res[n]
         if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
             crop = DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop")   # the data set's training crop (KITTI: 352x704)
-            res = run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
-                             aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop"))
+            res = task(f"{pi}/depth", lambda: run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
+                                        aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop")))
             for n in rows: r[n]["depth"] = res[n]
-        corr = {n: [] for n in rows}
-        for sp in p.get("scenes") or []:
-            sc, known, memo = read_scene(sp), {}, {}   # correspondences and each model's features: once a scene
-            pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory overlap
-            for n in rows:   # matched where the model runs (on a GPU: there)
-                feats = _scene_features(models[n], sc, long_side, device, memo)
-                corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
-        for n in rows:
-            c = corr[n]
-            if c: r[n]["correspondence"] = {k: float(np.mean([x[k] for x in c])) for k in c[0]
-                                            if isinstance(c[0][k], (int, float))}
-    for n in rows:
-        results[n] = _plain({k: {m: (v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for m, v in g.items()}
-                             for k, g in r[n].items()})
+        def correspondence():
+            corr = {n: [] for n in rows}
+            for sp in p.get("scenes") or []:
+                sc, known, memo = read_scene(sp), {}, {}   # correspondences and each model's features: once a scene
+                pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory
+                for n in rows:   # matched where the model runs (on a GPU: there)
+                    feats = _scene_features(models[n], sc, long_side, device, memo)
+                    corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
+            return {n: {k: float(np.mean([x[k] for x in c])) for k in c[0] if isinstance(c[0][k], (int, float))}
+                    for n, c in corr.items() if c}
+        if p.get("scenes"):
+            for n, v in task(f"{pi}/correspondence", correspondence).items(): r[n]["correspondence"] = v
+    for n in rows: results[n] = r[n]
+    results.pop("_done")   # the table is whole: its parts are in the rows
     if cache: write_json(cache, results)
     return results
 
@@ -384,6 +395,7 @@ def write_report(root: Path,
                  models: dict,
                  results: dict,
                  times: dict,
+                 note: str | None = None, # which weights, in words (None: `weights_note` of the settings)
                 ) -> Path:
     "Write `root/report.html`: which weights, the results table, PCA before/after, a lifted scene, losses, timings."
     from fit3d.features import extract_scene, pca_grid
@@ -414,7 +426,7 @@ def write_report(root: Path,
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head><body>
 <h1>fit3d demo</h1>
-<p><b>Weights:</b> {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}. Run on {cfg.device};
+<p><b>Weights:</b> {note or weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}. Run on {cfg.device};
 {len(bench['train'])} training and {len(bench['val'])} held-out synthetic rooms,
 {cfg.views} views each at {cfg.width}x{cfg.height}.
 Stage times: {timing}.</p>
@@ -445,9 +457,21 @@ def demo_backbone(cfg: DemoConfig,  # resolved settings
         cfg = replace(cfg, backbone=proxy, finetune_lr=1e-4 if tiny else cfg.finetune_lr)
         return load_backbone(proxy, device=device), cfg
 
+def check_report_needs(modules=("plotly", "viser")):
+    "Fail before the run, not after it: the report is written last, with plotly (losses) and viser (a lifted scene)."
+    import importlib
+    missing = []
+    for m in modules:
+        try: importlib.import_module(m)
+        except ImportError: missing.append(m)
+    if missing:
+        raise ImportError(f"fit3d demo writes its report with {' and '.join(missing)}, which cannot be imported here: "
+                          f"pip install {' '.join(missing)} (or pip install -e . in the repository)")
+
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark
+    check_report_needs()
     from fit3d.features import load_backbone, extract_scene
     from fit3d.lift import LiftConfig
     from fit3d.finetune import FinetuneConfig
@@ -462,7 +486,9 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes, n_views=cfg.views,
                            width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
     stage("2/6 features")
+    asked = cfg.backbone
     bb, cfg = demo_backbone(cfg, auto_backbone, device, log=con.print)
+    note = weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, instead_of="" if cfg.backbone == asked else asked)
     root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
     write_json(root / "config.json", cfg)
     ls = cfg.feature_long_side or None
@@ -490,9 +516,9 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
                            long_side=ls, batch_size=8)
 
     stage("6/6 report")
-    report = write_report(root, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()))
+    report = write_report(root, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()), note)
     con.print(results_markdown(results))
-    con.print(f"weights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}")
+    con.print(f"weights: {note}")
     con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
     con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
     return report

@@ -94,3 +94,56 @@ def test_gpu_choice_falls_back_to_the_proxy(monkeypatch, tmp_path):
     assert "using the proxy model fit3d_tiny" in said[1]
     assert demo_backbone(cfg, (True, False), "cpu")[1].finetune_lr == 1e-5        # a rate given by hand is kept
     with pytest.raises(WeightsUnavailable): demo_backbone(cfg, (False, False), "cpu")
+
+
+def test_probes_resume_after_the_tasks_that_finished(monkeypatch, tmp_path):
+    "A run killed during the depth probe keeps its segmentation results; the next run trains only what is missing."
+    import fit3d.protocol as protocol
+    from fit3d.demo import compare_models, probe_models
+    from fit3d.features import load_backbone
+    from fit3d.synthetic import make_benchmark
+    make_benchmark(tmp_path / "data", n_train_scenes=1, n_val_scenes=1, n_views=8, width=64, height=48, seed=0)
+    models = compare_models(load_backbone("tiny", device="cpu"), load_backbone("tiny_noreg", device="cpu"))
+    kw = dict(probe_iters=5, device="cpu", progress=False, key=dict(run=1))
+    real, calls = protocol.run_probes, []
+    def killed_in_depth(sets, *a, **k):
+        calls.append(sets.task)
+        if sets.task == "depth" and calls.count("depth") == 1: raise RuntimeError("killed")
+        return real(sets, *a, **k)
+    monkeypatch.setattr(protocol, "run_probes", killed_in_depth)
+    cache = tmp_path / "results.json"
+    with pytest.raises(RuntimeError, match="killed"): probe_models(models, tmp_path / "data", cache=cache, **kw)
+    kept = json.loads(cache.read_text())
+    assert list(kept["_done"]) == ["0/segmentation"] and "original" not in kept
+    res = probe_models(models, tmp_path / "data", cache=cache, **kw)
+    assert calls == ["seg", "depth", "depth"]                      # segmentation was not trained again
+    assert set(res) == {"_key", *models} and json.loads(cache.read_text()) == res   # whole: no parts left behind
+    assert res["combined"]["segmentation"] == kept["_done"]["0/segmentation"]["combined"]
+    assert 0 <= res["original"]["correspondence"]["recall@10"] <= 1
+    fresh = probe_models(models, tmp_path / "data", cache=tmp_path / "fresh.json", **kw)   # as if never killed
+    assert fresh == res
+
+
+def test_demo_checks_its_report_libraries_first(monkeypatch, tmp_path):
+    "Without viser the report cannot be written: said at the start, before any work, not after a long run."
+    from fit3d.demo import DemoConfig, run_demo
+    monkeypatch.setitem(sys.modules, "viser", None)                   # `import viser` fails as if not installed
+    with pytest.raises(ImportError, match="viser.*pip install viser"):
+        run_demo(DemoConfig(out=str(tmp_path / "run"), data=str(tmp_path / "data"), device="cpu"))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+def test_report_names_the_model_the_proxy_stood_in_for(monkeypatch, tmp_path):
+    "The automatic choice's weights cannot load: the report says which proxy ran, and instead of what."
+    import fit3d.demo as demo
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(demo, "cpu_backbone", lambda: "dinov2_small")   # as on a GPU: DINOv2 first
+    monkeypatch.setattr(demo, "proxy_backbone", lambda: "fit3d_tiny")
+    cfg = demo.DemoConfig(out=str(tmp_path / "run"), data=str(tmp_path / "data"), device="cpu", train_scenes=1,
+                          val_scenes=1, views=8, width=64, height=48, lift_iterations=5, finetune_epochs=1,
+                          probe_iters=5, feature_long_side=0)
+    report = demo.run_demo(cfg).read_text()
+    assert "fit3d_tiny: the proxy foundation model made here" in report
+    assert "used instead of dinov2_small, whose pretrained weights could not be loaded" in report
+    assert "original duplicated (control)" in report
