@@ -15,7 +15,8 @@ Docs: https://fit3d.github.io/fit3d/demo.html.md"""
 
 # %% ../nbs/12_demo.ipynb #af924a30
 from __future__ import annotations
-import base64, io, json, shutil, time
+import base64, io, json, shutil, sys, time
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Literal
@@ -32,8 +33,8 @@ from .store import (atomic_write, write_json, read_json, provenance, check_prove
 # %% auto #0
 __all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'resolve', 'run_dir', 'weights_note', 'claim',
            'lift_stage_record', 'lifts_pending', 'lift_stage', 'finetune_stage', 'compare_models', 'probe_models',
-           'provenance_parts', 'save_png', 'viewer_html', 'loss_figure', 'write_report', 'demo_backbone',
-           'check_report_needs', 'run_demo']
+           'provenance_parts', 'save_png', 'viewer_html', 'loss_figure', 'write_report', 'StageClock',
+           'saved_when_stopped', 'demo_backbone', 'check_report_needs', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -394,8 +395,9 @@ def write_report(root: Path,
                  lifted_dirs: list,
                  models: dict,
                  results: dict,
-                 times: dict,
+                 times: dict,   # seconds per stage ("1/6 synthetic benchmark": 47.0, ...): `StageClock.totals`
                  note: str | None = None, # which weights, in words (None: `weights_note` of the settings)
+                 runs: int = 1,  # how many runs of this folder the times are summed over
                 ) -> Path:
     "Write `root/report.html`: which weights, the results table, PCA before/after, a lifted scene, losses, timings."
     from fit3d.features import extract_scene, pca_grid
@@ -418,8 +420,8 @@ def write_report(root: Path,
                          device=dev)
     save_png(pca, root / "pca_before_after.png")
     save_png(panel, root / "lifted_scene.png")  # also as files, for notebooks
-    keys = list(times)
-    timing = " · ".join(f"{k.split(' ', 1)[1]}: {times[b] - times[a]:.0f} s" for k, a, b in zip(keys, keys, keys[1:]))
+    timing = " · ".join(f"{k.split(' ', 1)[-1]}: {s:.0f} s" for k, s in times.items())
+    if runs > 1: timing += f" (summed over the {runs} runs of this folder, each resuming where the one before stopped)"
     md = results_markdown(results, paper_numbers(cfg.backbone, "synthetic"))
     atomic_write(root / "results.md", md + "\n")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>fit3d demo</title>
@@ -441,6 +443,41 @@ the paper's control for the doubled width; <i>fine-tuned alone</i>: after 3D-awa
 <h2>Losses</h2>{loss_figure(lifted_dirs, root / "finetune").to_html(full_html=False, include_plotlyjs=True)}
 <h2>Settings</h2><pre>{json.dumps(asdict(cfg), indent=1)}</pre></body></html>"""
     return atomic_write(root / "report.html", html)
+
+# %% ../nbs/12_demo.ipynb #7c3d2a92
+class StageClock:
+    "Seconds per stage, summed over the runs of one folder: a stopped and resumed run reports what its stages took."
+    def __init__(self): self.starts, self.path, self.earlier = {}, None, []
+    def start(self, name: str):
+        self.starts[name] = time.perf_counter(); self.save()
+    def attach(self, path):
+        "Record into `path` from now on, after the runs it already holds (an unreadable one is kept aside)."
+        self.path = Path(path)
+        if self.path.exists():
+            try: self.earlier = list(read_json(self.path, "stage times")["runs"])
+            except Exception: shutil.copy2(self.path, self.path.with_suffix(".unreadable.json"))
+        self.save()
+    def this_run(self) -> dict:
+        ks, now = list(self.starts), time.perf_counter()
+        return {k: (self.starts[n] if n else now) - self.starts[k] for k, n in zip(ks, ks[1:] + [None])}
+    def save(self):
+        if self.path: write_json(self.path, dict(runs=self.earlier + [self.this_run()]))
+    def totals(self) -> tuple[dict, int]:
+        "Seconds per stage over all runs, in stage order, and the number of runs."
+        runs = self.earlier + [self.this_run()]
+        keys = list(dict.fromkeys(k for r in runs for k in r))
+        return {k: sum(r.get(k, 0.0) for r in runs) for k in keys}, len(runs)
+
+@contextmanager
+def saved_when_stopped(clock: StageClock):
+    "Save the clock however the run ends: returned, raised, Ctrl-C, or `timeout`'s SIGTERM (made a `SystemExit`)."
+    import signal, threading
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(128 + sig)) if main else None
+    try: yield clock
+    finally:
+        clock.save()
+        if main: signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
 
 # %% ../nbs/12_demo.ipynb #2966b21a
 def demo_backbone(cfg: DemoConfig,  # resolved settings
@@ -477,48 +514,52 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     from fit3d.finetune import FinetuneConfig
     auto_backbone = (cfg or DemoConfig()).backbone is None, (cfg or DemoConfig()).finetune_lr is None
     cfg = resolve(cfg or DemoConfig())
-    con, t0, times = Console(), time.perf_counter(), {}
+    con, t0, clock = Console(), time.perf_counter(), StageClock()
     device = torch.device(cfg.device)
     def stage(name):
-        times[name] = time.perf_counter(); con.rule(f"[bold]{name}")
+        clock.start(name); con.rule(f"[bold]{name}")
 
-    stage("1/6 synthetic benchmark")
-    bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes, n_views=cfg.views,
-                           width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
-    stage("2/6 features")
-    asked = cfg.backbone
-    bb, cfg = demo_backbone(cfg, auto_backbone, device, log=con.print)
-    note = weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, instead_of="" if cfg.backbone == asked else asked)
-    root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
-    write_json(root / "config.json", cfg)
-    ls = cfg.feature_long_side or None
-    features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=ls, progress=True)
-    for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
+    with saved_when_stopped(clock):   # a stopped run's stage times are kept: the next run adds to them
+        stage("1/6 synthetic benchmark")
+        bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes,
+                               n_views=cfg.views, width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
+        stage("2/6 features")
+        asked = cfg.backbone
+        bb, cfg = demo_backbone(cfg, auto_backbone, device, log=con.print)
+        note = weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint,
+                            instead_of="" if cfg.backbone == asked else asked)
+        root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
+        clock.attach(root / "stage_times.json")
+        write_json(root / "config.json", cfg)
+        ls = cfg.feature_long_side or None
+        features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=ls, progress=True)
+        for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
 
-    stage("3/6 lift (Stage I)")
-    preset = LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny
-    lcfg = preset(iterations=cfg.lift_iterations, seed=cfg.seed)
-    lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls, name=cfg.backbone,
-                             log=con.print)
+        stage("3/6 lift (Stage I)")
+        preset = LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny
+        lcfg = preset(iterations=cfg.lift_iterations, seed=cfg.seed)
+        lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls,
+                                 name=cfg.backbone, log=con.print)
 
-    stage("4/6 fine-tune (Stage II)")
-    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
-                          epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
-                          num_workers=0 if device.type == "cpu" else 4, device=str(device))
-    weights = finetune_stage(root, fcfg, bb, log=con.print)
-    fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
-    models = compare_models(bb, fine)
+        stage("4/6 fine-tune (Stage II)")
+        fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
+                              epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
+                              num_workers=0 if device.type == "cpu" else 4, device=str(device))
+        weights = finetune_stage(root, fcfg, bb, log=con.print)
+        fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
+        models = compare_models(bb, fine)
 
-    stage("5/6 probes")
-    key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
-               benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
-    results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json", key=key,
-                           long_side=ls, batch_size=8)
+        stage("5/6 probes")
+        key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
+                   benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
+        results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json",
+                               key=key, long_side=ls, batch_size=8)
 
-    stage("6/6 report")
-    report = write_report(root, cfg, bench, lifted_dirs, models, results, times | dict(end=time.perf_counter()), note)
-    con.print(results_markdown(results))
-    con.print(f"weights: {note}")
-    con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
-    con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
-    return report
+        stage("6/6 report")
+        secs, runs = clock.totals()
+        report = write_report(root, cfg, bench, lifted_dirs, models, results, secs, note, runs)
+        con.print(results_markdown(results))
+        con.print(f"weights: {note}")
+        con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
+        con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
+        return report

@@ -147,3 +147,26 @@ def test_report_names_the_model_the_proxy_stood_in_for(monkeypatch, tmp_path):
     assert "fit3d_tiny: the proxy foundation model made here" in report
     assert "used instead of dinov2_small, whose pretrained weights could not be loaded" in report
     assert "original duplicated (control)" in report
+
+
+def test_stopped_demo_keeps_its_stage_times_and_the_report_sums_them(tmp_path):
+    "`timeout`'s SIGTERM in Stage I: the stages run so far are recorded; the resumed run's report adds both runs."
+    out, data, log = tmp_path / "run", tmp_path / "data", tmp_path / "first.log"
+    args = ["demo", "--out", str(out), "--data", str(data), *TINY, "--lift-iterations", "400"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    with open(log, "w") as f:
+        p = subprocess.Popen([str(Path(sys.executable).parent / "fit3d"), *args], cwd=tmp_path, env=env, stdout=f,
+                             stderr=subprocess.STDOUT)
+        t = time.perf_counter()
+        while "lift (Stage I)" not in log.read_text() and p.poll() is None and time.perf_counter() - t < 300:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        p.send_signal(15)
+        assert p.wait(timeout=120) == 128 + 15, log.read_text()[-3000:]
+    rec = json.loads((out / "tiny" / "stage_times.json").read_text())["runs"]
+    assert len(rec) == 1 and rec[0]["3/6 lift (Stage I)"] >= 0.9 and "4/6 fine-tune (Stage II)" not in rec[0], rec
+    assert not (out / "tiny" / "report.html").exists()
+    fit3d(*args, cwd=tmp_path)
+    rec2 = json.loads((out / "tiny" / "stage_times.json").read_text())["runs"]
+    assert rec2[0] == rec[0] and len(rec2) == 2 and "6/6 report" in rec2[1]
+    assert "summed over the 2 runs of this folder" in (out / "tiny" / "report.html").read_text()
