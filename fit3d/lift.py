@@ -318,8 +318,10 @@ def _rng_state(device) -> dict:
     return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
 
 def _set_rng_state(rng: dict, device):
-    torch.set_rng_state(rng["cpu"])
-    if rng.get("cuda") is not None and device.type == "cuda": torch.cuda.set_rng_state(rng["cuda"], device)
+    # RNG states are CPU byte tensors, but a checkpoint read onto the GPU brought them there (a resume on a GPU
+    # failed with "RNG state must be a torch.ByteTensor" until they were moved back)
+    torch.set_rng_state(rng["cpu"].cpu())
+    if rng.get("cuda") is not None and device.type == "cuda": torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
 def resume_state(path,               # the checkpoint (may not exist)
                  record: dict,       # the lift's provenance record now
