@@ -469,14 +469,14 @@ class StageClock:
         return {k: sum(r.get(k, 0.0) for r in runs) for k in keys}, len(runs)
 
 @contextmanager
-def saved_when_stopped(clock: StageClock):
-    "Save the clock however the run ends: returned, raised, Ctrl-C, or `timeout`'s SIGTERM (made a `SystemExit`)."
+def saved_when_stopped(save):  # a function of no arguments, e.g. `StageClock.save`
+    "Call `save` however the block ends: returned, raised, Ctrl-C, or `timeout`'s SIGTERM (made a `SystemExit`)."
     import signal, threading
     main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(128 + sig)) if main else None
-    try: yield clock
+    try: yield
     finally:
-        clock.save()
+        save()
         if main: signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
 
 # %% ../nbs/12_demo.ipynb #2966b21a
@@ -519,7 +519,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     def stage(name):
         clock.start(name); con.rule(f"[bold]{name}")
 
-    with saved_when_stopped(clock):   # a stopped run's stage times are kept: the next run adds to them
+    with saved_when_stopped(clock.save):   # a stopped run's stage times are kept: the next run adds to them
         stage("1/6 synthetic benchmark")
         bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes,
                                n_views=cfg.views, width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))

@@ -32,7 +32,8 @@ from rich.console import Console
 from .formats import read_scene
 from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest
 from .raster import load_gsplat
-from .demo import MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note
+from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
+                        saved_when_stopped)
 from .protocol import paper_numbers, COLUMNS, _metric
 
 # %% auto #0
@@ -455,28 +456,32 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     units = [(v, s) for v in cfg.variants for s in (None, *cfg.seeds)]   # None: Stage I of the variant
     recorded = lambda v, s: f"seed{s}" in res["runs"].get(v, {})
     fresh = set()   # variants whose Stage I this run did and no seed has used yet
-    for v, seed in units:
-        name = f"Stage I {v}" if seed is None else f"{v} seed {seed}"
-        if all(recorded(v, s) for s in ([seed] if seed is not None else cfg.seeds)): continue  # in experiment.json
-        need = seconds_needed(seed, timed_units(res), v in fresh)
-        late = cfg.max_seconds is not None and need is not None and clock() - t0 + need > cfg.max_seconds
-        if late or f"Stage I {v}" in res["skipped"]:
-            res["skipped"].append(name); continue
-        if seed is None: fresh.add(v)
-        else: fresh.discard(v)
-        t = stage(name)
-        if seed is None:
-            lifted = lift_variant(cfg, v, bench["train"], bb, log=con.print)
-            times["lift"][v] = time.perf_counter() - t
-            res["variants"][v]["lift_metrics"] = _lift_metrics(lifted)
-        else:
-            rows, tt = seed_rows(cfg, v, seed, bb, log=con.print)
-            res["runs"].setdefault(v, {})[f"seed{seed}"] = rows
-            lm = res["variants"][v].get("lift_metrics") or {}   # the Stage I this seed fine-tuned on
-            own = {k: lm[k] for k in ("psnr", "feature_cosine") if k in lm}
-            res["variants"][v].setdefault("seed_lifts", {})[f"seed{seed}"] = own
-            for part, s in tt.items(): times[part].setdefault(v, {})[f"seed{seed}"] = s
-        res["done"].append(name); save()
+    current = {}    # the unit in progress: a run stopped in it (Ctrl-C, a call's timeout) records how long it had run
+    def stopped():
+        if current: times["stopped_in"] = {current["name"]: time.perf_counter() - current["t"]}; save()
+    with saved_when_stopped(stopped):
+        for v, seed in units:
+            name = f"Stage I {v}" if seed is None else f"{v} seed {seed}"
+            if all(recorded(v, s) for s in ([seed] if seed is not None else cfg.seeds)): continue  # recorded
+            need = seconds_needed(seed, timed_units(res), v in fresh)
+            late = cfg.max_seconds is not None and need is not None and clock() - t0 + need > cfg.max_seconds
+            if late or f"Stage I {v}" in res["skipped"]:
+                res["skipped"].append(name); continue
+            if seed is None: fresh.add(v)
+            else: fresh.discard(v)
+            t = stage(name); current.update(name=name, t=t)
+            if seed is None:
+                lifted = lift_variant(cfg, v, bench["train"], bb, log=con.print)
+                times["lift"][v] = time.perf_counter() - t
+                res["variants"][v]["lift_metrics"] = _lift_metrics(lifted)
+            else:
+                rows, tt = seed_rows(cfg, v, seed, bb, log=con.print)
+                res["runs"].setdefault(v, {})[f"seed{seed}"] = rows
+                lm = res["variants"][v].get("lift_metrics") or {}   # the Stage I this seed fine-tuned on
+                own = {k: lm[k] for k in ("psnr", "feature_cosine") if k in lm}
+                res["variants"][v].setdefault("seed_lifts", {})[f"seed{seed}"] = own
+                for part, s in tt.items(): times[part].setdefault(v, {})[f"seed{seed}"] = s
+            res["done"].append(name); current.clear(); save()
     save()
     table = experiment_table(res)
     atomic_write(out / "experiment.md", table + "\n")

@@ -193,3 +193,23 @@ def test_an_unreadable_record_is_kept_aside_each_time_never_overwritten(tmp_path
         assert (out / f"experiment.unreadable-{k}.json").read_text() == junk and "earlier" not in res
         assert res["skipped"] == ["Stage I fast", "fast seed 0"]
     assert aside_path(out, "unreadable").name == "experiment.unreadable-4.json"
+
+
+def test_a_run_stopped_in_stage_i_records_how_long_it_had_run(tmp_path):
+    "`timeout`'s SIGTERM in Stage I: exit 143, and experiment.json says which unit was stopped and after how long."
+    out, log = tmp_path / "run", tmp_path / "log"
+    flags = ["--smoke", "--backbone", "tiny", "--device", "cpu", "--variants", "fast", "--seeds", "0",
+             "--lift-workers", "1", "--lift-iterations", "2000"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    with open(log, "w") as f:
+        p = subprocess.Popen([sys.executable, "-m", "fit3d.experiment", "--out", str(out), "--data",
+                              str(tmp_path / "data"), *flags], env=env, stdout=f, stderr=subprocess.STDOUT)
+        t = time.perf_counter()
+        while "Stage I fast" not in log.read_text() and p.poll() is None and time.perf_counter() - t < 300:
+            time.sleep(0.2)
+        time.sleep(1.5)
+        p.send_signal(15)
+        assert p.wait(timeout=120) == 128 + 15, log.read_text()[-3000:]
+    rec = json.loads((out / "experiment.json").read_text())
+    assert list(rec["times"]["stopped_in"]) == ["Stage I fast"] and rec["times"]["stopped_in"]["Stage I fast"] >= 1.4
+    assert rec["done"] == [] and rec["times"]["lift"] == {}
