@@ -5,12 +5,17 @@ PY := $(VENV)/bin/python
 # CPU-friendly pins that install from PyPI anywhere (and from the local disk on the project's machines).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test export-check notebooks-check nbtest pytest readme
+.PHONY: install install-dev demo test export-check notebooks-check nbtest pytest readme
+# what `fit3d demo` needs; the tests and notebooks add their tools (nbdev, jupyterlab, pytest, kaleido) on top
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e .
+	touch $@
+install-dev: $(VENV)/.installed-dev
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
@@ -18,7 +23,7 @@ demo: install
 	$(VENV)/bin/fit3d demo $(ARGS)
 
 # nbs/ is the source of truth: exporting must leave fit3d/ unchanged.
-export-check: install
+export-check: install-dev
 	@tmp=$$(mktemp -d); cp -a fit3d nbs/llms.txt $$tmp/; $(VENV)/bin/nbdev-export; \
 	if diff -r -x __pycache__ $$tmp/fit3d fit3d && diff $$tmp/llms.txt nbs/llms.txt; then \
 	  echo "export-check: fit3d/ and nbs/llms.txt match nbs/"; rm -rf $$tmp; \
@@ -28,18 +33,18 @@ export-check: install
 
 # README.md is generated from nbs/index.ipynb (its markdown and visible code cells) by .ci/readme.py. nbdev-readme
 # does the same through Quarto, which cannot be installed from PyPI without downloading a binary.
-readme: install
+readme: install-dev
 	$(PY) .ci/readme.py nbs/index.ipynb > README.md
 
 # Notebooks are read as chapters: each saved with its outputs (pictures, tables, figures) after running, opening with
 # only `# Title` and `> summary`, and with an exported introduction (which puts its module into llms.txt).
-notebooks-check: install
+notebooks-check: install-dev
 	$(PY) -c 'from fit3d.figures import check_notebooks; check_notebooks("nbs")'
 
-nbtest: install
+nbtest: install-dev
 	$(VENV)/bin/nbdev-test --n-workers 2 --timing
 
-pytest: install
+pytest: install-dev
 	$(VENV)/bin/python -m pytest -q tests
 
 test: export-check notebooks-check nbtest pytest

@@ -75,7 +75,7 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
                 val_scenes=3 if gpu else 2, views=96 if gpu else 24,
                 width=640 if gpu else 128, height=480 if gpu else 96,
                 lift_iterations=3000 if gpu else 150, finetune_epochs=1 if gpu else 8,
-                finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 300,
+                finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 200,
                 feature_long_side=0 if gpu else 224)  # CPU: small images, upscaled for a finer patch grid (16 x 12)
     return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) is None},
                    device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device)
