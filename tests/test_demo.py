@@ -3,6 +3,8 @@ import json, os, subprocess, sys, time
 import pytest
 from pathlib import Path
 
+from conftest import stop_when
+
 TINY = ["--train-scenes", "2", "--val-scenes", "1", "--views", "8", "--width", "64", "--height", "48",
         "--finetune-epochs", "1", "--probe-iters", "20", "--device", "cpu", "--backbone", "tiny"]
 
@@ -153,16 +155,8 @@ def test_stopped_demo_keeps_its_stage_times_and_the_report_sums_them(tmp_path):
     "`timeout`'s SIGTERM in Stage I: the stages run so far are recorded; the resumed run's report adds both runs."
     out, data, log = tmp_path / "run", tmp_path / "data", tmp_path / "first.log"
     args = ["demo", "--out", str(out), "--data", str(data), *TINY, "--lift-iterations", "400"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    with open(log, "w") as f:
-        p = subprocess.Popen([str(Path(sys.executable).parent / "fit3d"), *args], cwd=tmp_path, env=env, stdout=f,
-                             stderr=subprocess.STDOUT)
-        t = time.perf_counter()
-        while "lift (Stage I)" not in log.read_text() and p.poll() is None and time.perf_counter() - t < 300:
-            time.sleep(0.2)
-        time.sleep(1.0)
-        p.send_signal(15)
-        assert p.wait(timeout=120) == 128 + 15, log.read_text()[-3000:]
+    rc = stop_when([str(Path(sys.executable).parent / "fit3d"), *args], "lift (Stage I)", log, cwd=tmp_path)
+    assert rc == 128 + 15, log.read_text()[-3000:]
     rec = json.loads((out / "tiny" / "stage_times.json").read_text())["runs"]
     assert len(rec) == 1 and rec[0]["3/6 lift (Stage I)"] >= 0.9 and "4/6 fine-tune (Stage II)" not in rec[0], rec
     assert not (out / "tiny" / "report.html").exists()

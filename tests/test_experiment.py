@@ -10,6 +10,7 @@ import torch
 
 from fit3d.demo import MODELS
 from fit3d.protocol import _metric
+from conftest import stop_when
 from fit3d.experiment import (ExperimentConfig, METRICS, adopt_recorded, aside_path, lift_config, run_experiment,
                               seconds_needed, spawn_lift_workers, timed_units, unit_seconds)
 
@@ -200,16 +201,9 @@ def test_a_run_stopped_in_stage_i_records_how_long_it_had_run(tmp_path):
     out, log = tmp_path / "run", tmp_path / "log"
     flags = ["--smoke", "--backbone", "tiny", "--device", "cpu", "--variants", "fast", "--seeds", "0",
              "--lift-workers", "1", "--lift-iterations", "2000"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    with open(log, "w") as f:
-        p = subprocess.Popen([sys.executable, "-m", "fit3d.experiment", "--out", str(out), "--data",
-                              str(tmp_path / "data"), *flags], env=env, stdout=f, stderr=subprocess.STDOUT)
-        t = time.perf_counter()
-        while "Stage I fast" not in log.read_text() and p.poll() is None and time.perf_counter() - t < 300:
-            time.sleep(0.2)
-        time.sleep(1.5)
-        p.send_signal(15)
-        assert p.wait(timeout=120) == 128 + 15, log.read_text()[-3000:]
+    rc = stop_when([sys.executable, "-m", "fit3d.experiment", "--out", str(out), "--data", str(tmp_path / "data"),
+                    *flags], "Stage I fast", log, after=1.5)
+    assert rc == 128 + 15, log.read_text()[-3000:]
     rec = json.loads((out / "experiment.json").read_text())
     assert list(rec["times"]["stopped_in"]) == ["Stage I fast"] and rec["times"]["stopped_in"]["Stage I fast"] >= 1.4
     assert rec["done"] == [] and rec["times"]["lift"] == {}
