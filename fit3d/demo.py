@@ -28,7 +28,7 @@ from rich.console import Console
 from .scene import Scene, SceneError
 from .formats import read_scene
 from .store import (atomic_write, write_json, read_json, provenance, check_provenance, weights_digest,
-                         files_digest, scene_identity, safe_name)
+                         files_digest, scene_identity, safe_name, aside_path)
 
 # %% auto #0
 __all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'resolve', 'run_dir', 'weights_note', 'claim',
@@ -450,12 +450,14 @@ class StageClock:
     def __init__(self): self.starts, self.path, self.earlier = {}, None, []
     def start(self, name: str):
         self.starts[name] = time.perf_counter(); self.save()
-    def attach(self, path):
-        "Record into `path` from now on, after the runs it already holds (an unreadable one is kept aside)."
+    def attach(self, path, log=print):
+        "Record into `path` from now on, after the runs it already holds (an unreadable one is kept aside, saying so)."
         self.path = Path(path)
         if self.path.exists():
             try: self.earlier = list(read_json(self.path, "stage times")["runs"])
-            except Exception: shutil.copy2(self.path, self.path.with_suffix(".unreadable.json"))
+            except Exception as e:   # only timings: kept aside, and this run's start afresh
+                shutil.copy2(self.path, kept := aside_path(self.path))
+                log(f"{self.path}: not a stage-times record ({e}); kept as {kept.name}, the times start afresh")
         self.save()
     def this_run(self) -> dict:
         ks, now = list(self.starts), time.perf_counter()
@@ -529,7 +531,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         note = weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint,
                             instead_of="" if cfg.backbone == asked else asked)
         root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
-        clock.attach(root / "stage_times.json")
+        clock.attach(root / "stage_times.json", log=con.print)
         write_json(root / "config.json", cfg)
         ls = cfg.feature_long_side or None
         features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=ls, progress=True)

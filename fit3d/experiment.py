@@ -31,6 +31,7 @@ from rich.console import Console
 
 from .formats import read_scene
 from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest
+from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
                         saved_when_stopped)
@@ -378,10 +379,8 @@ def seconds_needed(seed: int | None, # None: a Stage I
     return None if fresh else longest("seed")  # a Stage I's files do not outlive the call: its first seed runs
 
 def aside_path(out: Path, kind: str) -> Path:  # kind: "set-aside" or "unreadable"
-    "`out/experiment.<kind>-<k>.json` for the first free k: a record kept aside never overwrites another."
-    k = 1
-    while (out / f"experiment.{kind}-{k}.json").exists(): k += 1
-    return out / f"experiment.{kind}-{k}.json"
+    "`out/experiment.<kind>-<k>.json` for the first free k (`fit3d.store.aside_path`): never over another."
+    return store_aside_path(out / "experiment.json", kind)
 
 RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke")  # settings that leave every
                                                 # unit's result as it is: what a run does, not what it measures

@@ -30,8 +30,8 @@ import torch
 from .scene import SceneError
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'ArtifactError', 'NonFiniteLoss', 'atomic_write', 'write_json', 'read_json', 'save_torch',
-           'load_torch', 'provenance', 'weights_digest', 'file_stamp', 'files_digest', 'scene_identity',
+__all__ = ['CHECKPOINT_FORMAT', 'ArtifactError', 'NonFiniteLoss', 'atomic_write', 'write_json', 'read_json', 'aside_path',
+           'save_torch', 'load_torch', 'provenance', 'weights_digest', 'file_stamp', 'files_digest', 'scene_identity',
            'provenance_diff', 'check_provenance', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'safe_name',
            'child', 'resolve_device', 'module_device']
 
@@ -94,6 +94,12 @@ def read_json(path, what: str = "JSON file") -> Any:
     try: return json.loads(text)
     except json.JSONDecodeError as e:
         raise SceneError(path, f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+
+def aside_path(path, kind: str = "unreadable") -> Path:
+    "`<stem>.<kind>-<k><suffix>` beside `path` for the first free k: a record kept aside never overwrites another."
+    path, k = Path(path), 1
+    while (p := path.with_name(f"{path.stem}.{kind}-{k}{path.suffix}")).exists(): k += 1
+    return p
 
 def save_torch(path, obj) -> Path:
     "`torch.save(obj)` atomically; `obj` holds only tensors and plain data, so `load_torch` can read it safely."
