@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU-friendly pins that install from PyPI anywhere (and from the local disk on the project's machines).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install install-dev demo test export-check notebooks-check nbtest pytest readme
+.PHONY: install install-dev demo test export-check notebooks-check nbtest pytest readme run-nb
 # what `fit3d demo` needs; the tests and notebooks add their tools (nbdev, jupyterlab, pytest, kaleido) on top
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -40,6 +40,11 @@ readme: install-dev
 # only `# Title` and `> summary`, and with an exported introduction (which puts its module into llms.txt).
 notebooks-check: install-dev
 	$(PY) -c 'from fit3d.figures import check_notebooks; check_notebooks("nbs")'
+
+# Run notebooks in place and save them with their outputs; cells flagged cuda (and slow, unless FLAGS=slow) keep the
+# outputs saved where they last ran: `make run-nb NB="nbs/07_probe.ipynb nbs/07a_protocol.ipynb" FLAGS=slow`
+run-nb: install-dev
+	PATH=$(VENV)/bin:$$PATH $(PY) .ci/run_nb.py $(NB) --flags $(FLAGS)
 
 nbtest: install-dev
 	$(VENV)/bin/nbdev-test --n-workers 2 --timing
