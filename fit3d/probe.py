@@ -71,6 +71,11 @@ class ProbeConfig:
     amp: bool = True                # bf16 autocast on CUDA (ignored on the CPU)
     device: str = "auto"            # "cuda", "cpu" or "auto" (CUDA when available)
     progress: bool = True           # show a tqdm bar with the running loss
+    solver: str = "auto"            # "adamw" (these steps), "lbfgs" (solved to convergence, fit3d.solve), "auto" (lbfgs in the quick protocol)
+    l2: float = 5e-6                # lbfgs: ridge on the conv's standardised weights, per input channel
+    tol: float = 1e-5               # lbfgs: stop once the objective falls by less than this fraction in 10 iterations
+    max_iters: int = 1000           # lbfgs: at most this many iterations (a head stopped by it is reported as not converged)
+    solve_scale: int = 4            # lbfgs: take the loss on the feature grid upsampled this many times (0: at every pixel)
 
 @dataclass
 class DepthProbeConfig(ProbeConfig):
