@@ -254,8 +254,8 @@ def view_splats(splats: dict,                      # gsplat trainer dict, option
 
 def lifted_scene_path(folder) -> Path | None:
     "The scene a lifted folder came from: `scene_path.txt`, else `lift.json`'s `scene`, else None."
-    from .store import read_json
-    from .scene import SceneError
+    from fit3d.store import read_json
+    from fit3d.scene import SceneError
     folder = Path(folder)
     p = None
     if (folder / "scene_path.txt").exists(): p = (folder / "scene_path.txt").read_text().strip()
