@@ -142,6 +142,8 @@ def test_every_image_mode_reads_as_rgb(tmp_path):
              "1": (Image.fromarray(rgb).convert("1", dither=Image.Dither.NONE), "b.png",
                    np.repeat((grey >= 128)[..., None], 3, -1).astype(float)),
              "I;16": (Image.fromarray((grey.astype(np.uint16) * 257)), "g16.png", np.repeat(grey[..., None], 3, -1) / 255),
+             "I;16B": (Image.fromarray((grey.astype(np.uint16) * 257).astype(">u2")), "g16b.tif",   # big-endian TIFF
+                       np.repeat(grey[..., None], 3, -1) / 255),
              "RGBA": (Image.fromarray(rgb).convert("RGBA"), "a.png", rgb / 255)}
     for mode, (im, name, want) in cases.items():
         got = _one_view(tmp_path, im, name).image(0)
