@@ -171,7 +171,7 @@ def cmd_synth(a: SynthArgs):
     print(f"wrote {len(b['train'])} training and {len(b['val'])} held-out scenes under {a.out}")
 
 def cmd_features(a: FeaturesArgs):
-    from fit3d.features import extract_scene
+    from fit3d.features import extract_scene, feature_folder
     from fit3d.formats import read_scene
     bb = _backbone(a.model)
     cache = a.cache or _run_root(bb) / "features"
@@ -179,7 +179,7 @@ def cmd_features(a: FeaturesArgs):
         scene = read_scene(p)
         extract_scene(bb, scene.downscaled(a.downscale) if a.downscale != 1 else scene, cache_dir=cache,
                       long_side=a.long_side, batch_size=a.batch_size)
-    print(f"features cached under {cache / bb.name}")
+    print(f"features cached under {feature_folder(cache, bb)}")
 
 def cmd_lift(a: LiftArgs):
     from fit3d.features import extract_scene

@@ -255,6 +255,17 @@ class _LongSide:
         s = self.samples[i]; H, W = s["image"].shape[:2]; k = self.long_side / max(H, W)
         return resize_sample(s, (round(H * k), round(W * k)))
 
+def _cached_results(cache) -> dict:
+    "The results already in `cache`; an unreadable file (corrupt, or not an object) is set aside, said, and recomputed."
+    if not cache or not Path(cache).exists(): return {}
+    try: r = read_json(cache, "probe results")
+    except SceneError as e: r, why = None, e.problem
+    else: why = f"probe results hold a {type(r).__name__}, not an object"
+    if isinstance(r, dict): return r
+    kept = aside_path(cache); Path(cache).replace(kept)   # kept for a person to look at, never deleted
+    print(f"{cache}: {why}; kept as {kept.name}, recomputing")
+    return {}
+
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
@@ -273,7 +284,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     from fit3d.protocol import FeatureSets, run_probes, DepthAugment, DEPTH_PRESETS
     from fit3d.correspondence import correspondence_recall
     from fit3d.store import _plain
-    results = read_json(cache, "probe results") if cache and Path(cache).exists() else {}
+    results = _cached_results(cache)
     parts = _parts(data)
     settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
     key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,

@@ -204,6 +204,11 @@ def load_weights(model: nn.Module, # a timm model
     if (filt := getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)) is not None:
         try: sd = filt(sd, model)
         except Exception as e: raise ValueError(f"{path}: weights do not fit {type(model).__name__}: {e}") from e
+    own = model.state_dict()   # integers would load, cast to float, as numbers 1000x too large: refused
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor) and k in own and own[k].is_floating_point() and not v.is_floating_point():
+            raise ValueError(f"{path}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, not floating point: "
+                             "not weights of this model")
     try: missing, unexpected = model.load_state_dict(sd, strict=False)
     except RuntimeError as e: raise ValueError(f"{path}: weights do not fit this model: {e}") from e
     # a classifier head in the file is fine: we build models with num_classes=0 (head = Identity)

@@ -254,11 +254,17 @@ def view_splats(splats: dict,                      # gsplat trainer dict, option
 
 def lifted_scene_path(folder) -> Path | None:
     "The scene a lifted folder came from: `scene_path.txt`, else `lift.json`'s `scene`, else None."
-    import json
+    from fit3d.store import read_json
+    from fit3d.scene import SceneError
     folder = Path(folder)
     p = None
     if (folder / "scene_path.txt").exists(): p = (folder / "scene_path.txt").read_text().strip()
-    elif (folder / "lift.json").exists(): p = json.loads((folder / "lift.json").read_text()).get("scene")
+    elif (folder / "lift.json").exists():   # a corrupt record: an error naming it, not a raw JSONDecodeError
+        meta = read_json(folder / "lift.json", "lift record")
+        if not isinstance(meta, dict):
+            raise SceneError(folder / "lift.json", f"lift record holds a {type(meta).__name__}, expected an object")
+        if not isinstance(p := meta.get("scene"), (str, type(None))):
+            raise SceneError(folder / "lift.json", f"its 'scene' is {p!r}, expected the scene's path")
     if not p: return None
     p = Path(p)
     return p if p.is_absolute() else folder / p
