@@ -106,6 +106,15 @@ def guard_origins(server: viser.ViserServer, # a running viser server
     return server
 
 # %% ../nbs/09b_serving.ipynb #6b706f17
+@contextlib.contextmanager
+def _quiet():
+    "No viser banner or goodbye line: stdout redirected, and rich's console (which writes to a notebook directly) muted."
+    import rich
+    console = rich.get_console(); was, console.quiet = console.quiet, True
+    try:
+        with contextlib.redirect_stdout(io.StringIO()): yield
+    finally: console.quiet = was
+
 def viser_server(host: str = "127.0.0.1", # "0.0.0.0" to serve other machines
                  port: int = 8080,        # 0 = any free port
                  label: str = "fit3d",    # the browser tab's title
@@ -113,14 +122,13 @@ def viser_server(host: str = "127.0.0.1", # "0.0.0.0" to serve other machines
                 ) -> viser.ViserServer:
     "Start a guarded viser server on `host`:`port`, or say at once why it cannot listen there."
     addrs = check_bind(host, port)
-    with contextlib.redirect_stdout(io.StringIO()):
-        server = viser.ViserServer(host=host, port=port, label=label, verbose=False)
+    with _quiet(): server = viser.ViserServer(host=host, port=port, label=label, verbose=False)
     try: return guard_origins(server, allow_origins, loopback=all(is_loopback(a) for a in addrs))
     except BaseException: stop_server(server); raise
 
 def stop_server(server: viser.ViserServer):
     "Stop a viser server without its goodbye line."
-    with contextlib.redirect_stdout(io.StringIO()): server.stop()
+    with _quiet(): server.stop()
 
 # %% ../nbs/09b_serving.ipynb #935ea8e1
 def md_literal(s,                  # any value a client supplied: a file name, an error message
