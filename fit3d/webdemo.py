@@ -275,7 +275,7 @@ class _Demo:
                  max_bytes: int, caps: dict):
         self.server, self.models, self.examples = server, (original, finetuned), examples
         self.max_bytes, self.caps = max_bytes, caps
-        self.long_side, self.height, self.lock, self.image, self.feats = long_side, height, threading.Lock(), None, None
+        self.long_side, self.height, self.lock, self.image, self.feats = long_side, height, threading.RLock(), None, None
         gui = server.gui
         gui.main_panel.dock_right(); gui.main_panel.set_width(width)
         gui.add_markdown("**FiT3D features**: input | original | fine-tuned")
@@ -298,6 +298,9 @@ class _Demo:
 
     def show_file(self, name: str, content: bytes):
         "Show an uploaded image file, or say in the panel why not (its size is checked from the header, undecoded)."
+        with self.lock: self._show_file(name, content)   # in turn: an earlier request never overwrites a later's line
+
+    def _show_file(self, name: str, content: bytes):
         if len(content) > self.max_bytes:
             return self.refuse(name, f"{len(content) / 1e6:.1f} MB is over the upload limit of "
                                      f"{self.max_bytes / 1e6:.1f} MB")

@@ -140,6 +140,7 @@ def test_hostile_names_are_text_in_another_browser():
             for name, send in zip(names, sends):
                 attacker.upload(d.upload, name, **send)
                 assert b.wait_for(literal(name), 30), f"{name!r} not shown as text: {d.status.content!r}"
+                assert until(lambda: "computing" not in d.status.content)
                 b.frames(5)
                 assert not b.evaluate(HOSTILE[name]), f"{name!r} did something in the page"
             # a dropdown value that is no example, sent by hand
