@@ -102,8 +102,9 @@ class LiftArgs:
 class ViewArgs:
     "Open a lifted scene in the browser."
     path: Path = Path("runs")           # a lifted scene folder (with gaussians.ply), or a folder of them
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = "127.0.0.1"             # the address to listen on ("0.0.0.0": every network of this machine)
+    port: int = 8080                    # the port to listen on (0: any free one; a busy one: the next free one)
+    allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the viewer too; "*": any
 
 DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
 
@@ -125,8 +126,9 @@ class WebdemoArgs:
     finetuned: Path | None = None       # Stage II weights (None: runs/<backbone>/finetune/finetuned.safetensors)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     examples: Path = Path("data/synthetic")  # example images: a scene folder or benchmark root
-    host: str = "127.0.0.1"
-    port: int = 8081
+    host: str = "127.0.0.1"             # the address to listen on ("0.0.0.0": every network of this machine)
+    port: int = 8081                    # the port to listen on (0: any free one; a busy one: the next free one)
+    allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the demo too; "*": any
 
 # %% ../nbs/19_cli.ipynb #5d7e2a90
 def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
@@ -226,24 +228,38 @@ def _serve_forever(what: str, port: int):
         while True: time.sleep(3600)
     except KeyboardInterrupt: pass
 
+def _listen_or_exit(cmd: str, a):
+    "Exit at once, with the reason, if a server cannot listen on `a.host`:`a.port` (before anything is loaded)."
+    from fit3d.serving import check_bind
+    try: check_bind(a.host, a.port)
+    except ValueError as e: raise SystemExit(f"fit3d {cmd}: {e}") from None
+
 def cmd_view(a: ViewArgs):
     from fit3d.viewer import view_lifted
+    _listen_or_exit("view", a)
     path = a.path
     if not (path / "gaussians.ply").exists():  # a folder of lifted scenes: show the first
         found = sorted(p.parent for p in path.rglob("gaussians.ply"))
         if not found:
             raise SystemExit(f"{path}: no gaussians.ply here or in its sub-folders (lift a scene first: fit3d lift)")
         path = found[0]; print(f"showing {path} (of {len(found)} lifted scenes under {a.path})")
-    server = view_lifted(path, host=a.host, port=a.port)
+    server = view_lifted(path, host=a.host, port=a.port, allow_origins=a.allow_origin)
     _serve_forever(f"lifted scene {path}", server.get_port())
 
 def cmd_webdemo(a: WebdemoArgs):
     from fit3d.features import load_backbone
     from fit3d.webdemo import serve_demo, example_images
+    from fit3d.finetune import check_base
+    from fit3d.store import module_device
+    _listen_or_exit("webdemo", a)
     bb = _backbone(a.model)
-    fine = load_backbone(a.model.backbone,
-                         checkpoint=a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors")
-    server = serve_demo(bb, fine, examples=example_images(a.examples), host=a.host, port=a.port)
+    weights = a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors"
+    if not Path(weights).exists():
+        raise SystemExit(f"fit3d webdemo: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
+    check_base(weights, bb)   # fine-tuned from this very model, or refused (as fit3d probe does)
+    fine = load_backbone(a.model.backbone, checkpoint=weights, device=module_device(bb))
+    server = serve_demo(bb, fine, examples=example_images(a.examples), host=a.host, port=a.port,
+                        allow_origins=a.allow_origin)
     _serve_forever("web demo", server.get_port())
 
 def cmd_finetune(cfg):
