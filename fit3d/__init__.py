@@ -15,6 +15,7 @@ turns them into the `fit3d` package. It ships the whole method, tested on the CP
 
 Modules:
 
+- `fit3d.beyond`: Stage II candidates chosen on validation rooms by a stated rule, then the winner beside FiT3D's recipe on the test rooms: 3D-aware features that stand alone, without the concatenation.
 - `fit3d.browser`: Headless Chromium with software WebGL, driven over the DevTools protocol: screenshots of viser pages and static HTML, and the checks that browser tests share.
 - `fit3d.cli`: `fit3d <stage> [flags]`: one subcommand per stage, flags generated from the stage's settings dataclass.
 - `fit3d.correspondence`: Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.

@@ -1,6 +1,6 @@
 """Issue 25: the experiment's three kinds of rooms (training, validation, test), the Stage II options beyond the paper
 (`fit3d.tune` through `fit3d.finetune`), and the candidates run of `fit3d.beyond` (the rule, a smoke run, resuming)."""
-import json
+import json, shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -141,3 +141,93 @@ def test_defaults_keep_the_records_of_runs_made_before_the_options(targets):
     assert not {"tune", "ema", "preserve", "lora_rank", "tune_blocks", "preserve_where"} & set(settings(conf))
     assert settings(conf | dict(ema=0.99))["ema"] == 0.99
     assert run_record(conf | dict(ema=0.99), "w", data)["key"] != run_record(conf, "w", data)["key"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the candidates run: the rule, a smoke run that chooses on validation rooms and resumes, and what it takes over
+
+from fit3d.beyond import adopt_units, pick_winner, run_beyond
+
+
+def rows(original, alone, combined) -> dict:
+    "(mIoU, RMSE, recall@10) of the original, fine-tuned and combined rows, as a seed's results table."
+    row = lambda m: dict(segmentation=dict(mIoU=m[0]), depth=dict(rmse=m[1]), correspondence={"recall@10": m[2]})
+    return dict(original=row(original), duplicated=row(original), finetuned=row(alone), combined=row(combined))
+
+
+def test_the_winner_rule_on_a_made_up_record():
+    o = (0.50, 0.70, 0.30)
+    val = dict(fit3d=rows(o, (0.49, 0.72, 0.35), (0.52, 0.66, 0.34)),   # alone: worse segmentation and depth
+               a=rows(o, (0.51, 0.69, 0.31), (0.515, 0.68, 0.31)),      # qualifies
+               b=rows(o, (0.52, 0.68, 0.33), (0.53, 0.66, 0.33)),       # qualifies, with the better combined row
+               c=rows(o, (0.53, 0.65, 0.29), (0.56, 0.60, 0.40)),       # best combined, but recall alone worse
+               d=rows(o, (0.500004, 0.699996, 0.300004), (0.6, 0.5, 0.5)))   # "better" below the printed decimals
+    sel = pick_winner(val)
+    assert (sel["winner"], sel["reported"]) == ("b", "b")
+    assert sel["candidates"]["c"]["beats"] == ["segmentation/mIoU", "depth/rmse"] and sel["candidates"]["d"]["beats"] == []
+    assert pick_winner(dict(a=val["a"], b2=val["b"], b=val["b"]))["winner"] == "b2"   # ties: the earlier candidate
+    none = pick_winner(dict(fit3d=val["fit3d"], c=val["c"], d=val["d"]))
+    assert (none["winner"], none["reported"]) == (None, "c")   # the best attempt: most columns beaten
+
+
+def stamps(folder: Path) -> dict:
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_candidates_are_chosen_on_validation_rooms_then_measured_on_test_rooms_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    cfg = ExperimentConfig(out=str(out), data=str(tmp_path / "data"), smoke=True, backbone="tiny", device="cpu",
+                           candidates=("ema", "mine:preserve=0.5,epochs=2"), seeds=(0,), lift_iterations=20,
+                           finetune_epochs=1, probe_iters=10)
+    # 1. a box with no time in it, on a clock that stands still: Stage I and the unit after it run, the rest waits
+    run_beyond(replace(cfg, max_seconds=1e-9), clock=lambda: 0.0)
+    saved = json.loads((out / "beyond.json").read_text())
+    assert saved["done"] == ["Stage I", "validation fit3d"] and saved["selection"] is None and not saved["test"]
+    assert saved["skipped"][:2] == ["validation ema", "validation mine"]
+    lifted = {p.name for p in (out / "fast" / "lift").iterdir()}
+    assert lifted == set(saved["split"]["train"])   # Stage I saw the training rooms, and only them
+    kept = stamps(out / "fast" / "seed0")
+
+    # 2. the rest: what is done is reused; every candidate on the validation rooms, then the test rooms
+    res = run_beyond(cfg)
+    assert stamps(out / "fast" / "seed0").items() >= kept.items()   # the recipe's Stage II and probes, untouched
+    assert list(res["validation"]) == ["fit3d", "ema", "mine"] and res["selection"]["reported"] in res["validation"]
+    report = {"fit3d", res["selection"]["reported"]}
+    assert set(res["test"]) == report and all(set(s) == {"seed0"} for s in res["test"].values())
+    assert res["candidates"]["mine"]["settings"] == dict(preserve=0.5, epochs=2)
+    ft = json.loads((out / "fast" / "mine" / "seed0" / "finetune" / "config.json").read_text())
+    assert (ft["preserve"], ft["epochs"], ft["lr"]) == (0.5, 2, cfg.finetune_lr)   # its settings over the recipe's
+    for c in ("fit3d", "ema", "mine"):   # measured on the validation rooms: the original rows as well
+        v = res["validation"][c]
+        assert v["original"] == res["validation"]["fit3d"]["original"]
+        assert v["original"] != res["test"]["fit3d"]["seed0"]["original"]   # other rooms, other numbers
+    probe = json.loads((out / "fast" / "mine" / "seed0" / "validation-probe.json").read_text())
+    assert probe["_key"]["rooms"]["val"] == saved["split"]["validation"]
+    assert "| fit3d |" in (out / "beyond.md").read_text()
+
+    # 3. on another machine, from beyond.json alone: every unit is taken over, nothing runs (not even Stage I)
+    for p in out.iterdir():
+        if p.name != "beyond.json": shutil.rmtree(p) if p.is_dir() else p.unlink()
+    again = run_beyond(cfg)
+    assert again["done"] == [] and again["validation"] == res["validation"] and again["test"] == res["test"]
+    assert not (out / "fast").exists()
+
+
+def test_only_units_of_the_same_settings_are_taken_over():
+    cfg = ExperimentConfig(backbone="tiny", device="cpu", variants=("fast",), candidates=("ema",))
+    prev = dict(config=asdict(cfg), backbone=dict(weights="w"), lift=dict(x=1),
+                split=dict(validation=["valid_000"], test=["val_000"]),
+                candidates=dict(fit3d=dict(settings={}), ema=dict(settings=dict(ema=0.999))),
+                validation=dict(fit3d=dict(r=1), ema=dict(r=2)), test=dict(fit3d=dict(seed0=dict(r=3), seed5=dict(r=4))))
+    fresh = lambda c=cfg, **kw: dict(dict(backbone=dict(weights="w"), lift=dict(x=1), validation={}, test={},
+                                          split=dict(validation=["valid_000"], test=["val_000"]),
+                                          candidates=dict(fit3d=dict(settings={}), ema=dict(settings=dict(ema=0.999)))), **kw)
+    res = fresh()
+    assert adopt_units(res, prev, cfg) == ["validation fit3d", "validation ema", "test fit3d seed0"]   # seed 5: not asked
+    res = fresh(candidates=dict(fit3d=dict(settings={}), ema=dict(settings=dict(ema=0.99))))   # "ema" changed
+    assert adopt_units(res, prev, cfg) == ["validation fit3d", "test fit3d seed0"]
+    for other in (fresh(lift=dict(x=2)), fresh(split=dict(validation=["valid_000", "valid_001"], test=["val_000"]))):
+        assert adopt_units(other, prev, cfg) == []   # another Stage I, other validation rooms
+    assert adopt_units(fresh(), prev, replace(cfg, finetune_lr=1e-4)) == []
+    assert adopt_units(fresh(), prev, replace(cfg, select_seed=1)) == []
+    assert adopt_units(fresh(), prev, replace(cfg, seeds=(0,), max_seconds=9.0)) != []   # what a run does, not measures
