@@ -15,6 +15,7 @@ turns them into the `fit3d` package. It ships the whole method, tested on the CP
 
 Modules:
 
+- `fit3d.beyond`: Stage II candidates chosen on validation rooms by a stated rule, then the winner beside FiT3D's recipe on the test rooms: 3D-aware features that stand alone, without the concatenation.
 - `fit3d.browser`: Headless Chromium with software WebGL, driven over the DevTools protocol: screenshots of viser pages and static HTML, and the checks that browser tests share.
 - `fit3d.cli`: `fit3d <stage> [flags]`: one subcommand per stage, flags generated from the stage's settings dataclass.
 - `fit3d.correspondence`: Do features of the same 3D point agree across views? Ground-truth correspondences from posed depth, nearest-neighbour matching by cosine similarity, recall at pixel thresholds, and the cosine between corresponding features.
@@ -42,6 +43,7 @@ Modules:
 - `fit3d.synthetic`: Synthetic rooms photographed along a handheld walk or from anywhere, ray-cast into posed RGB, metric depth, semantic and instance maps, and written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
 - `fit3d.testing`: Tiny scenes, a COLMAP model, Stage II targets and Gaussians, made on the spot in the layouts of the real ones, for every chapter's checks and for `tests/`.
+- `fit3d.tune`: Options of `FinetuneConfig` that the paper does not have: fine-tuning fewer weights (the last blocks, the norm layers, LoRA), a moving average of the weights, and a term that keeps the original model's own features.
 - `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
 - `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser."""
 

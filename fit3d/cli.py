@@ -16,7 +16,7 @@ types (tyro offers and checks them), and `None` means "chosen automatically".
 | `fit3d webdemo` | the browser demo: PCA and K-means of features, original vs fine-tuned |
 | `fit3d demo` | everything above on the built-in synthetic rooms, with an HTML report |
 | `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable; `--dry-run` shows the plan (`15_reproduce`) |
-| `fit3d experiment` | Stage I variants x Stage II seeds on synthetic rooms with a proxy model (`18_experiment`) |
+| `fit3d experiment` | Stage I variants x Stage II seeds on synthetic rooms with a proxy model (`18_experiment`); with `--candidates`, Stage II candidates chosen on validation rooms (`20_beyond`) |
 | `fit3d pretrain` | self-supervised pretraining of a ViT on synthetic rooms (where `fit3d.pretrain` is present) |
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
@@ -281,6 +281,9 @@ def cmd_reproduce(cfg):
     reproduce(cfg)
 
 def cmd_experiment(cfg):
+    if cfg.candidates:   # Stage II candidates, chosen on the validation rooms (chapter 20)
+        from fit3d.beyond import run_beyond
+        return run_beyond(cfg)
     from fit3d.experiment import run_experiment
     run_experiment(cfg)
 
