@@ -36,6 +36,7 @@ from typing import Annotated, Literal
 import tyro
 
 from .lift import LiftConfig
+from .store import check_settings, SettingError
 
 # %% auto #0
 __all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
@@ -68,6 +69,12 @@ class SynthArgs:
     device: str = "cpu"                 # where to ray-cast ("cuda" for large images)
     overwrite: bool = False             # regenerate scenes that already exist
 
+    def __post_init__(self):
+        check_settings(self, train_scenes=(">=", 1), val_scenes=(">=", 0), views=(">=", 2), test_views=(">=", 0),
+                       width=(">=", 16), height=(">=", 16))
+        if self.test_views >= self.views:
+            raise SettingError(f"--test-views ({self.test_views}) must be below --views ({self.views})")
+
 @dataclass
 class BackboneArgs:
     "Which 2D model, and where its weights come from."
@@ -75,6 +82,11 @@ class BackboneArgs:
     pretrained: bool = True             # load pretrained weights (timm hub or local cache)
     checkpoint: str = ""                # local weights file (timm state dict or original DINOv2 naming)
     device: str = "auto"                # "auto": this rank's GPU if there is one, else the CPU; or "cpu", "cuda:1", ...
+
+    def __post_init__(self):
+        import torch
+        try: self.device == "auto" or torch.device(self.device)
+        except RuntimeError: raise SettingError(f"--device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}") from None
 
 @dataclass
 class FeaturesArgs:
@@ -84,7 +96,9 @@ class FeaturesArgs:
     cache: Path | None = None           # cache root (None: runs/<backbone>/features)
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize so the long side has this many pixels (None: full resolution)
-    batch_size: int = 8
+    batch_size: int = 8                 # images per forward pass
+
+    def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14), batch_size=(">=", 1))
 
 @dataclass
 class LiftArgs:
@@ -95,15 +109,20 @@ class LiftArgs:
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
+    overwrite: bool = False             # lift again a scene lifted (or begun) with other settings or inputs (else: refused)
     lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])  # the preset (default: the official
                                         # recipe), then any LiftConfig field as a flag
+
+    def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
 @dataclass
 class ViewArgs:
     "Open a lifted scene in the browser."
     path: Path = Path("runs")           # a lifted scene folder (with gaussians.ply), or a folder of them
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = "127.0.0.1"             # the address to serve on (127.0.0.1: this machine only)
+    port: int = 8080                    # the port to serve on (0: any free one)
+
+    def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
 
 DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
 
@@ -119,14 +138,18 @@ class ProbeArgs:
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     out: Path | None = None             # None: runs/<backbone>/probe/<dataset>: results.json, results.md
 
+    def __post_init__(self): check_settings(self, iters=(">=", 1), long_side=(">=", 14))
+
 @dataclass
 class WebdemoArgs:
     "The browser demo: PCA and K-means of an uploaded image's features, original vs fine-tuned."
     finetuned: Path | None = None       # Stage II weights (None: runs/<backbone>/finetune/finetuned.safetensors)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     examples: Path = Path("data/synthetic")  # example images: a scene folder or benchmark root
-    host: str = "127.0.0.1"
-    port: int = 8081
+    host: str = "127.0.0.1"             # the address to serve on (127.0.0.1: this machine only)
+    port: int = 8081                    # the port to serve on (0: any free one)
+
+    def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
 
 # %% ../nbs/19_cli.ipynb #5d7e2a90
 def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
@@ -193,7 +216,8 @@ def cmd_lift(a: LiftArgs):
         live = LiveViewer(port=8080); print(f"live view: http://127.0.0.1:{live.port}")
     feats = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=a.long_side)
     done = lift_stage(_default_scenes(a.scenes, "train"), root, bb, feats, a.lift, module_device(bb),
-                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live)
+                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live,
+                      overwrite=a.overwrite)
     print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
 def cmd_probe(a: ProbeArgs):
@@ -313,7 +337,12 @@ def main(argv: list | None = None):
     conf_cls, fn = cmds[argv[0]]
     # flags before or after a preset
     flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]
-    return fn(tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}"))
+    args = tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}")   # a bad value: tyro's message, exit status 2
+    from fit3d.scene import SceneError
+    from fit3d.store import DiskFull, NonFiniteLoss
+    try: return fn(args)
+    except (SceneError, NonFiniteLoss, DiskFull) as e:   # bad input, a refusal, a diverged run, a full disk: said plainly
+        raise SystemExit(f"fit3d {argv[0]}: {e}") from e
 
 # %% ../nbs/19_cli.ipynb #64dfa160
 if __name__ == "__main__": main()
