@@ -3,7 +3,8 @@ r"""`fit3d <stage> [flags]`: one subcommand per stage, flags generated from the 
 Every stage's settings are one dataclass with documented defaults (`LiftConfig`, `FinetuneConfig`, ...). The CLI
 flags are generated from those dataclasses with `tyro`, so the notebook, the CLI and a saved run share one source
 of truth, and `fit3d <stage> --help` lists every setting with its default and its comment. Choices are `Literal`
-types (tyro offers and checks them), and `None` means "chosen automatically".
+types (tyro offers and checks them), `None` means "chosen automatically", and every value is checked where the
+settings are made: a bad one stops the command before anything runs, naming its flag.
 
 | command | what it does |
 |---|---|
@@ -21,6 +22,8 @@ types (tyro offers and checks them), and `None` means "chosen automatically".
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
 with two backbones never meet; each stage checks the provenance record beside what it finds before reusing it.
+`fit3d lift` refuses a scene lifted (or begun) with other settings, naming them, and replaces it only with
+`--overwrite`; one process at a time writes a scene's folder.
 
 Docs: https://fit3d.github.io/fit3d/cli.html.md"""
 

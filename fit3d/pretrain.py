@@ -215,7 +215,7 @@ class PretrainConfig:
     def __post_init__(self):  # checked where made (fit3d.store.check_settings), naming the flag
         from fit3d.store import check_settings
         unit, pos = (">=", 0, "<=", 1), (">", 0)
-        check_settings(self, objective={"dino", "supervised"}, steps=(">=", 1), seconds=pos, batch_size=(">=", 1),
+        check_settings(self, objective={"dino", "supervised"}, steps=(">=", 1), seconds=(">=", 0), batch_size=(">=", 1),
                        lr=pos, min_lr=(">=", 0), warmup=unit, weight_decay=(">=", 0), weight_decay_end=(">=", 0),
                        clip=(">=", 0), out_dim=(">=", 1), head_hidden=(">=", 1), head_bottleneck=(">=", 1),
                        student_temp=pos, teacher_temp=pos, teacher_temp_start=pos, teacher_temp_warmup=unit,
