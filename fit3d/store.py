@@ -110,7 +110,8 @@ def atomic_write(path,                        # the file to (re)write
         except Exception as e:
             if _disk_full(e, path.parent): raise DiskFull(path, e) from e
             raise
-        os.chmod(tmp, 0o666 & ~_umask())  # as `open` makes files (safetensors makes them 0600)
+        try: os.chmod(tmp, 0o666 & ~_umask())  # as `open` makes files (safetensors makes them 0600)
+        except OSError: pass                   # a file system without modes keeps its own
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
