@@ -3,7 +3,8 @@ r"""`fit3d <stage> [flags]`: one subcommand per stage, flags generated from the 
 Every stage's settings are one dataclass with documented defaults (`LiftConfig`, `FinetuneConfig`, ...). The CLI
 flags are generated from those dataclasses with `tyro`, so the notebook, the CLI and a saved run share one source
 of truth, and `fit3d <stage> --help` lists every setting with its default and its comment. Choices are `Literal`
-types (tyro offers and checks them), and `None` means "chosen automatically".
+types (tyro offers and checks them), `None` means "chosen automatically", and every value is checked where the
+settings are made: a bad one stops the command before anything runs, naming its flag.
 
 | command | what it does |
 |---|---|
@@ -21,6 +22,8 @@ types (tyro offers and checks them), and `None` means "chosen automatically".
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
 with two backbones never meet; each stage checks the provenance record beside what it finds before reusing it.
+`fit3d lift` refuses a scene lifted (or begun) with other settings, naming them, and replaces it only with
+`--overwrite`; one process at a time writes a scene's folder.
 
 Docs: https://fit3d.github.io/fit3d/cli.html.md"""
 
@@ -36,6 +39,7 @@ from typing import Annotated, Literal
 import tyro
 
 from .lift import LiftConfig
+from .store import check_settings, SettingError
 
 # %% auto #0
 __all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
@@ -68,6 +72,12 @@ class SynthArgs:
     device: str = "cpu"                 # where to ray-cast ("cuda" for large images)
     overwrite: bool = False             # regenerate scenes that already exist
 
+    def __post_init__(self):
+        check_settings(self, train_scenes=(">=", 1), val_scenes=(">=", 0), views=(">=", 2), test_views=(">=", 0),
+                       width=(">=", 16), height=(">=", 16))
+        if self.test_views >= self.views:
+            raise SettingError(f"--test-views ({self.test_views}) must be below --views ({self.views})")
+
 @dataclass
 class BackboneArgs:
     "Which 2D model, and where its weights come from."
@@ -75,6 +85,11 @@ class BackboneArgs:
     pretrained: bool = True             # load pretrained weights (timm hub or local cache)
     checkpoint: str = ""                # local weights file (timm state dict or original DINOv2 naming)
     device: str = "auto"                # "auto": this rank's GPU if there is one, else the CPU; or "cpu", "cuda:1", ...
+
+    def __post_init__(self):
+        import torch
+        try: self.device == "auto" or torch.device(self.device)
+        except RuntimeError: raise SettingError(f"--device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}") from None
 
 @dataclass
 class FeaturesArgs:
@@ -84,7 +99,9 @@ class FeaturesArgs:
     cache: Path | None = None           # cache root (None: runs/<backbone>/features)
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize so the long side has this many pixels (None: full resolution)
-    batch_size: int = 8
+    batch_size: int = 8                 # images per forward pass
+
+    def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14), batch_size=(">=", 1))
 
 @dataclass
 class LiftArgs:
@@ -95,8 +112,11 @@ class LiftArgs:
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
+    overwrite: bool = False             # lift again a scene lifted (or begun) with other settings or inputs (else: refused)
     lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])  # the preset (default: the official
                                         # recipe), then any LiftConfig field as a flag
+
+    def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
 @dataclass
 class ViewArgs:
@@ -105,6 +125,8 @@ class ViewArgs:
     host: str = "127.0.0.1"             # the address to listen on ("0.0.0.0": every network of this machine)
     port: int = 8080                    # the port to listen on (0: any free one; a busy one: the next free one)
     allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the viewer too; "*": any
+
+    def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
 
 DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
 
@@ -120,6 +142,8 @@ class ProbeArgs:
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     out: Path | None = None             # None: runs/<backbone>/probe/<dataset>: results.json, results.md
 
+    def __post_init__(self): check_settings(self, iters=(">=", 1), long_side=(">=", 14))
+
 @dataclass
 class WebdemoArgs:
     "The browser demo: PCA and K-means of an uploaded image's features, original vs fine-tuned."
@@ -129,6 +153,8 @@ class WebdemoArgs:
     host: str = "127.0.0.1"             # the address to listen on ("0.0.0.0": every network of this machine)
     port: int = 8081                    # the port to listen on (0: any free one; a busy one: the next free one)
     allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the demo too; "*": any
+
+    def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
 
 # %% ../nbs/19_cli.ipynb #5d7e2a90
 def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
@@ -195,7 +221,8 @@ def cmd_lift(a: LiftArgs):
         live = LiveViewer(port=8080); print(f"live view: http://127.0.0.1:{live.port}")
     feats = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=a.long_side)
     done = lift_stage(_default_scenes(a.scenes, "train"), root, bb, feats, a.lift, module_device(bb),
-                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live)
+                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live,
+                      overwrite=a.overwrite)
     print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
 def cmd_probe(a: ProbeArgs):
@@ -332,7 +359,12 @@ def main(argv: list | None = None):
     conf_cls, fn = cmds[argv[0]]
     # flags before or after a preset
     flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]
-    return fn(tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}"))
+    args = tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}")   # a bad value: tyro's message, exit status 2
+    from fit3d.scene import SceneError
+    from fit3d.store import DiskFull, NonFiniteLoss
+    try: return fn(args)
+    except (SceneError, NonFiniteLoss, DiskFull) as e:   # bad input, a refusal, a diverged run, a full disk: said plainly
+        raise SystemExit(f"fit3d {argv[0]}: {e}") from e
 
 # %% ../nbs/19_cli.ipynb #64dfa160
 if __name__ == "__main__": main()

@@ -16,7 +16,7 @@ Docs: https://fit3d.github.io/fit3d/demo.html.md"""
 # %% ../nbs/12_demo.ipynb #af924a30
 from __future__ import annotations
 import base64, io, json, shutil, sys, time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Literal
@@ -27,8 +27,9 @@ from rich.console import Console
 
 from .scene import Scene, SceneError
 from .formats import read_scene
-from .store import (atomic_write, write_json, read_json, provenance, check_provenance, weights_digest,
-                         files_digest, scene_identity, safe_name, aside_path)
+from .store import (ArtifactError, atomic_write, write_json, read_json, provenance, check_provenance,
+                         differences, weights_digest, files_digest, scene_identity, safe_name, aside_path, stale_temps,
+                         folder_lock, check_settings, LOCK_NAME)
 
 # %% auto #0
 __all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'resolve', 'run_dir', 'weights_note', 'claim',
@@ -57,6 +58,11 @@ class DemoConfig:
     probe_iters: int | None = None      # linear-probe steps
     feature_long_side: int | None = None # long side of the backbone's input (None: 224 on CPU, 0 = as they are on GPU)
     seed: int = 0
+
+    def __post_init__(self):  # checked where made; `None` (chosen for the device) is not checked
+        check_settings(self, train_scenes=(">=", 1), val_scenes=(">=", 1), views=(">=", 8), width=(">=", 16),
+                       height=(">=", 16), lift_iterations=(">=", 1), finetune_epochs=(">=", 1),
+                       finetune_lr=(">", 0), probe_iters=(">=", 1), feature_long_side=(">=", 0))
 
 def cpu_backbone() -> str:
     "The CPU demo's model: the proxy made by `fit3d.pretrain` if its weights are installed, else the random tiny ViT."
@@ -101,23 +107,40 @@ def weights_note(backbone: str, pretrained: bool, checkpoint: str = "",
             else f"{backbone}: random initialisation (--pretrained false)")
 
 # %% ../nbs/12_demo.ipynb #e1f0a9b3
-def claim(folder,            # the folder an artifact is made in
-          record: dict,      # `fit3d.store.provenance(...)` of what it is made from
-          what: str,         # what it is, for messages
-          log=print) -> Path:
-    "Make `folder` the home of an artifact made from `record`; a folder made from other inputs is cleared first."
+def claim(folder,              # the folder an artifact is made in
+          record: dict,        # `fit3d.store.provenance(...)` of what it is made from
+          what: str,           # what it is, for messages
+          log=print,
+          owned: tuple = (),   # names of the files fit3d writes there: the only ones ever removed
+          overwrite: bool = False, # replace an artifact made from other inputs (False: refuse it)
+         ) -> Path:
+    "Make `folder` the home of an artifact made from `record`; one made from other inputs is refused, or replaced."
     folder = Path(folder); rec = folder / "provenance.json"
-    if folder.exists() and any(folder.iterdir()):
-        saved = read_json(rec, "provenance record") if rec.exists() else None
-        if check_provenance(folder, saved, record, "recompute", what, log): return folder
-        shutil.rmtree(folder)
+    ours = set(owned) | {rec.name}
+    mine = sorted(n for n in ours if (folder / n).exists())
+    if mine:
+        try: saved = read_json(rec, "provenance record") if rec.exists() else None
+        except SceneError: saved = None   # unreadable: it can say nothing about what made the files
+        if check_provenance(folder, saved, record, "recompute", what, log=None): return folder
+        why = differences(saved if isinstance(saved, dict) else None, record)
+        if not overwrite:
+            raise ArtifactError(folder, f"{what} here was made from other inputs ({why}); pass --overwrite to "
+                                        "replace it (only the files fit3d wrote there are removed), or write elsewhere")
+        for n in ours: (folder / n).unlink(missing_ok=True)
+        log(f"{folder}: {what} was made from other inputs ({why}); replacing {', '.join(mine)}")
+    for n in ours:   # half-written files of killed runs
+        for t in stale_temps(folder / n): t.unlink(missing_ok=True)
+    if folder.is_dir() and (other := sorted(p.name for p in folder.iterdir() if p.name not in ours | {LOCK_NAME}
+                                            and not p.name.endswith(".tmp"))):
+        log(f"{folder}: keeping {', '.join(other)} (not written by fit3d)")
     folder.mkdir(parents=True, exist_ok=True)
     write_json(rec, record)
     return folder
 
 def _matches(folder: Path, record: dict) -> bool:
     rec = Path(folder) / "provenance.json"
-    return rec.exists() and read_json(rec, "provenance record").get("key") == record["key"]
+    try: return rec.exists() and read_json(rec, "provenance record").get("key") == record["key"]
+    except (SceneError, AttributeError): return False
 
 # %% ../nbs/12_demo.ipynb #3f6c8d21
 def lift_stage_record(scene: Scene,  # the scene as read (cameras; its files are not needed)
@@ -151,33 +174,38 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
                downscale: float = 1.0,       # images read downscaled by this factor
                name: str | None = None,      # the backbone name the targets record (the one `load_backbone` takes)
                callback=None,                # passed to `lift` (e.g. a `fit3d.viewer.LiveViewer`)
-               log=print) -> list[Path]:
+               log=print,
+               overwrite: bool = False,      # replace lifts made from other inputs (False: refuse them, naming why)
+              ) -> list[Path]:
     "Stage I and its Stage II targets for this rank's share of the scenes; a scene is reused if its record matches."
-    from fit3d.lift import lift_scenes, write_targets_for, load_lifted, rank_and_world
+    from fit3d.lift import lift_scenes, write_targets_for, load_lifted, rank_and_world, LIFT_FILES
     root, (rank, world) = Path(root), rank_and_world()
     wdig, scenes = weights_digest(backbone), {}
     names = [read_scene(p, check_files=False).name for p in scene_paths]
     if len(set(names)) != len(names):  # checked before any folder is claimed: one scene must never clear another's
         dup = sorted({n for n in names if names.count(n) > 1})
         raise SceneError(root / "lift", f"scenes share the names {dup}: each needs its own folder (rename one of them)")
-    for p in list(scene_paths)[rank::world]:  # each rank claims the scenes `lift_scenes` gives it
-        scene = read_scene(p, check_files=False)
-        rec = lift_stage_record(scene, backbone, cfg, long_side, downscale, wdig)
-        target = root / "targets" / f"{scene.name}.safetensors"
-        folder = root / "lift" / scene.name
-        if not _matches(folder, rec): target.unlink(missing_ok=True)  # made from a lift that is about to be redone
-        claim(folder, rec, f"lifted scene {scene.name}", log)
-        scenes[scene.name] = p
-    def on_done(scene, lifted, folder):
-        write_targets_for(lifted, scene, features_fn(scene), root / "targets" / f"{scene.name}.safetensors",
-                          name or backbone.name, backbone.patch_size, scale=cfg.render_scale, device=device,
-                          weights=weights_digest(getattr(backbone, "model", backbone)))  # as Stage II hashes it
-    done = lift_scenes(list(scene_paths), root / "lift", features_fn, cfg, device=device, on_done=on_done,
-                       downscale=downscale, callback=callback)
-    for d in done:  # a lift reused whose targets were deleted: render them again
-        if not (root / "targets" / f"{d.name}.safetensors").exists():
-            scene = read_scene(scenes[d.name]); scene = scene.downscaled(downscale) if downscale != 1 else scene
-            on_done(scene, load_lifted(d, device=device), d)
+    with ExitStack() as held:
+        for p in list(scene_paths)[rank::world]:  # each rank claims the scenes `lift_scenes` gives it
+            scene = read_scene(p, check_files=False)
+            what = f"lifted scene {scene.name}"
+            folder = held.enter_context(folder_lock(root / "lift" / scene.name, what, log))  # until this call ends
+            rec = lift_stage_record(scene, backbone, cfg, long_side, downscale, wdig)
+            same = _matches(folder, rec)
+            claim(folder, rec, what, log, LIFT_FILES, overwrite)      # refused, or replaced when asked
+            if not same:  # made from the lift that is being replaced
+                (root / "targets" / f"{scene.name}.safetensors").unlink(missing_ok=True)
+            scenes[scene.name] = p
+        def on_done(scene, lifted, folder):   # after the lift is saved: targets never outlive an unfinished lift
+            write_targets_for(lifted, scene, features_fn(scene), root / "targets" / f"{scene.name}.safetensors",
+                              name or backbone.name, backbone.patch_size, scale=cfg.render_scale, device=device,
+                              weights=weights_digest(getattr(backbone, "model", backbone)))  # as Stage II hashes it
+        done = lift_scenes(list(scene_paths), root / "lift", features_fn, cfg, device=device, on_done=on_done,
+                           downscale=downscale, callback=callback, overwrite=overwrite)
+        for d in done:  # a lift reused whose targets were deleted (or never written): render them again
+            if not (root / "targets" / f"{d.name}.safetensors").exists():
+                scene = read_scene(scenes[d.name]); scene = scene.downscaled(downscale) if downscale != 1 else scene
+                on_done(scene, load_lifted(d, device=device), d)
     return done
 
 # settings of `FinetuneConfig` that do not change the weights it makes
@@ -189,9 +217,10 @@ def finetune_stage(root,            # the run folder: reads root/targets/, write
                    backbone,        # the `Backbone` fine-tuning starts from (its weights are part of the record)
                    log=print,
                    out=None,        # the folder of the weights (None: root/finetune; one per seed, say)
+                   overwrite: bool = False, # replace weights made from other inputs (False: refuse them, naming why)
                   ) -> Path:
     "Stage II on every target under root/targets, reused only if made from the same targets, weights and settings."
-    from fit3d.finetune import finetune
+    from fit3d.finetune import finetune, FINETUNE_FILES
     from fit3d.lift import rank_and_world
     root = Path(root); files = sorted((root / "targets").glob("*.safetensors"))
     if not files: raise FileNotFoundError(f"{root / 'targets'}: no Stage II targets (run Stage I first)")
@@ -199,10 +228,11 @@ def finetune_stage(root,            # the run folder: reads root/targets/, write
     cfg = replace(cfg, targets=(str(root / "targets"),), out=str(out))
     rec = provenance(stage="finetune", start=weights_digest(backbone), targets=files_digest(files),
                      config={k: v for k, v in asdict(cfg).items() if k not in _FINETUNE_LOGISTICS})
-    weights = out / "finetuned.safetensors"
-    if rank_and_world()[0] == 0: claim(out, rec, "fine-tuned weights", log)
-    _barrier()
-    return weights if weights.exists() and _matches(out, rec) else Path(finetune(cfg))
+    weights, first = out / "finetuned.safetensors", rank_and_world()[0] == 0
+    with folder_lock(out, "fine-tuning run", log) if first else nullcontext():   # rank 0 writes the folder
+        if first: claim(out, rec, "fine-tuned weights", log, FINETUNE_FILES, overwrite)
+        _barrier()
+        return weights if weights.exists() and _matches(out, rec) else Path(finetune(cfg))
 
 def _barrier():
     "Wait for every process of a `torchrun` job (nothing to wait for when run alone)."
@@ -552,13 +582,13 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         preset = LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny
         lcfg = preset(iterations=cfg.lift_iterations, seed=cfg.seed)
         lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls,
-                                 name=cfg.backbone, log=con.print)
+                                 name=cfg.backbone, log=con.print, overwrite=True)   # the demo's own folder
 
         stage("4/6 fine-tune (Stage II)")
         fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
                               epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
                               num_workers=0 if device.type == "cpu" else 4, device=str(device))
-        weights = finetune_stage(root, fcfg, bb, log=con.print)
+        weights = finetune_stage(root, fcfg, bb, log=con.print, overwrite=True)
         fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
         models = compare_models(bb, fine)
 

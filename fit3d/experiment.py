@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 
 from .formats import read_scene
-from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest
+from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest, check_settings
 from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
@@ -79,6 +79,12 @@ class ExperimentConfig:
     smoke: bool = False                 # CPU-sized: each setting left at its default takes its `SMOKE` value
     candidates: tuple[str, ...] = ()    # Stage II candidates, chosen on the validation rooms: NAME or NAME:KEY=VALUE,...
     select_seed: int = 0                # the seed of the candidates' runs on the validation rooms
+
+    def __post_init__(self):  # checked where made (the variants' names by their `Literal` type)
+        check_settings(self, train_scenes=(">=", 1), val_scenes=(">=", 0), test_scenes=(">=", 1), views=(">=", 8),
+                       width=(">=", 16), height=(">=", 16), feature_long_side=(">=", 0), lift_iterations=(">=", 1),
+                       lift_views_per_step=(">=", 1), reference_iterations=(">=", 1), lift_workers=(">=", 1),
+                       finetune_epochs=(">=", 1), finetune_lr=(">", 0), probe_iters=(">=", 1), max_seconds=(">", 0))
 
 SMOKE = dict(backbone="fit3d_tiny", train_scenes=2, val_scenes=1, test_scenes=1, views=8, width=96, height=72,
              lift_iterations=40, reference_iterations=40, seeds=(0,), finetune_epochs=2, probe_iters=60)  # a few minutes on two CPU cores
@@ -226,7 +232,7 @@ def lift_worker(spec_path) -> None:
     bb = _backbone(cfg)
     lift_stage(spec["scenes"], Path(cfg.out) / spec["variant"], bb, _features(cfg, bb),
                lift_config(spec["variant"], cfg), torch.device(cfg.device), long_side=cfg.feature_long_side or None,
-               name=cfg.backbone)
+               name=cfg.backbone, overwrite=True)   # the experiment's own folder: a changed setting recomputes
     print(f"Stage I worker {rank} of {world}: done")
 
 def lift_variant(cfg: ExperimentConfig, variant: Variant,
@@ -243,7 +249,7 @@ def lift_variant(cfg: ExperimentConfig, variant: Variant,
         spawn_lift_workers(dict(config=cfg, variant=variant, scenes=[str(p) for p in todo]), root / "workers",
                            min(cfg.lift_workers, len(todo)), done)
     return lift_stage(scenes, root, backbone, _features(cfg, backbone), lc, torch.device(cfg.device), long_side=ls,
-                      name=cfg.backbone, log=log)
+                      name=cfg.backbone, log=log, overwrite=True)
 
 # %% ../nbs/18_experiment.ipynb #cfa5b6c7
 def probe_data(cfg: ExperimentConfig,
@@ -272,7 +278,7 @@ def seed_rows(cfg: ExperimentConfig, variant: Variant, seed: int,
                           epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=seed,
                           num_workers=0 if dev.type == "cpu" else 4, device=str(dev))
     fcfg = replace(fcfg, **(stage2 or {}))
-    weights = finetune_stage(root, fcfg, backbone, log=log, out=here / "finetune")
+    weights = finetune_stage(root, fcfg, backbone, log=log, out=here / "finetune", overwrite=True)
     fine, times = _backbone(cfg, weights), dict(finetune=time.perf_counter() - t)
     models = compare_models(backbone, fine)
     key = dict(backbone=backbone.name, weights=weights_digest(backbone),

@@ -27,6 +27,7 @@ Docs: https://fit3d.github.io/fit3d/finetune.html.md"""
 # %% ../nbs/06_finetune.ipynb #d30ca6b1
 from __future__ import annotations
 import copy, hashlib, json, os, time
+from contextlib import ExitStack
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Literal
@@ -46,14 +47,14 @@ from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_s
 from .tune import TUNE, WHERE, tuned_parameters, add_lora, plain_state_dict, EMA, keep_weights
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
-                         check_finite)
+                         check_finite, check_finite_state, check_settings, folder_lock)
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
-           'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
-           'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer',
-           'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune',
-           'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
+__all__ = ['RESAMPLE', 'MASKS', 'FINETUNE_FILES', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views',
+           'target_record', 'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets',
+           'TargetViews', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
+           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
+           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -410,6 +411,7 @@ def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): im
                original: nn.Module | None = None, # the frozen original model: with `preserve`, its features on
                                        # the same images are a second target, weighted by batch["keep"]
                preserve: float = 0.0,  # the weight of that feature-preservation term (0: off, the paper)
+               before_update=None,     # called with the loss before the weights change (a checkpoint of them)
               ) -> tuple[torch.Tensor, torch.Tensor]: # (this process' loss, gradient norm before clipping), on device
     "One AdamW step of masked L1 between the model's dense features and the targets (plus the preservation term)."
     img, tgt, m = batch["image"], batch["target"], batch["mask"]
@@ -422,6 +424,7 @@ def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): im
     if work is not None: work.wait(); den = den / world   # DDP averages gradients over processes
     loss = masked_l1(pred.float(), tgt, m, den)
     if preserve: loss = loss + preserve * masked_l1(pred.float(), ref.float(), batch["keep"])   # a per-process mean
+    if before_update is not None: before_update(loss)
     opt.zero_grad(set_to_none=True)
     (scaler.scale(loss) if scaler else loss).backward()
     if scaler: scaler.unscale_(opt)
@@ -470,8 +473,15 @@ class FinetuneConfig:
     preserve_where: Literal["everywhere", "unreliable"] = "everywhere" # where that term acts: everywhere, or by 1 - rendered alpha
     ema: float = 0.0               # decay of a moving average of the tuned weights, exported instead of them (0: off)
 
+    def __post_init__(self):  # checked where made: `--epochs 0` wrote the untrained weights, `--batch-size 0` divided by 0
+        check_settings(self, epochs=(">=", 1), batch_size=(">=", 1), lr=(">", 0), weight_decay=(">=", 0),
+                       clip=(">=", 0), warmup_steps=(">=", 0), flip=(">=", 0, "<=", 1), render_scale=(">", 0),
+                       save_every=(">=", 0), max_steps=(">=", 0), num_workers=(">=", 0), log_every=(">=", 1))
+
 # settings that change the result: a checkpoint made with other values cannot be resumed. `epochs` and `max_steps`
 # may grow: the order of an epoch depends only on (seed, epoch), so a longer run continues the shorter one exactly.
+FINETUNE_FILES = ("checkpoint.pt", "log.jsonl", "config.json", "finetuned.safetensors")  # what a run writes in `out`
+
 _SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "clip", "warmup_steps", "flip",
          "seed", "amp", "mask", "resample", "render_scale")
 # the options beyond the paper change the result too; they enter a record only when set, so that the records of
@@ -576,6 +586,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
             ) -> Path:                         # `<out>/finetuned.safetensors`, a timm state dict
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
     rank, world, device, own = setup_process(cfg.device)
+    held = ExitStack()
     try:
         if data is None and bool(cfg.targets) == bool(cfg.lifted):
             raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
@@ -583,6 +594,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         name = cfg.backbone or (data.backbone if data is not None else "")
         if not name: raise ValueError("--backbone is needed with --lifted")
         out, amp = Path(cfg.out), amp_dtype(cfg.amp, device)
+        if rank == 0: held.enter_context(folder_lock(out, "fine-tuning run"))   # one run writes `out` at a time
         conf = asdict(cfg) | dict(backbone=name, amp=str(amp))
         torch.manual_seed(cfg.seed)
         bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
@@ -608,7 +620,8 @@ def finetune(cfg: FinetuneConfig,             # the settings
             raise ValueError(f"{len(data)} training views are fewer than the batch size {cfg.batch_size}")
         total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
         step, ck_path = 0, out / "checkpoint.pt"
-        if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint")) is not None:
+        hint = "use another --out, or --no-resume to start this run over"
+        if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint", hint=hint)) is not None:
             bb.model.load_state_dict(st["model"]); opt.load_state_dict(st["optimizer"]); step = st["step"]
             if scaler and st.get("scaler"): scaler.load_state_dict(st["scaler"])
             if ema is not None: ema.load_state_dict(st["ema"])
@@ -624,10 +637,16 @@ def finetune(cfg: FinetuneConfig,             # the settings
                 raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
                                                f"stopped before writing; the last good checkpoint {ck_path} is kept")
             return v
-        def save(): save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=step,
-                                                  scaler=scaler.state_dict() if scaler else None,
-                                                  ema=ema.state_dict() if ema else None,
-                                                  rng=torch.get_rng_state()), record)
+        def save(at: int, rng):   # only weights whose loss was found finite, each of them finite
+            check_finite_state(bb.model.state_dict(), f"fine-tuning {out} step {at}", ck_path)
+            save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=at,
+                                          scaler=scaler.state_dict() if scaler else None,
+                                          ema=ema.state_dict() if ema else None, rng=rng), record)
+        pending = None   # (step, RNG state) of a checkpoint due: written in the next step, once its loss is known
+        def write_pending(loss):
+            nonlocal pending
+            if pending is None: return
+            check_finite(loss, f"fine-tuning {out} step {pending[0]}", ck_path); save(*pending); pending = None
         bar = tqdm(total=total, initial=step, disable=rank != 0 or not cfg.progress, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), step
         while step < total:
@@ -640,7 +659,8 @@ def finetune(cfg: FinetuneConfig,             # the settings
                     g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
                 b = data.to_device(batch, device)
                 if cfg.preserve: b["keep"] = keep_weights(b, cfg.preserve_where)
-                loss, gn = train_step(model, b, opt, cfg.clip, amp, scaler, world, original, cfg.preserve)
+                loss, gn = train_step(model, b, opt, cfg.clip, amp, scaler, world, original, cfg.preserve,
+                                      before_update=write_pending if rank == 0 else None)
                 if ema is not None: ema.update()
                 bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
                 log = step % cfg.log_every == 0 or step == total
@@ -651,17 +671,19 @@ def finetune(cfg: FinetuneConfig,             # the settings
                     if rank == 0 and log:
                         _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"],
                              images_per_s=ips)
-                    if rank == 0 and ck: save()
+                    if rank == 0 and ck: pending = (step, torch.get_rng_state())
                 bar.update(1)
                 if callback: callback(step, loss)
                 if step >= total: break
         bar.close()
         if rank == 0:   # a plain timm state dict: the average if there is one, LoRA merged into its layers
-            save(); export_weights(bb.model, out / "finetuned.safetensors", record, name, step,
-                                   plain_state_dict(bb.model, ema.shadow if ema else None))
+            save(step, torch.get_rng_state())
+            export_weights(bb.model, out / "finetuned.safetensors", record, name, step,
+                           plain_state_dict(bb.model, ema.shadow if ema else None))
         if world > 1: dist.barrier()
         return out / "finetuned.safetensors"
     finally:
+        held.close()
         if own: dist.destroy_process_group()
 
 # %% ../nbs/06_finetune.ipynb #070867f9

@@ -72,6 +72,12 @@ class ProbeConfig:
     device: str = "auto"            # "cuda", "cpu" or "auto" (CUDA when available)
     progress: bool = True           # show a tqdm bar with the running loss
 
+    def __post_init__(self):  # checked where made (fit3d.store.check_settings), naming the flag
+        from fit3d.store import check_settings
+        check_settings(self, iters=(">=", 1), batch_size=(">=", 1), lr=(">", 0), weight_decay=(">=", 0),
+                       schedule={"poly", "cosine"}, warmup=(">=", 0, "<", 1), warmup_ratio=(">", 0, "<=", 1),
+                       grad_clip=(">", 0))
+
 @dataclass
 class DepthProbeConfig(ProbeConfig):
     "Depth-probe settings; defaults are the DINOv2/FiT3D linear depth protocol (indoor: max depth 10 m)."
@@ -92,6 +98,15 @@ class DepthProbeConfig(ProbeConfig):
     grad_loss: float = 0.0          # weight of a working gradient loss (the reference's 0.5 x GradientLoss is 0)
     onecycle_momentum: bool = True  # the reference's momentum_config = dict(policy="OneCycle")
     sig_warmup: int = 100           # first steps of SigLoss use only its mean term
+
+    def __post_init__(self):
+        from fit3d.store import check_settings, SettingError
+        super().__post_init__()
+        check_settings(self, head={"bins", "regression"}, n_bins=(">=", 2), bins_norm={"linear", "softmax"},
+                       min_depth=(">", 0), max_depth=(">", 0), upsample=(">=", 1), grad_loss=(">=", 0),
+                       sig_warmup=(">=", 0))
+        if self.min_depth >= self.max_depth:
+            raise SettingError(f"--min-depth ({self.min_depth}) must be below --max-depth ({self.max_depth})")
 
 # %% ../nbs/07_probe.ipynb #446acdc1
 def lr_factor(step: int,          # 0-based optimisation step
