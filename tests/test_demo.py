@@ -84,6 +84,7 @@ def test_gpu_choice_falls_back_to_the_proxy(monkeypatch, tmp_path):
     from fit3d.demo import DemoConfig, demo_backbone, resolve
     from fit3d.features import WeightsUnavailable, weights_dir
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FIT3D_CACHE", str(tmp_path / "cache"))        # nor in fit3d's cache (the PyPI wheel's)
     cfg = replace(resolve(DemoConfig(device="cpu")), backbone="dinov2_small", finetune_lr=1e-5)
     said = []
     bb, used = demo_backbone(cfg, (True, True), "cpu", log=said.append)   # the largest proxy, at the official rate
@@ -139,6 +140,7 @@ def test_report_names_the_model_the_proxy_stood_in_for(monkeypatch, tmp_path):
     "The automatic choice's weights cannot load: the report says which proxy ran, and instead of what."
     import fit3d.demo as demo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FIT3D_CACHE", str(tmp_path / "cache"))        # nor in fit3d's cache (the PyPI wheel's)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(demo, "cpu_backbone", lambda: "dinov2_small")   # as on a GPU: DINOv2 first
     monkeypatch.setattr(demo, "proxy_backbone", lambda: "fit3d_tiny")
