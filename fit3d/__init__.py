@@ -37,6 +37,7 @@ Modules:
 - `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
 - `fit3d.rooms`: Seeded procedural indoor rooms: fifteen classes, their materials, furniture made of primitives, layouts and lights.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
+- `fit3d.sevenscenes`: A reader for Microsoft's 7-Scenes release layout (colour, 16-bit depth in millimetres, camera-to-world poses), with the depth resampled onto the colour camera; and the real posed photographs that the source archive of kapture 1.1.12 carries, fetched at run time.
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
 - `fit3d.synthetic`: Synthetic rooms photographed along a handheld walk or from anywhere, ray-cast into posed RGB, metric depth, semantic and instance maps, and written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
