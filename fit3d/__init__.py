@@ -34,6 +34,7 @@ Modules:
 - `fit3d.protocol`: The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
 - `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
 - `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch on a CPU or a GPU: colour, z-depth, class and instance per pixel.
+- `fit3d.real_data`: Real DINOv2 ViT-S/14 on real data, on a CPU: a château photographed from a drone, lifted into feature Gaussians; and what 3D-aware fine-tuning on synthetic rooms does to DINOv2's features of real photographs.
 - `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
 - `fit3d.rooms`: Seeded procedural indoor rooms: fifteen classes, their materials, furniture made of primitives, layouts and lights.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
