@@ -347,8 +347,17 @@ def read_scene(path, **kw) -> Scene:
     for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json",
                  "dslr/nerfstudio/transforms_undistorted.json", "transforms_train.json", "transforms.json"):
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
-    for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
-        if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
+    model = lambda c: c.is_dir() and any((c / f"cameras.{e}").exists() for e in ("txt", "bin"))
+    found = [c for c in (path, path / "sparse" / "0", path / "sparse", path / "colmap") if model(c)][:1]
+    if not found and path.is_dir():   # a project whose model sits in another sub-folder (`reconstruction/`, `sparse/1`)
+        found = sorted(c for c in [*path.iterdir(), *(path / "sparse").glob("*")] if model(c))
+        if len(found) > 1:
+            names = ", ".join(str(c.relative_to(path)) for c in found)
+            raise SceneError(path, f"holds {len(found)} COLMAP models ({names}): point at one of them")
+    if found:
+        scene = read_colmap(found[0], **kw)
+        if found[0] != path: scene.name = colmap_scene_name(path)   # the project's name, not `reconstruction`'s
+        return scene
     n = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else 0
     if n:
         raise SceneError(path,
