@@ -355,6 +355,8 @@ def read_scene(path, **kw) -> Scene:
             names = ", ".join(str(c.relative_to(path)) for c in found)
             raise SceneError(path, f"holds {len(found)} COLMAP models ({names}): point at one of them")
     if found:
+        if found[0].parent == path and "images_dir" not in kw and (path / "images").is_dir():
+            kw = kw | dict(images_dir=path / "images")   # the project's images, beside its model's folder
         scene = read_colmap(found[0], **kw)
         if found[0] != path: scene.name = colmap_scene_name(path)   # the project's name, not `reconstruction`'s
         return scene
