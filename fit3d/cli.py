@@ -115,8 +115,8 @@ class LiftArgs:
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
     overwrite: bool = False             # lift again a scene lifted (or begun) with other settings or inputs (else: refused)
-    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])  # the preset (default: the official
-                                        # recipe), then any LiftConfig field as a flag
+    # the Stage I preset (default: the official recipe), then any LiftConfig field as a flag
+    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])
 
     def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
