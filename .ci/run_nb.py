@@ -51,4 +51,4 @@ if __name__ == "__main__":
     a = ap.parse_args()
     for p in a.notebooks:
         print(f"{p}: {run(p, set(a.flags)):.0f} s", flush=True)
-    subprocess.run(["nbdev-clean", "--fname", *map(str, a.notebooks)], check=True)
+    for p in a.notebooks: subprocess.run(["nbdev-clean", "--fname", str(p)], check=True)  # one name per call

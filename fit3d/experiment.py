@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 
 from .formats import read_scene
-from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest
+from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest, check_settings
 from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
@@ -38,10 +38,11 @@ from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_mo
 from .protocol import paper_numbers, COLUMNS, _metric, control_check
 
 # %% auto #0
-__all__ = ['Variant', 'VARIANTS', 'SMOKE', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve', 'config_from', 'lift_config',
-           'scaled_schedule', 'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'seed_rows',
-           'mean_std', 'aggregate', 'paper_gain', 'seed_controls', 'experiment_table', 'experiment_figure',
-           'unit_seconds', 'timed_units', 'seconds_needed', 'aside_path', 'adopt_recorded', 'run_experiment', 'main']
+__all__ = ['Variant', 'VARIANTS', 'SMOKE', 'VALIDATION_STREAM', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve',
+           'config_from', 'validation_rooms', 'make_rooms', 'room_seed', 'lift_config', 'scaled_schedule',
+           'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'probe_data', 'seed_rows', 'mean_std',
+           'aggregate', 'paper_gain', 'seed_controls', 'experiment_table', 'experiment_figure', 'unit_seconds',
+           'timed_units', 'seconds_needed', 'aside_path', 'adopt_recorded', 'run_experiment', 'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -57,8 +58,9 @@ class ExperimentConfig:
     pretrained: bool = True             # load its weights (the proxies: from `fit3d.features.weights_dir()`)
     checkpoint: str = ""                # or a local weights file
     device: str = "auto"                # "auto": CUDA if available
-    train_scenes: int = 24              # rooms lifted and fine-tuned on
-    val_scenes: int = 6                 # held-out rooms: probe evaluation and correspondence
+    train_scenes: int = 24              # training rooms: Stage I, Stage II and the probes' training set
+    val_scenes: int = 6                 # validation rooms: every choice (of a Stage II candidate) is made on them
+    test_scenes: int = 6                # test rooms, held out: the reported numbers, and no choice looks at them
     views: int = 32                     # views per room
     width: int = 224                    # image width of the benchmark
     height: int = 168                   # image height
@@ -75,15 +77,26 @@ class ExperimentConfig:
     max_seconds: float | None = None    # time box: no unit starts that would end past this many seconds, by the
                                         # longest unit of its kind timed so far in this folder (None: no limit)
     smoke: bool = False                 # CPU-sized: each setting left at its default takes its `SMOKE` value
+    candidates: tuple[str, ...] = ()    # Stage II candidates, chosen on the validation rooms: NAME or NAME:KEY=VALUE,...
+    select_seed: int = 0                # the seed of the candidates' runs on the validation rooms
 
-SMOKE = dict(backbone="fit3d_tiny", train_scenes=2, val_scenes=1, views=8, width=96, height=72, lift_iterations=40,
-             reference_iterations=40, seeds=(0,), finetune_epochs=2)  # a few minutes on two CPU cores
+    def __post_init__(self):  # checked where made (the variants' names by their `Literal` type)
+        check_settings(self, train_scenes=(">=", 1), val_scenes=(">=", 0), test_scenes=(">=", 1), views=(">=", 8),
+                       width=(">=", 16), height=(">=", 16), feature_long_side=(">=", 0), lift_iterations=(">=", 1),
+                       lift_views_per_step=(">=", 1), reference_iterations=(">=", 1), lift_workers=(">=", 1),
+                       finetune_epochs=(">=", 1), finetune_lr=(">", 0), probe_iters=(">=", 1), max_seconds=(">", 0))
+
+SMOKE = dict(backbone="fit3d_tiny", train_scenes=2, val_scenes=1, test_scenes=1, views=8, width=96, height=72,
+             lift_iterations=40, reference_iterations=40, seeds=(0,), finetune_epochs=2)  # a few minutes on two CPU cores
 
 def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     "Fill in the device and the number of Stage I workers (and the smoke sizes, if asked); check the variants."
     if cfg.smoke:
         default = {f.name: f.default for f in fields(ExperimentConfig)}
         cfg = replace(cfg, **{k: v for k, v in SMOKE.items() if getattr(cfg, k) == default[k]})
+    if cfg.train_scenes < 1 or cfg.test_scenes < 1 or cfg.val_scenes < 0:
+        raise ValueError(f"{cfg.train_scenes} training, {cfg.val_scenes} validation and {cfg.test_scenes} test rooms: "
+                         "the experiment needs at least one training and one test room")
     bad = [v for v in cfg.variants if v not in VARIANTS]
     if bad or not cfg.variants or not cfg.seeds:
         raise ValueError(f"variants {list(cfg.variants)} and seeds {list(cfg.seeds)}: name at least one seed and "
@@ -94,9 +107,38 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
                    seeds=tuple(int(s) for s in cfg.seeds))
 
 def config_from(d: dict) -> ExperimentConfig:
-    "An `ExperimentConfig` from its JSON (as `experiment.json` and the Stage I workers' spec hold it)."
+    "An `ExperimentConfig` from its JSON (as `experiment.json` and the Stage I workers' spec hold it), old ones too."
     names = {f.name for f in fields(ExperimentConfig)}
+    if "test_scenes" not in d:   # made before the three-way split: its `val_scenes` were the test rooms, and it had
+        d = d | dict(test_scenes=d.get("val_scenes", ExperimentConfig.test_scenes), val_scenes=0)  # no validation
     return ExperimentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+
+# %% ../nbs/18_experiment.ipynb #fe7dda96
+VALIDATION_STREAM = 2   # the validation rooms' stream of room seeds (`make_benchmark`'s: 0 training, 1 held out)
+
+def validation_rooms(cfg: ExperimentConfig) -> list[Path]:
+    "Make (or keep) the validation rooms, a synthetic benchmark of their own: `<data>/validation/valid_000`, ..."
+    from fit3d.synthetic import make_scene, CLASSES
+    root, main = Path(cfg.data) / "validation", read_json(Path(cfg.data) / "benchmark.json", "benchmark list")
+    paths = [root / f"valid_{k:03d}" for k in range(cfg.val_scenes)]
+    for k, path in enumerate(paths):   # seeded as `make_benchmark` seeds its rooms, from a stream of their own
+        seed = int(np.random.SeedSequence([main["seed"], VALIDATION_STREAM, k]).generate_state(1)[0])
+        make_scene(path, seed, cfg.views, cfg.width, cfg.height, main["n_test"], device=cfg.device, overwrite=False)
+    write_json(root / "benchmark.json", dict(train=[], val=[p.name for p in paths], classes=CLASSES,
+               n_views=cfg.views, width=cfg.width, height=cfg.height, n_test=main["n_test"], seed=main["seed"],
+               stream=VALIDATION_STREAM))   # read by `fit3d.datasets.synthetic(root, "val")`
+    return paths
+
+def make_rooms(cfg: ExperimentConfig) -> dict:
+    "The three kinds of rooms, made where missing: dict(train=, validation=, test=) lists of scene folders."
+    from fit3d.synthetic import make_benchmark
+    bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.test_scenes, n_views=cfg.views,
+                           width=cfg.width, height=cfg.height, seed=0, device=cfg.device)
+    return dict(train=bench["train"], validation=validation_rooms(cfg), test=bench["val"])
+
+def room_seed(path) -> int:
+    "The seed a synthetic room was made from (its `synthetic.json`): two rooms of one seed are one room."
+    return int(read_json(Path(path) / "synthetic.json", "synthetic room settings")["seed"])
 
 # %% ../nbs/18_experiment.ipynb #c9fab0c1
 def lift_config(variant: Variant,       # "fast", "coupled" or "reference"
@@ -190,7 +232,7 @@ def lift_worker(spec_path) -> None:
     bb = _backbone(cfg)
     lift_stage(spec["scenes"], Path(cfg.out) / spec["variant"], bb, _features(cfg, bb),
                lift_config(spec["variant"], cfg), torch.device(cfg.device), long_side=cfg.feature_long_side or None,
-               name=cfg.backbone)
+               name=cfg.backbone, overwrite=True)   # the experiment's own folder: a changed setting recomputes
     print(f"Stage I worker {rank} of {world}: done")
 
 def lift_variant(cfg: ExperimentConfig, variant: Variant,
@@ -207,31 +249,49 @@ def lift_variant(cfg: ExperimentConfig, variant: Variant,
         spawn_lift_workers(dict(config=cfg, variant=variant, scenes=[str(p) for p in todo]), root / "workers",
                            min(cfg.lift_workers, len(todo)), done)
     return lift_stage(scenes, root, backbone, _features(cfg, backbone), lc, torch.device(cfg.device), long_side=ls,
-                      name=cfg.backbone, log=log)
+                      name=cfg.backbone, log=log, overwrite=True)
 
 # %% ../nbs/18_experiment.ipynb #cfa5b6c7
+def probe_data(cfg: ExperimentConfig,
+               rooms: str = "test",   # "test": the test rooms; "validation": the validation rooms
+              ):                      # what `fit3d.demo.probe_models` takes as its `data`
+    "The probes' data: trained on the training rooms, measured on the test rooms (the benchmark) or the validation rooms."
+    if rooms == "test": return cfg.data
+    if rooms != "validation": raise ValueError(f"rooms must be 'test' or 'validation', not {rooms!r}")
+    from fit3d.datasets import DATASETS, synthetic
+    root = Path(cfg.data) / "validation"   # `validation_rooms`' benchmark: the same reader, other rooms
+    names = read_json(root / "benchmark.json", "validation rooms")["val"]
+    return DATASETS["synthetic"].splits(cfg.data) | dict(val=synthetic(root, "val"), scenes=[root / n for n in names])
+
 def seed_rows(cfg: ExperimentConfig, variant: Variant, seed: int,
               backbone,         # the original `Backbone`
-              log=print) -> tuple[dict, dict]:
+              log=print,
+              stage2: dict | None = None, # `FinetuneConfig` settings of a Stage II candidate (`fit3d.beyond`)
+              name: str = "",   # the candidate's folder, `<variant>/<name>/seed<k>/` ("": the paper's recipe's)
+              rooms: str = "test", # the rooms the probes are measured on: "test" or "validation"
+             ) -> tuple[dict, dict]:
     "Stage II of a variant with one seed, then the probes: ({row: {group: {metric: value}}}, seconds per part)."
     from fit3d.finetune import FinetuneConfig
     dev, out, t = torch.device(cfg.device), Path(cfg.out), time.perf_counter()
-    root, here = out / variant, out / variant / f"seed{seed}"
+    root, here = out / variant, out / variant / name / f"seed{seed}"
     fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
                           epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=seed,
                           num_workers=0 if dev.type == "cpu" else 4, device=str(dev))
-    weights = finetune_stage(root, fcfg, backbone, log=log, out=here / "finetune")
+    fcfg = replace(fcfg, **(stage2 or {}))
+    weights = finetune_stage(root, fcfg, backbone, log=log, out=here / "finetune", overwrite=True)
     fine, times = _backbone(cfg, weights), dict(finetune=time.perf_counter() - t)
     models = compare_models(backbone, fine)
     key = dict(backbone=backbone.name, weights=weights_digest(backbone),
                benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
+    data, tag = probe_data(cfg, rooms), "" if rooms == "test" else f"{rooms}-"   # test: as before the split
+    if rooms != "test": key |= dict(rooms=read_json(Path(cfg.data) / rooms / "benchmark.json", "validation rooms"))
     def probe(rows, cache, key):
         t = time.perf_counter()
-        r = probe_models({k: models[k] for k in rows}, cfg.data, cfg.probe_iters, dev, cache=cache, key=key,
+        r = probe_models({k: models[k] for k in rows}, data, cfg.probe_iters, dev, cache=cache, key=key,
                          long_side=cfg.feature_long_side or None, seed=seed)
         return {k: r[k] for k in rows}, time.perf_counter() - t
-    base, times["probes_original"] = probe(("original", "duplicated"), out / "probe" / f"seed{seed}.json", key)
-    ours, times["probes"] = probe(("finetuned", "combined"), here / "probe.json",
+    base, times["probes_original"] = probe(("original", "duplicated"), out / "probe" / f"{tag}seed{seed}.json", key)
+    ours, times["probes"] = probe(("finetuned", "combined"), here / f"{tag}probe.json",
                                   key | dict(finetuned=weights_digest(fine)))
     return base | ours, times
 
@@ -404,16 +464,19 @@ def aside_path(out: Path, kind: str) -> Path:  # kind: "set-aside" or "unreadabl
     "`out/experiment.<kind>-<k>.json` for the first free k (`fit3d.store.aside_path`): never over another."
     return store_aside_path(out / "experiment.json", kind)
 
-RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke")  # settings that leave every
-                                                # unit's result as it is: what a run does, not what it measures
+RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "smoke", # settings that leave every
+            "val_scenes", "candidates", "select_seed") # unit's result as it is: what a run does, not what it measures
+                                            # (the validation rooms and the candidates are chapter 20's choices)
 
 def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s), with its "backbone" record
                    prev: dict,  # an earlier experiment.json of the folder
                    cfg: ExperimentConfig) -> list[str]:
     "Take over seeds recorded with the same settings (not `RUN_ONLY`), weights and Stage I settings; return them."
     plain = lambda x: json.loads(json.dumps(x))
-    same = lambda c: plain({k: v for k, v in c.items() if k not in RUN_ONLY})
-    if not prev.get("runs") or same(prev.get("config", {})) != same(asdict(cfg)): return []
+    same = lambda c: plain({k: v for k, v in asdict(c).items() if k not in RUN_ONLY})
+    try: before = config_from(prev.get("config") or {})   # a record from before a setting was added reads as its default
+    except TypeError: return []
+    if not prev.get("runs") or same(before) != same(cfg): return []
     if (prev.get("backbone") or {}).get("weights") != (res.get("backbone") or {}).get("weights"): return []
     names = []
     for v, seeds in prev["runs"].items():
@@ -432,8 +495,9 @@ def run_experiment(cfg: ExperimentConfig | None = None,
                    clock=time.perf_counter,  # the time box's clock, in seconds (a test passes its own)
                   ) -> dict:
     "Run the experiment, or as much as the time box allows, reusing what is done; return what experiment.json holds."
-    from fit3d.synthetic import make_benchmark
     cfg = resolve(cfg or ExperimentConfig())
+    if cfg.candidates: raise ValueError("Stage II candidates are run by fit3d.beyond.run_beyond (`fit3d experiment "
+                                        "--candidates ...` calls it)")
     con, out, t0, start = Console(), Path(cfg.out), clock(), time.perf_counter()
     times = dict(lift={}, finetune={}, probes={}, probes_original={})
     res = dict(config=asdict(cfg), variants={v: dict(note=variant_note(v, cfg), lift=asdict(lift_config(v, cfg)))
@@ -457,13 +521,13 @@ def run_experiment(cfg: ExperimentConfig | None = None,
         con.rule(f"[bold]{name}"); return time.perf_counter()
 
     t = stage("synthetic benchmark")
-    bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes, n_views=cfg.views,
-                           width=cfg.width, height=cfg.height, seed=0, device=cfg.device)
+    rooms = make_rooms(cfg)
+    res["split"] = {k: [p.name for p in v] for k, v in rooms.items()}   # what each kind of room was
     times["benchmark"] = time.perf_counter() - t
     t = stage("features (shared by every variant)")
     bb = _backbone(cfg)
     res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
-                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint))
+                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
     taken = adopt_recorded(res, prev, cfg) if prev else []
     if len(taken) < sum(len(s) for s in (prev.get("runs") or {}).values()):   # recorded with other settings or weights
         kept = write_json(aside_path(out, "set-aside"), prev)
@@ -471,7 +535,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
                   f"were not taken over; that record is kept as {kept.name}")
         if not taken: res["earlier"] = []   # nor do their times size this run's time box
     feats = _features(cfg, bb, progress=True)
-    for p in bench["train"] + bench["val"]: feats(read_scene(p))
+    for p in rooms["train"] + rooms["test"]: feats(read_scene(p))
     times["features"] = time.perf_counter() - t
     save()
     units = [(v, s) for v in cfg.variants for s in (None, *cfg.seeds)]   # None: Stage I of the variant
@@ -492,7 +556,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
             else: fresh.discard(v)
             t = stage(name); current.update(name=name, t=t)
             if seed is None:
-                lifted = lift_variant(cfg, v, bench["train"], bb, log=con.print)
+                lifted = lift_variant(cfg, v, rooms["train"], bb, log=con.print)
                 times["lift"][v] = time.perf_counter() - t
                 res["variants"][v]["lift_metrics"] = _lift_metrics(lifted)
             else:

@@ -26,7 +26,8 @@ Docs: https://fit3d.github.io/fit3d/finetune.html.md"""
 
 # %% ../nbs/06_finetune.ipynb #d30ca6b1
 from __future__ import annotations
-import hashlib, json, os, time
+import copy, hashlib, json, os, time
+from contextlib import ExitStack
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Literal
@@ -43,16 +44,17 @@ from tqdm.auto import tqdm
 from .scene import Scene, SceneError
 from .formats import read_scene
 from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
+from .tune import TUNE, WHERE, tuned_parameters, add_lora, plain_state_dict, EMA, keep_weights
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
-                         check_finite)
+                         check_finite, check_finite_state, check_settings, folder_lock)
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'MASKS', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views', 'target_record',
-           'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets', 'TargetViews',
-           'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer',
-           'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune',
-           'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
+__all__ = ['RESAMPLE', 'MASKS', 'FINETUNE_FILES', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views',
+           'target_record', 'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets',
+           'TargetViews', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
+           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
+           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #5fea4cfb
 _META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
@@ -208,17 +210,17 @@ class RenderedTargets:
     def keys(self) -> list: return sorted([k, lifted_key(v)] for k, v in self.lifted.items())
 
     def fill(self, batch: dict, data) -> dict:
-        "Add the rendered targets of `batch` (on the device of its images) and fold alpha/NaN into its masks."
-        ts, ms = [], []
+        "Add the rendered targets and alphas of `batch` (on the device of its images); fold alpha/NaN into its masks."
+        ts, ms, al = [], [], []
         for j, (i, flip) in enumerate(zip(batch["index"].tolist(), batch["flip"].tolist())):
             key, v = data.views[i]
             t, a = render_target(self.lifted[key], data.scenes[key], v, data.grid, self.resample, self.scale,
                                  batch["image"].device)
             m = a if data.mask == "alpha" else torch.ones_like(a)
             m = m * t.isfinite().all(0); t = t.nan_to_num(0.0)
-            if flip: t, m = t.flip(-1), m.flip(-1)
-            ts.append(t); ms.append(m * batch["mask"][j])
-        return batch | dict(target=torch.stack(ts), mask=torch.stack(ms))
+            if flip: t, m, a = t.flip(-1), m.flip(-1), a.flip(-1)
+            ts.append(t); ms.append(m * batch["mask"][j]); al.append(a)
+        return batch | dict(target=torch.stack(ts), mask=torch.stack(ms), alpha=torch.stack(al))
 
 class TargetViews(torch.utils.data.Dataset):
     "(image, target, mask) training pairs over many scenes, from target caches, a `target_fn` or rendered per step."
@@ -340,16 +342,18 @@ class TargetViews(torch.utils.data.Dataset):
                                  f"(alpha {None if a is None else tuple(a.shape)}), "
                                  f"expected (C, {self.grid[0]}, {self.grid[1]})")
             if self.mask == "alpha" and a is not None: m = m * a.float()
+            if a is not None: out["alpha"] = a.float()      # the rendered alpha (`keep_weights` may use it)
             out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
         out["mask"] = m
         if flip:
-            out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask") else v
+            out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask", "alpha") else v
                    for k, v in out.items()}
         return {k: v.contiguous() for k, v in out.items()}
 
     def to_device(self, batch: dict, device) -> dict:
         "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float, NaN/Inf masked out."
-        b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask") else v for k, v in batch.items()}
+        b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask", "alpha") else v
+             for k, v in batch.items()}
         img = b["image"].permute(0, 3, 1, 2).float().div_(255)
         if tuple(img.shape[-2:]) != self.input_size:
             img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
@@ -404,15 +408,23 @@ def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): im
                amp: torch.dtype | None = None, # autocast dtype, None = full precision
                scaler=None,            # a GradScaler for fp16
                world: int = 1,         # processes (the loss normaliser is summed over them)
+               original: nn.Module | None = None, # the frozen original model: with `preserve`, its features on
+                                       # the same images are a second target, weighted by batch["keep"]
+               preserve: float = 0.0,  # the weight of that feature-preservation term (0: off, the paper)
+               before_update=None,     # called with the loss before the weights change (a checkpoint of them)
               ) -> tuple[torch.Tensor, torch.Tensor]: # (this process' loss, gradient norm before clipping), on device
-    "One AdamW step of masked L1 between the model's dense features and the targets."
+    "One AdamW step of masked L1 between the model's dense features and the targets (plus the preservation term)."
     img, tgt, m = batch["image"], batch["target"], batch["mask"]
     den = m.sum() * tgt.shape[1]
     work = dist.all_reduce(den, async_op=True) if world > 1 else None   # overlaps the forward pass
     with torch.autocast(img.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         pred = model(img)
+        if preserve:
+            with torch.no_grad(): ref = original(img)
     if work is not None: work.wait(); den = den / world   # DDP averages gradients over processes
     loss = masked_l1(pred.float(), tgt, m, den)
+    if preserve: loss = loss + preserve * masked_l1(pred.float(), ref.float(), batch["keep"])   # a per-process mean
+    if before_update is not None: before_update(loss)
     opt.zero_grad(set_to_none=True)
     (scaler.scale(loss) if scaler else loss).backward()
     if scaler: scaler.unscale_(opt)
@@ -453,11 +465,28 @@ class FinetuneConfig:
     log_every: int = 10            # append to log.jsonl every N steps (the loss is read back, and checked, then)
     device: str = "auto"           # "auto" (cuda:LOCAL_RANK if available, else cpu), "cpu", "cuda", ...
     progress: bool = True          # show a progress bar (rank 0)
+    # beyond the paper (`fit3d.tune`, chapter 06a); the defaults are the paper's recipe
+    tune: Literal["all", "last", "norms", "lora"] = "all" # which weights change: all (official), the last blocks, the norm layers, or LoRA adapters
+    tune_blocks: int = 2           # with tune=last: how many of the last blocks are tuned (with the final norm)
+    lora_rank: int = 8             # with tune=lora: the rank of the adapters on each block's attention projections
+    preserve: float = 0.0          # weight of a term that holds the model to the original model's own features (0: off)
+    preserve_where: Literal["everywhere", "unreliable"] = "everywhere" # where that term acts: everywhere, or by 1 - rendered alpha
+    ema: float = 0.0               # decay of a moving average of the tuned weights, exported instead of them (0: off)
+
+    def __post_init__(self):  # checked where made: `--epochs 0` wrote the untrained weights, `--batch-size 0` divided by 0
+        check_settings(self, epochs=(">=", 1), batch_size=(">=", 1), lr=(">", 0), weight_decay=(">=", 0),
+                       clip=(">=", 0), warmup_steps=(">=", 0), flip=(">=", 0, "<=", 1), render_scale=(">", 0),
+                       save_every=(">=", 0), max_steps=(">=", 0), num_workers=(">=", 0), log_every=(">=", 1))
 
 # settings that change the result: a checkpoint made with other values cannot be resumed. `epochs` and `max_steps`
 # may grow: the order of an epoch depends only on (seed, epoch), so a longer run continues the shorter one exactly.
+FINETUNE_FILES = ("checkpoint.pt", "log.jsonl", "config.json", "finetuned.safetensors")  # what a run writes in `out`
+
 _SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "clip", "warmup_steps", "flip",
          "seed", "amp", "mask", "resample", "render_scale")
+# the options beyond the paper change the result too; they enter a record only when set, so that the records of
+# runs made before they existed stay valid
+_BEYOND = ("tune", "tune_blocks", "lora_rank", "preserve", "preserve_where", "ema")
 
 # %% ../nbs/06_finetune.ipynb #c6a1f3e8
 def setup_process(device: str = "auto") -> tuple[int, int, torch.device, bool]:
@@ -476,8 +505,9 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[a]
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    "AdamW over all weights; the fused kernel on CUDA."
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+    "AdamW over the weights being tuned (all of them, by default); the fused kernel on CUDA."
+    params = [p for p in model.parameters() if p.requires_grad]   # frozen weights get no decay either
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
 # %% ../nbs/06_finetune.ipynb #c2251084
 def run_record(conf: dict,          # the run's settings (`FinetuneConfig` as a dict, backbone resolved)
@@ -485,7 +515,8 @@ def run_record(conf: dict,          # the run's settings (`FinetuneConfig` as a 
                data: TargetViews,   # the training pairs
               ) -> dict:
     "The provenance record of a fine-tuning run: what a checkpoint must match to be resumed."
-    return provenance(kind="fit3d-finetune", settings={k: conf[k] for k in _SAME}, start_weights=start_weights,
+    beyond = {k: conf[k] for k in _BEYOND if k in conf and conf[k] != getattr(FinetuneConfig, k)}   # only when set
+    return provenance(kind="fit3d-finetune", settings={k: conf[k] for k in _SAME} | beyond, start_weights=start_weights,
                       data=data.fingerprint(), targets=data.target_keys(),
                       target_kind="rendered" if data.renderer is not None else "cached")
 
@@ -501,9 +532,11 @@ def check_targets(data: TargetViews, backbone: str, digest: str, init: str = "")
                                 f"but the model being tuned is {backbone} with weights {digest}; re-render the "
                                 "targets or pass --init")
 
-def export_weights(model: nn.Module, path, record: dict, backbone: str, step: int) -> Path:
+def export_weights(model: nn.Module, path, record: dict, backbone: str, step: int,
+                   state: dict | None = None, # the state dict to write instead of `model`'s (`fit3d.tune.plain_state_dict`)
+                  ) -> Path:
     "Write `model`'s timm state dict to `path` (safetensors) with `record` in its metadata, atomically."
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    sd = state if state is not None else {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = dict(backbone=backbone, step=str(step), provenance=json.dumps(record, sort_keys=True))
     return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
@@ -537,12 +570,23 @@ def finetuned_record(path) -> dict:
 def _log(out: Path, **row):
     with (out / "log.jsonl").open("a") as f: f.write(json.dumps(row) + "\n")
 
+def _beyond(cfg: FinetuneConfig, bb: nn.Module) -> tuple[nn.Module | None, EMA | None]:
+    "Set up the options beyond the paper on `bb`: (frozen copy of the original for `preserve`, `EMA` or None)."
+    if cfg.preserve < 0 or not 0 <= cfg.ema < 1 or cfg.preserve_where not in WHERE:
+        raise ValueError(f"preserve={cfg.preserve} (at least 0), ema={cfg.ema} (in [0, 1)) and preserve_where="
+                         f"{cfg.preserve_where!r} (one of {WHERE}): a value out of range")
+    original = copy.deepcopy(bb).eval().requires_grad_(False) if cfg.preserve else None   # before any change
+    if cfg.tune == "lora": add_lora(bb.model, cfg.lora_rank)   # seeded: after `torch.manual_seed(cfg.seed)`
+    tuned, params = tuned_parameters(bb.model, cfg.tune, cfg.tune_blocks), dict(bb.model.named_parameters())
+    return original, (EMA({k: params[k] for k in tuned}, cfg.ema) if cfg.ema else None)
+
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
              callback=None,                    # callback(step, loss tensor) after every step, on every process
             ) -> Path:                         # `<out>/finetuned.safetensors`, a timm state dict
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
     rank, world, device, own = setup_process(cfg.device)
+    held = ExitStack()
     try:
         if data is None and bool(cfg.targets) == bool(cfg.lifted):
             raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
@@ -550,6 +594,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         name = cfg.backbone or (data.backbone if data is not None else "")
         if not name: raise ValueError("--backbone is needed with --lifted")
         out, amp = Path(cfg.out), amp_dtype(cfg.amp, device)
+        if rank == 0: held.enter_context(folder_lock(out, "fine-tuning run"))   # one run writes `out` at a time
         conf = asdict(cfg) | dict(backbone=name, amp=str(amp))
         torch.manual_seed(cfg.seed)
         bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
@@ -563,6 +608,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
                              f"but backbone {name!r} gives {bb.dim}-d at patch size {bb.patch_size}")
         start = weights_digest(bb.model); check_targets(data, name, start, cfg.init)
         record = run_record(conf, start, data)
+        original, ema = _beyond(cfg, bb)   # the options beyond the paper (none by default)
         gpus = [device.index] if device.type == "cuda" else None
         ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=gpus)
         model = ddp(bb) if world > 1 else bb
@@ -574,9 +620,11 @@ def finetune(cfg: FinetuneConfig,             # the settings
             raise ValueError(f"{len(data)} training views are fewer than the batch size {cfg.batch_size}")
         total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
         step, ck_path = 0, out / "checkpoint.pt"
-        if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint")) is not None:
+        hint = "use another --out, or --no-resume to start this run over"
+        if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint", hint=hint)) is not None:
             bb.model.load_state_dict(st["model"]); opt.load_state_dict(st["optimizer"]); step = st["step"]
             if scaler and st.get("scaler"): scaler.load_state_dict(st["scaler"])
+            if ema is not None: ema.load_state_dict(st["ema"])
             torch.set_rng_state(st["rng"])
         if rank == 0: write_json(out / "config.json", conf | dict(provenance=record))
         # any non-finite loss or gradient norm since the last read
@@ -589,9 +637,16 @@ def finetune(cfg: FinetuneConfig,             # the settings
                 raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
                                                f"stopped before writing; the last good checkpoint {ck_path} is kept")
             return v
-        def save(): save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=step,
-                                                  scaler=scaler.state_dict() if scaler else None,
-                                                  rng=torch.get_rng_state()), record)
+        def save(at: int, rng):   # only weights whose loss was found finite, each of them finite
+            check_finite_state(bb.model.state_dict(), f"fine-tuning {out} step {at}", ck_path)
+            save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=at,
+                                          scaler=scaler.state_dict() if scaler else None,
+                                          ema=ema.state_dict() if ema else None, rng=rng), record)
+        pending = None   # (step, RNG state) of a checkpoint due: written in the next step, once its loss is known
+        def write_pending(loss):
+            nonlocal pending
+            if pending is None: return
+            check_finite(loss, f"fine-tuning {out} step {pending[0]}", ck_path); save(*pending); pending = None
         bar = tqdm(total=total, initial=step, disable=rank != 0 or not cfg.progress, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), step
         while step < total:
@@ -602,7 +657,11 @@ def finetune(cfg: FinetuneConfig,             # the settings
             for batch in loader:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-                loss, gn = train_step(model, data.to_device(batch, device), opt, cfg.clip, amp, scaler, world)
+                b = data.to_device(batch, device)
+                if cfg.preserve: b["keep"] = keep_weights(b, cfg.preserve_where)
+                loss, gn = train_step(model, b, opt, cfg.clip, amp, scaler, world, original, cfg.preserve,
+                                      before_update=write_pending if rank == 0 else None)
+                if ema is not None: ema.update()
                 bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
                 log = step % cfg.log_every == 0 or step == total
                 ck = cfg.save_every and step % cfg.save_every == 0 and step < total
@@ -612,15 +671,19 @@ def finetune(cfg: FinetuneConfig,             # the settings
                     if rank == 0 and log:
                         _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"],
                              images_per_s=ips)
-                    if rank == 0 and ck: save()
+                    if rank == 0 and ck: pending = (step, torch.get_rng_state())
                 bar.update(1)
                 if callback: callback(step, loss)
                 if step >= total: break
         bar.close()
-        if rank == 0: save(); export_weights(bb.model, out / "finetuned.safetensors", record, name, step)
+        if rank == 0:   # a plain timm state dict: the average if there is one, LoRA merged into its layers
+            save(step, torch.get_rng_state())
+            export_weights(bb.model, out / "finetuned.safetensors", record, name, step,
+                           plain_state_dict(bb.model, ema.shadow if ema else None))
         if world > 1: dist.barrier()
         return out / "finetuned.safetensors"
     finally:
+        held.close()
         if own: dist.destroy_process_group()
 
 # %% ../nbs/06_finetune.ipynb #070867f9

@@ -11,7 +11,7 @@ Docs: https://fit3d.github.io/fit3d/formats.html.md"""
 
 # %% ../nbs/01_formats.ipynb #aafaf841
 from __future__ import annotations
-import json, math
+import hashlib, json, math, warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,8 +33,11 @@ def write_ply(path, points: np.ndarray, colors: np.ndarray | None = None, **extr
     fields = [("x", "f4"), ("y", "f4"), ("z", "f4")]
     cols = [points[:, 0], points[:, 1], points[:, 2]]
     if colors is not None:
+        c = np.asarray(colors)
+        if c.size and (c.min() < 0 or c.max() > 255):   # uint8 would wrap 256 to 0
+            raise ValueError(f"{path}: colours range over [{c.min()}, {c.max()}], expected 0 to 255")
         fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
-        cols += list(np.asarray(colors, np.uint8).T)
+        cols += list(c.astype(np.uint8).T)
     for k, v in extra.items():
         fields.append((k, "f4")); cols.append(np.asarray(v, np.float32))
     v = np.empty(len(points), dtype=fields)
@@ -52,22 +55,72 @@ def read_ply(path) -> tuple[np.ndarray, np.ndarray | None]:
     names = v.data.dtype.names
     if not {"x", "y", "z"} <= set(names): raise SceneError(path, f"PLY vertices have no x, y, z fields (found {names})")
     pts = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
-    cols = (np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.uint8)
-            if {"red", "green", "blue"} <= set(names) else None)
-    return pts, cols
+    cols = np.stack([v["red"], v["green"], v["blue"]], 1) if {"red", "green", "blue"} <= set(names) else None
+    return pts, None if cols is None else _colours(cols, path)
+
+def _colours(c: np.ndarray, path) -> np.ndarray:
+    "PLY colours as uint8: `ushort` ones scaled from 16 bits, other integers kept in 0-255, floats in [0, 1] times 255."
+    if c.dtype == np.uint16: return np.round(c / 257).astype(np.uint8)   # 65535 = white
+    if c.size and not (np.isfinite(c).all() and 0 <= c.min() and c.max() <= (1 if c.dtype.kind == "f" else 255)):
+        raise SceneError(path, f"colours range over [{c.min()}, {c.max()}]: expected integers in 0-255, 16-bit "
+                               "(ushort) values or floats in [0, 1]")
+    return np.round(c * 255).astype(np.uint8) if c.dtype.kind == "f" else c.astype(np.uint8)
+
+# %% ../nbs/01_formats.ipynb #7b3c1d02
+_PINHOLE = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "FOV", "SIMPLE_DIVISION",
+            "DIVISION", "PERSPECTIVE")   # perspective models: a pinhole when every distortion coefficient is zero
+_FISHEYE = ("OPENCV_FISHEYE", "FISHEYE", "FISHEYE624", "SIMPLE_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE",
+            "THIN_PRISM_FISHEYE", "RAD_TAN_THIN_PRISM_FISHEYE", "EUCM")
+_NOT_PERSPECTIVE = ("EQUIRECTANGULAR", "OMNIDIRECTIONALSTEREO_L", "OMNIDIRECTIONALSTEREO_R", "VR180_L", "VR180_R",
+                    "ORTHOPHOTO")
+
+def _model_problem(model,         # the camera model's name, as the file spells it
+                   dist: dict,    # its distortion coefficients by name
+                   fix: str,      # how to get pinhole images, added to the refusal of a fisheye or distorted camera
+                  ) -> str | None:
+    "Why a camera of `model` with coefficients `dist` is not a pinhole camera; None if it is one."
+    if model in _FISHEYE:   # r = f θ: not a pinhole even with every coefficient zero
+        return f"camera model {model} is a fisheye model, not a pinhole even with zero coefficients; {fix}"
+    if model in _NOT_PERSPECTIVE:
+        return f"camera model {model} is not a pinhole (perspective) camera model: fit3d reads perspective images only"
+    if model not in _PINHOLE: return f"camera model {model!r} is not one fit3d knows (pinhole models: {', '.join(_PINHOLE)})"
+    bent = ", ".join(f"{k}={v:g}" for k, v in dist.items() if abs(v) > 1e-9)
+    return f"camera model {model} with lens distortion ({bent}); {fix}" if bent else None
+
+def _undistort(images, model, out) -> str:
+    "The COLMAP command that writes pinhole images and their model to `out` (which `read_scene` then reads)."
+    return (f"undistort the images first: colmap image_undistorter --image_path {images} --input_path {model} "
+            f"--output_path {out}, then read {out}")
+
+def _pixels(v, path, what: str) -> int:
+    "`v` as a whole number of pixels, or `SceneError` naming the file and the field."
+    x = _number(v, path, what)
+    if x != int(x): raise SceneError(path, f"{what} is {v!r}, not a whole number of pixels")
+    return int(x)
+
+def _names(v, path, key: str, what: str) -> list[str] | None:
+    "`v` if it is None or a list of strings, else `SceneError` naming the file and `key`."
+    if v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)): return v
+    raise SceneError(path, f"'{key}' is {repr(v)[:60]}, expected a list of {what}")
+
+def _scene_name(name, path) -> str:
+    "`safe_name(name)`, shortened to 80 bytes and a digest of the whole name when it is longer than 96 bytes."
+    s = safe_name(name, path)
+    if len(s.encode()) <= 96: return s   # room for `.<name>.safetensors.<pid>.tmp` within 255 bytes
+    return s.encode()[:80].decode("utf-8", "ignore") + "-" + hashlib.sha256(str(name).encode()).hexdigest()[:12]
 
 # %% ../nbs/01_formats.ipynb #338dc1e8
 _INTR = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 _DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
 PAPER_WIDTH = 876   # FiT3D trains on ScanNet++ DSLR images at 876x584: the toolkit's 1752x1168 halved
 
-def _resolve(json_dir: Path, rel: str, fallbacks: list[Path]) -> Path:
-    p = json_dir / rel
-    if p.exists(): return p
-    for d in fallbacks:
-        if (d / rel).exists(): return d / rel
-        if (d / Path(rel).name).exists(): return d / Path(rel).name
-    return p  # validate() reports it as missing
+def _resolve(json_dir: Path, rel: str, fallbacks: list[Path], what: str | None = None) -> Path:
+    "`rel` beside the JSON, else in the first of `fallbacks` (folders inside the scene) holding it; missing: `what` raises."
+    tried = list(dict.fromkeys([json_dir / rel] + [p for d in fallbacks for p in (d / rel, d / Path(rel).name)]))
+    if (found := next((p for p in tried if p.exists()), None)) is not None: return found
+    if what: raise SceneError(tried[0], f"{what} file does not exist"
+                                        + (f" (also looked for {', '.join(map(str, tried[1:]))})" if tried[1:] else ""))
+    return tried[0]
 
 def _number(v, path, what: str) -> float:
     "`v` as a finite float, or `SceneError` naming the file and the field."
@@ -127,36 +180,44 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
         if not isinstance(v, list):
             raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, "
                                    "expected a list of frames")
+    d = path.parent
+    sparse = d / "colmap" / "sparse" / "0"   # where ns-process-data keeps the COLMAP model of a capture
+    f0 = frames[0].get("file_path") if frames and isinstance(frames[0], dict) else None
+    fix = ("read transforms_undistorted.json beside it (ScanNet++: the toolkit's dslr/undistort.py writes it)"
+           if d.name == "nerfstudio" else _undistort((d / f0).parent if isinstance(f0, str) else d / "images",
+                                                     sparse if sparse.is_dir() else "<the COLMAP model of the capture>",
+                                                     d / "undistorted"))
     model = meta.get("camera_model", "PINHOLE")
     dist = {k: _number(meta[k], path, k) for k in _DISTORTION if meta.get(k) is not None}
-    if (model not in ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "OPENCV_FISHEYE")
-            or any(abs(v) > 1e-9 for v in dist.values())):
-        raise SceneError(path,
-                         f"camera model {model} with lens distortion: use undistorted images and their transforms "
-                               "(ScanNet++: transforms_undistorted.json)")
+    if (why := _model_problem(model, dist, fix)): raise SceneError(path, why)
     if world not in ("auto", "scannetpp", "nerfstudio"):
         raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
     sfm = scannetpp_layout(path) if world == "auto" else world == "scannetpp"
     to_cv = scannetpp_to_colmap if sfm else opengl_to_opencv
-    d = path.parent
-    # ScanNet++ DSLR: dslr/nerfstudio/transforms_undistorted.json next to dslr/undistorted_images/
-    img_dirs = ([Path(images_dir)] if images_dir
-                else [d.parent / "undistorted_images", d.parent / "images", d / "images"])
-    mask_dirs = [d.parent / "undistorted_anon_masks", d.parent / "masks", d / "masks"]
+    # images only inside the scene folder, unless a path in the file leads out. ScanNet++ DSLR keeps its JSON in
+    # dslr/nerfstudio/ and bare file names of dslr/undistorted_images/: there the scene folder is dslr/
+    beside = lambda *names: [d.parent / n for n in names] if d.name == "nerfstudio" else []
+    img_dirs = [Path(images_dir)] if images_dir else beside("undistorted_images", "images") + [d / "images"]
+    mask_dirs = beside("undistorted_anon_masks", "masks") + [d / "masks"]
     cams, train, test = [], [], []
-    test_names = set(meta.get("test_filenames", []))
+    test_names = set(_names(meta.get("test_filenames"), path, "test_filenames", "file names") or [])
     for k, (f, is_test) in enumerate([(f, False) for f in frames] + [(f, True) for f in tests]):
         if not isinstance(f, dict) or not isinstance(f.get("file_path"), str):
             raise SceneError(path, f"frame {k} is not an object with a 'file_path'")
         rel = f["file_path"]
         intr = {key: _number(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in _INTR}
+        w, h = (_pixels(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in ("w", "h"))
+        fdist = dist | {key: _number(f[key], path, f"{key} of frame {k} ({rel})") for key in _DISTORTION
+                        if f.get(key) is not None}   # a frame may carry its own camera: checked like the file's
+        if (why := _model_problem(f.get("camera_model", model), fdist, fix)):
+            raise SceneError(path, f"frame {k} ({rel}): {why}")
         try: m = np.array(f.get("transform_matrix"), dtype=np.float64)
         except (TypeError, ValueError):
             raise SceneError(path, f"transform_matrix of frame {k} ({rel}) is not a 4x4 array of numbers") from None
         c2w = to_cv(check_pose(m, path, f"transform_matrix of frame {k} ({rel})"))
         opt = lambda key, dirs: _resolve(d, f[key], dirs) if f.get(key) else None
-        cams.append(Camera(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"], int(intr["w"]), int(intr["h"]), c2w,
-                           name=Path(rel).stem, image_path=_resolve(d, rel, img_dirs),
+        cams.append(Camera(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"], w, h, c2w,
+                           name=Path(rel).stem, image_path=_resolve(d, rel, img_dirs, "image" if check_files else None),
                            depth_path=opt("depth_file_path", []), label_path=opt("label_file_path", []),
                            mask_path=opt("mask_path", mask_dirs), instance_path=opt("instance_file_path", [])))
         (test if is_test or rel in test_names or Path(rel).name in test_names else train).append(k)
@@ -171,8 +232,8 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
                if d.name == "nerfstudio" else d.name)
     scale = _number(meta.get("depth_unit_scale_factor", 1e-3), path, "depth_unit_scale_factor")
     if scale <= 0: raise SceneError(path, f"depth_unit_scale_factor is {scale}: metres per depth unit must be positive")
-    scene = Scene(cams, train, test, pts, cols, name=safe_name(meta.get("scene_name", default) or "scene", path),
-                  root=d, depth_scale=1.0 / scale, classes=meta.get("classes"))
+    scene = Scene(cams, train, test, pts, cols, name=_scene_name(meta.get("scene_name", default) or "scene", path),
+                  root=d, depth_scale=1.0 / scale, classes=_names(meta.get("classes"), path, "classes", "class names"))
     validate(scene, path, check_files=check_files)
     factor = downscale if downscale is not None else (paper_downscale(cams[0].width) if sfm else 1)
     return scene.downscaled(factor) if factor != 1 else scene
@@ -216,10 +277,32 @@ def colmap_scene_name(sparse_dir) -> str:
     if p.name.isdigit(): p = p.parent
     if p.name in ("sparse", "colmap"): p = p.parent
     if p.name in ("dslr", "iphone"): p = p.parent
-    return safe_name(p.name or "colmap", sparse_dir)
+    return _scene_name(p.name or "colmap", sparse_dir)
+
+def _colmap_image_dirs(sparse_dir) -> list[Path]:
+    "Where a COLMAP model's images may be: `images/` in its project folder (`proj/sparse/0` -> proj) or below it."
+    up = [Path(sparse_dir).resolve()]
+    while up[-1].name.isdigit() or up[-1].name in ("sparse", "colmap"): up.append(up[-1].parent)  # sparse/0 -> proj
+    beside = [up[0].parent / "images"] if len(up) == 1 else []   # kapture: <proj>/{images,reconstruction}
+    return [p / "images" for p in reversed(up[1:] or up)] + beside + [up[-1] / "undistorted_images"]
+
+def _cam_from_world(im, sparse_dir) -> np.ndarray:
+    "A COLMAP image's 4x4 world-to-camera matrix: its quaternion normalised (with a warning), a zero one refused."
+    t = im.cam_from_world() if callable(im.cam_from_world) else im.cam_from_world
+    q = np.asarray(t.rotation.quat, np.float64)   # x, y, z, w: pycolmap keeps the file's quaternion as it is
+    n = float(np.linalg.norm(q))
+    if not n > 1e-8: raise SceneError(sparse_dir, f"image {im.name} has a zero rotation quaternion: no pose")
+    if abs(n - 1) > 1e-3:
+        warnings.warn(f"{sparse_dir}: image {im.name}: rotation quaternion has norm {n:.4g}; normalised")
+    x, y, z, w = q / n
+    m = np.eye(4); m[:3, 3] = np.asarray(t.translation, np.float64)
+    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    return m
 
 def read_colmap(sparse_dir,            # folder with cameras/images/points3D .txt or .bin
-                images_dir=None,       # folder of the images; default: `images/` next to `sparse/`
+                images_dir=None,       # folder of the images; default: `images/` next to `sparse/` (in the project)
                 test_every: int = 8,   # hold out every n-th view (by name); 0 = none
                 check_files: bool = True,
                ) -> Scene:
@@ -230,23 +313,25 @@ def read_colmap(sparse_dir,            # folder with cameras/images/points3D .tx
         raise SceneError(sparse_dir, "no cameras.txt or cameras.bin: not a COLMAP sparse model folder")
     try: rec = pycolmap.Reconstruction(str(sparse_dir))
     except Exception as e: raise SceneError(sparse_dir, f"COLMAP model cannot be read: {e}") from e
-    if images_dir is None:
-        cands = ([p / "images" for p in (sparse_dir.parent, sparse_dir.parent.parent)]
-                 + [sparse_dir.parent.parent / "undistorted_images"])
-        images_dir = next((c for c in cands if c.exists()), cands[0])
-    images_dir = Path(images_dir)
+    images = sorted(rec.images.values(), key=lambda im: im.name)
+    dirs = [Path(images_dir)] if images_dir is not None else _colmap_image_dirs(sparse_dir)
+    first = images[0].name if images else ""
+    images_dir = next((p for p in dirs if (p / first).is_file()), next((p for p in dirs if p.is_dir()), dirs[0]))
+    fix = _undistort(images_dir, sparse_dir.resolve(), dirs[-1].parent / "undistorted")
     cams = []
-    for im in sorted(rec.images.values(), key=lambda im: im.name):
+    for im in images:
         c = rec.cameras[im.camera_id]
-        K = c.calibration_matrix()
-        extra = [c.params[i] for i in c.extra_params_idxs()]
-        if any(abs(x) > 1e-9 for x in extra):
-            raise SceneError(sparse_dir, f"camera {im.camera_id} ({c.model.name}) has lens distortion; undistort the "
-                                         "images first (colmap image_undistorter)")
-        w2c = np.eye(4)
-        w2c[:3] = im.cam_from_world().matrix() if callable(im.cam_from_world) else im.cam_from_world.matrix()
-        cams.append(Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], c.width, c.height, np.linalg.inv(w2c),
-                           name=Path(im.name).stem, image_path=images_dir / im.name))
+        K, names = c.calibration_matrix(), c.params_info.split(", ")
+        if (why := _model_problem(c.model.name, {names[i]: c.params[i] for i in c.extra_params_idxs()}, fix)):
+            raise SceneError(sparse_dir, f"camera {im.camera_id}: {why}")
+        cams.append(Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], c.width, c.height,
+                           np.linalg.inv(_cam_from_world(im, sparse_dir)), name=Path(im.name).stem,
+                           image_path=images_dir / im.name))
+    if check_files and (missing := [im.name for im in images if not (images_dir / im.name).is_file()]):
+        tried = [images_dir] if (images_dir / first).is_file() else dirs   # the folders in which it looked
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise SceneError(sparse_dir, f"image {missing[0]}{more} not found: looked in {', '.join(map(str, tried))}; "
+                                     "name the folder of the images (images_dir)")
     n = len(cams)
     test = [i for i in range(n) if test_every and i % test_every == 0 and n > 1]
     pts, cols = _colmap_points(sparse_dir)
@@ -263,8 +348,19 @@ def read_scene(path, **kw) -> Scene:
     for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json",
                  "dslr/nerfstudio/transforms_undistorted.json", "transforms_train.json", "transforms.json"):
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
-    for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
-        if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
+    model = lambda c: c.is_dir() and any((c / f"cameras.{e}").exists() for e in ("txt", "bin"))
+    found = [c for c in (path, path / "sparse" / "0", path / "sparse", path / "colmap") if model(c)][:1]
+    if not found and path.is_dir():   # a project whose model sits in another sub-folder (`reconstruction/`, `sparse/1`)
+        found = sorted(c for c in [*path.iterdir(), *(path / "sparse").glob("*")] if model(c))
+        if len(found) > 1:
+            names = ", ".join(str(c.relative_to(path)) for c in found)
+            raise SceneError(path, f"holds {len(found)} COLMAP models ({names}): point at one of them")
+    if found:
+        if found[0].parent == path and "images_dir" not in kw and (path / "images").is_dir():
+            kw = kw | dict(images_dir=path / "images")   # the project's images, beside its model's folder
+        scene = read_colmap(found[0], **kw)
+        if found[0] != path: scene.name = colmap_scene_name(path)   # the project's name, not `reconstruction`'s
+        return scene
     n = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else 0
     if n:
         raise SceneError(path,

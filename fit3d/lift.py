@@ -38,15 +38,16 @@ from .formats import read_scene, write_splats_ply, read_splats_ply
 from .raster import render, splats_from_points, reset_opacities, load_gsplat
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
-                         check_finite, resolve_device, CHECKPOINT_FORMAT)
+                         check_finite, check_finite_state, check_settings, folder_lock, resolve_device,
+                         CHECKPOINT_FORMAT)
 
 # %% auto #0
-__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
+__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LIFT_FILES', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
            'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views', 'scene_scale', 'init_splats',
-           'make_optimizers', 'make_decoder', 'make_strategy', 'step_loss', 'means_lr', 'densify', 'features_record',
-           'lift_record', 'resume_state', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted', 'load_lifted',
-           'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture', 'plot_history',
-           'rank_and_world', 'lift_scenes']
+           'make_optimizers', 'make_decoder', 'make_strategy', 'strategy_state', 'step_loss', 'means_lr', 'densify',
+           'features_record', 'lift_record', 'resume_state', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted',
+           'load_lifted', 'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture',
+           'plot_history', 'rank_and_world', 'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #5b067cec
 @dataclass
@@ -61,8 +62,7 @@ class LiftConfig:
     sh_degree_interval: int = 1000  # raise the active SH degree every n steps, as 3DGS does
     lambda_dssim: float = 0.2       # weight of (1 - SSIM) in the colour loss
     feature_weight: float = 1.0     # weight of the feature L1
-    mask_mode: Literal["substitute", "exclude"] = "substitute" # masked pixels: official "substitute" (target := the
-                                    # detached render there, mean over all pixels); "exclude": left out of the means
+    mask_mode: Literal["substitute", "exclude"] = "substitute" # masked pixels: "substitute" (official: the render as target) or "exclude"
     holdout: bool = False           # fit `scene.train` only; official (False): `frames` + `test_frames` together
     batch_views: int = 1            # views per step (official: 1)
     render_scale: float = 1.0       # render (and loss) resolution relative to the scene's images (official: 1)
@@ -83,12 +83,21 @@ class LiftConfig:
     grow_grad2d: float = 2e-4       # screen-space gradient threshold for cloning/splitting
     reset_every: int | None = 3000  # opacity reset period (None: never)
     cap_max: int = 1_000_000        # Gaussian budget of the MCMC strategy
-    random_init: int = 50_000       # Gaussians drawn in the scene bounds when it has no point cloud (ours: the
-                                    # official data always has SfM points)
+    random_init: int = 50_000       # Gaussians drawn in the bounds of a scene without points (ours: official scenes have them)
     max_init_points: int | None = None # subsample larger point clouds (official: None, every point)
     checkpoint_every: int | None = 1000 # write a resumable checkpoint every n steps (None: never); bookkeeping
     seed: int = 0
     backend: Literal["gsplat", "torch", "auto"] = "auto" # rasteriser ("auto": gsplat on CUDA); bookkeeping
+
+    def __post_init__(self):  # every value checked where it is made: the CLI stops here, naming the flag
+        check_settings(self, iterations=(">=", 1), feature_dim=(">=", 1), sh_degree=(">=", 0, "<=", 4),
+                       sh_degree_interval=(">=", 1), lambda_dssim=(">=", 0, "<=", 1), feature_weight=(">=", 0),
+                       batch_views=(">=", 1), render_scale=(">", 0), near_plane=(">", 0), lr_means=(">", 0),
+                       lr_means_final=(">", 0), lr_sh0=(">=", 0), lr_shN=(">=", 0), lr_opacities=(">=", 0),
+                       lr_scales=(">=", 0), lr_quats=(">=", 0), lr_features=(">=", 0), lr_decoder=(">=", 0),
+                       refine_start=(">=", 0), refine_stop=(">=", 0), refine_every=(">=", 1), grow_grad2d=(">", 0),
+                       reset_every=(">=", 1), cap_max=(">=", 1), random_init=(">=", 1), max_init_points=(">=", 1),
+                       checkpoint_every=(">=", 0))
 
     @classmethod
     def fast(cls, **kw) -> LiftConfig:
@@ -252,6 +261,13 @@ def make_strategy(cfg: LiftConfig):
     if cfg.strategy == "none": return None
     raise ValueError(f"unknown densification strategy {cfg.strategy!r}: use 'default', 'mcmc' or 'none'")
 
+def strategy_state(strategy, scale: float) -> dict:
+    "A strategy's initial state: `DefaultStrategy` takes the scene's extent, `MCMCStrategy` nothing (its binomials)."
+    from gsplat.strategy import DefaultStrategy
+    if strategy is None: return {}
+    return strategy.initialize_state(scene_scale=scale) if isinstance(strategy, DefaultStrategy) \
+        else strategy.initialize_state()
+
 # %% ../nbs/05_lift.ipynb #145d73d2
 def _masked(pred, target, m, mode: str):
     "(L1, target for SSIM) with the mask `m` (1 = use) applied the official way or by exclusion."
@@ -323,6 +339,8 @@ def _set_rng_state(rng: dict, device):
     torch.set_rng_state(rng["cpu"].cpu())
     if rng.get("cuda") is not None and device.type == "cuda": torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
+_REDO = "pass --overwrite (overwrite=True) to lift it again, or use another output folder"
+
 def resume_state(path,               # the checkpoint (may not exist)
                  record: dict,       # the lift's provenance record now
                  on_mismatch: Literal["refuse", "recompute"] = "refuse", # a checkpoint of other inputs: error, restart
@@ -335,7 +353,7 @@ def resume_state(path,               # the checkpoint (may not exist)
         if isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT and \
            not check_provenance(path, ck.get("provenance"), record, "recompute", "lifting checkpoint"):
             return None
-    return load_checkpoint(path, record, "lifting checkpoint", device)
+    return load_checkpoint(path, record, "lifting checkpoint", device, hint=_REDO)
 
 # %% ../nbs/05_lift.ipynb #cca407aa
 def _view_batch(step: int, n_views: int, batch: int, seed: int) -> torch.Tensor:
@@ -358,12 +376,15 @@ class Trainer:
     state: dict                  # the strategy's state
     scale: float                 # the scene's extent
 
-def train_step(t: Trainer, views: Views, step: int, cfg: LiftConfig, where: str = "lift", kept=None) -> dict:
+def train_step(t: Trainer, views: Views, step: int, cfg: LiftConfig, where: str = "lift", kept=None,
+               before_update=None,  # called once the loss of the parameters as they are is known to be finite
+              ) -> dict:
     "One optimisation step; returns the loss parts (tensors). Raises `NonFiniteLoss` before touching anything."
     idx = _view_batch(step, len(views.ids), cfg.batch_views, cfg.seed).to(views.images.device)
     loss, parts, info = step_loss(t.splats, t.decoder, views, idx, cfg,
                                   min(step // cfg.sh_degree_interval, cfg.sh_degree))
     check_finite(loss, f"{where} step {step}", kept)
+    if before_update is not None: before_update()
     if t.strategy is not None: t.strategy.step_pre_backward(t.splats, t.optimizers, t.state, step, info)
     loss.backward()
     t.optimizers["means"].param_groups[0]["lr"] = means_lr(cfg, t.scale, step)
@@ -405,8 +426,7 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     splats, scale = init_splats(scene, cfg, device), scene_scale(scene)
     decoder, dec_opt = make_decoder(cfg, views.features.shape[1], device)
     t = Trainer(splats, decoder, make_optimizers(splats, cfg, scale), dec_opt, make_strategy(cfg), {}, scale)
-    if t.strategy is not None:
-        t.state = t.strategy.initialize_state(scene_scale=scale); t.strategy.check_sanity(splats, t.optimizers)
+    if t.strategy is not None: t.state = strategy_state(t.strategy, scale); t.strategy.check_sanity(splats, t.optimizers)
     start, history, evals, before = 0, [], [], 0.0  # `before`: training seconds of the runs this one resumes
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
     ck = resume_state(ckpt, record, on_mismatch, device) if ckpt is not None else None
@@ -423,8 +443,18 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
     t0, t_eval = time.perf_counter(), 0.0
     spent = lambda: before + time.perf_counter() - t0 - t_eval  # training seconds, held-out evaluations excluded
+    pending = None  # a checkpoint due after step n, written once step n + 1's loss shows its parameters are good
+    def write_pending():
+        nonlocal pending
+        if pending is None: return
+        state = dict(splats={k: v.detach() for k, v in splats.items()}, decoder=decoder.state_dict())
+        check_finite_state(state["splats"] | state["decoder"], f"lift {scene.name} step {pending['step']}", ckpt)
+        save_checkpoint(ckpt, pending | state | dict(dec_opt=dec_opt.state_dict(), strategy_state=t.state,
+                                                    optimizers={k: o.state_dict() for k, o in t.optimizers.items()}),
+                        record)
+        pending = None
     for step in bar:
-        parts = train_step(t, views, step, cfg, f"lift {scene.name}", ckpt)
+        parts = train_step(t, views, step, cfg, f"lift {scene.name}", ckpt, before_update=write_pending)
         if step % 10 == 0 or step == end - 1:
             parts = {k: v.item() for k, v in parts.items()}
             loss = parts["colour"] + cfg.feature_weight * parts["feature"]
@@ -442,11 +472,8 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
                        f"PSNR {e['psnr']:.2f}, feature cosine {e['feature_cosine']:.4f}, "
                        f"feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
-            save_checkpoint(ckpt, dict(step=step + 1, splats={k: v.detach() for k, v in splats.items()},
-                                       decoder=decoder.state_dict(), dec_opt=dec_opt.state_dict(),
-                                       optimizers={k: o.state_dict() for k, o in t.optimizers.items()},
-                                       strategy_state=t.state, rng=_rng_state(device), history=history, evals=evals,
-                                       seconds=spent()), record)
+            pending = dict(step=step + 1, rng=_rng_state(device), history=list(history), evals=list(evals),
+                           seconds=spent())
     if device.type == "cuda": torch.cuda.synchronize(device)
     meta = dict(config=asdict(cfg), provenance=record, scene=str(Path(scene.root).resolve()) if scene.root else None,
                 scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(),
@@ -455,9 +482,12 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #76d4132e
+LIFT_FILES = ("gaussians.ply", "decoder.pt", "lift.json", "checkpoint.pt")   # what a lift writes in its folder
+
 def save_lifted(lifted: Lifted, out_dir) -> Path:
     "Write `lifted` to `out_dir` (gaussians.ply, decoder.pt, then lift.json), each atomically, and drop the checkpoint."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    check_finite_state(lifted.splats, f"saving the lift to {out}")   # never a finished lift of NaN Gaussians
     (out / "lift.json").unlink(missing_ok=True)  # until the new record is written, the folder is unfinished
     atomic_write(out / "gaussians.ply", lambda tmp: write_splats_ply(tmp, lifted.splats))
     conv, dim = lifted.decoder.conv, lifted.splats["features"].shape[1]
@@ -627,13 +657,14 @@ def rank_and_world() -> tuple[int, int]:
     "This process' rank and the number of processes (torchrun's RANK/WORLD_SIZE; 0, 1 when run alone)."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
-def _finished(out: Path, record: dict) -> bool:
-    "Whether `out` holds a finished lift made from the inputs of `record` (else it is redone, saying why)."
+def _finished(out: Path, record: dict, overwrite: bool = False) -> bool:
+    "Whether `out` holds a finished lift made from the inputs of `record`; one from other inputs is refused, or redone."
     if not (out / "lift.json").exists(): return False
     try: saved = read_json(out / "lift.json", "lift.json")
     except SceneError as e: print(f"{e}; lifting again"); return False
     return check_provenance(out / "lift.json", saved.get("provenance") if isinstance(saved, dict) else None, record,
-                            "recompute", "lifted scene")
+                            "recompute" if overwrite else "refuse", "lifted scene",
+                            hint=_REDO)
 
 def lift_scenes(scene_paths: list,        # scene folders / transforms files, in a fixed order
                 out_root,                 # one sub-folder per scene is written here
@@ -641,9 +672,10 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
                 cfg: LiftConfig | None = None,
                 device=None,
                 progress: bool = True,
-                on_done=None,             # called as on_done(scene, lifted, out_folder) after each scene
+                on_done=None,             # called as on_done(scene, lifted, out_folder) after each scene is saved
                 callback=None,            # passed to `lift` (e.g. a `fit3d.viewer.LiveViewer`)
                 downscale: float = 1.0,   # read the images downscaled by this factor (ScanNet++ in the paper: 2)
+                overwrite: bool = False,  # lift again a scene lifted or checkpointed from other inputs (else: refuse)
                ) -> list[Path]:
     "Lift this rank's share of `scene_paths`, reusing finished scenes made from the same inputs, resuming others."
     cfg, (rank, world) = cfg or LiftConfig(), rank_and_world()
@@ -656,17 +688,16 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
     done = []
     for p in list(scene_paths)[rank::world]:
         scene = scenes[p]
-        out = Path(out_root) / scene.name
-        validate(scene)  # the files, checked only for scenes this rank lifts
-        if downscale != 1: scene = scene.downscaled(downscale)
-        feats = features_fn(scene)
-        record = lift_record(scene, cfg, feats)
-        if _finished(out, record): done.append(out); continue
-        out.mkdir(parents=True, exist_ok=True)
-        lifted = lift(scene, feats, cfg, out_dir=out, device=device, progress=progress, callback=callback,
-                      record=record, on_mismatch="recompute")
-        metrics = evaluate(lifted, scene, feats, scale=cfg.render_scale, device=device, multiview=True)
-        lifted.meta["metrics"] = metrics | dict(held_out=cfg.holdout)   # False: the test views were trained on too
-        if on_done is not None: on_done(scene, lifted, out)
-        done.append(save_lifted(lifted, out))
+        with folder_lock(Path(out_root) / scene.name, f"lifted scene {scene.name}") as out:  # one writer at a time
+            validate(scene)  # the files, checked only for scenes this rank lifts
+            if downscale != 1: scene = scene.downscaled(downscale)
+            feats = features_fn(scene)
+            record = lift_record(scene, cfg, feats)
+            if _finished(out, record, overwrite): done.append(out); continue
+            lifted = lift(scene, feats, cfg, out_dir=out, device=device, progress=progress, callback=callback,
+                          record=record, on_mismatch="recompute" if overwrite else "refuse")
+            metrics = evaluate(lifted, scene, feats, scale=cfg.render_scale, device=device, multiview=True)
+            lifted.meta["metrics"] = metrics | dict(held_out=cfg.holdout)   # False: the test views were trained on too
+            done.append(save_lifted(lifted, out))
+            if on_done is not None: on_done(scene, lifted, out)   # Stage II targets: only of a lift that is saved
     return done

@@ -212,6 +212,20 @@ class PretrainConfig:
     device: str = "auto"
     progress: bool = True
 
+    def __post_init__(self):  # checked where made (fit3d.store.check_settings), naming the flag
+        from fit3d.store import check_settings
+        unit, pos = (">=", 0, "<=", 1), (">", 0)
+        check_settings(self, objective={"dino", "supervised"}, steps=(">=", 1), seconds=(">=", 0), batch_size=(">=", 1),
+                       lr=pos, min_lr=(">=", 0), warmup=unit, weight_decay=(">=", 0), weight_decay_end=(">=", 0),
+                       clip=(">=", 0), out_dim=(">=", 1), head_hidden=(">=", 1), head_bottleneck=(">=", 1),
+                       student_temp=pos, teacher_temp=pos, teacher_temp_start=pos, teacher_temp_warmup=unit,
+                       center_momentum=unit, ema=unit, freeze_last=unit, ibot=(">=", 0), mask_prob=unit,
+                       mask_ratio=unit, koleo=(">=", 0), global_size=(">=", 14), local_size=(">=", 14),
+                       n_local=(">=", 0), global_scale=(">", 0, "<=", 1), local_scale=(">", 0, "<=", 1),
+                       jitter=(">=", 0), grayscale=unit, label_min=unit, rooms=(">=", 1), views=(">=", 1),
+                       width=(">=", 16), height=(">=", 16), log_every=(">=", 1), ckpt_every=(">=", 1),
+                       pca_every=(">=", 0), pca_rooms=(">=", 0))
+
 _NOT_RUN = {"seconds", "bank_dir", "out_dir", "log_every", "ckpt_every", "pca_every", "pca_rooms", "device", "progress"}
 
 def run_record(cfg: PretrainConfig, world: int = 1) -> dict:

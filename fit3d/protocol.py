@@ -111,6 +111,11 @@ class SegAugment:
     test_scale: tuple = (2048, 512)   # test images are resized to this scale (keep ratio)
     stride: tuple = (341, 341)        # sliding-window stride at test time (the window is `crop`)
 
+    def __post_init__(self):  # checked where made (fit3d.store.check_settings)
+        from fit3d.store import check_settings
+        check_settings(self, False, scale=(">=", 1), ratio=(">", 0), crop=(">=", 1), cat_max_ratio=(">", 0, "<=", 1),
+                       flip=(">=", 0, "<=", 1), test_scale=(">=", 1), stride=(">=", 1))
+
 def _u(g: torch.Generator, a: float, b: float) -> float: return a + (b - a) * float(torch.rand((), generator=g))
 def _p(g: torch.Generator, p: float) -> bool: return float(torch.rand((), generator=g)) < p
 
@@ -242,6 +247,12 @@ class DepthAugment:
     gamma: tuple = (0.9, 1.1)         # ColorAug gamma range
     brightness: tuple = (0.75, 1.25)  # ColorAug brightness range
     color_range: tuple = (0.9, 1.1)   # ColorAug per-channel factor range
+
+    def __post_init__(self):  # checked where made (fit3d.store.check_settings)
+        from fit3d.store import check_settings
+        check_settings(self, False, rotate=(">=", 0, "<=", 1), degree=(">=", 0), flip=(">=", 0, "<=", 1),
+                       crop=(">=", 1), color=(">=", 0, "<=", 1), gamma=(">", 0), brightness=(">=", 0),
+                       color_range=(">=", 0))
 
 DEPTH_PRESETS = dict(  # per data set: depth range, training crop and evaluation crop of the official configs
     scannetpp=dict(max_depth=20.0, crop=(416, 544), eval_crop=None),

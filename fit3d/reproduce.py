@@ -23,7 +23,7 @@ from rich.table import Table
 
 from .lift import LiftConfig
 from .cli import LiftPreset, DatasetName, lift_presets, probe_data
-from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device
+from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device, check_settings
 from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_models, weights_note, _barrier
 from .protocol import paper_numbers, results_markdown
 
@@ -56,6 +56,10 @@ class ReproduceConfig:
     dry_run: bool = False                 # print the plan and its time estimate, and stop
     # Stage I preset, then its fields as flags
     lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])
+
+    def __post_init__(self):  # checked where made (the preset checks its own fields)
+        check_settings(self, max_scenes=(">=", 1), downscale=(">", 0), long_side=(">=", 1), finetune_epochs=(">=", 1),
+                       finetune_lr=(">", 0), batch_size=(">=", 1), probe_iters=(">=", 1))
 
 # %% ../nbs/15_reproduce.ipynb #b7d8e9f0
 RATES = dict(  # what one unit of work takes on one GPU, measured by us
@@ -170,7 +174,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
 
     con.rule(f"[bold]Stage I: {len(scenes)} scenes over {world} process(es)")
     lift_stage(scenes, root, bb, features_fn, cfg.lift, device, long_side=cfg.long_side, downscale=cfg.downscale or 1.0,
-               name=cfg.backbone, log=con.print)
+               name=cfg.backbone, log=con.print, overwrite=True)   # a changed setting recomputes (see above)
     _barrier()  # every scene's targets are written before any process fine-tunes
 
     con.rule("[bold]Stage II")
@@ -178,7 +182,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
                           epochs=cfg.finetune_epochs,
                           lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
                           num_workers=0 if device.type == "cpu" else 4)
-    weights = finetune_stage(root, fcfg, bb, log=con.print)
+    weights = finetune_stage(root, fcfg, bb, log=con.print, overwrite=True)
     _barrier()
     if rank != 0: return None
 

@@ -27,8 +27,8 @@ from PIL import Image
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # image files the readers look for (any case): one list for every reader
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'opencv_to_opengl', 'SceneError', 'opengl_to_opencv', 'colmap_to_scannetpp', 'scannetpp_to_colmap',
-           'check_pose', 'Camera', 'Scene', 'validate', 'look_at']
+__all__ = ['IMAGE_SUFFIXES', 'opencv_to_opengl', 'FAR', 'SceneError', 'opengl_to_opencv', 'colmap_to_scannetpp',
+           'scannetpp_to_colmap', 'check_pose', 'Camera', 'Scene', 'validate', 'look_at']
 
 # %% ../nbs/00_scene.ipynb #69a92c07
 class SceneError(ValueError):
@@ -140,6 +140,40 @@ def _resize(a: np.ndarray, width: int, height: int, nearest: bool) -> np.ndarray
     t = t[0, 0] if a.ndim == 2 else t[0].permute(1, 2, 0)
     return t.numpy().astype(a.dtype if nearest else np.float32)
 
+# %% ../nbs/00_scene.ipynb #5c1e0a02
+_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")   # 16-bit greyscale: white is 65535
+_RGB_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", *_16BIT)
+
+def _mode_problem(mode: str, fmt: str | None) -> str | None:
+    "Why an image of PIL `mode` (file format `fmt`) cannot be read as RGB; None if it can."
+    if mode in _RGB_MODES or (mode == "I" and fmt == "PNG"): return None   # a PNG's I: 16-bit (older Pillow)
+    kind = {"I": "32-bit integer", "F": "32-bit float"}.get(mode, "not RGB, greyscale, palette or CMYK")
+    return f"image mode {mode} ({kind}) has no known white level: save it as an 8- or 16-bit RGB or greyscale image"
+
+def _read_rgb(path: Path) -> np.ndarray:
+    "An image file as (H, W, 3) float32 RGB in [0, 1]: any 8-bit mode converted, 16-bit scaled, alpha dropped."
+    path = Path(path)
+    if path.suffix == ".npy":   # an array: uint8, uint16, or floats already in [0, 1]
+        a = _read_array(path, "image")
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0 if a.dtype.kind == "f" else 0)
+        if (not scale or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4))
+                or (a.dtype.kind == "f" and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1))):
+            raise SceneError(path, f"image array is {a.dtype} {a.shape}: expected (H, W), (H, W, 3) or (H, W, 4) "
+                                   "of uint8, uint16 or floats in [0, 1]")
+        a = a.astype(np.float32) / scale
+    else:
+        if not path.exists(): raise SceneError(path, "image file does not exist")
+        try:
+            with Image.open(path) as im:
+                if (why := _mode_problem(im.mode, im.format)): raise SceneError(path, why)
+                if im.mode in _16BIT or im.mode == "I": a = np.asarray(im).astype(np.float32) / 65535.0
+                elif im.mode in ("1", "L", "LA"): a = np.asarray(im.getchannel(0).convert("L"), np.float32) / 255.0
+                else: a = np.asarray(im.convert("RGB"), np.float32) / 255.0   # palette, CMYK, YCbCr, ...: PIL's
+        except SceneError: raise
+        except Exception as e: raise SceneError(path, f"cannot read image: {e}") from e
+    a = a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a
+    return a[..., :3] if a.ndim == 3 else np.repeat(a[..., None], 3, -1)
+
 # %% ../nbs/00_scene.ipynb #f512302c
 @dataclass
 class Scene:
@@ -168,10 +202,7 @@ class Scene:
         "View `i` as float32 RGB in [0, 1], (H, W, 3) at the camera's size."
         c = self.cameras[i]
         if c.image_path is None: raise SceneError(self.root, f"view {i} ({c.name}) has no image")
-        a = _read_array(c.image_path, "image")
-        if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
-        a = a[..., :3].astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)
-        return _resize(a, c.width, c.height, nearest=False)
+        return _resize(_read_rgb(c.image_path), c.width, c.height, nearest=False)
 
     def depth(self, i: int) -> np.ndarray | None:
         "Metric depth of view `i` in metres (H, W) float32, 0 = unknown; None if the view has none."
@@ -229,10 +260,39 @@ class Scene:
 
 # %% ../nbs/00_scene.ipynb #00c16af9
 def _image_size(path: Path) -> tuple[int, int]:
+    "An image's size from its header; `SceneError` if it is missing, unreadable or of a mode `_read_rgb` refuses."
     if not Path(path).exists(): raise SceneError(path, "image file does not exist")
     try:
-        with Image.open(path) as im: return im.size
+        with Image.open(path) as im: size, why = im.size, _mode_problem(im.mode, im.format)
     except Exception as e: raise SceneError(path, f"cannot read image: {e}") from e
+    if why: raise SceneError(path, why)
+    return size
+
+FAR = 1e6   # no camera centre further from the origin: float32 (the renderers') resolves only 1/16 of a unit there
+
+def _check_camera(c: Camera, path, what: str):
+    "`SceneError` unless `c`'s intrinsics make a pinhole camera for its image: focal lengths and principal point in range."
+    w, h = c.width, c.height
+    for k, f, side in (("fx", c.fx, w), ("fy", c.fy, h)):   # a field of view between 0.06 and 169 degrees
+        if not 0.05 * side <= f <= 1000 * side:
+            raise SceneError(path, f"{what}: {k}={f:g} is not a focal length for a {w}x{h} image "
+                                   f"(expected {0.05 * side:g} to {1000 * side:g} pixels)")
+    if not (-w <= c.cx <= 2 * w and -h <= c.cy <= 2 * h):
+        raise SceneError(path, f"{what}: principal point ({c.cx:g}, {c.cy:g}) is far outside its {w}x{h} image "
+                               "(expected within one image size of it)")
+
+def _check_centres(scene: Scene, path):
+    "`SceneError` for a camera 1000x the scene's extent away from the others, or further than `FAR` from the origin."
+    C = np.stack([c.c2w[:3, 3] for c in scene.cameras])
+    spread = lambda X: np.abs(X - np.median(X, 0)).max(1)   # per row: distance from the middle (max-norm: no overflow)
+    dist, pts = spread(C), scene.points if scene.points is not None and len(scene.points) else None
+    extent = max(float(np.median(dist)), 0.0 if pts is None else float(np.median(spread(np.asarray(pts, float)))), 1e-3)
+    if dist[i := int(dist.argmax())] > 1000 * extent:
+        raise SceneError(path, f"view {i} ({scene.cameras[i].name}) is {dist[i]:.3g} from the other cameras, "
+                               f"whose typical distance from their middle is {np.median(dist):.3g}")
+    if (far := np.abs(C).max(1))[i := int(far.argmax())] > FAR:
+        raise SceneError(path, f"view {i} ({scene.cameras[i].name}) is at {far[i]:.1e} from the origin: recentre the "
+                               "scene (float32 renderers lose precision so far out)")
 
 def validate(scene: Scene,         # the scene to check
              path=None,            # the file it was read from, for messages
@@ -251,6 +311,7 @@ def validate(scene: Scene,         # the scene to check
         if not (c.width > 0 and c.height > 0): raise SceneError(path, f"{what} has image size {c.width}x{c.height}")
         if not all(map(math.isfinite, (c.fx, c.fy, c.cx, c.cy))) or c.fx <= 0 or c.fy <= 0:
             raise SceneError(path, f"{what} has invalid intrinsics fx={c.fx} fy={c.fy} cx={c.cx} cy={c.cy}")
+        _check_camera(c, path, what)
         if check_files and c.image_path is not None:
             w, h = _image_size(c.image_path)
             if (w, h) != (c.width, c.height):
@@ -266,6 +327,7 @@ def validate(scene: Scene,         # the scene to check
         pts = np.asarray(scene.points)
         if pts.ndim != 2 or pts.shape[1] != 3: raise SceneError(path, f"points have shape {pts.shape}, expected (N, 3)")
         if not np.isfinite(pts).all(): raise SceneError(path, "points contain non-finite values")
+    _check_centres(scene, path)
     return scene
 
 # %% ../nbs/00_scene.ipynb #ebf7446c

@@ -195,13 +195,13 @@ def value_grad(p: HeadProblem, x: np.ndarray) -> tuple[float, np.ndarray]:
     if p.task == "seg":
         total = 0.0
         for idx in p.chunks:
-            l = _seg_sum(p, idx) / p.denom; l.backward(); total += float(l)
+            l = _seg_sum(p, idx) / p.denom; l.backward(); total += float(l.detach())
     else:   # SigLoss is a function of sums over every pixel: add them up, then send its gradient back chunk by chunk
         with torch.no_grad(): S = torch.stack([sum(v) for v in zip(*(_depth_sums(p, i)[:3] for i in p.chunks))])
         S.requires_grad_(True)
         mean = S[0] / S[2]; var = (S[1] - S[2] * mean ** 2) / (S[2] - 1)
         L = (var + 0.15 * mean ** 2).clamp_min(1e-12).sqrt(); L.backward()
-        total, (d1, d2) = float(L), S.grad[:2]
+        total, (d1, d2) = float(L.detach()), S.grad[:2]
         for idx in p.chunks:
             s1, s2, _, gl = _depth_sums(p, idx)
             part = d1 * s1 + d2 * s2 + p.cfg.grad_loss * gl / len(p.feats)

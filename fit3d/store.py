@@ -5,14 +5,17 @@ makes re-runs cheap. A cache is only worth having if it is never wrong: a number
 named. This module is the one mechanism every stage uses for that:
 
 - **Atomic writes.** A file is written to a temporary name beside it, flushed to disk (`fsync`) and renamed over the
-  target, so a reader, or a run resumed after a crash, sees the old file or the new one, never half of one.
+  target, so a reader, or a run resumed after a crash, sees the old file or the new one, never half of one. A full
+  disk is said as such, with the file's name; a killed run's temporary file is removed by the next write.
 - **Provenance records.** An artifact stores a record of what it depends on (backbone and a hash of its weights,
-  resolution, the settings that change the result, the scene's identity, the data set). Before reuse, a reader compares
-  the stored record with the one it would write now; on a mismatch it recomputes or refuses with both records in the
-  message, and never reuses silently.
+  resolution, the settings that change the result, the scene's identity by the contents of its files, the data set).
+  Before reuse, a reader compares the stored record with the one it would write now; on a mismatch it recomputes or
+  refuses, naming every part that differs with both values, and never reuses silently.
 - **Checkpoints.** One format for lifting, fine-tuning and pretraining: the state, its record, loaded with
   `torch.load(weights_only=True)` only.
 - **Finite losses.** A NaN or Inf loss stops a run before it writes anything, so the last good checkpoint survives.
+- **One writer per folder**, and folder names that never collide: a lock names the process that holds a run folder.
+- **Settings checked where they are made**: one helper every settings dataclass calls, naming the flag.
 
 Docs: https://fit3d.github.io/fit3d/store.html.md"""
 
@@ -20,7 +23,8 @@ Docs: https://fit3d.github.io/fit3d/store.html.md"""
 
 # %% ../nbs/00a_store.ipynb #75fadfcb
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, re
+import dataclasses, errno, glob, hashlib, json, math, os, re, shutil, socket, sys, time, typing
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -30,10 +34,12 @@ import torch
 from .scene import SceneError
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'ArtifactError', 'NonFiniteLoss', 'atomic_write', 'write_json', 'read_json', 'aside_path',
-           'save_torch', 'load_torch', 'provenance', 'weights_digest', 'file_stamp', 'files_digest', 'scene_identity',
-           'provenance_diff', 'check_provenance', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'safe_name',
-           'child', 'resolve_device', 'module_device']
+__all__ = ['CHECKPOINT_FORMAT', 'LOCK_NAME', 'ArtifactError', 'NonFiniteLoss', 'DiskFull', 'pid_alive', 'stale_temps',
+           'atomic_write', 'write_json', 'read_json', 'aside_path', 'save_torch', 'load_torch', 'provenance',
+           'weights_digest', 'content_digest', 'file_stamp', 'files_digest', 'scene_identity', 'provenance_diff',
+           'differences', 'check_provenance', 'save_checkpoint', 'load_checkpoint', 'check_finite',
+           'check_finite_state', 'safe_name', 'child', 'FolderBusy', 'folder_lock', 'SettingError', 'check_settings',
+           'resolve_device', 'module_device']
 
 # %% ../nbs/00a_store.ipynb #ac00f10a
 class ArtifactError(SceneError):
@@ -41,6 +47,16 @@ class ArtifactError(SceneError):
 
 class NonFiniteLoss(FloatingPointError):
     "A loss became NaN or Inf; raised before anything is written, so the last good checkpoint is kept."
+
+class DiskFull(OSError):
+    "A write failed for want of space; the message names the file, and the file it would replace is untouched."
+    def __init__(self, path, cause):
+        super().__init__(errno.ENOSPC, str(cause), str(path)); self.path = Path(path)
+        try: free = f"{shutil.disk_usage(self.path.parent).free / 2**20:.1f} MiB free"
+        except OSError: free = "free space unknown"
+        self.message = (f"{path}: cannot be written: the disk is full ({free} on its file system; {cause}). Nothing "
+                        "was replaced: free some space or write elsewhere, then run again.")
+    def __str__(self): return self.message
 
 # %% ../nbs/00a_store.ipynb #90fa7b67
 def _fsync_dir(folder: Path):
@@ -50,17 +66,52 @@ def _fsync_dir(folder: Path):
     except OSError: pass
     finally: os.close(fd)
 
+def _umask() -> int:
+    "This process' umask (read from /proc where Linux shows it, so that it is never changed, even for a moment)."
+    try: return int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("Umask:")).split()[1], 8)
+    except (OSError, StopIteration, ValueError): m = os.umask(0o022); os.umask(m); return m
+
+def pid_alive(pid: int) -> bool:
+    "Whether process `pid` runs on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass    # it runs, as another user
+    return True
+
+def stale_temps(path) -> list[Path]:
+    "Temporary files of `path` (`.<name>.<pid>.tmp`) left by processes that no longer run: killed before the rename."
+    path, out = Path(path), []
+    for t in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = t.name[len(path.name) + 2:-4]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)): out.append(t)
+    return out
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    "Whether a failed write ran out of space (torch's zip writer says only 'unexpected pos': then ask the disk)."
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
+    msg = str(e)
+    if "No space left" in msg or "StorageFull" in msg: return True
+    try: return "unexpected pos" in msg and shutil.disk_usage(folder).free < 64 * 2**20
+    except OSError: return False
+
 def atomic_write(path,                        # the file to (re)write
                  data: bytes | str | Callable, # its content, or a function `write(tmp_path)` that writes it
                 ) -> Path:
     "Write `path` whole or not at all: a temporary file beside it, flushed to disk, then renamed over it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    for t in stale_temps(path): t.unlink(missing_ok=True)  # a killed run's half-written file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if callable(data): data(tmp)
-        else:
-            with open(tmp, "wb") as f: f.write(data.encode() if isinstance(data, str) else data)
-        with open(tmp, "rb+") as f: os.fsync(f.fileno())
+        try:
+            if callable(data): data(tmp)
+            else:
+                with open(tmp, "wb") as f: f.write(data.encode() if isinstance(data, str) else data)
+            with open(tmp, "rb+") as f: os.fsync(f.fileno())
+        except Exception as e:
+            if _disk_full(e, path.parent): raise DiskFull(path, e) from e
+            raise
+        try: os.chmod(tmp, 0o666 & ~_umask())  # as `open` makes files (safetensors makes them 0600)
+        except OSError: pass                   # a file system without modes keeps its own
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
@@ -137,10 +188,20 @@ def weights_digest(model) -> str:
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
+_CONTENT: dict = {}  # absolute path -> (its stat when hashed, digest)
+
+def content_digest(path) -> str:
+    "A 16-hex-digit SHA-256 of a file's bytes, hashed again only when its inode, size, mtime or ctime change."
+    p = os.path.abspath(path); st = os.stat(p)
+    when = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: no `cp -p` or `touch` sets it
+    if (hit := _CONTENT.get(p)) is not None and hit[0] == when: return hit[1]
+    with open(p, "rb") as f: d = hashlib.file_digest(f, "sha256").hexdigest()[:16]   # SHA-NI: the fastest here
+    _CONTENT[p] = (when, d)
+    return d
+
 def file_stamp(path) -> list:
-    "[name, size, mtime in ns] of a file: changes when the file is rewritten."
-    st = Path(path).stat()
-    return [Path(path).name, st.st_size, st.st_mtime_ns]
+    "[name, size, content digest] of a file: changes whenever its bytes do, whatever its dates say."
+    return [Path(path).name, Path(path).stat().st_size, content_digest(path)]
 
 def files_digest(paths) -> str:
     "A 16-hex-digit hash of the stamps of `paths` (in the given order)."
@@ -157,6 +218,7 @@ def scene_identity(scene) -> dict:
              for c in scene.cameras]  # files, intrinsics, pose
     pts = getattr(scene, "points", None)
     return dict(name=scene.name, root=str(Path(scene.root).resolve()) if scene.root else None, views=len(views),
+                files="content",  # files known by their bytes (records without this knew them by their dates)
                 images=_digest(views), sizes=_digest([[c.width, c.height] for c in scene.cameras]),
                 split=_digest([list(scene.train), list(scene.test)]),
                 points=None if pts is None
@@ -166,14 +228,30 @@ def scene_identity(scene) -> dict:
 def provenance_diff(saved: dict | None, # the record stored with the artifact
                     wanted: dict,       # the record the reader would write now
                    ) -> dict:
-    "The parts in which two records differ: {part: (saved, wanted)}."
-    saved = saved or {}
-    keys = (set(saved) | set(wanted)) - {"key"}
-    return {k: (saved.get(k), wanted.get(k)) for k in sorted(keys) if saved.get(k) != wanted.get(k)}
+    "The parts in which two records differ, nested records part by part: {'config.iterations': (saved, wanted)}."
+    out = {}
+    def walk(a: dict, b: dict, pre: str):
+        for k in sorted((set(a) | set(b)) - ({"key"} if not pre else set())):
+            x, y = a.get(k), b.get(k)
+            if x == y: continue
+            if isinstance(x, dict) and isinstance(y, dict): walk(x, y, f"{pre}{k}.")
+            else: out[pre + k] = (x, y)
+    walk(saved or {}, wanted, "")
+    return out
 
 def _short(v, n: int = 80) -> str:
     s = json.dumps(v) if not isinstance(v, str) else v
     return s if len(s) <= n else s[:n - 3] + "..."
+
+def differences(saved: dict | None, wanted: dict, most: int = 12) -> str:
+    "What differs between two records, in words: the names of the parts, whole, then their values side by side."
+    if saved is None: return "it records no provenance"
+    diff = provenance_diff(saved, wanted)
+    pairs = [f"{k}: {_short(s)} (saved) vs {_short(w)} (now)" for k, (s, w) in list(diff.items())[:most]]
+    more = f"; {len(diff) - most} more" if len(diff) > most else ""
+    old = any(k.split(".")[-1] == "files" and s is None for k, (s, w) in diff.items())
+    note = "made by a fit3d that knew files by their dates, not their contents; " if old else ""
+    return note + f"differing: {', '.join(diff)}; " + "; ".join(pairs) + more
 
 def check_provenance(path,                    # the artifact (named in messages)
                      saved: dict | None,      # its stored record (None: it has none)
@@ -181,15 +259,12 @@ def check_provenance(path,                    # the artifact (named in messages)
                      on_mismatch: Literal["recompute", "refuse"] = "recompute",
                      what: str = "artifact",  # what it is, for messages
                      log: Callable | None = print, # where to say that it is recomputed
+                     hint: str = "use another output folder or delete it", # what to do, for a refusal
                     ) -> bool:
     "True if `saved` matches `wanted`; else False (recompute) or `ArtifactError` (refuse), naming what differs."
-    diff = provenance_diff(saved, wanted)
-    if not diff: return True
-    parts = "; ".join(f"{k}: {_short(s)} (saved) vs {_short(w)} (now)" for k, (s, w) in diff.items())
-    if saved is None: parts = "it records no provenance"
-    if on_mismatch == "refuse":
-        raise ArtifactError(path,
-                            f"{what} was made from other inputs ({parts}); use another output folder or delete it")
+    if not provenance_diff(saved, wanted) and saved is not None: return True
+    parts = differences(saved, wanted)
+    if on_mismatch == "refuse": raise ArtifactError(path, f"{what} was made from other inputs ({parts}); {hint}")
     if log is not None: log(f"{path}: {what} was made from other inputs ({parts}); recomputing")
     return False
 
@@ -200,7 +275,9 @@ def save_checkpoint(path, state: dict, record: dict) -> Path:
     "Write a resumable `state` (tensors and plain data) with its provenance `record`, atomically."
     return save_torch(path, dict(format=CHECKPOINT_FORMAT, provenance=record, state=state))
 
-def load_checkpoint(path, record: dict, what: str = "checkpoint", map_location="cpu") -> dict | None:
+def load_checkpoint(path, record: dict, what: str = "checkpoint", map_location="cpu",
+                    hint: str = "use another output folder or delete it", # what to do if it is refused
+                   ) -> dict | None:
     "The state saved at `path` if its record matches `record`; None if there is no file; else `ArtifactError`."
     path = Path(path)
     if not path.exists(): return None
@@ -208,7 +285,7 @@ def load_checkpoint(path, record: dict, what: str = "checkpoint", map_location="
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ArtifactError(path, f"not a fit3d {what} (format "
                                   f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__})")
-    check_provenance(path, ck.get("provenance"), record, "refuse", what)
+    check_provenance(path, ck.get("provenance"), record, "refuse", what, hint=hint)
     return ck["state"]
 
 # %% ../nbs/00a_store.ipynb #f9b4c045
@@ -225,13 +302,30 @@ def check_finite(loss,             # a float or a scalar tensor
                             "or check the inputs.")
     return v
 
+def check_finite_state(tensors: dict,  # name -> tensor (parameters, a state dict)
+                       where: str,     # the run, e.g. "lift scene0 step 1200"
+                       kept=None,      # the last good checkpoint, named in the message
+                      ) -> None:
+    "`NonFiniteLoss` if a floating-point tensor holds NaN or Inf: called before a state is written as good."
+    bad = [k for k, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        keep = f"; the last good checkpoint {kept} is kept" if kept is not None and Path(kept).exists() else ""
+        raise NonFiniteLoss(f"{where}: {', '.join(bad)} hold NaN or Inf: not written{keep}. Lower the learning rate "
+                            "or check the inputs.")
+
 # %% ../nbs/00a_store.ipynb #77cde963
+_NAME_OK = set("._+@-")
+
 def safe_name(name: str,          # a name read from a file
               path=None,          # the file it came from, for the error message
+              max_bytes: int = 200, # longer names are shortened (file systems allow 255 bytes)
              ) -> str:
-    "`name` as one safe path component: other characters become '_'; empty and dot-only names are refused."
-    s = re.sub(r"[^A-Za-z0-9._+@-]", "_", str(name)).strip()
+    "`name` as one safe path component, one name to one folder: a digest of `name` is added where characters had to go."
+    name = str(name)
+    s = "".join(c if c.isalnum() or c in _NAME_OK else "_" for c in name).strip()
     if not s or set(s) <= {"."}: raise SceneError(path, f"{name!r} cannot name a folder")
+    if s != name or len(s.encode()) > max_bytes:   # lossy: two names must never meet in one folder
+        s = s.encode()[:max_bytes - 9].decode(errors="ignore") + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     return s
 
 def child(root, name: str, path=None) -> Path:
@@ -239,6 +333,103 @@ def child(root, name: str, path=None) -> Path:
     out = (Path(root) / safe_name(name, path)).resolve()
     if Path(root).resolve() not in out.parents: raise SceneError(path, f"{name!r} would leave {root}")
     return out
+
+# %% ../nbs/00a_store.ipynb #bd5e81df
+LOCK_NAME = ".fit3d.lock"
+
+class FolderBusy(ArtifactError):
+    "Another process is writing the folder; the message names it."
+
+_HELD: dict = {}  # folder -> [open lock file, depth]: the locks this process holds
+
+def _holder(text: str) -> str:
+    try: h = json.loads(text)
+    except ValueError: return "an unknown process"
+    alive = "" if h.get("host") != socket.gethostname() or pid_alive(int(h.get("pid", 0))) else ", no longer running"
+    return f"pid {h.get('pid')} on {h.get('host')} (`{h.get('command')}`, since {h.get('since')}{alive})"
+
+def _acquire(lock: Path):
+    "The open, flock-ed lock file, or None if another process holds it."
+    import fcntl
+    while True:
+        f = open(lock, "a+")
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: f.close(); return None
+        try:
+            if os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino: return f
+        except FileNotFoundError: pass
+        f.close()  # its holder removed it as we opened it: take the new one
+
+@contextmanager
+def folder_lock(folder,                   # the folder to write, made if missing
+                what: str = "run folder", # what it holds, for messages
+                log: Callable = print,    # where a lock taken over from a dead process is reported
+               ):
+    "Hold `<folder>/.fit3d.lock` (pid, host, command) while writing `folder`; `FolderBusy` names another holder."
+    folder = Path(folder).resolve(); key = str(folder)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try: yield folder
+        finally: _HELD[key][1] -= 1
+        return
+    folder.mkdir(parents=True, exist_ok=True); lock = folder / LOCK_NAME
+    f = _acquire(lock)
+    if f is None:
+        try: who = _holder(lock.read_text())
+        except OSError: who = "another process"
+        raise FolderBusy(folder, f"{what} is being written by {who}: wait for it to end, or write elsewhere")
+    f.seek(0)
+    if (old := f.read()).strip(): log(f"{lock}: taking over the lock of {_holder(old)}")
+    f.seek(0); f.truncate()
+    f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), command=" ".join(sys.argv),
+                            since=time.strftime("%Y-%m-%d %H:%M:%S")))); f.flush()
+    _HELD[key] = [f, 1]
+    try: yield folder
+    finally:
+        _HELD[key][1] -= 1
+        if not _HELD[key][1]:
+            del _HELD[key]; lock.unlink(missing_ok=True); f.close()   # removed while still held: see `_acquire`
+
+# %% ../nbs/00a_store.ipynb #3cdc48cb
+class SettingError(ValueError):
+    "A setting out of its range; the message names the flag as the command line spells it."
+
+_OPS = {">=": lambda v, b: v >= b, ">": lambda v, b: v > b, "<=": lambda v, b: v <= b, "<": lambda v, b: v < b}
+
+def _choices(hint) -> tuple | None:
+    "The values a `Literal` (or `Literal | None`, or `tuple[Literal, ...]`) annotation allows; None if not one."
+    if typing.get_origin(hint) is Literal: return typing.get_args(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+    return _choices(args[0]) if len(args) == 1 else None
+
+def check_settings(cfg,              # a settings dataclass
+                   cli: bool = True, # name fields as flags (`--batch-views`); False: as attributes
+                   **rules,          # field=(op, bound[, op, bound]) with op in >=, >, <=, <; or a set of choices
+                  ) -> None:
+    "Raise `SettingError` for the first field of `cfg` outside its rule or its `Literal` choices."
+    name = (lambda k: "--" + k.replace("_", "-")) if cli else (lambda k: f"{type(cfg).__name__}.{k}")
+    for k, rule in rules.items():
+        v = getattr(cfg, k)
+        for x in (v if isinstance(v, (tuple, list)) else [v]):
+            if x is None: continue
+            if isinstance(rule, (set, frozenset)):
+                if x not in rule: raise SettingError(f"{name(k)} must be one of {', '.join(sorted(rule))}, got {x!r}")
+                continue
+            for op, bound in zip(rule[::2], rule[1::2]):
+                try: ok = not isinstance(x, bool) and _OPS[op](x, bound)
+                except TypeError: ok = False
+                if not ok:
+                    want = " and ".join(f"{o} {b}" for o, b in zip(rule[::2], rule[1::2]))
+                    raise SettingError(f"{name(k)} must be {want}, got {v!r}")
+    where = vars(sys.modules[type(cfg).__module__]) if type(cfg).__module__ in sys.modules else {}
+    for f in dataclasses.fields(cfg):
+        try: hint = eval(f.type, where) if isinstance(f.type, str) else f.type   # `from __future__ import annotations`
+        except Exception: continue   # a type this module cannot name: the rules above still hold
+        if (ok := _choices(hint)) is None: continue
+        v = getattr(cfg, f.name)
+        for x in (v if isinstance(v, (tuple, list)) else [v]):
+            if x is not None and x not in ok:
+                raise SettingError(f"{name(f.name)} must be one of {', '.join(map(str, ok))}, got {x!r}")
 
 # %% ../nbs/00a_store.ipynb #aba497c7
 def resolve_device(device=None, # None/"auto": this process' GPU if there is one, else the CPU; or "cpu", "cuda:1", ...

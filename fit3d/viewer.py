@@ -19,7 +19,7 @@ Docs: https://fit3d.github.io/fit3d/viewer.html.md"""
 
 # %% ../nbs/10_viewer.ipynb #1c421ec2
 from __future__ import annotations
-import base64, contextlib, html, io, math, tempfile, threading, time
+import base64, html, io, math, tempfile, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,12 @@ from .raster import SH_C0
 from .formats import read_scene, read_splats_ply
 from .features import fit_pca
 from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screenshot
+from .serving import viser_server, stop_server
 
 # %% auto #0
 __all__ = ['COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities', 'pca_colours',
-           'frustum_pose', 'camera_scale', 'up_direction', 'viser_server', 'stop_server', 'LiveViewer', 'add_cameras',
-           'view_splats', 'lifted_scene_path', 'view_lifted', 'scene_html', 'embed_viewer', 'InlineViewer',
-           'show_viewer']
+           'frustum_pose', 'camera_scale', 'up_direction', 'LiveViewer', 'add_cameras', 'view_splats',
+           'lifted_scene_path', 'view_lifted', 'scene_html', 'embed_viewer', 'InlineViewer', 'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
 def _np(x, dtype=np.float32) -> np.ndarray:
@@ -109,19 +109,6 @@ def up_direction(cameras: list[Camera]) -> np.ndarray | None:
     n = np.linalg.norm(u)
     return u / n if n > 0.3 else None
 
-# %% ../nbs/10_viewer.ipynb #c7136e81
-def viser_server(host: str = "127.0.0.1", # "0.0.0.0" to serve other machines
-                 port: int = 8080,        # 0 = any free port
-                 label: str = "fit3d",    # the browser tab's title
-                ) -> viser.ViserServer:
-    "Start a viser server without its banner (callers print the address they mean)."
-    with contextlib.redirect_stdout(io.StringIO()):
-        return viser.ViserServer(host=host, port=port, label=label, verbose=False)
-
-def stop_server(server: viser.ViserServer):
-    "Stop a viser server without its goodbye line."
-    with contextlib.redirect_stdout(io.StringIO()): server.stop()
-
 # %% ../nbs/10_viewer.ipynb #61def1ae
 COLOURINGS = ("RGB", "Feature PCA")
 
@@ -137,9 +124,10 @@ class LiveViewer:
                  max_gaussians: int | None = None, # send at most this many (the most opaque) to the browser
                  frustum_scale: float | None = None, # frustum size in scene units (default: from the camera spread)
                  server: viser.ViserServer | None = None, # draw into a running server instead of starting one
+                 allow_origins=(),              # pages of these origins may use the server too ("*": any)
                 ):
         if colour not in COLOURINGS: raise ValueError(f"colour must be one of {COLOURINGS}, got {colour!r}")
-        self.server = server or viser_server(host, port)
+        self.server = server or viser_server(host, port, allow_origins=allow_origins)
         self.every, self.max_gaussians, self.cameras = every, max_gaussians, list(cameras or [])
         self.last, self.handle, self._g, self._pca = -math.inf, None, None, None
         self._lock = threading.RLock()
@@ -245,20 +233,27 @@ def view_splats(splats: dict,                      # gsplat trainer dict, option
                 colour: str = "RGB",               # initial colouring, one of `COLOURINGS`
                 max_gaussians: int | None = None,  # send at most this many (the most opaque)
                 frustum_scale: float | None = None, # frustum size in scene units
+                allow_origins=(),                  # pages of these origins may use the server too ("*": any)
                ) -> viser.ViserServer:
     "Serve `splats` (and `cameras`) to the browser; returns the running viser server."
     v = LiveViewer(cameras, images, host, port, every=0, colour=colour, max_gaussians=max_gaussians,
-                   frustum_scale=frustum_scale)
+                   frustum_scale=frustum_scale, allow_origins=allow_origins)
     v.update(splats, force=True)
     return v.server
 
 def lifted_scene_path(folder) -> Path | None:
     "The scene a lifted folder came from: `scene_path.txt`, else `lift.json`'s `scene`, else None."
-    import json
+    from fit3d.store import read_json
+    from fit3d.scene import SceneError
     folder = Path(folder)
     p = None
     if (folder / "scene_path.txt").exists(): p = (folder / "scene_path.txt").read_text().strip()
-    elif (folder / "lift.json").exists(): p = json.loads((folder / "lift.json").read_text()).get("scene")
+    elif (folder / "lift.json").exists():   # a corrupt record: an error naming it, not a raw JSONDecodeError
+        meta = read_json(folder / "lift.json", "lift record")
+        if not isinstance(meta, dict):
+            raise SceneError(folder / "lift.json", f"lift record holds a {type(meta).__name__}, expected an object")
+        if not isinstance(p := meta.get("scene"), (str, type(None))):
+            raise SceneError(folder / "lift.json", f"its 'scene' is {p!r}, expected the scene's path")
     if not p: return None
     p = Path(p)
     return p if p.is_absolute() else folder / p

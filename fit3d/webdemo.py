@@ -22,16 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import viser
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from .features import fit_pca, tile
 from .scene import IMAGE_SUFFIXES
 from .store import module_device
-from .viewer import viser_server
+from .serving import md_literal, viser_server
 
 # %% auto #0
-__all__ = ['PALETTE', 'to_image', 'dense_features', 'drawn_examples', 'example_images', 'pca_image', 'kmeans_labels',
-           'kmeans_image', 'compare', 'serve_demo']
+__all__ = ['PALETTE', 'READ_FORMATS', 'UPLOADS_IN_FLIGHT', 'to_image', 'dense_features', 'drawn_examples', 'example_images',
+           'pca_image', 'kmeans_labels', 'kmeans_image', 'compare', 'image_size_problem', 'serve_demo']
 
 # %% ../nbs/11_webdemo.ipynb #412721c4
 def to_image(x) -> np.ndarray:
@@ -205,24 +205,77 @@ def compare(image,                 # anything `to_image` reads
     return dict(pca=row(po, pf), kmeans=row(pal(ko), pal(kf)), feats=(fo, ff))
 
 # %% ../nbs/11_webdemo.ipynb #50560fa5
-def _drop_big_uploads(server: viser.ViserServer, max_bytes: int, refuse):
-    "Drop an upload whose declared size is over `max_bytes` when it starts (viser would buffer all of it first)."
-    try:
-        from viser._messages import FileTransferStartUpload
-        states = server.gui._current_file_upload_states   # viser's private state; the late check in `show_file` remains
-        def start(client_id, msg):
-            if msg.size_bytes > max_bytes and states.pop(msg.transfer_uuid, None) is not None:
-                refuse(msg.filename, msg.size_bytes)
-        server._websock_server.register_handler(FileTransferStartUpload, start)   # runs after viser's own handler
-    except (ImportError, AttributeError): pass
+READ_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")  # what an upload may be; PIL tries no other reader
+UPLOADS_IN_FLIGHT = 3  # all clients together buffer at most this many uploads' worth of bytes
 
+def image_size_problem(w: int, h: int,                # an image's size, from its header
+                       max_pixels: int = 40_000_000,  # the most pixels
+                       max_side: int = 16_384,        # the most pixels along either side
+                       max_aspect: float = 16,        # the most the long side may be over the short one
+                      ) -> str | None:                # None if it may be decoded, else why not
+    "Why an image of w x h pixels is refused before it is decoded, or None."
+    if min(w, h) < 1: return f"{w} x {h} pixels is an empty image"
+    if max(w, h) > max_side: return f"{w} x {h} pixels has a side over the limit of {max_side:,}"
+    if w * h > max_pixels: return f"{w} x {h} pixels is over the limit of {max_pixels:,}"
+    if max(w, h) > max_aspect * min(w, h):
+        return f"{w} x {h} pixels is {max(w, h) / min(w, h):,.0f} times as long as wide, over the limit of {max_aspect:g}"
+    return None
+
+def _reason(e: BaseException) -> str:
+    return "out of memory" if isinstance(e, MemoryError) else (str(e) or type(e).__name__)
+
+class _UploadGuard:
+    "Caps uploads by the bytes that arrive, not the size declared: one transfer per client, freed when it leaves."
+    def __init__(self, server: viser.ViserServer, max_bytes: int, refuse):
+        from viser._messages import FileTransferPart, FileTransferStartUpload
+        self.states = server.gui._current_file_upload_states  # viser's (private) transfers in flight, by id
+        self.max_bytes, self.refuse = max_bytes, refuse
+        ws = server._websock_server
+        ws.register_handler(FileTransferStartUpload, self.start)   # runs after viser's handler opened the transfer
+        parts = ws._incoming_handlers[FileTransferPart]             # viser's part handler runs only if `part` says so
+        i = parts.index(server.gui._handle_file_transfer_part)
+        parts[i] = lambda client_id, msg, store=parts[i]: self.part(client_id, msg, store)
+        ws.on_client_disconnect(lambda client: self.drop(lambda s: s["client_id"] == client.client_id))
+
+    def drop(self, which):
+        "Drop the transfers whose state `which(state)` picks."
+        for t, s in list(self.states.items()):
+            if which(s): self.states.pop(t, None)
+
+    def start(self, client_id, msg):
+        "A new transfer: the client's earlier ones go, and this one too if it declares more than the cap."
+        new = self.states.get(msg.transfer_uuid)
+        self.drop(lambda s: s["client_id"] == client_id and s is not new)
+        if new is None: return
+        if not (type(msg.size_bytes) is int and type(msg.part_count) is int and isinstance(msg.filename, str)):
+            self.drop(lambda s: s is new)   # a hand-made message of the wrong types: no transfer
+        elif not 0 <= msg.size_bytes <= self.max_bytes:
+            self.drop(lambda s: s is new)
+            self.refuse(msg.filename, f"{msg.size_bytes / 1e6:.1f} MB is over the upload limit of "
+                                      f"{self.max_bytes / 1e6:.1f} MB")
+
+    def part(self, client_id, msg, store):
+        "Count a part before viser stores it: past the cap its transfer goes; a part of another client's is ignored."
+        s = self.states.get(msg.transfer_uuid)
+        if s is None or s["client_id"] != client_id: return
+        if s["transferred_bytes"] + len(msg.content) > self.max_bytes:
+            why = (f"more than the upload limit of {self.max_bytes / 1e6:.1f} MB arrived "
+                   f"(it declared {s['total_bytes']:,} bytes)")
+        elif sum(t["transferred_bytes"] for t in list(self.states.values())) + len(msg.content) > \
+                UPLOADS_IN_FLIGHT * self.max_bytes:
+            why = "the server is busy with other uploads; try again in a moment"
+        else: return store(client_id, msg)
+        self.states.pop(msg.transfer_uuid, None)
+        self.refuse(s["filename"], why)
+
+# %% ../nbs/11_webdemo.ipynb #55b8b990
 class _Demo:
     "The state behind one demo server: models, examples, the current features and GUI handles."
     def __init__(self, server, original, finetuned, examples: dict, k: int, long_side: int, height: int, width: int,
-                 max_bytes: int, max_pixels: int):
+                 max_bytes: int, caps: dict):
         self.server, self.models, self.examples = server, (original, finetuned), examples
-        self.max_bytes, self.max_pixels = max_bytes, max_pixels
-        self.long_side, self.height, self.lock, self.image, self.feats = long_side, height, threading.Lock(), None, None
+        self.max_bytes, self.caps = max_bytes, caps
+        self.long_side, self.height, self.lock, self.image, self.feats = long_side, height, threading.RLock(), None, None
         gui = server.gui
         gui.main_panel.dock_right(); gui.main_panel.set_width(width)
         gui.add_markdown("**FiT3D features**: input | original | fine-tuned")
@@ -234,45 +287,67 @@ class _Demo:
         blank = np.asarray(tile([blank] * 3, gap=6))
         self.pca = gui.add_image(blank, label="PCA of the features (3 components)")
         self.kmeans = gui.add_image(blank, label="K-means of the features (cosine)")
-        self.pick.on_update(lambda _: self.show(self.examples[self.pick.value], self.pick.value))
+        self.pick.on_update(lambda _: self.pick_example())
         self.k.on_update(lambda _: self.recluster())
         self.upload.on_upload(lambda _: self.show_file(self.upload.value.name, self.upload.value.content))
-        _drop_big_uploads(server, max_bytes, self.refuse)
+        _UploadGuard(server, max_bytes, self.refuse)
 
-    def refuse(self, name: str, size: int):
-        "Say in the panel that an upload is over the size cap."
-        self.status.content = (f"refused {name}: {size / 1e6:.1f} MB is over the upload limit of "
-                               f"{self.max_bytes / 1e6:.1f} MB")
+    def refuse(self, name: str, why: str):
+        "Say in the panel that an upload is refused, and why."
+        self.status.content = f"refused {md_literal(name)}: {why}"
 
     def show_file(self, name: str, content: bytes):
-        "Show an uploaded image file, or say in the panel why it cannot be read."
-        if len(content) > self.max_bytes: return self.refuse(name, len(content))
+        "Show an uploaded image file, or say in the panel why not (its size is checked from the header, undecoded)."
+        with self.lock: self._show_file(name, content)   # in turn: an earlier request never overwrites a later's line
+
+    def _show_file(self, name: str, content: bytes):
+        if len(content) > self.max_bytes:
+            return self.refuse(name, f"{len(content) / 1e6:.1f} MB is over the upload limit of "
+                                     f"{self.max_bytes / 1e6:.1f} MB")
         try:
-            im = Image.open(io.BytesIO(content))   # reads the header only
-            if im.width * im.height > self.max_pixels:
-                self.status.content = (f"refused {name}: {im.width} x {im.height} pixels is over the limit of "
-                                       f"{self.max_pixels:,}")
-                return
-            img = to_image(im)
-        except Exception as e: self.status.content = f"could not read {name}: {e}"; return
+            im = Image.open(io.BytesIO(content), formats=READ_FORMATS)   # reads the header only
+            why = image_size_problem(im.width, im.height, **self.caps)
+            img = to_image(im) if why is None else None
+        except Exception as e:
+            why = ("not an image of a kind the demo reads (" + ", ".join(READ_FORMATS) + ")"
+                   if isinstance(e, UnidentifiedImageError) else md_literal(_reason(e), 300))
+            self.status.content = f"could not read {md_literal(name)}: {why}"
+            return
+        if why is not None: return self.refuse(name, why)
         self.show(img, name)
 
+    def pick_example(self):
+        "Show the example the dropdown names (a client may send a name that is none of them)."
+        name = self.pick.value
+        if name not in self.examples: self.status.content = f"no example named {md_literal(name)}"; return
+        self.show(self.examples[name], name)
+
     def show(self, image, name: str):
-        "Run both models on `image` and show all pictures."
+        "Run both models on `image` and show all pictures; whatever fails, the status line ends with the reason."
         with self.lock:
-            self.status.content = f"computing features of *{name}*..."
+            self.status.content = f"computing features of {md_literal(name)}..."
             t = time.perf_counter()
-            self.image = to_image(image)
-            self.feats = tuple(dense_features(m, self.image, self.long_side) for m in self.models)
-            self._draw(compare(self.image, None, None, self.k.value, height=self.height, feats=self.feats))
-            C, h, w = self.feats[0].shape
-            self.status.content = f"*{name}*: {h}x{w} patches, {C} channels, {time.perf_counter() - t:.1f} s"
+            try:
+                img = to_image(image)
+                feats = tuple(dense_features(m, img, self.long_side) for m in self.models)
+                self._draw(compare(img, None, None, self._k(), height=self.height, feats=feats))
+            except Exception as e:
+                self.status.content = f"could not show {md_literal(name)}: {md_literal(_reason(e), 300)}"
+                return
+            self.image, self.feats = img, feats
+            C, h, w = feats[0].shape
+            self.status.content = f"{md_literal(name)}: {h}x{w} patches, {C} channels, {time.perf_counter() - t:.1f} s"
 
     def recluster(self):
         "Recompute the clustering for the slider's number of clusters."
         with self.lock:
             if self.feats is None: return
-            self._draw(compare(self.image, None, None, self.k.value, height=self.height, feats=self.feats))
+            try: self._draw(compare(self.image, None, None, self._k(), height=self.height, feats=self.feats))
+            except Exception as e: self.status.content = f"could not recluster: {md_literal(_reason(e), 300)}"
+
+    def _k(self) -> int:
+        "The slider's number of clusters, within its range whatever a client sent."
+        return min(max(int(self.k.value), 2), len(PALETTE))
 
     def _draw(self, out: dict):
         self.pca.image, self.kmeans.image = out["pca"], out["kmeans"]
@@ -286,17 +361,20 @@ def serve_demo(original,                  # the original model: (B, 3, H, W) in 
                long_side: int = 448,      # the models see images at this size
                height: int = 240,         # display height of each picture in pixels
                panel_width: int = 900,    # width of the control panel in pixels (pictures shrink to fit)
-               max_upload_mb: float = 20, # uploads over this size are refused
+               max_upload_mb: float = 20, # uploads over this size are refused (counted as the bytes arrive)
                max_pixels: int = 40_000_000, # uploaded images over this many pixels are refused before decoding
+               max_side: int = 16_384,    # uploaded images with a longer side are refused before decoding
+               max_aspect: float = 16,    # uploaded images whose long side is more times the short one are refused
+               allow_origins=(),          # pages of these origins may use the server too ("*": any)
               ) -> viser.ViserServer:
     "Serve the original-vs-fine-tuned feature demo; returns the running viser server (the first example shown)."
     if examples is None: examples = example_images()
     if not isinstance(examples, dict): examples = {Path(p).name if isinstance(p, (str, Path)) else f"example {i}": p
                                                    for i, p in enumerate(examples)}
     if not examples: raise ValueError("serve_demo needs at least one example image")
-    server = viser_server(host, port, label="fit3d demo")
-    demo = _Demo(server, original, finetuned, examples, k, long_side, height, panel_width,
-                 int(max_upload_mb * 1e6), max_pixels)
+    server = viser_server(host, port, label="fit3d demo", allow_origins=allow_origins)
+    demo = _Demo(server, original, finetuned, examples, k, long_side, height, panel_width, int(max_upload_mb * 1e6),
+                 dict(max_pixels=max_pixels, max_side=max_side, max_aspect=max_aspect))
     name = next(iter(examples)); demo.show(examples[name], name)
     server.fit3d_demo = demo  # for tests and scripts: the GUI handles and the current features
     return server

@@ -81,7 +81,7 @@ def test_other_settings_refused_naming_both(tmp_path):
     torch.set_num_threads(1)
     base = dict(targets=(str(targets),), out=str(tmp_path / "run"), **(FLAGS | dict(epochs=1)))
     finetune(FinetuneConfig(**base))
-    with pytest.raises(ArtifactError, match=r"settings: .*\(saved\) vs .*\(now\)"): finetune(FinetuneConfig(**(base | dict(lr=2e-3))))
+    with pytest.raises(ArtifactError, match=r"differing: settings\.lr; settings\.lr: 0\.001 \(saved\) vs 0\.002 \(now\)\); use another --out"): finetune(FinetuneConfig(**(base | dict(lr=2e-3))))
     finetune(FinetuneConfig(**(base | dict(epochs=2))))                 # more epochs continue the same run
 
 
@@ -95,3 +95,34 @@ def test_nan_never_reaches_a_checkpoint(tmp_path):
         st = torch.load(ck, weights_only=True)["state"]["model"]
         assert all(torch.isfinite(v).all() for v in st.values() if v.is_floating_point())
     assert not (tmp_path / "run" / "finetuned.safetensors").exists()
+
+
+def test_a_poisoned_state_never_counts_as_good(tmp_path):
+    "lr 1e30: step 1's loss is finite, its update makes every weight ~1e30, step 2's loss is NaN; no checkpoint of those."
+    targets = toy_targets(tmp_path)
+    torch.set_num_threads(1)
+    cfg = FinetuneConfig(targets=(str(targets),), out=str(tmp_path / "run"), **(FLAGS | dict(lr=1e30, save_every=1)))
+    with pytest.raises(NonFiniteLoss, match="loss is nan"): finetune(cfg)
+    ck = tmp_path / "run" / "checkpoint.pt"
+    if ck.exists():
+        st = torch.load(ck, weights_only=True)["state"]["model"]
+        assert max(v.abs().max().item() for v in st.values() if v.is_floating_point()) < 1e6, "a poisoned checkpoint"
+
+
+def test_one_run_per_folder_and_files_follow_the_umask(tmp_path):
+    targets = toy_targets(tmp_path)
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    hold = f"import time; from fit3d.store import folder_lock\nwith folder_lock({str(out)!r}): print('held', flush=True); time.sleep(60)"
+    other = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(ArtifactError, match=f"fine-tuning run is being written by pid {other.pid}"):
+            finetune(FinetuneConfig(targets=(str(targets),), out=str(out), **(FLAGS | dict(epochs=1))))
+    finally: other.kill(); other.wait()
+    old = os.umask(0o027)
+    try: w = finetune(FinetuneConfig(targets=(str(targets),), out=str(out), **(FLAGS | dict(epochs=1))))
+    finally: os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o640)}   # safetensors alone: 0600
+    assert w.exists()

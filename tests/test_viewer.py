@@ -92,3 +92,51 @@ def test_servers_bind_localhost():
         lan = _lan_address()
         if lan is not None: assert not _accepts(lan, v.port), f"the viewer answers on {lan}"
     finally: v.stop()
+
+
+# ---- hostile clients and bad flags (issue 24) --------------------------------------------------------------------
+
+def _handshake(port: int, **kw) -> int:
+    "The HTTP status of a websocket handshake with the viewer: 101 if it let the client in."
+    from websockets.exceptions import InvalidStatus
+    from fit3d.browser import ViserClient
+    try:
+        with ViserClient(port, **kw): return 101
+    except InvalidStatus as e: return e.response.status_code
+
+
+def test_foreign_origins_refused():
+    "A page on another site (any foreign `Origin`, or this server reached under a foreign name) cannot open the websocket."
+    v = LiveViewer(port=0)
+    try:
+        p = v.port
+        assert _handshake(p, origin="http://evil.example") == 403, "a foreign origin was let in"
+        assert _handshake(p, origin="null") == 403, "a sandboxed or file:// page was let in"
+        assert _handshake(p, origin=f"http://127.0.0.1:{p + 1}") == 403, "another port of this machine was let in"
+        # DNS rebinding: evil.example resolved to 127.0.0.1, so the page is same-origin by name only
+        assert _handshake(p, origin=f"http://evil.example:{p}", url_host="evil.example") == 403
+        assert _handshake(p, origin=f"http://127.0.0.1:{p}") == 101, "the viewer's own page was refused"
+        assert _handshake(p, origin=f"http://localhost:{p}", url_host="localhost") == 101
+        assert _handshake(p) == 101, "a script (no Origin, as browsers always send one) was refused"
+    finally: v.stop()
+    v = LiveViewer(port=0, allow_origins=("https://notebooks.example",))
+    try:
+        assert _handshake(v.port, origin="https://notebooks.example") == 101, "an allowed origin was refused"
+        assert _handshake(v.port, origin="http://evil.example") == 403
+    finally: v.stop()
+
+
+def test_view_cli_fails_at_once_on_a_bad_port_or_host(tmp_path, monkeypatch):
+    "`fit3d view` with a port or host it cannot listen on stops with the reason and a non-zero exit, instead of hanging."
+    from fit3d.formats import write_splats_ply
+    from test_webdemo import cli_error, run_cli
+    write_splats_ply(tmp_path / "gaussians.ply", toy_splats(200))
+    for port in ("99999", "-1"):   # out of range: refused where the settings are made, before anything loads
+        r = run_cli("view", "--path", str(tmp_path), "--port", port, cwd=tmp_path)   # a fresh process: the exit status
+        assert r.returncode == 2 and f"--port must be >= 0 and <= 65535, got {port}" in r.stderr, r.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    bad = {"--host 256.1.1.1": "host '256.1.1.1' is neither an address",
+           "--host 192.0.2.7": "cannot listen on host '192.0.2.7'"}   # TEST-NET-1: not an address of this machine
+    for flags, why in bad.items():
+        e = cli_error("view", "--path", str(tmp_path), *flags.split())
+        assert isinstance(e, SystemExit) and f"fit3d view: {why}" in str(e), f"fit3d view {flags}: {e!r}"
