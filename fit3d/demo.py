@@ -349,10 +349,10 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
         if results:
-            parts = provenance_parts(results.get("_key"), key)
+            changed = provenance_parts(results.get("_key"), key)
             why = (" (the quick probes are now solved to convergence, fit3d.solve, instead of a fixed number of steps)"
-                   if "solver" in parts else "")
-            print(f"{cache}: probe results were made from other inputs ({', '.join(parts)}){why}; recomputing")
+                   if "solver" in changed else "")
+            print(f"{cache}: probe results were made from other inputs ({', '.join(changed)}){why}; recomputing")
         results = {"_key": key}
     rows = [n for n in MODELS if n in models]
     if all(n in results for n in rows): return results
