@@ -23,14 +23,14 @@ until the objective stops falling. The choices that this takes, explicitly:
 - **Where the loss is taken**: on the feature grid upsampled `solve_scale` times (bilinearly, as the head's output
   is), each target pixel counted at its nearest grid point. A 16 x 12 grid read at 4x has 16 points per feature
   cell instead of the 196 pixels of a 14-px patch; `solve_scale=0` takes it at every pixel through the head's own
-  forward pass (exact, and an order of magnitude slower on the CPU). Measured below.
+  forward pass (exact, and slower: the head's output at full resolution in every iteration).
 - **The stopping rule**: stop when the objective fell by less than `tol` (1e-5) over the last 10 iterations,
   relative to the objective or absolute where it is below 1 (scipy's convention: a loss that tends to zero still
   stops); `max_iters` caps the run, and a head stopped by the cap says so (`head.solve["converged"]`).
 
 L-BFGS runs in scipy on the parameters (float64); the losses and gradients are computed by PyTorch on the
-features' device in chunks, so the set never has to fit in memory at once. `07_probe` (last section) measures it
-against the fixed-step probes on real cached features.
+features' device in chunks, so the set never has to fit in memory at once. The last section measures it against
+the fixed-step probes on the demo's rooms (`tests/benchmarks/bench_solve.py`).
 
 Docs: https://fit3d.github.io/fit3d/solve.html.md"""
 
