@@ -2,7 +2,7 @@
 
 Cells flagged with a `tst_flags` flag that is not asked for (`#| cuda` on a CPU machine, say) are not run: they keep
 the outputs saved when they last ran where they can (the device), so a CPU rerun never overwrites a GPU figure with an
-error. `--flags slow` runs the slow cells too. Cells marked `#| eval: false` are skipped as nbdev-test skips them.
+error. `--flags slow` runs the slow cells too; `browser` cells run wherever Chromium is found. Cells marked `#| eval: false` are skipped as nbdev-test skips them.
 Afterwards `nbdev-clean` strips metadata and keeps the outputs.
 
     python .ci/run_nb.py nbs/07_probe.ipynb [nbs/....ipynb ...] [--flags slow] [--only-missing]
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-ALL_FLAGS = ("cuda", "slow")
+ALL_FLAGS = ("cuda", "slow", "browser")
 
 
 def directives(cell) -> list[str]:
@@ -49,6 +49,8 @@ if __name__ == "__main__":
     ap.add_argument("notebooks", nargs="+", type=Path)
     ap.add_argument("--flags", nargs="*", default=[], help="tst_flags whose cells run too (e.g. slow)")
     a = ap.parse_args()
+    from fit3d.browser import find_chromium
+    if find_chromium(): a.flags.append("browser")   # a browser's pictures are taken wherever one is
     for p in a.notebooks:
         print(f"{p}: {run(p, set(a.flags)):.0f} s", flush=True)
     for p in a.notebooks: subprocess.run(["nbdev-clean", "--fname", str(p)], check=True)  # one name per call
