@@ -35,8 +35,8 @@ from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screens
 from .serving import viser_server, stop_server
 
 # %% auto #0
-__all__ = ['COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities', 'pca_colours',
-           'frustum_pose', 'camera_scale', 'up_direction', 'LiveViewer', 'add_cameras', 'view_splats',
+__all__ = ['COLOURINGS', 'LOADING_NOTICE', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
+           'pca_colours', 'frustum_pose', 'camera_scale', 'up_direction', 'LiveViewer', 'add_cameras', 'view_splats',
            'lifted_scene_path', 'view_lifted', 'scene_html', 'embed_viewer', 'InlineViewer', 'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
@@ -274,16 +274,50 @@ def view_lifted(folder,                   # a lifted scene: `gaussians.ply` (+ `
     return view_splats(splats, cams, images=(True if images else None) if cams else None, host=host, port=port, **kw)
 
 # %% ../nbs/10_viewer.ipynb #11e35f5a
+# Shown over the viewer until its canvas has drawn something, so that an early screenshot (Chromium's `--screenshot`,
+# a print) or a slow CPU shows a notice rather than an empty white box. WebGL canvases keep their drawing buffer so that
+# the check can read them in any browser; `fit3d.browser` waits for the notice to go before its pictures.
+LOADING_NOTICE = """<div data-fit3d-loading style="position:fixed;inset:0;display:flex;align-items:center;
+justify-content:center;text-align:center;font:15px sans-serif;color:#777;background:%s;z-index:2147483647;
+pointer-events:none">Loading the 3D viewer&#8230;<br>(it draws in the browser, with JavaScript and WebGL)</div>
+<script>(() => {
+  const get = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (type, attrs) {
+    return get.call(this, type, /^webgl/.test(type) ? Object.assign({}, attrs, {preserveDrawingBuffer: true}) : attrs);
+  };
+  const note = document.querySelector("[data-fit3d-loading]"), small = document.createElement("canvas");
+  small.width = 32; small.height = 24;
+  const ctx = small.getContext("2d", {willReadFrequently: true});
+  const drawn = c => {  // anything but one flat colour
+    ctx.clearRect(0, 0, 32, 24); ctx.drawImage(c, 0, 0, 32, 24);
+    const p = ctx.getImageData(0, 0, 32, 24).data;
+    for (let i = 4; i < p.length; i += 4)
+      if (Math.abs(p[i] - p[0]) + Math.abs(p[i + 1] - p[1]) + Math.abs(p[i + 2] - p[2]) > 60) return true;
+    return false;
+  };
+  let since = null;  // when a canvas first appeared: an empty scene draws nothing, so the notice goes after 60 s
+  const timer = setInterval(() => {
+    const cs = [...document.querySelectorAll("canvas")].filter(c => c.width && c.height);
+    if (cs.length && since === null) since = performance.now();
+    if (cs.some(drawn) || (since !== null && performance.now() - since > 60000)) { note.remove(); clearInterval(timer); }
+  }, 250);
+})();</script>"""
+
 def scene_html(server: viser.ViserServer,  # a running viser server
                dark_mode: bool = False,
               ) -> str:                     # a complete HTML document
     "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): needs no server."
+    import re
     ser = server.get_scene_serializer()
     if not hasattr(ser, "as_html"):
         ser.serialize()  # unregister the recorder before saying why
         raise RuntimeError(f"viser {viser.__version__} cannot make a static copy of a scene (needs viser>=1.1)")
-    return ser.as_html(dark_mode=dark_mode)
+    doc = ser.as_html(dark_mode=dark_mode)
+    note = LOADING_NOTICE % ("#1a1b1e" if dark_mode else "#fff")
+    return re.sub(r"<body[^>]*>", lambda m: m.group(0) + note, doc, count=1)   # before viser's deferred client runs
 
+
+# %% ../nbs/10_viewer.ipynb #609ac764
 def _server_of(source, cameras, images, colour: str, max_gaussians: int | None):
     "(server, whether we started it) for a server, a `LiveViewer` or a splat dict."
     if isinstance(source, viser.ViserServer): return source, False
