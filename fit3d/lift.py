@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .scene import Scene, SceneError, validate
+from .scene import Scene, SceneError
 from .formats import read_scene, write_splats_ply, read_splats_ply
 from .raster import render, splats_from_points, reset_opacities, load_gsplat
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
@@ -689,7 +689,9 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
     for p in list(scene_paths)[rank::world]:
         scene = scenes[p]
         with folder_lock(Path(out_root) / scene.name, f"lifted scene {scene.name}") as out:  # one writer at a time
-            validate(scene)  # the files, checked only for scenes this rank lifts
+            # the files, checked only for scenes this rank lifts, by the reader: at their own size, before its ScanNet++
+            # downscale (a 1752x1168 tree is read at the paper's 876x584 and its images are resized when read)
+            scene = read_scene(p)
             if downscale != 1: scene = scene.downscaled(downscale)
             feats = features_fn(scene)
             record = lift_record(scene, cfg, feats)
