@@ -197,8 +197,11 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     # images only inside the scene folder, unless a path in the file leads out. ScanNet++ DSLR keeps its JSON in
     # dslr/nerfstudio/ and bare file names of dslr/undistorted_images/: there the scene folder is dslr/
     beside = lambda *names: [d.parent / n for n in names] if d.name == "nerfstudio" else []
-    img_dirs = [Path(images_dir)] if images_dir else beside("undistorted_images", "images") + [d / "images"]
-    mask_dirs = beside("undistorted_anon_masks", "masks") + [d / "masks"]
+    # the toolkit's undistort writes undistorted_images/ and undistorted_anon_masks/; newer releases ship
+    # resized_undistorted_images/ and resized_undistorted_masks/ instead
+    img_dirs = [Path(images_dir)] if images_dir else \
+        beside("undistorted_images", "resized_undistorted_images", "images") + [d / "images"]
+    mask_dirs = beside("undistorted_anon_masks", "resized_undistorted_masks", "masks") + [d / "masks"]
     cams, train, test = [], [], []
     test_names = set(_names(meta.get("test_filenames"), path, "test_filenames", "file names") or [])
     for k, (f, is_test) in enumerate([(f, False) for f in frames] + [(f, True) for f in tests]):
