@@ -468,7 +468,7 @@ def _scannetpp_split(root: Path, split) -> tuple[list[str], Path | None]:
 # newer releases ship the resized_* ones
 SCANNETPP_DIRS = dict(dslr=(("undistorted_images", "resized_undistorted_images"),
                             ("undistorted_anon_masks", "resized_undistorted_masks")),
-                      iphone=(("rgb",), ("rgb_masks",)))
+                      iphone=(("rgb",), ("undistorted_anon_masks",)))
 
 def scannetpp(root="data/scannetpp",          # the release folder (holds data/, splits/, metadata/)
               split="val",                    # "train"/"val" (splits/nvs_sem_{train,val}.txt), a split, or scene ids

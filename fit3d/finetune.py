@@ -103,10 +103,13 @@ def lifted_key(lifted) -> str:
     if isinstance(rec, dict) and "key" in rec: return rec["key"]
     return provenance(config=meta.get("config"), scene=meta.get("scene"), scene_name=meta.get("scene_name"))["key"]
 
-def lifted_views(lifted, scene: Scene) -> list[int]:
-    "The views a scene was lifted from: all (`frames` + `test_frames`, as the official) unless Stage I held some out."
+def lifted_views(lifted, scene: Scene,
+                 test_frames: bool = False, # also the scene's `test_frames`, where Stage I fitted them (not official)
+                ) -> list[int]:
+    "The views Stage II trains on: the scene's `frames` (`scene.train`), the official view list; `test_frames` optional."
     meta = getattr(lifted, "meta", lifted) or {}
-    return list(scene.train) if meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
+    fitted = meta.get("held_out", True) is False      # Stage I fitted the test views too (the official lift)
+    return sorted(set(scene.train) | set(scene.test)) if test_frames and fitted else list(scene.train)
 
 def target_record(backbone: str,          # the backbone whose features were lifted
                   weights: str,           # `weights_digest` of that backbone
@@ -160,7 +163,7 @@ def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lif
                         backbone: str,       # the backbone whose features were lifted
                         patch_size: int,     # its patch size
                         weights: str,        # `weights_digest` of its weights (for the record)
-                        ids=None,            # views (default: those it was lifted from, `lifted_views`)
+                        ids=None,            # views (default: the scene's `frames`, `lifted_views`)
                         resample: str = "bilinear", # see `to_grid` (the official: bilinear)
                         scale: float = 1.0,  # render resolution relative to the images (the official: 1)
                         device=None,         # where to render (default: where the Gaussians are)
@@ -290,8 +293,9 @@ class TargetViews(torch.utils.data.Dataset):
     @classmethod
     def from_lifted(cls, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
                     patch_size: int, backbone: str, mask: str = "official",
-                    resample: str = "bilinear", scale: float = 1.0, device="cpu") -> TargetViews:
-        "The views lifted scenes were fitted to, their targets rendered at every step on `device` (the official way)."
+                    resample: str = "bilinear", scale: float = 1.0, device="cpu",
+                    test_frames: bool = False) -> TargetViews:  # also the test views Stage I fitted (`lifted_views`)
+        "The lifted scenes' `frames`, their targets rendered at every step on `device` (the official way)."
         from fit3d.lift import load_lifted
         lifted, scenes, views, sizes = {}, {}, [], set()
         for d in ([folders] if isinstance(folders, (str, Path)) else folders):
@@ -304,7 +308,7 @@ class TargetViews(torch.utils.data.Dataset):
                 raise ArtifactError(Path(d) / "lift.json", f"lifted from {made} features, but the model being tuned is "
                                     f"{backbone}: lift the scene again from its features")
             lifted[key], scenes[key] = lf, s
-            ids = lifted_views(lf, s); views += [(key, i) for i in ids]
+            ids = lifted_views(lf, s, test_frames); views += [(key, i) for i in ids]
             sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
         if len(sizes) != 1:
             raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
@@ -455,6 +459,7 @@ class FinetuneConfig:
     mask: Literal["official", "alpha"] = "official" # loss mask: the anonymisation mask, or with rendered alpha (ours)
     resample: Literal["bilinear", "area"] = "bilinear" # with `lifted`: renders to the grid (official: bilinear)
     render_scale: float = 1.0      # with `lifted`: render resolution relative to the images (official: 1)
+    test_frames: bool = False      # with `lifted`: also train on the test views Stage I fitted (the official view list is `frames` only)
     seed: int = 42                 # fixes the data order and flips (and the init of a random model)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto" # mixed precision; "auto": bf16 on GPU, off on CPU
     compile: bool = False          # torch.compile the model (an option to measure; the reference does not)
@@ -601,7 +606,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         bb.train().requires_grad_(True)
         if data is None:
             data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample,
-                                           cfg.render_scale, device)
+                                           cfg.render_scale, device, cfg.test_frames)
         if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
             raise SceneError(data.files.get(data.views[0][0]),
                              f"targets are {data.dim}-d at patch size {data.patch_size}, "

@@ -164,8 +164,7 @@ def paper_downscale(width: int) -> int:
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
                     check_files: bool = True, # check that every image exists and matches its intrinsics
-                    holdout: bool | None = None, # keep `test_frames` out of training; None: yes, but not for ScanNet++
-                                                 # (the official loader trains on frames and test_frames)
+                    holdout: bool = True, # `test_frames` in `scene.test`, not `scene.train` (False: merged into it)
                     downscale: float | None = None, # None: ScanNet++ at the paper's 876x584, other scenes as they are
                     world: str = "auto",  # "scannetpp": the toolkit's permuted world; "nerfstudio": OpenGL; "auto"
                    ) -> Scene:
@@ -224,7 +223,7 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
                            depth_path=opt("depth_file_path", []), label_path=opt("label_file_path", []),
                            mask_path=opt("mask_path", mask_dirs), instance_path=opt("instance_file_path", [])))
         (test if is_test or rel in test_names or Path(rel).name in test_names else train).append(k)
-    if not (holdout if holdout is not None else not sfm): train, test = sorted(train + test), []
+    if not holdout: train, test = sorted(train + test), []   # Stage I fits both anyway (`LiftConfig.holdout`)
     pts = cols = None
     if meta.get("ply_file_path"): pts, cols = read_ply(d / meta["ply_file_path"])
     elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
