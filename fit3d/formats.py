@@ -151,11 +151,17 @@ def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise SceneError(path, f"line {k + 1} is not 'ID X Y Z R G B ERROR TRACK[]'") from None
     return np.array(pts, np.float32).reshape(-1, 3), np.array(cols, np.uint8).reshape(-1, 3)
 
-def scannetpp_layout(path) -> bool:
-    "Whether a transforms file is ScanNet++'s: `<scene>/dslr/nerfstudio/*.json`, or FiT3D's `transforms_train.json`."
+def scannetpp_layout(path,            # a transforms file
+                     meta: dict | None = None, # its contents (default: read from `path`)
+                    ) -> bool:
+    "Whether a transforms file is ScanNet++'s: where the toolkit or FiT3D put it, or wherever it lies, by its frames."
     path = Path(path)
-    return (path.parent.name == "nerfstudio" and path.parent.parent.name == "dslr") or \
-           (path.name == "transforms_train.json" and (path.parent / "points3D.txt").exists())
+    if (path.parent.name == "nerfstudio" and path.parent.parent.name == "dslr") or \
+       (path.name == "transforms_train.json" and (path.parent / "points3D.txt").exists()): return True
+    if meta is None: meta = read_json(path, "transforms file")
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    # the toolkit's convert_frames flags every frame `is_bad`; neither nerfstudio nor fit3d writes that key
+    return bool(frames) and all(isinstance(f, dict) and "is_bad" in f for f in frames)
 
 def paper_downscale(width: int) -> int:
     "The factor that brings a ScanNet++ DSLR image of `width` to the paper's resolution (2 for 1752, 1 for 876)."
@@ -191,7 +197,7 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     if (why := _model_problem(model, dist, fix)): raise SceneError(path, why)
     if world not in ("auto", "scannetpp", "nerfstudio"):
         raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
-    sfm = scannetpp_layout(path) if world == "auto" else world == "scannetpp"
+    sfm = scannetpp_layout(path, meta) if world == "auto" else world == "scannetpp"
     to_cv = scannetpp_to_colmap if sfm else opengl_to_opencv
     # images only inside the scene folder, unless a path in the file leads out. ScanNet++ DSLR keeps its JSON in
     # dslr/nerfstudio/ and bare file names of dslr/undistorted_images/: there the scene folder is dslr/
@@ -229,6 +235,10 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
         pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
     elif (d / "points3D.txt").exists(): pts, cols = _points3d_txt(d / "points3D.txt")   # FiT3D's reorganised scenes
+    if sfm and pts is None:   # the official Stage I starts from the SfM points: a lift without them starts from random ones
+        warnings.warn(f"{path}: a ScanNet++ transforms file with no SfM points (looked for {d.parent / 'colmap'} and "
+                      f"{d / 'points3D.txt'}): Stage I would start from random Gaussians; put the scene's colmap/ folder "
+                      "beside its nerfstudio/ folder, or its points3D.txt beside this file")
     # ScanNet++ keeps the JSON in <scene>/dslr/nerfstudio/: the scene is named after <scene>, not "dslr"
     default = ((d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name)
                if d.name == "nerfstudio" else d.name)
