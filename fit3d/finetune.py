@@ -595,6 +595,9 @@ def finetune(cfg: FinetuneConfig,             # the settings
     try:
         if data is None and bool(cfg.targets) == bool(cfg.lifted):
             raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
+        if data is None and cfg.targets and cfg.test_frames:   # a cache holds the views Stage I wrote it for
+            raise ValueError("--test-frames needs --lifted (targets rendered from the lifted scenes); a target cache "
+                             "holds only the views it was written for (the scenes' frames)")
         if data is None and cfg.targets: data = TargetViews.from_cache(cfg.targets, cfg.mask)
         name = cfg.backbone or (data.backbone if data is not None else "")
         if not name: raise ValueError("--backbone is needed with --lifted")

@@ -83,3 +83,5 @@ def test_stage_two_trains_on_frames_and_on_test_frames_only_when_asked(tmp_path)
     assert TargetViews.from_lifted(tmp_path / "lift", 14, "tiny").views == [(key, 0), (key, 1), (key, 2)]
     both = TargetViews.from_lifted(tmp_path / "lift", 14, "tiny", test_frames=True).views
     assert both == [(key, 0), (key, 1), (key, 2), (key, 3)]
+    with pytest.raises(ValueError, match="--test-frames needs --lifted"):   # a cache has only the views it was written for
+        finetune(FinetuneConfig(targets=(str(tmp_path / "targets"),), test_frames=True, out=str(tmp_path / "run")))
