@@ -9,8 +9,8 @@ the original ones (the reference concatenates them along channels for linear pro
 
 The chapter follows one training step from the disk to the optimiser, each part a named function with a check:
 
-1. **Targets**: a cache of rendered targets per scene (`write_targets`), or targets rendered at every step from the
-   frozen Gaussians as the official code does (`render_target`);
+1. **Targets** (chapter `05a_targets`, `fit3d.targets`): a cache of rendered targets per scene, or targets rendered at
+   every step from the frozen Gaussians as the official code does;
 2. **training pairs** of image, target and mask (`TargetViews`), in a **deterministic order** (`StepBatches`);
 3. **the objective** (`masked_l1`) and **one step** (`train_step`);
 4. **a run**: settings (`FinetuneConfig`), process and optimiser set-up, checkpoints with provenance records,
@@ -44,142 +44,18 @@ from tqdm.auto import tqdm
 from .scene import Scene, SceneError
 from .formats import read_scene
 from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
+from .targets import (RESAMPLE, write_targets, read_targets_meta, lifted_key, lifted_views, target_record,
+                           to_grid, render_target, write_scene_targets)   # one floor down: Stage I writes them too
 from .tune import TUNE, WHERE, tuned_parameters, add_lora, plain_state_dict, EMA, keep_weights
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
                          check_finite, check_finite_state, check_settings, folder_lock)
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'MASKS', 'FINETUNE_FILES', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views',
-           'target_record', 'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets',
-           'TargetViews', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
-           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
-           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
-
-# %% ../nbs/06_finetune.ipynb #5fea4cfb
-_META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
-
-def write_targets(path,                  # `<targets_dir>/<scene>.safetensors`
-                  targets: dict,         # view name -> (C, h, w) target features
-                  backbone: str,         # backbone alias or timm name
-                  patch_size: int,       # the backbone's patch size
-                  input_size: tuple,     # (height, width) of the image fed to the backbone
-                  scene_root,            # the scene's folder (for `read_scene`)
-                  masks: dict | None = None,  # view name -> (h, w) weights in [0, 1]
-                  record: dict | None = None, # provenance of the targets (`target_record`), kept in the metadata
-                 ) -> Path:
-    "Write one scene's target features (fp16), masks and provenance record in the cache layout, atomically."
-    t = {k: torch.as_tensor(v).detach().cpu().half().contiguous() for k, v in targets.items()}
-    t |= {f"{k}.mask": torch.as_tensor(v).detach().cpu().half().contiguous() for k, v in (masks or {}).items()}
-    meta = dict(backbone=backbone, patch_size=str(patch_size), input_height=str(input_size[0]),
-                input_width=str(input_size[1]), scene_root=str(scene_root),
-                provenance=json.dumps(record, sort_keys=True) if record is not None else "")
-    return atomic_write(path, lambda tmp: save_file(t, str(tmp), metadata=meta))
-
-def read_targets_meta(path) -> dict:
-    "Metadata of a target cache file (ints parsed, `provenance` as a dict or None), or an error naming the file."
-    path = Path(path)
-    if not path.exists(): raise ArtifactError(path, "target cache file does not exist")
-    try:
-        with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
-    except Exception as e:
-        raise ArtifactError(path, f"not a readable safetensors target cache (corrupt or truncated?): {e}") from None
-    if missing := [k for k in _META if k not in meta]:
-        raise ArtifactError(path, f"target cache metadata lacks {missing}")
-    try: rec = json.loads(meta["provenance"]) if meta.get("provenance") else None
-    except json.JSONDecodeError as e:
-        raise ArtifactError(path, f"target cache provenance is not valid JSON: {e.msg}") from None
-    m = dict(meta, provenance=rec, views=sorted(k for k in keys if not k.endswith(".mask")))
-    for k in ("patch_size", "input_height", "input_width"): m[k] = int(meta[k])
-    if m["input_height"] % m["patch_size"] or m["input_width"] % m["patch_size"]:
-        raise ArtifactError(path, f"input size {m['input_height']}x{m['input_width']} is not a multiple of "
-                                  f"the patch size {m['patch_size']}")
-    return m
-
-def lifted_key(lifted) -> str:
-    "The provenance key of a lifted scene (a `Lifted` or its meta): Stage I's own record if it wrote one, else a hash."
-    meta = getattr(lifted, "meta", lifted) or {}
-    rec = meta.get("provenance")
-    if isinstance(rec, dict) and "key" in rec: return rec["key"]
-    return provenance(config=meta.get("config"), scene=meta.get("scene"), scene_name=meta.get("scene_name"))["key"]
-
-def lifted_views(lifted, scene: Scene,
-                 test_frames: bool = False, # also the scene's `test_frames`, where Stage I fitted them (not official)
-                ) -> list[int]:
-    "The views Stage II trains on: the scene's `frames` (`scene.train`), the official view list; `test_frames` optional."
-    meta = getattr(lifted, "meta", lifted) or {}
-    fitted = meta.get("held_out", True) is False      # Stage I fitted the test views too (the official lift)
-    return sorted(set(scene.train) | set(scene.test)) if test_frames and fitted else list(scene.train)
-
-def target_record(backbone: str,          # the backbone whose features were lifted
-                  weights: str,           # `weights_digest` of that backbone
-                  lifted,                 # the lifted scene (`Lifted`) or its key
-                  scene: Scene,           # the scene the targets are rendered for
-                  input_size,             # (height, width) fed to the backbone
-                  resample: str = "bilinear", # how renders were brought to the patch grid (`to_grid`)
-                  render_scale: float = 1.0,  # render resolution relative to the images
-                 ) -> dict:
-    "The provenance record of one scene's targets, for `write_targets(record=...)`."
-    return provenance(kind="fit3d-targets", backbone=backbone, weights=weights,
-                      lifted=lifted if isinstance(lifted, str) else lifted_key(lifted), scene=scene_identity(scene),
-                      input_size=list(input_size), resample=resample, render_scale=float(render_scale))
-
-# %% ../nbs/06_finetune.ipynb #4f0a7c55
-RESAMPLE = ("bilinear", "area")
-
-def to_grid(x: torch.Tensor,           # (N, C, H, W) maps
-            grid,                      # (h, w) patch grid
-            resample: str = "bilinear",# "bilinear": the official point sampling at patch centres; "area": patch means
-           ) -> torch.Tensor:          # (N, C, h, w)
-    "Bring full-resolution maps to the patch grid: official bilinear (align_corners=False, no antialias) or area."
-    if resample == "bilinear":
-        return F.interpolate(x, size=tuple(grid), mode="bilinear", align_corners=False, antialias=False)
-    if resample == "area": return F.interpolate(x, size=tuple(grid), mode="area")
-    raise ValueError(f"resample must be one of {RESAMPLE}, not {resample!r}")
-
-@torch.no_grad()
-def render_target(lifted,                  # a `fit3d.lift.Lifted` (frozen Gaussians and their decoder)
-                  scene: Scene,            # its scene
-                  i: int,                  # the view
-                  grid,                    # (h, w) the model's patch grid
-                  resample: str = "bilinear", # see `to_grid`
-                  scale: float = 1.0,      # render resolution relative to the image (the official: 1)
-                  device=None,             # default: where the Gaussians are
-                 ) -> tuple[torch.Tensor, torch.Tensor]: # target (C, h, w) and alpha (h, w), on `device`
-    "Render view `i`'s features from the frozen Gaussians, decode them at render resolution, resample to the grid."
-    from fit3d.raster import render
-    device = torch.device(device) if device is not None else lifted.splats["means"].device
-    s = scene.downscaled(1 / scale) if scale != 1 else scene
-    c = s.cameras[i]
-    splats = {k: v.to(device) for k, v in lifted.splats.items()}   # no copy when they already live there
-    near = ((getattr(lifted, "meta", None) or {}).get("config") or {}).get("near_plane", 0.01)  # as it was lifted
-    out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, features=True, near=near)
-    f = lifted.decoder.to(device)(out.features.permute(0, 3, 1, 2))
-    return to_grid(f, grid, resample)[0], to_grid(out.alpha.permute(0, 3, 1, 2), grid, resample)[0, 0].clamp(0, 1)
-
-def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lifted`)
-                        scene: Scene,        # its scene
-                        path,                # `<targets_dir>/<scene>.safetensors`
-                        backbone: str,       # the backbone whose features were lifted
-                        patch_size: int,     # its patch size
-                        weights: str,        # `weights_digest` of its weights (for the record)
-                        ids=None,            # views (default: the scene's `frames`, `lifted_views`)
-                        resample: str = "bilinear", # see `to_grid` (the official: bilinear)
-                        scale: float = 1.0,  # render resolution relative to the images (the official: 1)
-                        device=None,         # where to render (default: where the Gaussians are)
-                       ) -> Path:
-    "Render the targets of a lifted scene's views as `render_target` does and write them, with alphas and a record."
-    ids = lifted_views(lifted, scene) if ids is None else ids
-    sizes = {input_size(scene.cameras[i].height, scene.cameras[i].width, patch_size) for i in ids}
-    if len(sizes) != 1:
-        raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
-    (H, W), = sizes; grid = (H // patch_size, W // patch_size)
-    targets, alphas = {}, {}
-    for i in ids:
-        t, a = render_target(lifted, scene, i, grid, resample, scale, device)
-        targets[scene.cameras[i].name], alphas[scene.cameras[i].name] = t.cpu(), a.cpu()
-    return write_targets(path, targets, backbone, patch_size, (H, W), scene.root, alphas,
-                         target_record(backbone, weights, lifted, scene, (H, W), resample, scale))
+__all__ = ['MASKS', 'FINETUNE_FILES', 'COMBINE', 'image_u8', 'RenderedTargets', 'TargetViews', 'StepBatches', 'masked_l1',
+           'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer', 'run_record',
+           'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune', 'CombinedBackbone',
+           'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #de4ccffb
 def image_u8(scene: Scene, i: int, size) -> torch.Tensor:

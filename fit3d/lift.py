@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .scene import Scene, SceneError
 from .formats import read_scene, write_splats_ply, read_splats_ply
 from .raster import render, splats_from_points, reset_opacities, load_gsplat
+from .targets import write_targets, target_record, to_grid, lifted_views
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
                          check_finite, check_finite_state, check_settings, folder_lock, resolve_device,
@@ -600,7 +601,6 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
                       resample: Literal["bilinear", "area"] = "bilinear", # official: bilinear point sampling
                      ) -> Path:
     "Render, decode and write Stage II targets (and alpha masks), with their provenance record, on the features' grid."
-    from fit3d.finetune import write_targets, target_record, to_grid, lifted_views
     ids = lifted_views(lifted, scene) if ids is None else ids
     targets, masks, grids = {}, {}, set()
     for i in ids:

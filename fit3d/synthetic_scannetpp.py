@@ -44,7 +44,7 @@ from PIL import Image
 from .scene import colmap_to_scannetpp
 from .store import atomic_write, check_provenance, provenance, read_json, write_json, safe_name
 from .rooms import CLASSES, make_room
-from .synthetic import room_cameras, random_views, sample_points
+from .views import room_cameras, random_views, sample_points
 from .raycast import render, _Geometry, _shadow_res
 
 # %% auto #0
