@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
@@ -77,6 +78,8 @@ def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
 
 MASKS = ("official", "alpha")
 
+
+# %% ../nbs/06_finetune.ipynb #2b8ef661
 class RenderedTargets:
     "Targets rendered at every step from frozen lifted scenes, as the official code does (see `render_target`)."
     def __init__(self, lifted: dict,              # scene key -> `Lifted`, already on the training device
@@ -101,6 +104,8 @@ class RenderedTargets:
             ts.append(t); ms.append(m * batch["mask"][j]); al.append(a)
         return batch | dict(target=torch.stack(ts), mask=torch.stack(ms), alpha=torch.stack(al))
 
+
+# %% ../nbs/06_finetune.ipynb #647fd913
 class TargetViews(torch.utils.data.Dataset):
     "(image, target, mask) training pairs over many scenes, from target caches, a `target_fn` or rendered per step."
     def __init__(self, scenes: dict,     # scene key -> Scene
@@ -122,75 +127,6 @@ class TargetViews(torch.utils.data.Dataset):
         sizes = {(scenes[k].cameras[v].height, scenes[k].cameras[v].width) for k, v in views}
         self.load_size = sizes.pop() if len(sizes) == 1 else self.input_size   # one size: resized on the device
 
-    @classmethod
-    def from_cache(cls, targets, mask: str = "official") -> TargetViews:
-        "All views of the caches in `targets` (folders of `<scene>.safetensors`, or files)."
-        paths = [q for p in ([targets] if isinstance(targets, (str, Path)) else targets)
-                 for q in (sorted(Path(p).glob("*.safetensors")) if Path(p).is_dir() else [Path(p)])]
-        if not paths: raise SceneError(targets or None, "no target cache files (<scene>.safetensors) given or found")
-        scenes, views, files, records, first = {}, [], {}, {}, None
-        for p in paths:
-            m = read_targets_meta(p)
-            key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
-            first = first or (key, p)
-            if key != first[0]:
-                raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but "
-                                    f"{first[1]} has {first[0]}")
-            if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
-            root = Path(m["scene_root"])
-            root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
-            s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
-            # rendered for these files?
-            if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:
-                views_of = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
-                check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse",
-                                 "target cache")
-            ids = {c.name: i for i, c in enumerate(s.cameras)}
-            if bad := [v for v in m["views"] if v not in ids]:
-                raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
-            views += [(p.stem, ids[v]) for v in m["views"]]
-        return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files, mask=mask, records=records)
-
-    @classmethod
-    def from_scenes(cls,
-                    scenes: list,
-                    target_fn,
-                    input_size,
-                    patch_size: int,
-                    backbone: str,
-                    mask: str = "official",
-                   ) -> TargetViews:
-        "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) alpha)`."
-        if len({s.name for s in scenes}) != len(scenes):
-            raise ValueError("scene names must be unique: they key the views")
-        return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size,
-                   backbone, target_fn=target_fn, mask=mask)
-
-    @classmethod
-    def from_lifted(cls, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
-                    patch_size: int, backbone: str, mask: str = "official",
-                    resample: str = "bilinear", scale: float = 1.0, device="cpu",
-                    test_frames: bool = False) -> TargetViews:  # also the test views Stage I fitted (`lifted_views`)
-        "The lifted scenes' `frames`, their targets rendered at every step on `device` (the official way)."
-        from fit3d.lift import load_lifted
-        lifted, scenes, views, sizes = {}, {}, [], set()
-        for d in ([folders] if isinstance(folders, (str, Path)) else folders):
-            lf = load_lifted(d, device=device)
-            if not lf.meta.get("scene"): raise ArtifactError(Path(d) / "lift.json", "records no scene folder")
-            s = read_scene(lf.meta["scene"]); key = s.name
-            if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
-            made = ((lf.meta.get("provenance") or {}).get("features") or {}).get("backbone")
-            if made is not None and BACKBONES.get(made, made) != BACKBONES.get(backbone, backbone):
-                raise ArtifactError(Path(d) / "lift.json", f"lifted from {made} features, but the model being tuned is "
-                                    f"{backbone}: lift the scene again from its features")
-            lifted[key], scenes[key] = lf, s
-            ids = lifted_views(lf, s, test_frames); views += [(key, i) for i in ids]
-            sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
-        if len(sizes) != 1:
-            raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
-        return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask,
-                   renderer=RenderedTargets(lifted, resample, scale))
-
     def __len__(self): return len(self.views)
 
     @property
@@ -206,43 +142,6 @@ class TargetViews(torch.utils.data.Dataset):
         with safe_open(str(self.files[key]), "pt") as f:
             return f.get_tensor(name), (f.get_tensor(name + ".mask") if name + ".mask" in f.keys() else None)
 
-    def __getitem__(self, item) -> dict:
-        i, flip = item if isinstance(item, tuple) else (item, False)
-        key, v = self.views[i]; s = self.scenes[key]
-        valid = s.mask(v)
-        m = torch.ones(self.grid) if valid is None else \
-            to_grid(torch.from_numpy(valid).float()[None, None], self.grid,
-                    "bilinear" if self.mask == "official" else "area")[0, 0]
-        out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
-        if self.renderer is None:
-            t, a = self.target(i)
-            if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
-                raise SceneError(self.files.get(key, s.root),
-                                 f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
-                                 f"(alpha {None if a is None else tuple(a.shape)}), "
-                                 f"expected (C, {self.grid[0]}, {self.grid[1]})")
-            if self.mask == "alpha" and a is not None: m = m * a.float()
-            if a is not None: out["alpha"] = a.float()      # the rendered alpha (`keep_weights` may use it)
-            out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
-        out["mask"] = m
-        if flip:
-            out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask", "alpha") else v
-                   for k, v in out.items()}
-        return {k: v.contiguous() for k, v in out.items()}
-
-    def to_device(self, batch: dict, device) -> dict:
-        "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float, NaN/Inf masked out."
-        b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask", "alpha") else v
-             for k, v in batch.items()}
-        img = b["image"].permute(0, 3, 1, 2).float().div_(255)
-        if tuple(img.shape[-2:]) != self.input_size:
-            img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
-        b["image"] = img
-        if "target" in b:
-            t = b["target"].float()
-            b["target"], b["mask"] = t.nan_to_num(0.0, 0.0, 0.0), b["mask"] * t.isfinite().all(1)
-        return self.renderer.fill(b, self) if self.renderer is not None else b
-
     def fingerprint(self) -> str:
         "A hash of what the data is: backbone, sizes, scenes and their view names (not the target values)."
         ids = [(k, self.scenes[k].cameras[v].name) for k, v in self.views]
@@ -253,6 +152,121 @@ class TargetViews(torch.utils.data.Dataset):
         "What the targets were made from: [scene, key of its targets' record] (rendered: of its lifted scene)."
         if self.renderer is not None: return self.renderer.keys()
         return sorted([k, (self.records.get(k) or {}).get("key")] for k in self.scenes)
+
+
+# %% ../nbs/06_finetune.ipynb #3836247f
+@patch
+def __getitem__(self: TargetViews, item) -> dict:
+    i, flip = item if isinstance(item, tuple) else (item, False)
+    key, v = self.views[i]; s = self.scenes[key]
+    valid = s.mask(v)
+    m = torch.ones(self.grid) if valid is None else \
+        to_grid(torch.from_numpy(valid).float()[None, None], self.grid,
+                "bilinear" if self.mask == "official" else "area")[0, 0]
+    out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
+    if self.renderer is None:
+        t, a = self.target(i)
+        if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
+            raise SceneError(self.files.get(key, s.root),
+                             f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
+                             f"(alpha {None if a is None else tuple(a.shape)}), "
+                             f"expected (C, {self.grid[0]}, {self.grid[1]})")
+        if self.mask == "alpha" and a is not None: m = m * a.float()
+        if a is not None: out["alpha"] = a.float()      # the rendered alpha (`keep_weights` may use it)
+        out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
+    out["mask"] = m
+    if flip:
+        out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask", "alpha") else v
+               for k, v in out.items()}
+    return {k: v.contiguous() for k, v in out.items()}
+
+@patch
+def to_device(self: TargetViews, batch: dict, device) -> dict:
+    "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float, NaN/Inf masked out."
+    b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask", "alpha") else v
+         for k, v in batch.items()}
+    img = b["image"].permute(0, 3, 1, 2).float().div_(255)
+    if tuple(img.shape[-2:]) != self.input_size:
+        img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+    b["image"] = img
+    if "target" in b:
+        t = b["target"].float()
+        b["target"], b["mask"] = t.nan_to_num(0.0, 0.0, 0.0), b["mask"] * t.isfinite().all(1)
+    return self.renderer.fill(b, self) if self.renderer is not None else b
+
+
+# %% ../nbs/06_finetune.ipynb #0bcc6696
+@patch(cls_method=True)
+def from_cache(cls: TargetViews, targets, mask: str = "official") -> TargetViews:
+    "All views of the caches in `targets` (folders of `<scene>.safetensors`, or files)."
+    paths = [q for p in ([targets] if isinstance(targets, (str, Path)) else targets)
+             for q in (sorted(Path(p).glob("*.safetensors")) if Path(p).is_dir() else [Path(p)])]
+    if not paths: raise SceneError(targets or None, "no target cache files (<scene>.safetensors) given or found")
+    scenes, views, files, records, first = {}, [], {}, {}, None
+    for p in paths:
+        m = read_targets_meta(p)
+        key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
+        first = first or (key, p)
+        if key != first[0]:
+            raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but "
+                                f"{first[1]} has {first[0]}")
+        if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
+        root = Path(m["scene_root"])
+        root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
+        s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
+        # rendered for these files?
+        if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:
+            views_of = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
+            check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse",
+                             "target cache")
+        ids = {c.name: i for i, c in enumerate(s.cameras)}
+        if bad := [v for v in m["views"] if v not in ids]:
+            raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
+        views += [(p.stem, ids[v]) for v in m["views"]]
+    return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files, mask=mask, records=records)
+
+
+# %% ../nbs/06_finetune.ipynb #fc6ab07f
+@patch(cls_method=True)
+def from_scenes(cls: TargetViews,
+                scenes: list,
+                target_fn,
+                input_size,
+                patch_size: int,
+                backbone: str,
+                mask: str = "official",
+               ) -> TargetViews:
+    "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) alpha)`."
+    if len({s.name for s in scenes}) != len(scenes):
+        raise ValueError("scene names must be unique: they key the views")
+    return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size,
+               backbone, target_fn=target_fn, mask=mask)
+
+@patch(cls_method=True)
+def from_lifted(cls: TargetViews, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
+                patch_size: int, backbone: str, mask: str = "official",
+                resample: str = "bilinear", scale: float = 1.0, device="cpu",
+                test_frames: bool = False) -> TargetViews:  # also the test views Stage I fitted (`lifted_views`)
+    "The lifted scenes' `frames`, their targets rendered at every step on `device` (the official way)."
+    from fit3d.lift import load_lifted
+    lifted, scenes, views, sizes = {}, {}, [], set()
+    for d in ([folders] if isinstance(folders, (str, Path)) else folders):
+        lf = load_lifted(d, device=device)
+        if not lf.meta.get("scene"): raise ArtifactError(Path(d) / "lift.json", "records no scene folder")
+        s = read_scene(lf.meta["scene"]); key = s.name
+        if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
+        made = ((lf.meta.get("provenance") or {}).get("features") or {}).get("backbone")
+        if made is not None and BACKBONES.get(made, made) != BACKBONES.get(backbone, backbone):
+            raise ArtifactError(Path(d) / "lift.json", f"lifted from {made} features, but the model being tuned is "
+                                f"{backbone}: lift the scene again from its features")
+        lifted[key], scenes[key] = lf, s
+        ids = lifted_views(lf, s, test_frames); views += [(key, i) for i in ids]
+        sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
+    if len(sizes) != 1:
+        raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
+    return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask,
+               renderer=RenderedTargets(lifted, resample, scale))
+
 
 # %% ../nbs/06_finetune.ipynb #43654b62
 class StepBatches(torch.utils.data.Sampler):
@@ -461,6 +475,8 @@ def _beyond(cfg: FinetuneConfig, bb: nn.Module) -> tuple[nn.Module | None, EMA |
     tuned, params = tuned_parameters(bb.model, cfg.tune, cfg.tune_blocks), dict(bb.model.named_parameters())
     return original, (EMA({k: params[k] for k in tuned}, cfg.ema) if cfg.ema else None)
 
+
+# %% ../nbs/06_finetune.ipynb #d1fd8681
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
              callback=None,                    # callback(step, loss tensor) after every step, on every process
@@ -569,6 +585,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
     finally:
         held.close()
         if own: dist.destroy_process_group()
+
 
 # %% ../nbs/06_finetune.ipynb #070867f9
 COMBINE = ("concat", "add", "finetuned", "original")

@@ -129,6 +129,8 @@ def _number(v, path, what: str) -> float:
     if not math.isfinite(x): raise SceneError(path, f"{what} is {v!r}, not a finite number")
     return x
 
+
+# %% ../nbs/01_formats.ipynb #b5715d7a
 def _colmap_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     "The 3D points and colours of a COLMAP model (text or binary)."
     import pycolmap
@@ -151,6 +153,8 @@ def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise SceneError(path, f"line {k + 1} is not 'ID X Y Z R G B ERROR TRACK[]'") from None
     return np.array(pts, np.float32).reshape(-1, 3), np.array(cols, np.uint8).reshape(-1, 3)
 
+
+# %% ../nbs/01_formats.ipynb #c3a7ac92
 def scannetpp_layout(path,            # a transforms file
                      meta: dict | None = None, # its contents (default: read from `path`)
                     ) -> bool:
@@ -167,6 +171,8 @@ def paper_downscale(width: int) -> int:
     "The factor that brings a ScanNet++ DSLR image of `width` to the paper's resolution (2 for 1752, 1 for 876)."
     return max(1, round(width / PAPER_WIDTH))
 
+
+# %% ../nbs/01_formats.ipynb #92a1f30a
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
                     check_files: bool = True, # check that every image exists and matches its intrinsics
@@ -249,6 +255,7 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     validate(scene, path, check_files=check_files)
     factor = downscale if downscale is not None else (paper_downscale(cams[0].width) if sfm else 1)
     return scene.downscaled(factor) if factor != 1 else scene
+
 
 # %% ../nbs/01_formats.ipynb #80f175d2
 def _rel(p, d: Path) -> str | None:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import viser
 import viser.transforms as vtf
+from fastcore.basics import patch
 
 from .scene import Camera
 from .raster import SH_C0
@@ -148,66 +149,74 @@ class LiveViewer:
     @property
     def port(self) -> int: return self.server.get_port()
 
-    def update(self, splats: dict,           # gsplat trainer dict (tensors on any device, or arrays)
-               step: int | None = None,      # the training step, shown in the panel
-               force: bool = False,          # refresh even if `every` seconds have not passed
-              ) -> bool:                     # whether the browser was refreshed
-        "Show `splats` if `every` seconds have passed since the last refresh (or if `force`)."
-        now = time.monotonic()
-        if not force and now - self.last < self.every: return False
-        self.last = now
-        op = splat_opacities(splats["opacities"])
-        keep = np.arange(len(op))
-        if self.max_gaussians is not None and len(op) > self.max_gaussians:
-            keep = np.sort(np.argpartition(-op[:, 0], self.max_gaussians)[:self.max_gaussians])
-        pick = lambda k: _np(splats[k])[keep]
-        g = dict(centers=pick("means"), covariances=splat_covariances(pick("quats"), pick("scales")),
-                 rgbs=splat_rgbs(pick("sh0")), opacities=op[keep])
-        feats = pick("features") if splats.get("features") is not None else None
-        with self._lock:
-            first = self._g is None
-            self._g, self._feats, self._pca = g, feats, None
-            self.colour.disabled = feats is None
-            if first: self._place_camera(g["centers"])
-            self._show()
-        n = len(op)
-        self.status.content = (f"step {step:,} · " if step is not None else "") + f"{n:,} Gaussians" + (
-            f" ({len(keep):,} shown)" if len(keep) < n else "")
-        return True
-
-    def __call__(self, step: int, splats: dict) -> bool:
-        "`fit3d.lift.lift`'s callback signature: `update(splats, step)`."
-        return self.update(splats, step=step)
-
-    def _show(self):
-        "Send the current Gaussians in the chosen colouring."
-        with self._lock:
-            if self._g is None: return
-            g = dict(self._g)
-            if self.colour.value == "Feature PCA" and self._feats is not None:
-                if self._pca is None: self._pca = pca_colours(self._feats)
-                g["rgbs"] = self._pca
-            if self.handle is None: self.handle = self.server.scene.add_gaussian_splats("/gaussians", **g)
-            else: self.handle.set_gaussians(**g)
-
-    def _place_camera(self, centers: np.ndarray):
-        "Where a new browser starts: above and behind the first training camera, looking at the middle of the cloud."
-        ic, mid = self.server.initial_camera, np.median(centers, 0)
-        r = float(np.percentile(np.linalg.norm(centers - mid, axis=1), 90)) or 1.0
-        up = up_direction(self.cameras) if self.cameras else None
-        up = np.array([0.0, 0.0, 1.0]) if up is None else up
-        away = self.cameras[0].center - mid if self.cameras else np.array([1.0, 1.0, 0.0])
-        away = away - (away @ up) * up
-        if np.linalg.norm(away) < 1e-6:
-            away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
-        dist = max(2.5 * r, 1.5 * float(np.linalg.norm(self.cameras[0].center - mid)) if self.cameras else 0.0)
-        d = 1.3 * away / np.linalg.norm(away) + 0.8 * up
-        ic.look_at, ic.position = mid, mid + dist * d / np.linalg.norm(d)
-
     def stop(self):
         "Stop the server."
         stop_server(self.server)
 
+
+# %% ../nbs/10_viewer.ipynb #dc8f15a9
+@patch
+def update(self: LiveViewer, splats: dict,           # gsplat trainer dict (tensors on any device, or arrays)
+           step: int | None = None,      # the training step, shown in the panel
+           force: bool = False,          # refresh even if `every` seconds have not passed
+          ) -> bool:                     # whether the browser was refreshed
+    "Show `splats` if `every` seconds have passed since the last refresh (or if `force`)."
+    now = time.monotonic()
+    if not force and now - self.last < self.every: return False
+    self.last = now
+    op = splat_opacities(splats["opacities"])
+    keep = np.arange(len(op))
+    if self.max_gaussians is not None and len(op) > self.max_gaussians:
+        keep = np.sort(np.argpartition(-op[:, 0], self.max_gaussians)[:self.max_gaussians])
+    pick = lambda k: _np(splats[k])[keep]
+    g = dict(centers=pick("means"), covariances=splat_covariances(pick("quats"), pick("scales")),
+             rgbs=splat_rgbs(pick("sh0")), opacities=op[keep])
+    feats = pick("features") if splats.get("features") is not None else None
+    with self._lock:
+        first = self._g is None
+        self._g, self._feats, self._pca = g, feats, None
+        self.colour.disabled = feats is None
+        if first: self._place_camera(g["centers"])
+        self._show()
+    n = len(op)
+    self.status.content = (f"step {step:,} · " if step is not None else "") + f"{n:,} Gaussians" + (
+        f" ({len(keep):,} shown)" if len(keep) < n else "")
+    return True
+
+@patch
+def __call__(self: LiveViewer, step: int, splats: dict) -> bool:
+    "`fit3d.lift.lift`'s callback signature: `update(splats, step)`."
+    return self.update(splats, step=step)
+
+@patch
+def _show(self: LiveViewer):
+    "Send the current Gaussians in the chosen colouring."
+    with self._lock:
+        if self._g is None: return
+        g = dict(self._g)
+        if self.colour.value == "Feature PCA" and self._feats is not None:
+            if self._pca is None: self._pca = pca_colours(self._feats)
+            g["rgbs"] = self._pca
+        if self.handle is None: self.handle = self.server.scene.add_gaussian_splats("/gaussians", **g)
+        else: self.handle.set_gaussians(**g)
+
+@patch
+def _place_camera(self: LiveViewer, centers: np.ndarray):
+    "Where a new browser starts: above and behind the first training camera, looking at the middle of the cloud."
+    ic, mid = self.server.initial_camera, np.median(centers, 0)
+    r = float(np.percentile(np.linalg.norm(centers - mid, axis=1), 90)) or 1.0
+    up = up_direction(self.cameras) if self.cameras else None
+    up = np.array([0.0, 0.0, 1.0]) if up is None else up
+    away = self.cameras[0].center - mid if self.cameras else np.array([1.0, 1.0, 0.0])
+    away = away - (away @ up) * up
+    if np.linalg.norm(away) < 1e-6:
+        away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+    dist = max(2.5 * r, 1.5 * float(np.linalg.norm(self.cameras[0].center - mid)) if self.cameras else 0.0)
+    d = 1.3 * away / np.linalg.norm(away) + 0.8 * up
+    ic.look_at, ic.position = mid, mid + dist * d / np.linalg.norm(d)
+
+
+# %% ../nbs/10_viewer.ipynb #5dc4c1db
 def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, scale: float | None = None,
                 color=(40, 90, 200)) -> list:
     "Draw `cameras` as frustums under `/cameras`, optionally with image thumbnails; returns their handles."
@@ -223,6 +232,7 @@ def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, s
         out.append(server.scene.add_camera_frustum(f"/cameras/{i:04d}_{name}", scale=scale, color=color,
                                                    image=img, thickness=scale * 0.02, **frustum_pose(cam)))
     return out
+
 
 # %% ../nbs/10_viewer.ipynb #a8894ea2
 def view_splats(splats: dict,                      # gsplat trainer dict, optionally with `features` (N, D)
