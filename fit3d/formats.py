@@ -302,7 +302,8 @@ def _colmap_image_dirs(sparse_dir) -> list[Path]:
     "Where a COLMAP model's images may be: `images/` in its project folder (`proj/sparse/0` -> proj) or below it."
     up = [Path(sparse_dir).resolve()]
     while up[-1].name.isdigit() or up[-1].name in ("sparse", "colmap"): up.append(up[-1].parent)  # sparse/0 -> proj
-    return [p / "images" for p in reversed(up[1:] or up)] + [up[-1] / "undistorted_images"]
+    beside = [up[0].parent / "images"] if len(up) == 1 else []   # kapture: <proj>/{images,reconstruction}
+    return [p / "images" for p in reversed(up[1:] or up)] + beside + [up[-1] / "undistorted_images"]
 
 def _cam_from_world(im, sparse_dir) -> np.ndarray:
     "A COLMAP image's 4x4 world-to-camera matrix: its quaternion normalised (with a warning), a zero one refused."
@@ -366,8 +367,19 @@ def read_scene(path, **kw) -> Scene:
     for cand in ("transforms_undistorted.json", "nerfstudio/transforms_undistorted.json",
                  "dslr/nerfstudio/transforms_undistorted.json", "transforms_train.json", "transforms.json"):
         if (path / cand).exists(): return read_nerfstudio(path / cand, **kw)
-    for cand in (path, path / "sparse" / "0", path / "sparse", path / "colmap"):
-        if (cand / "cameras.txt").exists() or (cand / "cameras.bin").exists(): return read_colmap(cand, **kw)
+    model = lambda c: c.is_dir() and any((c / f"cameras.{e}").exists() for e in ("txt", "bin"))
+    found = [c for c in (path, path / "sparse" / "0", path / "sparse", path / "colmap") if model(c)][:1]
+    if not found and path.is_dir():   # a project whose model sits in another sub-folder (`reconstruction/`, `sparse/1`)
+        found = sorted(c for c in [*path.iterdir(), *(path / "sparse").glob("*")] if model(c))
+        if len(found) > 1:
+            names = ", ".join(str(c.relative_to(path)) for c in found)
+            raise SceneError(path, f"holds {len(found)} COLMAP models ({names}): point at one of them")
+    if found:
+        if found[0].parent == path and "images_dir" not in kw and (path / "images").is_dir():
+            kw = kw | dict(images_dir=path / "images")   # the project's images, beside its model's folder
+        scene = read_colmap(found[0], **kw)
+        if found[0] != path: scene.name = colmap_scene_name(path)   # the project's name, not `reconstruction`'s
+        return scene
     n = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else 0
     if n:
         raise SceneError(path,

@@ -84,6 +84,7 @@ def test_gpu_choice_falls_back_to_the_proxy(monkeypatch, tmp_path):
     from fit3d.demo import DemoConfig, demo_backbone, resolve
     from fit3d.features import WeightsUnavailable, weights_dir
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FIT3D_CACHE", str(tmp_path / "cache"))        # nor in fit3d's cache (the PyPI wheel's)
     cfg = replace(resolve(DemoConfig(device="cpu")), backbone="dinov2_small", finetune_lr=1e-5)
     said = []
     bb, used = demo_backbone(cfg, (True, True), "cpu", log=said.append)   # the largest proxy, at the official rate
@@ -139,6 +140,7 @@ def test_report_names_the_model_the_proxy_stood_in_for(monkeypatch, tmp_path):
     "The automatic choice's weights cannot load: the report says which proxy ran, and instead of what."
     import fit3d.demo as demo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FIT3D_CACHE", str(tmp_path / "cache"))        # nor in fit3d's cache (the PyPI wheel's)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(demo, "cpu_backbone", lambda: "dinov2_small")   # as on a GPU: DINOv2 first
     monkeypatch.setattr(demo, "proxy_backbone", lambda: "fit3d_tiny")
@@ -158,9 +160,25 @@ def test_stopped_demo_keeps_its_stage_times_and_the_report_sums_them(tmp_path):
     rc = stop_when([str(Path(sys.executable).parent / "fit3d"), *args], "lift (Stage I)", log, cwd=tmp_path)
     assert rc == 128 + 15, log.read_text()[-3000:]
     rec = json.loads((out / "tiny" / "stage_times.json").read_text())["runs"]
-    assert len(rec) == 1 and rec[0]["3/6 lift (Stage I)"] >= 0.9 and "4/6 fine-tune (Stage II)" not in rec[0], rec
+    assert len(rec) == 1 and rec[0]["4/7 lift (Stage I)"] >= 0.9 and "5/7 fine-tune (Stage II)" not in rec[0], rec
     assert not (out / "tiny" / "report.html").exists()
     fit3d(*args, cwd=tmp_path)
     rec2 = json.loads((out / "tiny" / "stage_times.json").read_text())["runs"]
-    assert rec2[0] == rec[0] and len(rec2) == 2 and "6/6 report" in rec2[1]
+    assert rec2[0] == rec[0] and len(rec2) == 2 and "7/7 report" in rec2[1]
     assert "summed over the 2 runs of this folder" in (out / "tiny" / "report.html").read_text()
+
+
+def test_cpu_demo_runs_real_dinov2_where_its_weights_can_be_had(monkeypatch, tmp_path):
+    "On a CPU the automatic choice is DINOv2 ViT-S/14, with its own settings, once its weights can be had; offline, the proxy."
+    import fit3d.demo as demo
+    from fit3d import wheel_weights as ww
+    for k, v in dict(FIT3D_CACHE=tmp_path, HF_HUB_OFFLINE="1", HF_HUB_CACHE=tmp_path / "hub", TORCH_HOME=tmp_path).items():
+        monkeypatch.setenv(k, str(v))
+    assert not demo.dinov2_obtainable()                                # offline, and nothing cached
+    assert demo.resolve(demo.DemoConfig(device="cpu")).backbone == "fit3d_tiny"
+    ww.wheel_path("dinov2_small").parent.mkdir(parents=True)
+    ww.wheel_path("dinov2_small").write_bytes(b"")                     # the wheel in fit3d's cache (checked when used)
+    cfg = demo.resolve(demo.DemoConfig(device="cpu"))
+    assert cfg.backbone == "dinov2_small" and cfg.finetune_lr == 1e-5
+    assert (cfg.train_scenes, cfg.lift_iterations) == (demo.SETTINGS["cpu_vit_s"]["train_scenes"],
+                                                       demo.SETTINGS["cpu_vit_s"]["lift_iterations"])

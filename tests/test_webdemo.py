@@ -271,5 +271,7 @@ def test_webdemo_cli_refuses_weights_tuned_from_another_model_and_bad_ports(tmp_
     r = run_cli(*base, "--port", "0", cwd=tmp_path)           # a fresh process: the exit status and the message
     assert r.returncode != 0 and "fine-tuned from weights 0000000000000000" in r.stderr, r.stderr[-2000:]
     monkeypatch.chdir(tmp_path)
-    e = cli_error(*base, "--port", "99999")
-    assert isinstance(e, SystemExit) and "fit3d webdemo: port 99999 is not a TCP port" in str(e), repr(e)
+    r = run_cli(*base, "--port", "99999", cwd=tmp_path)      # refused where the settings are made
+    assert r.returncode == 2 and "--port must be >= 0 and <= 65535, got 99999" in r.stderr, r.stderr[-2000:]
+    e = cli_error(*base, "--host", "256.1.1.1")              # a host that is no address: refused before serving
+    assert isinstance(e, SystemExit) and "fit3d webdemo: host '256.1.1.1' is neither an address" in str(e), repr(e)
