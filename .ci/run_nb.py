@@ -10,8 +10,6 @@ Afterwards `nbdev-clean` strips metadata and keeps the outputs.
 import argparse, os, re, subprocess, sys, time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
 
 ALL_FLAGS = ("cuda", "slow", "browser")
 
@@ -29,10 +27,25 @@ def skipped(cell, flags: set) -> bool:
     return False
 
 
+def run_in_process(path: Path, flags: set, timeout: int = 1800) -> float:
+    "As `run`, in this process through execnb's shell (what nbdev-test uses): for machines without a Jupyter kernel."
+    from execnb.shell import CaptureShell
+    from fastcore.nbio import read_nb, write_nb
+    nb, here = read_nb(path), os.getcwd()
+    shell, t = CaptureShell(), time.perf_counter()
+    os.chdir(path.parent)
+    try: shell.run_all(nb, exc_stop=True, preproc=lambda c: c.cell_type != "code" or skipped(c, flags), cell_timeout=timeout)
+    finally: os.chdir(here)
+    write_nb(nb, path)
+    return time.perf_counter() - t
+
+
 def run(path: Path, flags: set, timeout: int = 1800) -> float:
     "Execute `path` in place from its own folder (as nbdev-test does); the seconds it took."
     # no ipywidgets in the kernel: tqdm's notice about it is noise in a saved chapter
     os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+    try: import nbformat; from nbclient import NotebookClient
+    except ImportError: return run_in_process(path, flags, timeout)   # the device machine: no Jupyter there
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     t = time.perf_counter()
@@ -48,9 +61,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="+", type=Path)
     ap.add_argument("--flags", nargs="*", default=[], help="tst_flags whose cells run too (e.g. slow)")
+    ap.add_argument("--no-clean", action="store_true", help="leave nbdev-clean to a later step (no nbdev on the machine)")
     a = ap.parse_args()
     from fit3d.browser import find_chromium
     if find_chromium(): a.flags.append("browser")   # a browser's pictures are taken wherever one is
     for p in a.notebooks:
         print(f"{p}: {run(p, set(a.flags)):.0f} s", flush=True)
+    if a.no_clean: sys.exit(0)
     for p in a.notebooks: subprocess.run(["nbdev-clean", "--fname", str(p)], check=True)  # one name per call

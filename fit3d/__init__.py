@@ -41,6 +41,7 @@ Modules:
 - `fit3d.scene`: One data model for every stage: cameras in the OpenCV convention, images, optional depth, labels, masks and a sparse point cloud.
 - `fit3d.serving`: viser servers that bind where asked or fail at once, refuse other sites' pages, and show what clients send as text.
 - `fit3d.sevenscenes`: A reader for Microsoft's 7-Scenes release layout (colour, 16-bit depth in millimetres, camera-to-world poses), with the depth resampled onto the colour camera; and the real posed photographs that the source archive of kapture 1.1.12 carries, fetched at run time.
+- `fit3d.solve`: The quick protocol's heads trained to their optimum on cached features: full-batch L-BFGS with a stopping rule, not a step count.
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
 - `fit3d.synthetic`: Synthetic rooms photographed along a handheld walk or from anywhere, ray-cast into posed RGB, metric depth, semantic and instance maps, and written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.

@@ -242,7 +242,7 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
     t = stage("features of the training rooms")
     bb = _backbone(cfg)
     res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
-                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint))
+                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
     taken = adopt_units(res, prev, cfg) if prev else []
     if taken: res |= {k: prev[k] for k in ("lift_metrics", "target_alpha") if k in prev}   # of the Stage I they used
     if prev and not taken and (prev.get("validation") or prev.get("test")):

@@ -140,7 +140,7 @@ class ProbeArgs:
     dataset: DatasetName = "synthetic"  # which data set's reader (fit3d.datasets)
     data: Path | None = None            # its root (None: its usual place under data/)
     protocol: Literal["official", "quick"] = "official" # the paper's augmented probes; "quick": cached features
-    iters: int | None = None            # steps of each probe (None: 2000 quick, the protocol's own when official)
+    iters: int | None = None            # fixed AdamW steps of each probe (None: quick solves each head to convergence; official: 40k / 38.4k)
     long_side: int | None = None        # resize images to this long side for the backbone (None: as they are)
     out: Path | None = None             # None: runs/<backbone>/probe/<dataset>: results.json, results.md
 
@@ -241,7 +241,7 @@ def cmd_probe(a: ProbeArgs):
     from fit3d.features import load_backbone
     from fit3d.store import atomic_write, files_digest, module_device, weights_digest
     from fit3d.demo import compare_models, probe_models
-    from fit3d.protocol import paper_numbers, results_markdown
+    from fit3d.protocol import paper_numbers, results_markdown, control_check
     from fit3d.finetune import check_base
     bb = _backbone(a.model)
     dev = module_device(bb)
@@ -252,12 +252,12 @@ def cmd_probe(a: ProbeArgs):
     fine = load_backbone(a.model.backbone, checkpoint=weights, device=dev)
     data = probe_data(a.dataset, a.data)
     out = a.out or _run_root(bb) / "probe" / a.dataset
-    iters = a.iters or (None if a.protocol == "official" else 2000)
-    res = probe_models(compare_models(bb, fine), data, iters, dev, cache=out / "results.json", long_side=a.long_side,
+    res = probe_models(compare_models(bb, fine), data, a.iters, dev, cache=out / "results.json", long_side=a.long_side,
                        protocol=a.protocol, key=dict(backbone=bb.name, weights=weights_digest(bb),
                                                      finetuned=files_digest([weights]), dataset=a.dataset,
                                                      roots=[str(Path(p["root"]).resolve()) for p in data]))
     md = results_markdown(res, paper_numbers(a.model.backbone, a.dataset))
+    md += ("\n\n" + check) if (check := control_check(res, a.protocol)["text"]) else ""
     atomic_write(out / "results.md", md + "\n"); print(md)
 
 def _serve_forever(what: str, port: int):

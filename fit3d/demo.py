@@ -57,7 +57,7 @@ class DemoConfig:
     lift_iterations: int | None = None  # Stage I steps per scene
     finetune_epochs: int | None = None  # Stage II epochs over all training views
     finetune_lr: float | None = None    # Stage II learning rate (None: the official 1e-5 on GPU; tiny ViTs: 1e-4)
-    probe_iters: int | None = None      # linear-probe steps
+    probe_iters: int | None = None      # fixed AdamW steps of each linear probe (None: each head solved to convergence)
     feature_long_side: int | None = None # long side of the backbone's input (None: 224 on CPU, 0 = as they are on GPU)
     seed: int = 0
 
@@ -86,11 +86,11 @@ def dinov2_obtainable() -> bool:
 
 SETTINGS = dict(
     gpu=dict(train_scenes=6, val_scenes=3, views=96, width=640, height=480, lift_iterations=3000, finetune_epochs=1,
-             finetune_lr=1e-5, probe_iters=2000, feature_long_side=0),
+             finetune_lr=1e-5, feature_long_side=0),
     cpu=dict(train_scenes=3, val_scenes=2, views=24, width=128, height=96, lift_iterations=150, finetune_epochs=8,
-             finetune_lr=1e-4, probe_iters=200, feature_long_side=224),  # small images, upscaled: a 16 x 12 grid
+             finetune_lr=1e-4, feature_long_side=224),  # small images, upscaled: a 16 x 12 grid
     cpu_vit_s=dict(train_scenes=2, val_scenes=2, views=24, width=128, height=96, lift_iterations=200, finetune_epochs=4,
-                   finetune_lr=1e-5, probe_iters=200, feature_long_side=224),  # chosen from measured stage times, below
+                   finetune_lr=1e-5, feature_long_side=224),  # chosen from measured stage times, below
 )  # the automatic settings: on a GPU; on a CPU for a ViT-Ti; on a CPU for a ViT-S/14 (`CPU_VIT_S`), several times heavier
 CPU_VIT_S = ("dinov2_small", "dinov2_reg_small", "fit3d_small")   # backbones that get SETTINGS["cpu_vit_s"] on a CPU
 
@@ -320,7 +320,7 @@ def _cached_results(cache) -> dict:
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
-                 probe_iters: int | None, # steps of each linear probe (None: the protocol's, 40k / 38.4k)
+                 probe_iters: int | None, # fixed AdamW steps of each probe (None: quick, solved; official, 40k / 38.4k)
                  device,
                  cache=None,         # JSON file: results already there (made with the same `key`) are not recomputed
                  key=None,           # what the results depend on (weights, data); results made from others are dropped
@@ -338,15 +338,21 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     results = _cached_results(cache)
     parts = _parts(data)
     settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
+    solved = probe_iters is None and protocol == "quick"   # fit3d.solve: every head to convergence
+    how = ProbeConfig(solver="lbfgs")   # records of fixed-step probes keep their keys; solved ones say how they were solved
     key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
+                     **({"solver": {k: getattr(how, k) for k in ("solver", "l2", "tol", "max_iters", "solve_scale")},
+                         "depth_solve_scale": DepthProbeConfig.solve_scale} if solved else {}),
                      batch_size=batch_size, **({"seed": seed} if seed else {}), # seed 0: the records made before it
                      depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
         if results:
-            print(f"{cache}: probe results were made from other inputs "
-                  f"({', '.join(provenance_parts(results.get('_key'), key))}); recomputing")
+            changed = provenance_parts(results.get("_key"), key)
+            why = (" (the quick probes are now solved to convergence, fit3d.solve, instead of a fixed number of steps)"
+                   if "solver" in changed else "")
+            print(f"{cache}: probe results were made from other inputs ({', '.join(changed)}){why}; recomputing")
         results = {"_key": key}
     rows = [n for n in MODELS if n in models]
     if all(n in results for n in rows): return results
@@ -355,7 +361,8 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
         orig, fine = (m if m is not None else getattr(models["combined"], k).to(device).eval()
                       for m, k in ((orig, "original"), (fine, "finetuned")))
     if orig is None: raise ValueError(f"probe_models: rows {rows} need the original model ('original' or 'combined')")
-    kw = dict(device=str(device), progress=progress, seed=seed, **({} if probe_iters is None else dict(iters=probe_iters)),
+    kw = dict(device=str(device), progress=progress, seed=seed,
+              **({} if probe_iters is None else dict(iters=probe_iters, solver="adamw")),
               **({} if batch_size is None else dict(batch_size=batch_size)))
     r = {n: {} for n in rows}
     done = results.setdefault("_done", {})   # finished tasks, kept as they finish: a killed run resumes after them
@@ -405,7 +412,7 @@ def provenance_parts(saved, wanted) -> list:
     return list(provenance_diff(saved if isinstance(saved, dict) else None, wanted))
 
 # %% ../nbs/12_demo.ipynb #3d71574e
-from .protocol import paper_numbers, results_markdown  # the one table writer, kept by the probe chapter
+from .protocol import paper_numbers, results_markdown, control_check  # the table writer and its control check
 
 # %% ../nbs/12_demo.ipynb #d9e4f1a0
 def _png(img) -> str:
@@ -485,7 +492,8 @@ def write_report(root: Path,
     timing = " · ".join(f"{k.split(' ', 1)[-1]}: {s:.0f} s" for k, s in times.items())
     if runs > 1: timing += f" (summed over the {runs} runs of this folder, each resuming where the one before stopped)"
     md = results_markdown(results, paper_numbers(cfg.backbone, "synthetic"))
-    atomic_write(root / "results.md", md + "\n")
+    control = control_check(results)["text"]   # the duplicated control against the original, in words
+    atomic_write(root / "results.md", md + "\n" + (f"\n{control}\n" if control else ""))
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>fit3d demo</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head><body>
@@ -494,7 +502,7 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head><body>
 {len(bench['train'])} training and {len(bench['val'])} held-out synthetic rooms,
 {cfg.views} views each at {cfg.width}x{cfg.height}.
 Stage times: {timing}.</p>
-<h2>Linear probes and 3D awareness (held-out rooms)</h2>{_md_table_html(md)}
+<h2>Linear probes and 3D awareness (held-out rooms)</h2>{_md_table_html(md)}<p><b>{control}</b></p>
 <p><i>original</i>: the frozen 2D model; <i>original duplicated</i>: its features concatenated with themselves,
 the paper's control for the doubled width; <i>fine-tuned alone</i>: after 3D-aware fine-tuning;
 <i>combined</i>: original and fine-tuned concatenated (the paper's test-time features).</p>
@@ -634,6 +642,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         secs, runs = clock.totals()
         report = write_report(root, cfg, bench, lifted_dirs, models, results, secs, note, runs)
         con.print(results_markdown(results))
+        con.print(control_check(results)["text"])
         con.print(f"weights: {note}")
         con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
         con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")

@@ -35,14 +35,14 @@ from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
                         saved_when_stopped)
-from .protocol import paper_numbers, COLUMNS, _metric
+from .protocol import paper_numbers, COLUMNS, _metric, control_check
 
 # %% auto #0
 __all__ = ['Variant', 'VARIANTS', 'SMOKE', 'VALIDATION_STREAM', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve',
            'config_from', 'validation_rooms', 'make_rooms', 'room_seed', 'lift_config', 'scaled_schedule',
            'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'probe_data', 'seed_rows', 'mean_std',
-           'aggregate', 'paper_gain', 'experiment_table', 'experiment_figure', 'unit_seconds', 'timed_units',
-           'seconds_needed', 'aside_path', 'adopt_recorded', 'run_experiment', 'main']
+           'aggregate', 'paper_gain', 'seed_controls', 'experiment_table', 'experiment_figure', 'unit_seconds',
+           'timed_units', 'seconds_needed', 'aside_path', 'adopt_recorded', 'run_experiment', 'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -73,7 +73,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # Stage II and probe seeds, for each variant
     finetune_epochs: int = 2            # Stage II epochs over all training views (official: 1)
     finetune_lr: float = 1e-5           # Stage II learning rate (official; 1e-4 measured worse on fit3d_small, Results)
-    probe_iters: int = 1000             # steps of each linear probe (quick protocol: cached features)
+    probe_iters: int | None = None      # fixed AdamW steps of each probe (None: each head solved to convergence, fit3d.solve)
     max_seconds: float | None = None    # time box: no unit starts that would end past this many seconds, by the
                                         # longest unit of its kind timed so far in this folder (None: no limit)
     smoke: bool = False                 # CPU-sized: each setting left at its default takes its `SMOKE` value
@@ -87,7 +87,7 @@ class ExperimentConfig:
                        finetune_epochs=(">=", 1), finetune_lr=(">", 0), probe_iters=(">=", 1), max_seconds=(">", 0))
 
 SMOKE = dict(backbone="fit3d_tiny", train_scenes=2, val_scenes=1, test_scenes=1, views=8, width=96, height=72,
-             lift_iterations=40, reference_iterations=40, seeds=(0,), finetune_epochs=2, probe_iters=60)  # a few minutes on two CPU cores
+             lift_iterations=40, reference_iterations=40, seeds=(0,), finetune_epochs=2)  # a few minutes on two CPU cores
 
 def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     "Fill in the device and the number of Stage I workers (and the smoke sizes, if asked); check the variants."
@@ -328,6 +328,25 @@ def paper_gain() -> dict:
     return {m: dict(original=p["original"][m], combined=p["combined"][m], gain=p["combined"][m] - p["original"][m])
             for m in ("mIoU", "rmse")}
 
+# %% ../nbs/18_experiment.ipynb #cb3e8d01
+def seed_controls(results: dict,  # as for `experiment_table`
+                  variant: str,   # one of its variants
+                 ) -> str:        # one sentence ("" where no seed has both rows)
+    "The control check of each seed of a variant (`fit3d.protocol.control_check`: duplicated vs original), in words."
+    checks = {s: control_check(r) for s, r in sorted(results.get("runs", {}).get(variant, {}).items())}
+    checks = {s: c for s, c in checks.items() if c["ok"] is not None}
+    if not checks: return ""
+    diff = lambda c: ", ".join(([f"mIoU {c['miou']:+.2f}"] if c["miou"] is not None else []) +
+                               ([f"RMSE {100 * c['rmse']:+.2f}%"] if c["rmse"] is not None else []))
+    per = "; ".join(f"{s} {diff(c)}" for s, c in checks.items())
+    capped = sorted({u for c in checks.values() for u in c["unconverged"]})
+    if all(c["ok"] for c in checks.values()):
+        text = f"Control check passed in every seed: the duplicated control is within 0.3 mIoU and 1% RMSE of the original ({per})."
+    else:
+        text = (f"Control check FAILED: the duplicated control is not within 0.3 mIoU and 1% RMSE of the original ({per}): "
+                "these probes are not converged, so combined − original mixes the method with the optimiser's speed.")
+    return text + (f" Not converged at the solver's cap: {', '.join(capped)}." if capped else "")
+
 # %% ../nbs/18_experiment.ipynb #cee9fab0
 def _fmt(s: dict | None, factor: float, sign: bool = False) -> str:
     if not s or s.get("mean") is None: return "–"
@@ -348,8 +367,10 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
              for k in pg}
     head = ["| row | " + " | ".join(c[2] for c in METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     seeds = sorted(set(cfg["seeds"]) | {int(s[4:]) for r in results.get("runs", {}).values() for s in r})
+    probes = ("each head solved to convergence (fit3d.solve)" if cfg.get("probe_iters") is None
+              else f"{cfg['probe_iters']} AdamW steps")   # records made before the solver: 1,000 steps, say
     stage2 = (f" Stage II: {cfg['finetune_epochs']} epochs at learning rate {cfg['finetune_lr']:g}; probes: "
-              f"{cfg['probe_iters']} steps." if {"finetune_epochs", "finetune_lr", "probe_iters"} <= set(cfg) else "")
+              f"{probes}." if {"finetune_epochs", "finetune_lr", "probe_iters"} <= set(cfg) else "")
     out = [f"Backbone: {results['backbone']['note']}.{stage2} Mean ± std over seeds {', '.join(map(str, seeds))} "
            f"(Stage II and probes; sample std); mIoU and recall in %, RMSE in m."]
     for v in _in_order(results["variants"]):   # this run's and those an earlier run of the folder recorded
@@ -373,6 +394,7 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
         out.append("| combined − original | " + " | ".join(cell("gain", True)) + " |")
         out.append("| paper, ViT-S/14 on ScanNet++: combined − original | " +
                    " | ".join(paper.get(k, "–") for _, k, _, _ in METRICS) + " |")
+        if seed_controls(results, v): out += ["", seed_controls(results, v)]
     if results.get("skipped"): out += ["", f"Skipped by the time box: {', '.join(results['skipped'])}."]
     return "\n".join(out)
 

@@ -71,12 +71,20 @@ class ProbeConfig:
     amp: bool = True                # bf16 autocast on CUDA (ignored on the CPU)
     device: str = "auto"            # "cuda", "cpu" or "auto" (CUDA when available)
     progress: bool = True           # show a tqdm bar with the running loss
+    # how the heads are trained: "adamw" (the steps above), "lbfgs" (solved to convergence on cached features,
+    # fit3d.solve), "auto" (lbfgs in the quick protocol, adamw in the official one)
+    solver: str = "auto"
+    l2: float = 5e-6                # lbfgs: ridge on the conv's standardised weights, per input channel
+    tol: float = 1e-5               # lbfgs: stop once the objective falls by less than this fraction in 10 iterations
+    max_iters: int = 1000           # lbfgs: at most this many iterations (a head stopped by it is reported as not converged)
+    solve_scale: int = 4            # lbfgs: take the loss on the feature grid upsampled this many times (0: at every pixel)
 
     def __post_init__(self):  # checked where made (fit3d.store.check_settings), naming the flag
         from fit3d.store import check_settings
         check_settings(self, iters=(">=", 1), batch_size=(">=", 1), lr=(">", 0), weight_decay=(">=", 0),
                        schedule={"poly", "cosine"}, warmup=(">=", 0, "<", 1), warmup_ratio=(">", 0, "<=", 1),
-                       grad_clip=(">", 0))
+                       grad_clip=(">", 0), solver={"auto", "adamw", "lbfgs"}, l2=(">=", 0), tol=(">=", 0),
+                       max_iters=(">=", 1), solve_scale=(">=", 0))
 
 @dataclass
 class DepthProbeConfig(ProbeConfig):

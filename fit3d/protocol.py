@@ -11,10 +11,12 @@ ScanNet++, against 32.76 for FiT3D); every table here has that row. **The protoc
 augmented crops (scale jitter, random crops, photometric distortion, rotation) and segmentation is evaluated by a
 sliding window, so the backbone runs on every augmented crop and features cannot be computed once.
 
-`protocol="official"` does exactly that; `protocol="quick"` computes each image's features once, flips them, and
-evaluates on the whole image: many times cheaper, and the right tool for quick comparisons, but its numbers are
-not the paper's. Both train the four rows' heads side by side on the same batches (`fit3d.probe.fit_heads`),
-so the rows differ only in their features.
+`protocol="official"` does exactly that, training the four rows' heads side by side on the same batches
+(`fit3d.probe.fit_heads`), so the rows differ only in their features; `protocol="quick"` computes each image's
+features once, solves each row's head to convergence on them (`fit3d.solve`) and evaluates on the whole image:
+many times cheaper, and the right tool for quick comparisons, but its numbers are not the paper's. Whatever the
+protocol, a table is only as good as its control: solved heads give the duplicated control the original's score
+(`control_check`, below), and every table we print says whether it does.
 
 Docs: https://fit3d.github.io/fit3d/protocol.html.md"""
 
@@ -35,14 +37,15 @@ from tqdm.auto import tqdm
 
 from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _cached_batches, _forward,
                          seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
+from .solve import solve_heads
 from .store import check_provenance, module_device, provenance, read_json, write_json
 
 # %% auto #0
-__all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'ROW_NAMES', 'COLUMNS', 'FeatureSets', 'SegAugment',
+__all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'ROW_NAMES', 'COLUMNS', 'CONTROL', 'FeatureSets', 'SegAugment',
            'keep_ratio_size', 'rgb_to_hsv', 'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows',
-           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta',
-           'run_probes', 'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'probe_record',
-           'save_results', 'load_results']
+           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta', 'solver',
+           'run_probes', 'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'control_check',
+           'probe_record', 'save_results', 'load_results']
 
 # %% ../nbs/07a_protocol.ipynb #b18c1725
 ROWS = ("original", "duplicated", "finetuned", "combined")
@@ -341,6 +344,20 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
         return {k: list(v.to(dev)) for k, v in feats.items()}, [p[1].to(dev) for p in pairs]
     return batches
 
+def solver(cfg: ProbeConfig, protocol: str) -> str:
+    "How a run trains its heads: `cfg.solver`, where \"auto\" is L-BFGS to convergence in the quick protocol, else AdamW."
+    if cfg.solver not in ("auto", "adamw", "lbfgs"):
+        raise ValueError(f"ProbeConfig.solver is {cfg.solver!r}; expected 'auto', 'adamw' or 'lbfgs'")
+    if cfg.solver == "lbfgs" and protocol == "official":
+        raise ValueError("the official protocol draws new augmented crops every step: it trains with AdamW, not L-BFGS")
+    return cfg.solver if cfg.solver != "auto" else ("lbfgs" if protocol == "quick" else "adamw")
+
+class _Cat(Sequence):
+    "Two sequences as one."
+    def __init__(self, a, b): self.a, self.b = a, b
+    def __len__(self): return len(self.a) + len(self.b)
+    def __getitem__(self, i): return self.a[i] if i < len(self.a) else self.b[i - len(self.a)]
+
 class _Rows(Sequence):
     "Row `row`'s input of sample i, assembled from the cached parts (the duplicated and combined rows cost no memory)."
     def __init__(self, sets: FeatureSets, parts: list, row: str): self.sets, self.parts, self.row = sets, parts, row
@@ -397,7 +414,7 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
                aug: SegAugment | DepthAugment | None = None, # the official pipeline's settings (default: the paper's)
                eval_crop_name: str | None = None, # depth evaluation crop ("eigen_nyu", "garg", ...)
                flip_extract: bool = False,       # quick: also cache features of flipped images (2x the cost)
-              ) -> dict:                         # row -> metrics, plus "_seconds": {"train", "eval"}
+              ) -> dict:                         # row -> metrics (+ the solver's record), "_seconds": {"train", "eval"}
     "Train and evaluate one linear head per row of `sets` under the official or the quick protocol."
     task = sets.task
     if protocol not in ("official", "quick"):
@@ -410,14 +427,20 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
     aug = aug or (SegAugment() if task == "seg" else DepthAugment())
     key = "labels" if task == "seg" else "depth"
     heads, loss = _heads(sets, task, cfg, n_classes), (seg_loss_fn(cfg) if task == "seg" else depth_loss_fn(cfg))
-    t0 = time.perf_counter()
-    if protocol == "official": batches = _official_batches(sets, train, task, cfg, aug)
+    t0, desc = time.perf_counter(), f"{task} probe ({protocol})"
+    if protocol == "official": heads = fit_heads(heads, _official_batches(sets, train, task, cfg, aug), loss, cfg, desc)
     else:
         feats, flipped, store = _cache_rows(sets, train, flip_extract and cfg.flip, cfg.progress)
-        batches = _cached_batches(feats, [_target(s, key, store) for s in train], cfg, flipped)
-    heads = fit_heads(heads, batches, loss, cfg, f"{task} probe ({protocol})")
+        targets = [_target(s, key, store) for s in train]
+        if solver(cfg, protocol) == "lbfgs":   # the whole set at once: flips of cached maps add nothing (fit3d.solve)
+            if flipped is not None: feats = {k: _Cat(feats[k], flipped[k]) for k in feats}
+            heads = solve_heads(heads, feats, targets + ([t.flip(-1) for t in targets] if flipped else []), task, cfg,
+                                desc)
+        else: heads = fit_heads(heads, _cached_batches(feats, targets, cfg, flipped), loss, cfg, desc)
     t1 = time.perf_counter()
     res = _evaluate(sets, heads, val, task, protocol, aug, eval_crop_name, flip_extract, cfg)
+    for k, h in heads.items():   # how each head was trained, beside its metrics: tables say which did not converge
+        if hasattr(h, "solve"): res[k] |= dict(solver_iterations=h.solve["iterations"], converged=h.solve["converged"])
     res["_seconds"] = dict(train=t1 - t0, eval=time.perf_counter() - t1)
     return res
 
@@ -554,6 +577,42 @@ def results_table(results: dict,            # as for `results_markdown`
     "`results_markdown` with the paper's numbers for `backbone` on `dataset` beside ours, and their source under it."
     paper = paper_numbers(backbone, dataset)
     return results_markdown(results, paper) + (f"\n\nPaper: {PAPER_SOURCE}." if paper else "")
+
+# %% ../nbs/07a_protocol.ipynb #b8173fc9
+CONTROL = dict(mIoU=0.3, rmse=0.01)  # the duplicated control's allowed distance from the original: mIoU points, RMSE fraction
+
+def control_check(results: dict,            # {row: {task: {metric: value}}}, as `results_markdown` takes
+                  protocol: str = "quick",  # "official": the differences are reported, not judged
+                 ) -> dict:                 # ok (True/False, None: no control), miou, rmse, unconverged, text
+    "Whether the duplicated control scores as the original (`CONTROL`), as converged probes must, and the verdict in words."
+    o, c = results.get("original"), results.get("duplicated")
+    unconverged = sorted(f"{t} {row}" for row, r in results.items() if isinstance(r, dict) and not row.startswith("_")
+                         for t, g in r.items() if isinstance(g, dict) and g.get("converged") is False)
+    out = dict(ok=None, miou=None, rmse=None, unconverged=unconverged, text="")
+    if not o or not c: return out
+    parts, ok = [], True
+    a, b = _metric(o, "segmentation", "mIoU"), _metric(c, "segmentation", "mIoU")
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        out["miou"] = 100 * (b - a); ok &= abs(out["miou"]) <= CONTROL["mIoU"]
+        parts.append(f"mIoU {out['miou']:+.2f} ({100 * a:.2f} → {100 * b:.2f})")
+    a, b = _metric(o, "depth", "rmse"), _metric(c, "depth", "rmse")
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0:
+        out["rmse"] = b / a - 1; ok &= abs(out["rmse"]) <= CONTROL["rmse"]
+        parts.append(f"RMSE {100 * out['rmse']:+.2f}% ({a:.4f} → {b:.4f})")
+    if not parts: return out
+    diff, lim = ", ".join(parts), f"{CONTROL['mIoU']} mIoU and {100 * CONTROL['rmse']:g}% RMSE"
+    if protocol == "official":
+        out["text"] = (f"Control (duplicated − original): {diff}; the official protocol trains a fixed number of steps, "
+                       "and the paper's own control differs by +0.12 mIoU and −1.8% RMSE (ScanNet++).")
+    else:
+        out["ok"] = bool(ok)
+        out["text"] = (f"Control check passed: the duplicated control is within {lim} of the original ({diff}), as "
+                       "converged probes must be." if ok else
+                       f"Control check FAILED: the duplicated control is not within {lim} of the original ({diff}): "
+                       "the probes are not converged, so the differences between rows mix the features with the "
+                       "optimiser's speed.")
+    if unconverged: out["text"] += f" Stopped at the solver's iteration cap, not converged: {', '.join(unconverged)}."
+    return out
 
 # %% ../nbs/07a_protocol.ipynb #645e1bd4
 def probe_record(sets: FeatureSets, protocol: str, cfg, aug, dataset: dict | str, **extra) -> dict:

@@ -25,7 +25,7 @@ from .lift import LiftConfig
 from .cli import LiftPreset, DatasetName, lift_presets, probe_data
 from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device, check_settings
 from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_models, weights_note, _barrier
-from .protocol import paper_numbers, results_markdown
+from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
 __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes', 'probe_datasets',
@@ -50,7 +50,7 @@ class ReproduceConfig:
     batch_size: int = 2                   # Stage II global batch (the paper: 2)
     datasets: tuple[DatasetName, ...] | None = None # probes (None: ScanNet++ and the paper's others found under data/)
     protocol: Literal["official", "quick"] = "official" # the probes' protocol (quick: cached features, no augmentation)
-    probe_iters: int | None = None        # steps of each probe (None: the protocol's, 40k segmentation / 38.4k depth)
+    probe_iters: int | None = None        # fixed AdamW steps of each probe (None: official 40k seg / 38.4k depth; quick: solved)
     device: str = "auto"                  # "auto": this rank's GPU under torchrun, else CUDA if available, else CPU
     finetune_seed: int = 42               # Stage II data order and flips (the Stage I seed is the preset's `--seed`)
     dry_run: bool = False                 # print the plan and its time estimate, and stop
@@ -189,7 +189,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     fine = load_backbone(cfg.backbone, checkpoint=weights, device=device)
     models = compare_models(bb, fine)
     key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=files_digest([weights]))
-    parts = [f"# fit3d reproduce: {bb.name}\n\nWeights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint)}. "
+    parts = [f"# fit3d reproduce: {bb.name}\n\nWeights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from)}. "
              f"Stage I: {len(scenes)} ScanNet++ scenes ({cfg.train_split}); Stage II: {weights}."]
     for name in probe_datasets(cfg):
         con.rule(f"[bold]probes: {name}")
@@ -197,6 +197,8 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
         res = probe_models(models, data, cfg.probe_iters, device, cache=root / "probe" / name / "results.json",
                            key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data]),
                            long_side=cfg.long_side, protocol=cfg.protocol)
-        parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name)))
+        check = control_check(res, cfg.protocol)["text"]   # the duplicated control against the original, in words
+        parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name))
+                     + (f"\n\n{check}" if check else ""))
         con.print(parts[-1])
     return atomic_write(root / "results.md", "\n\n".join(parts) + "\n")

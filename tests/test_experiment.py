@@ -172,7 +172,8 @@ def test_the_table_follows_variants_order_and_says_when_seeds_used_different_sta
     res["variants"] = dict(sorted(res["variants"].items(), reverse=True))   # reference, fast, coupled
     text = experiment_table(res)
     assert text.index("**fast**") < text.index("**coupled**") < text.index("**reference**")
-    assert "Stage II: 2 epochs at learning rate 0.0001; probes: 1000 steps." in text   # what made the rows
+    assert "Stage II: 2 epochs at learning rate 0.0001; probes: 1000 AdamW steps." in text   # what made the rows
+    assert "Control check FAILED" in text   # 1,000 fixed steps: the record's duplicated control beats its original
     lifts = lambda *c: {f"seed{k}": dict(feature_cosine=dict(mean=x)) for k, x in enumerate(c)}
     block = lambda t: t.split("**fast**")[1].split("**coupled**")[0]
     for v in res["variants"].values(): v["seed_lifts"] = lifts(0.78, 0.78, 0.78)   # one Stage I run for all seeds

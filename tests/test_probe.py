@@ -106,9 +106,12 @@ def test_non_finite_loss_stops_a_protocol_run():
     orig, tuned = _pair()
     with torch.no_grad(): tuned.model.blocks[0].mlp.fc2.bias.fill_(float("nan"))
     train = toy_probe_samples(2, 56, 70, seed=0)
-    cfg = ProbeConfig(iters=2, batch_size=2, progress=False, device="cpu")
+    cfg = ProbeConfig(iters=2, batch_size=2, progress=False, device="cpu", solver="adamw")
     with pytest.raises(NonFiniteLoss, match="finetuned step 0: loss is nan"):
         run_probes(FeatureSets(orig, tuned, "seg"), train, train, cfg, "quick", n_classes=3)
+    with pytest.raises(NonFiniteLoss, match="finetuned: the cached features hold NaN or Inf"):   # solved (the default)
+        run_probes(FeatureSets(orig, tuned, "seg"), train, train, ProbeConfig(progress=False, device="cpu"), "quick",
+                   n_classes=3)
 
 
 def test_windows_cover_every_pixel_and_crops_pad_with_ignore():
@@ -128,3 +131,23 @@ def test_results_table_prints_the_papers_numbers_where_they_match():
     k = results_table(res, "dinov2_small", "kitti")      # KITTI: the paper has depth only
     assert "2.9125" in k and k.splitlines()[0].count("paper") == 1
     assert all(k[0] in ("dinov2_small", "dinov2_base", "dinov2_reg_small", "clip_base", "mae_base", "deit3_base") for k in PAPER)
+
+
+def test_solved_probes_score_the_duplicated_control_as_the_original():
+    "The invariant every table is checked against (fit3d.protocol.control_check): converged heads cannot tell a doubled width."
+    from fit3d.protocol import control_check
+    orig, tuned = _pair()
+    train, val = toy_probe_samples(8, 56, 70, seed=0), toy_probe_samples(4, 56, 70, seed=1)
+    def table(**kw):
+        s = run_probes(FeatureSets(orig, tuned, "seg"), train, val, ProbeConfig(progress=False, device="cpu", **kw),
+                       "quick", n_classes=3)
+        d = run_probes(FeatureSets(orig, tuned, "depth"), train, val,
+                       DepthProbeConfig(n_bins=16, progress=False, device="cpu", **kw), "quick")
+        return {r: dict(segmentation=s[r], depth=d[r]) for r in ("original", "duplicated")}
+    solved = table()
+    assert all(solved[r][t]["converged"] for r in solved for t in ("segmentation", "depth")), solved
+    check = control_check(solved)
+    assert check["ok"], check["text"]
+    assert abs(check["miou"]) <= 0.3 and abs(check["rmse"]) <= 0.01
+    stepped = control_check(table(solver="adamw", iters=30, batch_size=4))   # a few fixed steps: the wider input learns faster
+    assert stepped["ok"] is False and "FAILED" in stepped["text"], stepped["text"]
