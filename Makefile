@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU-friendly pins that install from PyPI anywhere (and from the local disk on the project's machines).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install install-dev demo test export-check notebooks-check nbtest pytest readme run-nb
+.PHONY: install install-dev demo test export-check notebooks-check chromium nbtest pytest readme run-nb
 # what `fit3d demo` needs; the tests and notebooks add their tools (nbdev, jupyterlab, pytest, kaleido) on top
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -46,10 +46,17 @@ notebooks-check: install-dev
 run-nb: install-dev
 	PATH=$(VENV)/bin:$$PATH $(PY) .ci/run_nb.py $(NB) --flags $(FLAGS)
 
-nbtest: install-dev
-	$(VENV)/bin/nbdev-test --n-workers 2 --timing
+# The viewer, the web demo, the screenshots and kaleido's plots need Chromium: where none is found, install it if this
+# user can (root with apt-get), else run everything else and end with one line naming what was skipped and how to run
+# it (.ci/browser.py). Notebook cells that need a browser are flagged `#| browser`; under CI=true they always run.
+chromium: install-dev
+	@$(PY) .ci/browser.py install
 
-pytest: install-dev
+nbtest: install-dev chromium
+	$(VENV)/bin/nbdev-test --n-workers 2 --timing $$($(PY) .ci/browser.py flags)
+
+pytest: install-dev chromium
 	$(VENV)/bin/python -m pytest -q tests
 
 test: export-check notebooks-check nbtest pytest
+	@$(PY) .ci/browser.py note

@@ -2,7 +2,7 @@
 
 Cells flagged with a `tst_flags` flag that is not asked for (`#| cuda` on a CPU machine, say) are not run: they keep
 the outputs saved when they last ran where they can (the device), so a CPU rerun never overwrites a GPU figure with an
-error. `--flags slow` runs the slow cells too. Cells marked `#| eval: false` are skipped as nbdev-test skips them.
+error. `--flags slow` runs the slow cells too; `browser` cells run wherever Chromium is found. Cells marked `#| eval: false` are skipped as nbdev-test skips them.
 Afterwards `nbdev-clean` strips metadata and keeps the outputs.
 
     python .ci/run_nb.py nbs/07_probe.ipynb [nbs/....ipynb ...] [--flags slow] [--only-missing]
@@ -11,7 +11,7 @@ import argparse, os, re, subprocess, sys, time
 from pathlib import Path
 
 
-ALL_FLAGS = ("cuda", "slow")
+ALL_FLAGS = ("cuda", "slow", "browser")
 
 
 def directives(cell) -> list[str]:
@@ -63,6 +63,8 @@ if __name__ == "__main__":
     ap.add_argument("--flags", nargs="*", default=[], help="tst_flags whose cells run too (e.g. slow)")
     ap.add_argument("--no-clean", action="store_true", help="leave nbdev-clean to a later step (no nbdev on the machine)")
     a = ap.parse_args()
+    from fit3d.browser import find_chromium
+    if find_chromium(): a.flags.append("browser")   # a browser's pictures are taken wherever one is
     for p in a.notebooks:
         print(f"{p}: {run(p, set(a.flags)):.0f} s", flush=True)
     if a.no_clean: sys.exit(0)

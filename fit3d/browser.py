@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CHROMIUM_FLAGS', 'NOTICE_CSS', 'find_chromium', 'HeadlessBrowser', 'browser_screenshot', 'html_screenshot',
-           'need_chromium', 'client_watch', 'pixels', 'coloured', 'not_white', 'ViserClient']
+__all__ = ['CHROMIUM_FLAGS', 'LOADING_JS', 'NOTICE_CSS', 'find_chromium', 'HeadlessBrowser', 'browser_screenshot',
+           'html_screenshot', 'need_chromium', 'client_watch', 'pixels', 'coloured', 'not_white', 'ViserClient']
 
 # %% ../nbs/09a_browser.ipynb #1972c70a
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
@@ -29,12 +30,17 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--enable-unsaf
 _FRAMES = ("new Promise(r => { let n = 0; const f = () => (++n >= %d ? r(n) : requestAnimationFrame(f)); "
            "requestAnimationFrame(f); })")
 
-def find_chromium() -> str | None:
-    "The path of a Chromium/Chrome executable, or None."
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if p := shutil.which(name): return p
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+def _executable(path) -> bool: return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
+def find_chromium() -> str | None:
+    "The path of an executable Chromium/Chrome (`BROWSER_PATH` first, the variable kaleido reads too), or None."
+    if _executable(p := os.environ.get("BROWSER_PATH")): return p
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if _executable(p := shutil.which(name)): return p
+    return "/usr/bin/chromium" if _executable("/usr/bin/chromium") else None   # not on PATH, where Debian puts it
+
+
+# %% ../nbs/09a_browser.ipynb #26222f59
 class HeadlessBrowser:
     "Headless Chromium with software WebGL, one page driven over the DevTools protocol; use as a context manager."
     def __init__(self, size: tuple[int, int] = (1024, 768), # viewport width, height in CSS pixels
@@ -89,63 +95,6 @@ class HeadlessBrowser:
                 if "error" in msg: raise RuntimeError(f"DevTools {method} failed: {msg['error']}")
                 return msg.get("result", {})
 
-    def frames(self, n: int):
-        "Let the page draw `n` animation frames."
-        self("Runtime.evaluate", expression=_FRAMES % n, awaitPromise=True)
-
-    def style(self, css: str):
-        "Add a style sheet to the open page (e.g. to hide a notice before a picture)."
-        self("Runtime.evaluate", expression=f"document.head.appendChild(Object.assign(document.createElement('style'), "
-                                            f"{{textContent: {json.dumps(css)}}}))")
-
-    def open(self, url: str,      # the page, e.g. f"http://127.0.0.1:{server.get_port()}"
-             ready=None,          # a callable: wait until it returns True (e.g. the server sees a client)
-             frames: int = 20,    # animation frames to draw once ready
-            ):
-        "Load `url`, wait until `ready()`, and let it draw."
-        self("Page.navigate", url=url)
-        deadline = time.monotonic() + self.timeout
-        while ready is not None and not ready():
-            if time.monotonic() > deadline: raise TimeoutError(f"{url} was not ready after {self.timeout} s")
-            time.sleep(0.05)
-        self.frames(frames)
-
-    def evaluate(self, expression: str):
-        "The value of a JavaScript expression in the open page (a promise is awaited)."
-        r = self("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expression!r} failed in the page: {r['exceptionDetails'].get('text')} "
-                               f"{r['exceptionDetails'].get('exception', {}).get('description', '')}")
-        return r.get("result", {}).get("value")
-
-    def wait_for(self, expression: str,     # JavaScript, e.g. "document.body.innerText.includes('done')"
-                 timeout: float | None = None, # seconds (default: the browser's `timeout`)
-                ) -> bool:                  # whether it became truthy in time
-        "Wait until a JavaScript expression is truthy in the open page."
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while not self.evaluate(expression):
-            if time.monotonic() > deadline: return False
-            time.sleep(0.05)
-        return True
-
-    def upload(self, path, selector: str = "input[type=file]"):
-        "Put the file at `path` into the page's file input (as if the user picked it there)."
-        root = self("DOM.getDocument", depth=-1)["root"]["nodeId"]
-        node = self("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
-        if not node: raise ValueError(f"the page has no element matching {selector!r}")
-        self("DOM.setFileInputFiles", files=[str(Path(path).absolute())], nodeId=node)
-
-    def screenshot(self, path, frames: int = 5) -> Path:
-        "Save a PNG of the page once two pictures `frames` frames apart are the same (or `timeout` has passed)."
-        import base64
-        path = Path(path).absolute(); path.parent.mkdir(parents=True, exist_ok=True)
-        shot = lambda: self("Page.captureScreenshot", format="png")["data"]
-        deadline, prev, png = time.monotonic() + self.timeout, None, None
-        while png is None or (png != prev and time.monotonic() < deadline):
-            self.frames(frames); prev, png = png, shot()
-        path.write_bytes(base64.b64decode(png))
-        return path
-
     def close(self):
         "Stop the browser (and its helper processes) and remove its profile."
         if getattr(self, "ws", None) is not None: self.ws.close(); self.ws = None
@@ -157,6 +106,79 @@ class HeadlessBrowser:
         "What the browser wrote to stderr so far."
         self._log.seek(0); return self._log.read()
 
+
+# %% ../nbs/09a_browser.ipynb #0228341d
+# a viewer that has not drawn yet shows an element with this attribute (`fit3d.viewer.scene_html`), here or in a frame
+LOADING_JS = ("[document, ...[...document.querySelectorAll('iframe')].map(f => { try { return f.contentDocument } "
+              "catch (e) { return null } })].some(d => d && d.querySelector('[data-fit3d-loading]'))")
+
+@patch
+def frames(self: HeadlessBrowser, n: int):
+    "Let the page draw `n` animation frames."
+    self("Runtime.evaluate", expression=_FRAMES % n, awaitPromise=True)
+
+@patch
+def style(self: HeadlessBrowser, css: str):
+    "Add a style sheet to the open page (e.g. to hide a notice before a picture)."
+    self("Runtime.evaluate", expression=f"document.head.appendChild(Object.assign(document.createElement('style'), "
+                                        f"{{textContent: {json.dumps(css)}}}))")
+
+@patch
+def open(self: HeadlessBrowser, url: str,      # the page, e.g. f"http://127.0.0.1:{server.get_port()}"
+         ready=None,          # a callable: wait until it returns True (e.g. the server sees a client)
+         frames: int = 20,    # animation frames to draw once ready
+        ):
+    "Load `url`, wait until `ready()`, and let it draw."
+    self("Page.navigate", url=url)
+    deadline = time.monotonic() + self.timeout
+    while ready is not None and not ready():
+        if time.monotonic() > deadline: raise TimeoutError(f"{url} was not ready after {self.timeout} s")
+        time.sleep(0.05)
+    self.frames(frames)
+
+@patch
+def evaluate(self: HeadlessBrowser, expression: str):
+    "The value of a JavaScript expression in the open page (a promise is awaited)."
+    r = self("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+    if "exceptionDetails" in r:
+        raise RuntimeError(f"{expression!r} failed in the page: {r['exceptionDetails'].get('text')} "
+                           f"{r['exceptionDetails'].get('exception', {}).get('description', '')}")
+    return r.get("result", {}).get("value")
+
+@patch
+def wait_for(self: HeadlessBrowser, expression: str,     # JavaScript, e.g. "document.body.innerText.includes('done')"
+             timeout: float | None = None, # seconds (default: the browser's `timeout`)
+            ) -> bool:                  # whether it became truthy in time
+    "Wait until a JavaScript expression is truthy in the open page."
+    deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+    while not self.evaluate(expression):
+        if time.monotonic() > deadline: return False
+        time.sleep(0.05)
+    return True
+
+@patch
+def upload(self: HeadlessBrowser, path, selector: str = "input[type=file]"):
+    "Put the file at `path` into the page's file input (as if the user picked it there)."
+    root = self("DOM.getDocument", depth=-1)["root"]["nodeId"]
+    node = self("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+    if not node: raise ValueError(f"the page has no element matching {selector!r}")
+    self("DOM.setFileInputFiles", files=[str(Path(path).absolute())], nodeId=node)
+
+@patch
+def screenshot(self: HeadlessBrowser, path, frames: int = 5) -> Path:
+    "Save a PNG of the page once its viewers have drawn and two pictures `frames` frames apart are the same."
+    import base64
+    path = Path(path).absolute(); path.parent.mkdir(parents=True, exist_ok=True)
+    self.wait_for(f"!({LOADING_JS})")   # a viewer still loading (`fit3d.viewer.scene_html`) is not a picture yet
+    shot = lambda: self("Page.captureScreenshot", format="png")["data"]
+    deadline, prev, png = time.monotonic() + self.timeout, None, None
+    while png is None or (png != prev and time.monotonic() < deadline):
+        self.frames(frames); prev, png = png, shot()
+    path.write_bytes(base64.b64decode(png))
+    return path
+
+
+# %% ../nbs/09a_browser.ipynb #e521cf6f
 def browser_screenshot(url: str,                    # the page
                        path,                        # where the PNG goes
                        size: tuple[int, int] = (1024, 768), # viewport width, height
@@ -173,6 +195,7 @@ def browser_screenshot(url: str,                    # the page
 
 # viser's client warns in a corner when WebGL runs on the CPU (as here, never for a reader with a GPU): not for pictures
 NOTICE_CSS = "[role=alert], .mantine-Notification-root, .mantine-Notifications-root {display: none !important}"
+
 
 # %% ../nbs/09a_browser.ipynb #b9c73c3f
 def html_screenshot(html: str,                          # a complete HTML document
@@ -196,7 +219,8 @@ def need_chromium() -> str:
     "Chromium's path for a browser test; if there is none, skip the test, or fail it under CI (`CI=true`)."
     exe = find_chromium()
     if exe is not None: return exe
-    msg = "no Chromium to test the browser side (Debian/Ubuntu: apt-get install -y chromium)"
+    msg = ("no Chromium to test the browser side: install it (Debian/Ubuntu: apt-get install -y chromium) "
+           "or point BROWSER_PATH at one")
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         raise RuntimeError(f"CI: {msg}; browser tests must run here")
     import pytest

@@ -78,6 +78,8 @@ def write_pairs(root, lists: dict, h: int = 48, w: int = 64, scale: float = 1000
         _write_list(root / lst, [f"{lead}{ri} {lead}{rd} 518.8579" for ri, rd in pairs])
     return root
 
+
+# %% ../nbs/08a_dataset_fixtures.ipynb #b44003fa
 def write_ade20k(root) -> Path:
     "ADEChallengeData2016 with two training and one validation image, and objectInfo150.txt."
     root = write_mmseg(Path(root), ".jpg", 150, {"training": ["ADE_train_00000001", "ADE_train_00000002"],
@@ -110,6 +112,8 @@ def write_voc(root) -> Path:
     for split, l in ids.items(): _write_list(root / "ImageSets" / "Segmentation" / f"{split}.txt", l)
     return root
 
+
+# %% ../nbs/08a_dataset_fixtures.ipynb #46c80ba5
 def write_kitti(root) -> Path:
     "The toolbox's KITTI: input/<date>/<drive>/image_02/data, gt_depth/<drive>/proj_depth/groundtruth (x256)."
     root = Path(root); drive = "2011_09_26_drive_0002_sync"; H, W = 375, 1242
@@ -136,6 +140,8 @@ def write_nyu_depth(root) -> Path:
                                                 ("bedroom_0060/rgb_00081.jpg", "bedroom_0060/sync_depth_00081.png")],
                               "nyu_test.txt": [("bathroom/rgb_00045.jpg", "bathroom/sync_depth_00045.png")]}, 48, 64)
 
+
+# %% ../nbs/08a_dataset_fixtures.ipynb #cd050d14
 def write_scannet(root) -> Path:
     "ScanNet (v1) as the official evaluation reads it: mmseg NYU40 labels and depth lists (mm PNGs)."
     root = write_mmseg(Path(root), ".jpg", 40, {"training": ["scene0000_00_000000", "scene0000_00_000100"],
@@ -177,6 +183,8 @@ def write_scannetpp(root,                              # the release folder to w
             _save_png(lab, root / "semantics_2d" / "semantics" / sc / f"{stem}.JPG.png")
     return root
 
+
+# %% ../nbs/08a_dataset_fixtures.ipynb #5c8fde06
 def write_synthetic(root, n_views: int = 3) -> Path:
     "The synthetic benchmark's index (benchmark.json) over two tiny nerfstudio rooms with depth and labels."
     import json
@@ -207,6 +215,7 @@ def write_fixtures(root) -> Path:
     for name, writers in FIXTURES.items():
         for task, write in writers.items(): write(root / DATASETS[name].roots[task])
     return root
+
 
 # %% ../nbs/08a_dataset_fixtures.ipynb #a3710755
 def write_nyu_mat(folder,              # where nyu_depth_v2_labeled.mat, splits.mat and classMapping40.mat go

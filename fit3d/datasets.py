@@ -60,10 +60,10 @@ from .formats import read_scene
 from .store import child, read_json
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'Task', 'DATASETS', 'Samples', 'read_depth_png',
-           'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k', 'pascal_voc', 'kitti_kb_crop',
-           'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth', 'scannet', 'scannetpp',
-           'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset', 'sample_picture']
+__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'SCANNETPP_DIRS', 'Task', 'DATASETS', 'Samples',
+           'read_depth_png', 'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k', 'pascal_voc',
+           'kitti_kb_crop', 'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth', 'scannet',
+           'scannetpp', 'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset', 'sample_picture']
 
 # %% ../nbs/08_datasets.ipynb #16950d93
 class Samples(Sequence):
@@ -464,11 +464,17 @@ def _scannetpp_split(root: Path, split) -> tuple[list[str], Path | None]:
     lst = next((c for c in cands if c.exists()), cands[0])
     return _read_ids(lst), lst
 
+# image and mask folders under <scene>/<device>/, in the order looked for: the toolkit's undistort writes the first,
+# newer releases ship the resized_* ones
+SCANNETPP_DIRS = dict(dslr=(("undistorted_images", "resized_undistorted_images"),
+                            ("undistorted_anon_masks", "resized_undistorted_masks")),
+                      iphone=(("rgb",), ("undistorted_anon_masks",)))
+
 def scannetpp(root="data/scannetpp",          # the release folder (holds data/, splits/, metadata/)
               split="val",                    # "train"/"val" (splits/nvs_sem_{train,val}.txt), a split, or scene ids
               task: Literal["seg", "depth", "both"] = "both", # which targets every image must have
               device: str = "dslr",           # "dslr" or "iphone"
-              image_dir: str | None = None,   # images under <scene>/<device>/ (default: undistorted_images / rgb)
+              image_dir: str | None = None,   # images under <scene>/<device>/ (default: the first of `SCANNETPP_DIRS`)
               depth_dir: str = "render_depth", # rendered depth (uint16 mm) under <scene>/<device>/
               semantics_root=None,            # semantics_2d.py's output folder (default: <root>/semantics_2d)
               render_semantics_dir: str | None = None, # or: labels rendered beside the depth (if no semantics_2d/)
@@ -484,7 +490,7 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     if semantics_root is not None and render_semantics_dir is not None:
         raise ValueError("give semantics_root or render_semantics_dir, not both")
     scenes, lst = _scannetpp_split(root, split)
-    image_dir = image_dir or ("undistorted_images" if device == "dslr" else "rgb")
+    first = lambda d, names: next((n for n in names if (d / n).is_dir()), names[0])   # the one this release has
     want_lab, want_dep = task in ("seg", "both"), task in ("depth", "both")
     sem_root = Path(semantics_root) if semantics_root is not None else root / "semantics_2d"
     if semantics_root is None and render_semantics_dir is None and not sem_root.is_dir():
@@ -494,10 +500,13 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     items, problems = [], []
     for sc in scenes:
         d = child(root / "data", sc, lst) / device
-        if not (d / image_dir).is_dir(): raise SceneError(d / image_dir, "image folder not found")
-        imgs = sorted(p for p in (d / image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if not imgs: raise SceneError(d / image_dir, "holds no images")
-        md = d / "undistorted_anon_masks" if mask_dir == "auto" else (d / mask_dir if mask_dir else None)
+        idir = image_dir or first(d, SCANNETPP_DIRS[device][0])
+        if not (d / idir).is_dir():
+            raise SceneError(d / idir, "image folder not found" + ("" if image_dir else
+                             f" (nor {', '.join(SCANNETPP_DIRS[device][0][1:])} beside it)"))
+        imgs = sorted(p for p in (d / idir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not imgs: raise SceneError(d / idir, "holds no images")
+        md = d / first(d, SCANNETPP_DIRS[device][1]) if mask_dir == "auto" else (d / mask_dir if mask_dir else None)
         no_dep, no_lab = [], []
         for img in imgs:
             dep = d / depth_dir / f"{img.stem}.png" if want_dep else None

@@ -35,11 +35,22 @@ def plotly_png(fig,                 # a plotly figure
                scale: float = 1.0,  # device pixels per CSS pixel
               ) -> Image.Image:
     "A plotly figure as a PIL image, rendered by kaleido in headless Chromium."
-    import io
+    import io, os
+    from fit3d.browser import find_chromium
     try: import kaleido  # noqa: F401
     except ImportError as e:
         raise ImportError("plotly_png needs kaleido>=1 (pip install 'kaleido>=1'; it uses the system Chromium)") from e
-    return Image.open(io.BytesIO(fig.to_image(format="png", width=width, height=height, scale=scale))).convert("RGB")
+    if (exe := find_chromium()) is None:   # said as fit3d says it, not as kaleido's "requires Google Chrome"
+        raise FileNotFoundError("plotly_png draws through Chromium and none was found: install it (Debian/Ubuntu: "
+                                "apt-get install -y chromium) or point BROWSER_PATH at one")
+    before = os.environ.get("BROWSER_PATH")
+    os.environ["BROWSER_PATH"] = exe   # kaleido's browser finder reads it: the browser fit3d found, for this call
+    try: data = fig.to_image(format="png", width=width, height=height, scale=scale)
+    finally:
+        if before is None: os.environ.pop("BROWSER_PATH", None)
+        else: os.environ["BROWSER_PATH"] = before
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
 
 # %% ../nbs/17_figures.ipynb #343324fc
 def _read_nb(path) -> dict:

@@ -9,8 +9,8 @@ the original ones (the reference concatenates them along channels for linear pro
 
 The chapter follows one training step from the disk to the optimiser, each part a named function with a check:
 
-1. **Targets**: a cache of rendered targets per scene (`write_targets`), or targets rendered at every step from the
-   frozen Gaussians as the official code does (`render_target`);
+1. **Targets** (chapter `05a_targets`, `fit3d.targets`): a cache of rendered targets per scene, or targets rendered at
+   every step from the frozen Gaussians as the official code does;
 2. **training pairs** of image, target and mask (`TargetViews`), in a **deterministic order** (`StepBatches`);
 3. **the objective** (`masked_l1`) and **one step** (`train_step`);
 4. **a run**: settings (`FinetuneConfig`), process and optimiser set-up, checkpoints with provenance records,
@@ -39,144 +39,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
 from .formats import read_scene
 from .features import BACKBONES, load_backbone, iter_features, pca_grid, input_size
+from .targets import (RESAMPLE, write_targets, read_targets_meta, lifted_key, lifted_views, target_record,
+                           to_grid, render_target, write_scene_targets)   # one floor down: Stage I writes them too
 from .tune import TUNE, WHERE, tuned_parameters, add_lora, plain_state_dict, EMA, keep_weights
 from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, provenance, resolve_device,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
                          check_finite, check_finite_state, check_settings, folder_lock)
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'MASKS', 'FINETUNE_FILES', 'COMBINE', 'write_targets', 'read_targets_meta', 'lifted_key', 'lifted_views',
-           'target_record', 'to_grid', 'render_target', 'write_scene_targets', 'image_u8', 'RenderedTargets',
-           'TargetViews', 'StepBatches', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
-           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
-           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
-
-# %% ../nbs/06_finetune.ipynb #5fea4cfb
-_META = ("backbone", "patch_size", "input_height", "input_width", "scene_root")
-
-def write_targets(path,                  # `<targets_dir>/<scene>.safetensors`
-                  targets: dict,         # view name -> (C, h, w) target features
-                  backbone: str,         # backbone alias or timm name
-                  patch_size: int,       # the backbone's patch size
-                  input_size: tuple,     # (height, width) of the image fed to the backbone
-                  scene_root,            # the scene's folder (for `read_scene`)
-                  masks: dict | None = None,  # view name -> (h, w) weights in [0, 1]
-                  record: dict | None = None, # provenance of the targets (`target_record`), kept in the metadata
-                 ) -> Path:
-    "Write one scene's target features (fp16), masks and provenance record in the cache layout, atomically."
-    t = {k: torch.as_tensor(v).detach().cpu().half().contiguous() for k, v in targets.items()}
-    t |= {f"{k}.mask": torch.as_tensor(v).detach().cpu().half().contiguous() for k, v in (masks or {}).items()}
-    meta = dict(backbone=backbone, patch_size=str(patch_size), input_height=str(input_size[0]),
-                input_width=str(input_size[1]), scene_root=str(scene_root),
-                provenance=json.dumps(record, sort_keys=True) if record is not None else "")
-    return atomic_write(path, lambda tmp: save_file(t, str(tmp), metadata=meta))
-
-def read_targets_meta(path) -> dict:
-    "Metadata of a target cache file (ints parsed, `provenance` as a dict or None), or an error naming the file."
-    path = Path(path)
-    if not path.exists(): raise ArtifactError(path, "target cache file does not exist")
-    try:
-        with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
-    except Exception as e:
-        raise ArtifactError(path, f"not a readable safetensors target cache (corrupt or truncated?): {e}") from None
-    if missing := [k for k in _META if k not in meta]:
-        raise ArtifactError(path, f"target cache metadata lacks {missing}")
-    try: rec = json.loads(meta["provenance"]) if meta.get("provenance") else None
-    except json.JSONDecodeError as e:
-        raise ArtifactError(path, f"target cache provenance is not valid JSON: {e.msg}") from None
-    m = dict(meta, provenance=rec, views=sorted(k for k in keys if not k.endswith(".mask")))
-    for k in ("patch_size", "input_height", "input_width"): m[k] = int(meta[k])
-    if m["input_height"] % m["patch_size"] or m["input_width"] % m["patch_size"]:
-        raise ArtifactError(path, f"input size {m['input_height']}x{m['input_width']} is not a multiple of "
-                                  f"the patch size {m['patch_size']}")
-    return m
-
-def lifted_key(lifted) -> str:
-    "The provenance key of a lifted scene (a `Lifted` or its meta): Stage I's own record if it wrote one, else a hash."
-    meta = getattr(lifted, "meta", lifted) or {}
-    rec = meta.get("provenance")
-    if isinstance(rec, dict) and "key" in rec: return rec["key"]
-    return provenance(config=meta.get("config"), scene=meta.get("scene"), scene_name=meta.get("scene_name"))["key"]
-
-def lifted_views(lifted, scene: Scene) -> list[int]:
-    "The views a scene was lifted from: all (`frames` + `test_frames`, as the official) unless Stage I held some out."
-    meta = getattr(lifted, "meta", lifted) or {}
-    return list(scene.train) if meta.get("held_out", True) else sorted(set(scene.train) | set(scene.test))
-
-def target_record(backbone: str,          # the backbone whose features were lifted
-                  weights: str,           # `weights_digest` of that backbone
-                  lifted,                 # the lifted scene (`Lifted`) or its key
-                  scene: Scene,           # the scene the targets are rendered for
-                  input_size,             # (height, width) fed to the backbone
-                  resample: str = "bilinear", # how renders were brought to the patch grid (`to_grid`)
-                  render_scale: float = 1.0,  # render resolution relative to the images
-                 ) -> dict:
-    "The provenance record of one scene's targets, for `write_targets(record=...)`."
-    return provenance(kind="fit3d-targets", backbone=backbone, weights=weights,
-                      lifted=lifted if isinstance(lifted, str) else lifted_key(lifted), scene=scene_identity(scene),
-                      input_size=list(input_size), resample=resample, render_scale=float(render_scale))
-
-# %% ../nbs/06_finetune.ipynb #4f0a7c55
-RESAMPLE = ("bilinear", "area")
-
-def to_grid(x: torch.Tensor,           # (N, C, H, W) maps
-            grid,                      # (h, w) patch grid
-            resample: str = "bilinear",# "bilinear": the official point sampling at patch centres; "area": patch means
-           ) -> torch.Tensor:          # (N, C, h, w)
-    "Bring full-resolution maps to the patch grid: official bilinear (align_corners=False, no antialias) or area."
-    if resample == "bilinear":
-        return F.interpolate(x, size=tuple(grid), mode="bilinear", align_corners=False, antialias=False)
-    if resample == "area": return F.interpolate(x, size=tuple(grid), mode="area")
-    raise ValueError(f"resample must be one of {RESAMPLE}, not {resample!r}")
-
-@torch.no_grad()
-def render_target(lifted,                  # a `fit3d.lift.Lifted` (frozen Gaussians and their decoder)
-                  scene: Scene,            # its scene
-                  i: int,                  # the view
-                  grid,                    # (h, w) the model's patch grid
-                  resample: str = "bilinear", # see `to_grid`
-                  scale: float = 1.0,      # render resolution relative to the image (the official: 1)
-                  device=None,             # default: where the Gaussians are
-                 ) -> tuple[torch.Tensor, torch.Tensor]: # target (C, h, w) and alpha (h, w), on `device`
-    "Render view `i`'s features from the frozen Gaussians, decode them at render resolution, resample to the grid."
-    from fit3d.raster import render
-    device = torch.device(device) if device is not None else lifted.splats["means"].device
-    s = scene.downscaled(1 / scale) if scale != 1 else scene
-    c = s.cameras[i]
-    splats = {k: v.to(device) for k, v in lifted.splats.items()}   # no copy when they already live there
-    near = ((getattr(lifted, "meta", None) or {}).get("config") or {}).get("near_plane", 0.01)  # as it was lifted
-    out = render(splats, s.viewmats([i]).to(device), s.Ks([i]).to(device), c.width, c.height, features=True, near=near)
-    f = lifted.decoder.to(device)(out.features.permute(0, 3, 1, 2))
-    return to_grid(f, grid, resample)[0], to_grid(out.alpha.permute(0, 3, 1, 2), grid, resample)[0, 0].clamp(0, 1)
-
-def write_scene_targets(lifted,              # the lifted scene (`fit3d.lift.Lifted`)
-                        scene: Scene,        # its scene
-                        path,                # `<targets_dir>/<scene>.safetensors`
-                        backbone: str,       # the backbone whose features were lifted
-                        patch_size: int,     # its patch size
-                        weights: str,        # `weights_digest` of its weights (for the record)
-                        ids=None,            # views (default: those it was lifted from, `lifted_views`)
-                        resample: str = "bilinear", # see `to_grid` (the official: bilinear)
-                        scale: float = 1.0,  # render resolution relative to the images (the official: 1)
-                        device=None,         # where to render (default: where the Gaussians are)
-                       ) -> Path:
-    "Render the targets of a lifted scene's views as `render_target` does and write them, with alphas and a record."
-    ids = lifted_views(lifted, scene) if ids is None else ids
-    sizes = {input_size(scene.cameras[i].height, scene.cameras[i].width, patch_size) for i in ids}
-    if len(sizes) != 1:
-        raise SceneError(scene.root, f"views have different input sizes {sorted(sizes)}: one cache holds one size")
-    (H, W), = sizes; grid = (H // patch_size, W // patch_size)
-    targets, alphas = {}, {}
-    for i in ids:
-        t, a = render_target(lifted, scene, i, grid, resample, scale, device)
-        targets[scene.cameras[i].name], alphas[scene.cameras[i].name] = t.cpu(), a.cpu()
-    return write_targets(path, targets, backbone, patch_size, (H, W), scene.root, alphas,
-                         target_record(backbone, weights, lifted, scene, (H, W), resample, scale))
+__all__ = ['MASKS', 'FINETUNE_FILES', 'COMBINE', 'image_u8', 'RenderedTargets', 'TargetViews', 'StepBatches', 'masked_l1',
+           'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer', 'run_record',
+           'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune', 'CombinedBackbone',
+           'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #de4ccffb
 def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
@@ -198,6 +78,8 @@ def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
 
 MASKS = ("official", "alpha")
 
+
+# %% ../nbs/06_finetune.ipynb #2b8ef661
 class RenderedTargets:
     "Targets rendered at every step from frozen lifted scenes, as the official code does (see `render_target`)."
     def __init__(self, lifted: dict,              # scene key -> `Lifted`, already on the training device
@@ -222,6 +104,8 @@ class RenderedTargets:
             ts.append(t); ms.append(m * batch["mask"][j]); al.append(a)
         return batch | dict(target=torch.stack(ts), mask=torch.stack(ms), alpha=torch.stack(al))
 
+
+# %% ../nbs/06_finetune.ipynb #647fd913
 class TargetViews(torch.utils.data.Dataset):
     "(image, target, mask) training pairs over many scenes, from target caches, a `target_fn` or rendered per step."
     def __init__(self, scenes: dict,     # scene key -> Scene
@@ -243,74 +127,6 @@ class TargetViews(torch.utils.data.Dataset):
         sizes = {(scenes[k].cameras[v].height, scenes[k].cameras[v].width) for k, v in views}
         self.load_size = sizes.pop() if len(sizes) == 1 else self.input_size   # one size: resized on the device
 
-    @classmethod
-    def from_cache(cls, targets, mask: str = "official") -> TargetViews:
-        "All views of the caches in `targets` (folders of `<scene>.safetensors`, or files)."
-        paths = [q for p in ([targets] if isinstance(targets, (str, Path)) else targets)
-                 for q in (sorted(Path(p).glob("*.safetensors")) if Path(p).is_dir() else [Path(p)])]
-        if not paths: raise SceneError(targets or None, "no target cache files (<scene>.safetensors) given or found")
-        scenes, views, files, records, first = {}, [], {}, {}, None
-        for p in paths:
-            m = read_targets_meta(p)
-            key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
-            first = first or (key, p)
-            if key != first[0]:
-                raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but "
-                                    f"{first[1]} has {first[0]}")
-            if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
-            root = Path(m["scene_root"])
-            root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
-            s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
-            # rendered for these files?
-            if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:
-                views_of = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
-                check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse",
-                                 "target cache")
-            ids = {c.name: i for i, c in enumerate(s.cameras)}
-            if bad := [v for v in m["views"] if v not in ids]:
-                raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
-            views += [(p.stem, ids[v]) for v in m["views"]]
-        return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files, mask=mask, records=records)
-
-    @classmethod
-    def from_scenes(cls,
-                    scenes: list,
-                    target_fn,
-                    input_size,
-                    patch_size: int,
-                    backbone: str,
-                    mask: str = "official",
-                   ) -> TargetViews:
-        "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) alpha)`."
-        if len({s.name for s in scenes}) != len(scenes):
-            raise ValueError("scene names must be unique: they key the views")
-        return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size,
-                   backbone, target_fn=target_fn, mask=mask)
-
-    @classmethod
-    def from_lifted(cls, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
-                    patch_size: int, backbone: str, mask: str = "official",
-                    resample: str = "bilinear", scale: float = 1.0, device="cpu") -> TargetViews:
-        "The views lifted scenes were fitted to, their targets rendered at every step on `device` (the official way)."
-        from fit3d.lift import load_lifted
-        lifted, scenes, views, sizes = {}, {}, [], set()
-        for d in ([folders] if isinstance(folders, (str, Path)) else folders):
-            lf = load_lifted(d, device=device)
-            if not lf.meta.get("scene"): raise ArtifactError(Path(d) / "lift.json", "records no scene folder")
-            s = read_scene(lf.meta["scene"]); key = s.name
-            if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
-            made = ((lf.meta.get("provenance") or {}).get("features") or {}).get("backbone")
-            if made is not None and BACKBONES.get(made, made) != BACKBONES.get(backbone, backbone):
-                raise ArtifactError(Path(d) / "lift.json", f"lifted from {made} features, but the model being tuned is "
-                                    f"{backbone}: lift the scene again from its features")
-            lifted[key], scenes[key] = lf, s
-            ids = lifted_views(lf, s); views += [(key, i) for i in ids]
-            sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
-        if len(sizes) != 1:
-            raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
-        return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask,
-                   renderer=RenderedTargets(lifted, resample, scale))
-
     def __len__(self): return len(self.views)
 
     @property
@@ -326,43 +142,6 @@ class TargetViews(torch.utils.data.Dataset):
         with safe_open(str(self.files[key]), "pt") as f:
             return f.get_tensor(name), (f.get_tensor(name + ".mask") if name + ".mask" in f.keys() else None)
 
-    def __getitem__(self, item) -> dict:
-        i, flip = item if isinstance(item, tuple) else (item, False)
-        key, v = self.views[i]; s = self.scenes[key]
-        valid = s.mask(v)
-        m = torch.ones(self.grid) if valid is None else \
-            to_grid(torch.from_numpy(valid).float()[None, None], self.grid,
-                    "bilinear" if self.mask == "official" else "area")[0, 0]
-        out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
-        if self.renderer is None:
-            t, a = self.target(i)
-            if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
-                raise SceneError(self.files.get(key, s.root),
-                                 f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
-                                 f"(alpha {None if a is None else tuple(a.shape)}), "
-                                 f"expected (C, {self.grid[0]}, {self.grid[1]})")
-            if self.mask == "alpha" and a is not None: m = m * a.float()
-            if a is not None: out["alpha"] = a.float()      # the rendered alpha (`keep_weights` may use it)
-            out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
-        out["mask"] = m
-        if flip:
-            out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask", "alpha") else v
-                   for k, v in out.items()}
-        return {k: v.contiguous() for k, v in out.items()}
-
-    def to_device(self, batch: dict, device) -> dict:
-        "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float, NaN/Inf masked out."
-        b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask", "alpha") else v
-             for k, v in batch.items()}
-        img = b["image"].permute(0, 3, 1, 2).float().div_(255)
-        if tuple(img.shape[-2:]) != self.input_size:
-            img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
-        b["image"] = img
-        if "target" in b:
-            t = b["target"].float()
-            b["target"], b["mask"] = t.nan_to_num(0.0, 0.0, 0.0), b["mask"] * t.isfinite().all(1)
-        return self.renderer.fill(b, self) if self.renderer is not None else b
-
     def fingerprint(self) -> str:
         "A hash of what the data is: backbone, sizes, scenes and their view names (not the target values)."
         ids = [(k, self.scenes[k].cameras[v].name) for k, v in self.views]
@@ -373,6 +152,121 @@ class TargetViews(torch.utils.data.Dataset):
         "What the targets were made from: [scene, key of its targets' record] (rendered: of its lifted scene)."
         if self.renderer is not None: return self.renderer.keys()
         return sorted([k, (self.records.get(k) or {}).get("key")] for k in self.scenes)
+
+
+# %% ../nbs/06_finetune.ipynb #3836247f
+@patch
+def __getitem__(self: TargetViews, item) -> dict:
+    i, flip = item if isinstance(item, tuple) else (item, False)
+    key, v = self.views[i]; s = self.scenes[key]
+    valid = s.mask(v)
+    m = torch.ones(self.grid) if valid is None else \
+        to_grid(torch.from_numpy(valid).float()[None, None], self.grid,
+                "bilinear" if self.mask == "official" else "area")[0, 0]
+    out = dict(image=image_u8(s, v, self.load_size), index=torch.tensor(i), flip=torch.tensor(bool(flip)))
+    if self.renderer is None:
+        t, a = self.target(i)
+        if t.ndim != 3 or tuple(t.shape[1:]) != self.grid or (a is not None and tuple(a.shape) != self.grid):
+            raise SceneError(self.files.get(key, s.root),
+                             f"target of view {s.cameras[v].name!r} has shape {tuple(t.shape)} "
+                             f"(alpha {None if a is None else tuple(a.shape)}), "
+                             f"expected (C, {self.grid[0]}, {self.grid[1]})")
+        if self.mask == "alpha" and a is not None: m = m * a.float()
+        if a is not None: out["alpha"] = a.float()      # the rendered alpha (`keep_weights` may use it)
+        out["target"] = t                               # as stored; `to_device` drops NaN/Inf cells
+    out["mask"] = m
+    if flip:
+        out = {k: v.flip(-2 if k == "image" else -1) if k in ("image", "target", "mask", "alpha") else v
+               for k, v in out.items()}
+    return {k: v.contiguous() for k, v in out.items()}
+
+@patch
+def to_device(self: TargetViews, batch: dict, device) -> dict:
+    "The batch on `device`: images float (B,3,H,W) in [0,1] at the input size, targets float, NaN/Inf masked out."
+    b = {k: v.to(device, non_blocking=True) if k in ("image", "target", "mask", "alpha") else v
+         for k, v in batch.items()}
+    img = b["image"].permute(0, 3, 1, 2).float().div_(255)
+    if tuple(img.shape[-2:]) != self.input_size:
+        img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+    b["image"] = img
+    if "target" in b:
+        t = b["target"].float()
+        b["target"], b["mask"] = t.nan_to_num(0.0, 0.0, 0.0), b["mask"] * t.isfinite().all(1)
+    return self.renderer.fill(b, self) if self.renderer is not None else b
+
+
+# %% ../nbs/06_finetune.ipynb #0bcc6696
+@patch(cls_method=True)
+def from_cache(cls: TargetViews, targets, mask: str = "official") -> TargetViews:
+    "All views of the caches in `targets` (folders of `<scene>.safetensors`, or files)."
+    paths = [q for p in ([targets] if isinstance(targets, (str, Path)) else targets)
+             for q in (sorted(Path(p).glob("*.safetensors")) if Path(p).is_dir() else [Path(p)])]
+    if not paths: raise SceneError(targets or None, "no target cache files (<scene>.safetensors) given or found")
+    scenes, views, files, records, first = {}, [], {}, {}, None
+    for p in paths:
+        m = read_targets_meta(p)
+        key = (m["backbone"], m["patch_size"], m["input_height"], m["input_width"])
+        first = first or (key, p)
+        if key != first[0]:
+            raise SceneError(p, f"targets are for (backbone, patch, height, width) = {key}, but "
+                                f"{first[1]} has {first[0]}")
+        if p.stem in scenes: raise SceneError(p, f"two target caches for scene {p.stem!r}")
+        root = Path(m["scene_root"])
+        root = p.parent / root if not root.is_absolute() and (p.parent / root).exists() else root
+        s = scenes[p.stem] = read_scene(root); files[p.stem] = p; records[p.stem] = m["provenance"]
+        # rendered for these files?
+        if isinstance(m["provenance"], dict) and m["provenance"].get("scene") is not None:
+            views_of = lambda r: {k: r.get(k) for k in ("name", "images")}   # image files and poses; any size
+            check_provenance(p, views_of(m["provenance"]["scene"]), views_of(scene_identity(s)), "refuse",
+                             "target cache")
+        ids = {c.name: i for i, c in enumerate(s.cameras)}
+        if bad := [v for v in m["views"] if v not in ids]:
+            raise SceneError(p, f"views {bad[:5]} are not in the scene at {root}")
+        views += [(p.stem, ids[v]) for v in m["views"]]
+    return cls(scenes, views, first[0][2:], first[0][1], first[0][0], files, mask=mask, records=records)
+
+
+# %% ../nbs/06_finetune.ipynb #fc6ab07f
+@patch(cls_method=True)
+def from_scenes(cls: TargetViews,
+                scenes: list,
+                target_fn,
+                input_size,
+                patch_size: int,
+                backbone: str,
+                mask: str = "official",
+               ) -> TargetViews:
+    "The training views of `scenes`, targets from `target_fn(scene, view) -> (C,h,w) or ((C,h,w), (h,w) alpha)`."
+    if len({s.name for s in scenes}) != len(scenes):
+        raise ValueError("scene names must be unique: they key the views")
+    return cls({s.name: s for s in scenes}, [(s.name, i) for s in scenes for i in s.train], input_size, patch_size,
+               backbone, target_fn=target_fn, mask=mask)
+
+@patch(cls_method=True)
+def from_lifted(cls: TargetViews, folders,              # lifted scene folders (`fit3d.lift.save_lifted`)
+                patch_size: int, backbone: str, mask: str = "official",
+                resample: str = "bilinear", scale: float = 1.0, device="cpu",
+                test_frames: bool = False) -> TargetViews:  # also the test views Stage I fitted (`lifted_views`)
+    "The lifted scenes' `frames`, their targets rendered at every step on `device` (the official way)."
+    from fit3d.lift import load_lifted
+    lifted, scenes, views, sizes = {}, {}, [], set()
+    for d in ([folders] if isinstance(folders, (str, Path)) else folders):
+        lf = load_lifted(d, device=device)
+        if not lf.meta.get("scene"): raise ArtifactError(Path(d) / "lift.json", "records no scene folder")
+        s = read_scene(lf.meta["scene"]); key = s.name
+        if key in scenes: raise SceneError(d, f"two lifted scenes named {key!r}")
+        made = ((lf.meta.get("provenance") or {}).get("features") or {}).get("backbone")
+        if made is not None and BACKBONES.get(made, made) != BACKBONES.get(backbone, backbone):
+            raise ArtifactError(Path(d) / "lift.json", f"lifted from {made} features, but the model being tuned is "
+                                f"{backbone}: lift the scene again from its features")
+        lifted[key], scenes[key] = lf, s
+        ids = lifted_views(lf, s, test_frames); views += [(key, i) for i in ids]
+        sizes |= {input_size(s.cameras[i].height, s.cameras[i].width, patch_size) for i in ids}
+    if len(sizes) != 1:
+        raise SceneError(folders, f"training views of the lifted scenes have different input sizes {sorted(sizes)}")
+    return cls(scenes, views, sizes.pop(), patch_size, backbone, mask=mask,
+               renderer=RenderedTargets(lifted, resample, scale))
+
 
 # %% ../nbs/06_finetune.ipynb #43654b62
 class StepBatches(torch.utils.data.Sampler):
@@ -455,6 +349,7 @@ class FinetuneConfig:
     mask: Literal["official", "alpha"] = "official" # loss mask: the anonymisation mask, or with rendered alpha (ours)
     resample: Literal["bilinear", "area"] = "bilinear" # with `lifted`: renders to the grid (official: bilinear)
     render_scale: float = 1.0      # with `lifted`: render resolution relative to the images (official: 1)
+    test_frames: bool = False      # with `lifted`: also train on the test views Stage I fitted (the official view list is `frames` only)
     seed: int = 42                 # fixes the data order and flips (and the init of a random model)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto" # mixed precision; "auto": bf16 on GPU, off on CPU
     compile: bool = False          # torch.compile the model (an option to measure; the reference does not)
@@ -580,6 +475,8 @@ def _beyond(cfg: FinetuneConfig, bb: nn.Module) -> tuple[nn.Module | None, EMA |
     tuned, params = tuned_parameters(bb.model, cfg.tune, cfg.tune_blocks), dict(bb.model.named_parameters())
     return original, (EMA({k: params[k] for k in tuned}, cfg.ema) if cfg.ema else None)
 
+
+# %% ../nbs/06_finetune.ipynb #d1fd8681
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
              callback=None,                    # callback(step, loss tensor) after every step, on every process
@@ -590,6 +487,9 @@ def finetune(cfg: FinetuneConfig,             # the settings
     try:
         if data is None and bool(cfg.targets) == bool(cfg.lifted):
             raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
+        if data is None and cfg.targets and cfg.test_frames:   # a cache holds the views Stage I wrote it for
+            raise ValueError("--test-frames needs --lifted (targets rendered from the lifted scenes); a target cache "
+                             "holds only the views it was written for (the scenes' frames)")
         if data is None and cfg.targets: data = TargetViews.from_cache(cfg.targets, cfg.mask)
         name = cfg.backbone or (data.backbone if data is not None else "")
         if not name: raise ValueError("--backbone is needed with --lifted")
@@ -601,7 +501,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         bb.train().requires_grad_(True)
         if data is None:
             data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample,
-                                           cfg.render_scale, device)
+                                           cfg.render_scale, device, cfg.test_frames)
         if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
             raise SceneError(data.files.get(data.views[0][0]),
                              f"targets are {data.dim}-d at patch size {data.patch_size}, "
@@ -685,6 +585,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
     finally:
         held.close()
         if own: dist.destroy_process_group()
+
 
 # %% ../nbs/06_finetune.ipynb #070867f9
 COMBINE = ("concat", "add", "finetuned", "original")

@@ -129,6 +129,8 @@ def _number(v, path, what: str) -> float:
     if not math.isfinite(x): raise SceneError(path, f"{what} is {v!r}, not a finite number")
     return x
 
+
+# %% ../nbs/01_formats.ipynb #b5715d7a
 def _colmap_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     "The 3D points and colours of a COLMAP model (text or binary)."
     import pycolmap
@@ -151,21 +153,30 @@ def _points3d_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise SceneError(path, f"line {k + 1} is not 'ID X Y Z R G B ERROR TRACK[]'") from None
     return np.array(pts, np.float32).reshape(-1, 3), np.array(cols, np.uint8).reshape(-1, 3)
 
-def scannetpp_layout(path) -> bool:
-    "Whether a transforms file is ScanNet++'s: `<scene>/dslr/nerfstudio/*.json`, or FiT3D's `transforms_train.json`."
+
+# %% ../nbs/01_formats.ipynb #c3a7ac92
+def scannetpp_layout(path,            # a transforms file
+                     meta: dict | None = None, # its contents (default: read from `path`)
+                    ) -> bool:
+    "Whether a transforms file is ScanNet++'s: where the toolkit or FiT3D put it, or wherever it lies, by its frames."
     path = Path(path)
-    return (path.parent.name == "nerfstudio" and path.parent.parent.name == "dslr") or \
-           (path.name == "transforms_train.json" and (path.parent / "points3D.txt").exists())
+    if (path.parent.name == "nerfstudio" and path.parent.parent.name == "dslr") or \
+       (path.name == "transforms_train.json" and (path.parent / "points3D.txt").exists()): return True
+    if meta is None: meta = read_json(path, "transforms file")
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    # the toolkit's convert_frames flags every frame `is_bad`; neither nerfstudio nor fit3d writes that key
+    return bool(frames) and all(isinstance(f, dict) and "is_bad" in f for f in frames)
 
 def paper_downscale(width: int) -> int:
     "The factor that brings a ScanNet++ DSLR image of `width` to the paper's resolution (2 for 1752, 1 for 876)."
     return max(1, round(width / PAPER_WIDTH))
 
+
+# %% ../nbs/01_formats.ipynb #92a1f30a
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
                     check_files: bool = True, # check that every image exists and matches its intrinsics
-                    holdout: bool | None = None, # keep `test_frames` out of training; None: yes, but not for ScanNet++
-                                                 # (the official loader trains on frames and test_frames)
+                    holdout: bool = True, # `test_frames` in `scene.test`, not `scene.train` (False: merged into it)
                     downscale: float | None = None, # None: ScanNet++ at the paper's 876x584, other scenes as they are
                     world: str = "auto",  # "scannetpp": the toolkit's permuted world; "nerfstudio": OpenGL; "auto"
                    ) -> Scene:
@@ -192,13 +203,16 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     if (why := _model_problem(model, dist, fix)): raise SceneError(path, why)
     if world not in ("auto", "scannetpp", "nerfstudio"):
         raise ValueError(f"world={world!r}: 'auto', 'scannetpp' or 'nerfstudio'")
-    sfm = scannetpp_layout(path) if world == "auto" else world == "scannetpp"
+    sfm = scannetpp_layout(path, meta) if world == "auto" else world == "scannetpp"
     to_cv = scannetpp_to_colmap if sfm else opengl_to_opencv
     # images only inside the scene folder, unless a path in the file leads out. ScanNet++ DSLR keeps its JSON in
     # dslr/nerfstudio/ and bare file names of dslr/undistorted_images/: there the scene folder is dslr/
     beside = lambda *names: [d.parent / n for n in names] if d.name == "nerfstudio" else []
-    img_dirs = [Path(images_dir)] if images_dir else beside("undistorted_images", "images") + [d / "images"]
-    mask_dirs = beside("undistorted_anon_masks", "masks") + [d / "masks"]
+    # the toolkit's undistort writes undistorted_images/ and undistorted_anon_masks/; newer releases ship
+    # resized_undistorted_images/ and resized_undistorted_masks/ instead
+    img_dirs = [Path(images_dir)] if images_dir else \
+        beside("undistorted_images", "resized_undistorted_images", "images") + [d / "images"]
+    mask_dirs = beside("undistorted_anon_masks", "resized_undistorted_masks", "masks") + [d / "masks"]
     cams, train, test = [], [], []
     test_names = set(_names(meta.get("test_filenames"), path, "test_filenames", "file names") or [])
     for k, (f, is_test) in enumerate([(f, False) for f in frames] + [(f, True) for f in tests]):
@@ -221,12 +235,16 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
                            depth_path=opt("depth_file_path", []), label_path=opt("label_file_path", []),
                            mask_path=opt("mask_path", mask_dirs), instance_path=opt("instance_file_path", [])))
         (test if is_test or rel in test_names or Path(rel).name in test_names else train).append(k)
-    if not (holdout if holdout is not None else not sfm): train, test = sorted(train + test), []
+    if not holdout: train, test = sorted(train + test), []   # Stage I fits both anyway (`LiftConfig.holdout`)
     pts = cols = None
     if meta.get("ply_file_path"): pts, cols = read_ply(d / meta["ply_file_path"])
     elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
         pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
     elif (d / "points3D.txt").exists(): pts, cols = _points3d_txt(d / "points3D.txt")   # FiT3D's reorganised scenes
+    if sfm and pts is None:   # the official Stage I starts from the SfM points: a lift without them starts from random ones
+        warnings.warn(f"{path}: a ScanNet++ transforms file with no SfM points (looked for {d.parent / 'colmap'} and "
+                      f"{d / 'points3D.txt'}): Stage I would start from random Gaussians; put the scene's colmap/ folder "
+                      "beside its nerfstudio/ folder, or its points3D.txt beside this file")
     # ScanNet++ keeps the JSON in <scene>/dslr/nerfstudio/: the scene is named after <scene>, not "dslr"
     default = ((d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name)
                if d.name == "nerfstudio" else d.name)
@@ -237,6 +255,7 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     validate(scene, path, check_files=check_files)
     factor = downscale if downscale is not None else (paper_downscale(cams[0].width) if sfm else 1)
     return scene.downscaled(factor) if factor != 1 else scene
+
 
 # %% ../nbs/01_formats.ipynb #80f175d2
 def _rel(p, d: Path) -> str | None:

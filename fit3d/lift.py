@@ -33,9 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .scene import Scene, SceneError, validate
+from .scene import Scene, SceneError
 from .formats import read_scene, write_splats_ply, read_splats_ply
 from .raster import render, splats_from_points, reset_opacities, load_gsplat
+from .targets import write_targets, target_record, to_grid, lifted_views
 from .store import (ArtifactError, atomic_write, write_json, read_json, save_torch, load_torch, provenance,
                          weights_digest, scene_identity, check_provenance, save_checkpoint, load_checkpoint,
                          check_finite, check_finite_state, check_settings, folder_lock, resolve_device,
@@ -600,7 +601,6 @@ def write_targets_for(lifted: Lifted,     # the lifted scene
                       resample: Literal["bilinear", "area"] = "bilinear", # official: bilinear point sampling
                      ) -> Path:
     "Render, decode and write Stage II targets (and alpha masks), with their provenance record, on the features' grid."
-    from fit3d.finetune import write_targets, target_record, to_grid, lifted_views
     ids = lifted_views(lifted, scene) if ids is None else ids
     targets, masks, grids = {}, {}, set()
     for i in ids:
@@ -689,7 +689,9 @@ def lift_scenes(scene_paths: list,        # scene folders / transforms files, in
     for p in list(scene_paths)[rank::world]:
         scene = scenes[p]
         with folder_lock(Path(out_root) / scene.name, f"lifted scene {scene.name}") as out:  # one writer at a time
-            validate(scene)  # the files, checked only for scenes this rank lifts
+            # the files, checked only for scenes this rank lifts, by the reader: at their own size, before its ScanNet++
+            # downscale (a 1752x1168 tree is read at the paper's 876x584 and its images are resized when read)
+            scene = read_scene(p)
             if downscale != 1: scene = scene.downscaled(downscale)
             feats = features_fn(scene)
             record = lift_record(scene, cfg, feats)

@@ -226,6 +226,8 @@ class PretrainConfig:
                        width=(">=", 16), height=(">=", 16), log_every=(">=", 1), ckpt_every=(">=", 1),
                        pca_every=(">=", 0), pca_rooms=(">=", 0))
 
+
+# %% ../nbs/14_pretrain.ipynb #cb3c7924
 _NOT_RUN = {"seconds", "bank_dir", "out_dir", "log_every", "ckpt_every", "pca_every", "pca_rooms", "device", "progress"}
 
 def run_record(cfg: PretrainConfig, world: int = 1) -> dict:
@@ -245,6 +247,7 @@ def schedule(step: int, cfg: PretrainConfig, world: int = 1) -> dict:
           else cfg.teacher_temp)
     return dict(lr=lr, wd=cfg.weight_decay_end + (cfg.weight_decay - cfg.weight_decay_end) * c,
                 ema=1 - (1 - cfg.ema) * c, teacher_temp=tt)
+
 
 # %% ../nbs/14_pretrain.ipynb #bd370d1b
 def _masks(n: int, h: int, w: int, cfg: PretrainConfig, g: torch.Generator, device) -> torch.Tensor:
@@ -327,6 +330,8 @@ def bank_for(cfg: PretrainConfig, rank: int = 0, world: int = 1, device="cpu") -
     return load_bank(Path(cfg.bank_dir) / f"rank{rank}-of{world}", range(rank, cfg.rooms, world), cfg.views, cfg.width,
                      cfg.height, cfg.bank_seed, device, cfg.progress and rank == 0)
 
+
+# %% ../nbs/14_pretrain.ipynb #1fd1b7a2
 def pretrain(cfg: PretrainConfig,          # settings
              bank: dict | None = None,     # images/labels arrays (default: `load_bank` of this process's rooms)
              log=print,                    # where progress lines go (rank 0)
@@ -428,6 +433,7 @@ def pretrain(cfg: PretrainConfig,          # settings
             f"training step {res['step_img_s'] or 0:.0f} img/s"
             + ("" if done else "; stopped by the time budget, run again to resume"))
     return res
+
 
 # %% ../nbs/14_pretrain.ipynb #51713409
 def export_weights(vit: nn.Module, path, name: str, meta: dict | None = None) -> Path:

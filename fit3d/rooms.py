@@ -78,6 +78,8 @@ def _chair(rng):
     return [_b((0, 0, hs), (s, s, 0.025), m), _b((0, s - 0.015, hs + 0.25), (s, 0.015, 0.22), m)] + \
            _legs(s, s, hs - 0.025, 0.015, _metal(rng), inset=0.01, round_=True)
 
+
+# %% ../nbs/02_rooms.ipynb #2684cc9e
 def _sofa(rng):
     "A fabric sofa: base, back, arms and two or three seat cushions."
     m = _mat(rng, "weave", _pick(rng, MUTED), scale=0.5, dark=0.75)
@@ -99,6 +101,8 @@ def _bed(rng):
     return (out + [_e((x, hy - 0.3, 0.5), (min(0.3, hx - 0.08), 0.17, 0.07), sheet)
                    for x in ([0] if hx < 0.6 else [-hx / 2, hx / 2])])
 
+
+# %% ../nbs/02_rooms.ipynb #7e8c6b22
 def _cabinet(rng):
     "A cabinet, low or tall: body, two doors on the front (-y) with handles, small feet."
     m = _mat(rng, "brushed", _pick(rng, [(0.9, 0.9, 0.88), (0.6, 0.62, 0.65), (0.3, 0.3, 0.32)] + WOODS[:2]), ks=0.3,
@@ -130,6 +134,8 @@ def _shelf(rng):
             x += 2 * w + 0.004
     return out
 
+
+# %% ../nbs/02_rooms.ipynb #fe643596
 def _lamp(rng, small=False):
     "A floor lamp (or a table lamp): base, pole and a glowing shade."
     metal, shade = _metal(rng), _mat(rng, "glow", (1.0, 0.93, 0.78), emit=0.8, dark=0.9)
@@ -176,6 +182,7 @@ def _picture(rng):
 
 FURNITURE = dict(table=_table, chair=_chair, sofa=_sofa, bed=_bed, cabinet=_cabinet, shelf=_shelf, lamp=_lamp, box=_box,
                  plant=_plant, door=_door, window=_window, picture=_picture)   # class name -> builder (rng -> parts)
+
 
 # %% ../nbs/02_rooms.ipynb #05e9fff2
 def _extent(parts):
@@ -319,6 +326,8 @@ def _lighting(rng, size) -> dict:
     return dict(light=np.r_[size[:2] * rng.uniform(0.25, 0.75, 2), size[2] - rng.uniform(0.3, 0.8)],
                 light_rgb=rgb / rgb.max(), light_power=rng.uniform(0.9, 2.3), ambient=rng.uniform(0.15, 0.42))
 
+
+# %% ../nbs/02_rooms.ipynb #8e369e41
 def make_room(seed: int,            # layouts differ from seed to seed
               variety: float = 1.0, # 0: the classic rooms, bit for bit; 1: varied surfaces, light and clutter
              ) -> Room:
@@ -369,3 +378,4 @@ def make_room(seed: int,            # layouts differ from seed to seed
                 np.array([np.zeros(3)] * 6 + [o for _, o, _, _ in lay.objs]),
                 np.array([0.0] * 6 + [y for _, _, y, _ in lay.objs]), col(0, np.int64), col(1, np.int64), col(2),
                 col(3), col(4), floor_rects=np.array(lay.rects).reshape(-1, 4), **light)
+

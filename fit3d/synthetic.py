@@ -11,8 +11,8 @@ z-depth (distance along the optical axis), saved as 16-bit PNG in millimetres; l
 `CLASSES` (255 = ignore, which the renderer never needs: every ray hits something); instance ids are 16-bit PNG
 (0 = none; walls, floor and ceiling are instances too).
 
-**Chapters.** `02_rooms` (`fit3d.rooms`) builds the rooms; this one photographs them and writes scenes;
-`01a_raycast` (`fit3d.raycast`) renders them; `02b_synthetic_scannetpp` writes them in the ScanNet++ release
+**Chapters.** `02_rooms` (`fit3d.rooms`) builds the rooms; `02a_views` (`fit3d.views`) places the cameras and samples
+the points; this one photographs the rooms and writes scenes; `01a_raycast` (`fit3d.raycast`) renders them; `02b_synthetic_scannetpp` writes them in the ScanNet++ release
 layout. `CLASSES`, `make_room` and `render` are importable from here too.
 
 Docs: https://fit3d.github.io/fit3d/synthetic.html.md"""
@@ -21,184 +21,22 @@ Docs: https://fit3d.github.io/fit3d/synthetic.html.md"""
 
 # %% ../nbs/02_synthetic.ipynb #b5042beb
 from __future__ import annotations
-import json, math
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .scene import Camera, Scene, SceneError, look_at
+from .scene import Scene, SceneError
 from .formats import write_nerfstudio, read_scene
 from .store import atomic_write, check_provenance, provenance, read_json, write_json
-from .rooms import CLASSES, Room, make_room, _rot
+from .rooms import CLASSES, make_room
 from .raycast import render, _Geometry, _shadow_res
+from .views import room_cameras, random_views, sample_points
 
 # %% auto #0
-__all__ = ['LABEL_COLORS', 'room_cameras', 'random_views', 'sample_points', 'scene_complete', 'make_scene', 'make_benchmark',
-           'colorize', 'contact_sheet', 'plot_cameras']
-
-# %% ../nbs/02_synthetic.ipynb #3b2d6134
-def _free_floor(room: Room, res: float = 0.05, wall: float = 0.5, pad: float = 0.45):
-    "Grid of floor cells a person can stand on (`wall` from walls, `pad` from furniture), and the cell centres X, Y."
-    X, Y = np.meshgrid(np.arange(res / 2, room.size[0], res), np.arange(res / 2, room.size[1], res), indexing="ij")
-    free = (X > wall) & (X < room.size[0] - wall) & (Y > wall) & (Y < room.size[1] - wall)
-    for x0, y0, x1, y1 in room.floor_rects: free &= ~((X > x0 - pad) & (X < x1 + pad) & (Y > y0 - pad) & (Y < y1 + pad))
-    return free, X, Y
-
-def _obj_center(room: Room, i: int) -> np.ndarray:
-    "World centre of object `i`'s bounding box, its height clipped to where eyes rest (0.3 to 1.6 m)."
-    k = room.prim_obj == i
-    c = ((room.prim_center[k] - room.prim_half[k]).min(0) + (room.prim_center[k] + room.prim_half[k]).max(0)) / 2
-    w = np.r_[_rot(room.obj_yaw[i]) @ c[:2], c[2]] + room.obj_origin[i]
-    return np.r_[w[:2], np.clip(w[2], 0.3, 1.6)]
-
-def _walk(free, X, Y, waypoints, n: int, rng) -> np.ndarray:
-    "`n` points evenly spaced along the shortest paths over `free` floor from waypoint to waypoint, clear of obstacles."
-    from scipy.ndimage import distance_transform_edt, label
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import dijkstra
-    lab, _ = label(free)
-    free = lab == np.bincount(lab.ravel())[1:].argmax() + 1           # the largest connected piece of floor
-    clear = distance_transform_edt(free)
-    _, (ii, jj) = distance_transform_edt(~free, return_indices=True)  # nearest free cell of every cell
-    res, cells = X[1, 0] - X[0, 0], np.argwhere(free)
-    idx = np.full(free.shape, -1); idx[free] = np.arange(len(cells))
-    src, dst, w = [], [], []
-    for di, dj in [(0, 1), (1, 0), (1, 1), (1, -1)]:                 # 8-connected grid, steps cost more near obstacles
-        b = cells + (di, dj)
-        ok = (b[:, 0] < free.shape[0]) & (b[:, 1] >= 0) & (b[:, 1] < free.shape[1])
-        a, b = cells[ok], b[ok]; ok = free[b[:, 0], b[:, 1]]; a, b = a[ok], b[ok]
-        src.append(idx[a[:, 0], a[:, 1]]); dst.append(idx[b[:, 0], b[:, 1]])
-        w.append(math.hypot(di, dj) * (1 + 4 / (clear[a[:, 0], a[:, 1]] + clear[b[:, 0], b[:, 1]])))
-    graph = coo_matrix((np.concatenate(w), (np.concatenate(src), np.concatenate(dst))), shape=(len(cells),) * 2).tocsr()
-    cell = lambda p: (np.clip(((p[:, 0] - X[0, 0]) / res).round().astype(int), 0, free.shape[0] - 1),
-                      np.clip(((p[:, 1] - Y[0, 0]) / res).round().astype(int), 0, free.shape[1] - 1))
-    i, j = cell(waypoints); wp = idx[ii[i, j], jj[i, j]]
-    _, pred = dijkstra(graph, directed=False, indices=wp[:-1], return_predecessors=True)
-    path = [wp[0]]
-    for k in range(len(wp) - 1):
-        back, c = [], wp[k + 1]
-        while c != wp[k] and c >= 0: back.append(c); c = pred[k, c]
-        path += back[::-1]
-    xy = np.stack([X[tuple(cells[path].T)], Y[tuple(cells[path].T)]], -1)
-    if len(xy) > 9:
-        xy = np.stack([np.convolve(np.pad(xy[:, c], 4, mode="edge"), np.ones(9) / 9, "valid") for c in (0, 1)], -1)
-    s = np.r_[0, np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))]
-    xy = np.stack([np.interp(np.linspace(0, s[-1], n), s, xy[:, c]) for c in (0, 1)], -1) + rng.normal(0, 0.015, (n, 2))
-    i, j = cell(xy)
-    return np.where(free[i, j][:, None], xy, np.stack([X[ii[i, j], jj[i, j]], Y[ii[i, j], jj[i, j]]], -1))
-
-def room_cameras(room: Room,        # where to walk
-                 n: int,            # number of views
-                 width: int, height: int, # image size
-                 seed: int = 0,     # the walk differs from seed to seed
-                 hfov: float = 70.0, # horizontal field of view, degrees
-                 every: int = 6,    # views per gaze target
-                ) -> list[Camera]:
-    "Poses of a person walking a loop through the room's free floor, looking at the furniture (OpenCV convention)."
-    rng = np.random.default_rng(seed)
-    for wall, pad in [(0.5, 0.45), (0.4, 0.3), (0.3, 0.15)]:
-        free, X, Y = _free_floor(room, wall=wall, pad=pad)
-        if free.sum() > 20: break
-    else: raise RuntimeError(f"{room} has no free floor to walk on")
-    # waypoints on a wobbly loop
-    a = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * 2 * np.pi * rng.uniform(0.8, 1.1) * np.arange(9) / 8
-    rad = np.maximum(room.size[:2] / 2 - rng.uniform(0.9, 1.4), 0.3) * rng.uniform(0.85, 1.15, (9, 1))
-    xy = _walk(free, X, Y, room.size[:2] / 2 + rad * np.stack([np.cos(a), np.sin(a)], -1), n, rng)
-    z = np.clip(1.5 + 0.22 * np.sin(2 * np.pi * rng.uniform(1, 3) * np.arange(n) / n + rng.uniform(0, 6))
-                + rng.normal(0, 0.03, n), 1.2, 1.8)
-    eye = np.c_[xy, z]
-    centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))] or [np.r_[room.size[:2] / 2, 1.0]])
-    keys = []
-    for k in range(0, n + every, every):   # a target per key view, then blended smoothly in between
-        dist = np.linalg.norm(centers[:, :2] - eye[min(k, n - 1), :2], axis=1)
-        ok = np.nonzero(dist > 1.3)[0]
-        keys.append(centers[rng.choice(ok) if len(ok) else dist.argmax()] + rng.normal(0, 0.1, 3))
-    keys, f = np.array(keys), (np.arange(n) % every) / every
-    f = (f * f * (3 - 2 * f))[:, None]
-    target = keys[np.arange(n) // every] * (1 - f) + keys[np.arange(n) // every + 1] * f + rng.normal(0, 0.04, (n, 3))
-    fx, cams = width / 2 / math.tan(math.radians(hfov) / 2), []
-    for i in range(n):
-        v = target[i] - eye[i]; h = np.linalg.norm(v[:2])
-        v[2] = np.tan(np.clip(np.arctan2(v[2], h), np.radians(-50), np.radians(12))) * h
-        c2w, r = look_at(eye[i], eye[i] + v), np.radians(rng.normal(0, 2.0))
-        # roll
-        c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-        cams.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{i:05d}"))
-    return cams
-
-# %% ../nbs/02_synthetic.ipynb #d945199d
-def _clear_of_things(room: Room, p: np.ndarray, margin: float) -> np.ndarray:
-    "(M,) whether world points `p` (M, 3) are more than `margin` from every primitive's box (all at once)."
-    k = np.arange(6, len(room.prim_obj)); i = room.prim_obj[k]
-    if not len(k): return np.ones(len(p), bool)
-    c, s = np.cos(room.obj_yaw[i]), np.sin(room.obj_yaw[i])
-    d = p[:, None, :] - room.obj_origin[i][None]                        # (M, K, 3) in each primitive's object frame
-    q = np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1], d[..., 2]], -1)
-    return ~(np.abs(q - room.prim_center[k]) < room.prim_half[k] + margin).all(-1).any(1)
-
-def random_views(room: Room,          # where to put the cameras
-                 n: int,              # number of views
-                 width: int, height: int, # image size
-                 seed=0,              # an int, or a numpy Generator to draw from
-                 hfov=(50.0, 90.0),   # horizontal field of view in degrees, or a (low, high) range to draw from
-                 pitch=(-60.0, 35.0), # up/down angle range in degrees (negative: looking down)
-                 min_free: float = 0.8, # the optical axis meets no surface closer than this (metres)
-                 aim: float = 0.6,    # chance that a view aims at an object (else: any heading)
-                 device="cpu",        # where to cast the rays that check `min_free`
-                ) -> list[Camera]:
-    "Cameras at random free places and orientations in the room (any height, any heading), not only along a walk."
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    g, out = _Geometry(room, device), []
-    centers = np.array([_obj_center(room, i) for i in range(6, len(room.obj_class))]).reshape(-1, 3)
-    lo, hi = np.array([0.25, 0.25, 0.3]), room.size - [0.25, 0.25, 0.25]
-    for _ in range(20):                     # rejection sampling, a batch at a time
-        m = 4 * (n - len(out)) + 8
-        eye = rng.uniform(lo, hi, (m, 3))
-        yaw, pit = rng.uniform(-np.pi, np.pi, m), np.radians(rng.uniform(*pitch, m))
-        fwd = np.stack([np.cos(yaw) * np.cos(pit), np.sin(yaw) * np.cos(pit), np.sin(pit)], -1)
-        if len(centers) and aim > 0:     # some views look at a thing, as a photographer would
-            at = centers[rng.integers(len(centers), size=m)] + rng.normal(0, 0.15, (m, 3)) - eye
-            pick = (rng.random(m) < aim) & (np.linalg.norm(at, axis=1) > min_free)
-            fwd[pick] = at[pick] / np.linalg.norm(at[pick], axis=1, keepdims=True)
-            fwd[:, 2] = np.clip(fwd[:, 2], *np.sin(np.radians(pitch)))
-            fwd /= np.linalg.norm(fwd, axis=1, keepdims=True)
-        ok = _clear_of_things(room, eye, 0.15)
-        t, _, _ = g.cast(torch.as_tensor(eye, dtype=torch.float32, device=g.device),
-                         torch.as_tensor(fwd[:, None], dtype=torch.float32, device=g.device))
-        ok &= t[:, 0].cpu().numpy() > min_free
-        for e, f in zip(eye[ok], fwd[ok]):
-            if len(out) == n: break
-            fov = rng.uniform(*hfov) if np.ndim(hfov) else float(hfov)
-            fx, r = width / 2 / math.tan(math.radians(fov) / 2), np.radians(rng.normal(0, 4.0))
-            c2w = look_at(e, e + f)
-            # roll
-            c2w[:3, :3] = c2w[:3, :3] @ np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-            out.append(Camera(fx, fx, width / 2, height / 2, width, height, c2w, name=f"frame_{len(out):05d}"))
-        if len(out) == n: return out
-    raise RuntimeError(f"{room}: found only {len(out)} of {n} free camera places")
-
-# %% ../nbs/02_synthetic.ipynb #b201820a
-def sample_points(rgb: np.ndarray,      # (N, H, W, 3) uint8 views
-                  depth: np.ndarray,    # (N, H, W) z-depth in metres (0: none)
-                  cams: list[Camera],   # their cameras
-                  n: int = 4000,        # about this many points in all
-                  seed: int = 0,
-                  noise: float = 0.005, # metres of position noise, as triangulated points have
-                 ) -> tuple[np.ndarray, np.ndarray]: # (n, 3) float32 world points, (n, 3) uint8 colours
-    "SfM-like sparse points: back-project pixels of the views, textured pixels more likely, with their colours."
-    rng, pts, cols = np.random.default_rng(seed), [], []
-    for im, z, c in zip(rgb, depth, cams):
-        g = im.astype(np.float32).mean(-1)
-        w = (np.abs(np.diff(g, axis=0, append=g[-1:])) + np.abs(np.diff(g, axis=1, append=g[:, -1:])) + 2.0) * (z > 0)
-        i = rng.choice(w.size, size=min(-(-n // len(cams)), int((w > 0).sum())), replace=False,
-                       p=(w / w.sum()).reshape(-1))
-        v, u = np.divmod(i, c.width); zz = z.reshape(-1)[i]
-        x = np.stack([(u + 0.5 - c.cx) / c.fx * zz, (v + 0.5 - c.cy) / c.fy * zz, zz], -1)
-        pts.append(x @ c.c2w[:3, :3].T + c.c2w[:3, 3]); cols.append(im.reshape(-1, 3)[i])
-    pts, cols = np.concatenate(pts)[:n], np.concatenate(cols)[:n]
-    return (pts + rng.normal(0, noise, pts.shape)).astype(np.float32), cols
+__all__ = ['LABEL_COLORS', 'scene_complete', 'make_scene', 'make_benchmark', 'colorize', 'contact_sheet', 'plot_cameras']
 
 # %% ../nbs/02_synthetic.ipynb #0590ad55
 def _settings(**kw) -> dict:  # the scene's provenance record; version 2: varied rooms, random views
@@ -371,9 +209,5 @@ def plot_cameras(scene: Scene,         # cameras and (optionally) points to draw
     return fig
 
 # %% ../nbs/02_synthetic.ipynb #f9387d33
-# the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), which builds on this module
-def __getattr__(name):
-    if name in ("write_scannetpp_scene", "make_scannetpp_tree"):
-        from fit3d import synthetic_scannetpp
-        return getattr(synthetic_scannetpp, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), one floor down: importable from here too
+from .synthetic_scannetpp import write_scannetpp_scene, make_scannetpp_tree

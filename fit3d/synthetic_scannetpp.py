@@ -44,7 +44,7 @@ from PIL import Image
 from .scene import colmap_to_scannetpp
 from .store import atomic_write, check_provenance, provenance, read_json, write_json, safe_name
 from .rooms import CLASSES, make_room
-from .synthetic import room_cameras, random_views, sample_points
+from .views import room_cameras, random_views, sample_points
 from .raycast import render, _Geometry, _shadow_res
 
 # %% auto #0
@@ -97,6 +97,8 @@ def _colmap_text(folder: Path, cams: list, names: list, pts, cols, tracks) -> No
               for p, ((x, y, z), (r, g, b)) in enumerate(zip(pts.astype(float), cols.astype(int)))]
     atomic_write(folder / "points3D.txt", "\n".join(lines) + "\n")
 
+
+# %% ../nbs/02b_synthetic_scannetpp.ipynb #0b6cd46a
 def _anon_mask(rng, w: int, h: int) -> np.ndarray:
     "An anonymisation mask: 255 = keep, 0 = blurred away; an ellipse (a 'face') in some views."
     m = np.full((h, w), 255, np.uint8)
@@ -105,6 +107,8 @@ def _anon_mask(rng, w: int, h: int) -> np.ndarray:
     m[((u - cu) / r) ** 2 + ((v - cv) / (1.3 * r)) ** 2 < 1] = 0
     return m
 
+
+# %% ../nbs/02b_synthetic_scannetpp.ipynb #ac4b8199
 def write_scannetpp_scene(root,                 # the release folder (the toolkit's data_root): data/, splits/, ...
                           scene_id: str,        # e.g. "0a5c013435"
                           seed: int,            # the room and the views follow from it
@@ -170,6 +174,8 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     atomic_write(dslr / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=4))   # last: now complete
     return sc
 
+
+# %% ../nbs/02b_synthetic_scannetpp.ipynb #fe300f3b
 def make_scannetpp_tree(root,               # the release folder to write: data/, splits/, metadata/, semantics_2d/
                         n_train: int = 2,   # scenes in splits/nvs_sem_train.txt
                         n_val: int = 1,     # scenes in splits/nvs_sem_val.txt
@@ -189,3 +195,4 @@ def make_scannetpp_tree(root,               # the release folder to write: data/
         atomic_write(root / "splits" / f"nvs_sem_{split}.txt", "".join(f"{p.name}\n" for p in out[split]))
     atomic_write(root / "metadata" / "semantic_benchmark" / "top100.txt", "".join(f"{c}\n" for c in CLASSES))
     return out
+

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import viser
 import viser.transforms as vtf
+from fastcore.basics import patch
 
 from .scene import Camera
 from .raster import SH_C0
@@ -35,8 +36,8 @@ from .browser import NOTICE_CSS, find_chromium, browser_screenshot, html_screens
 from .serving import viser_server, stop_server
 
 # %% auto #0
-__all__ = ['COLOURINGS', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities', 'pca_colours',
-           'frustum_pose', 'camera_scale', 'up_direction', 'LiveViewer', 'add_cameras', 'view_splats',
+__all__ = ['COLOURINGS', 'LOADING_NOTICE', 'VIEWER_MODES', 'quat_to_rotmat', 'splat_covariances', 'splat_rgbs', 'splat_opacities',
+           'pca_colours', 'frustum_pose', 'camera_scale', 'up_direction', 'LiveViewer', 'add_cameras', 'view_splats',
            'lifted_scene_path', 'view_lifted', 'scene_html', 'embed_viewer', 'InlineViewer', 'show_viewer']
 
 # %% ../nbs/10_viewer.ipynb #73d8d440
@@ -148,66 +149,74 @@ class LiveViewer:
     @property
     def port(self) -> int: return self.server.get_port()
 
-    def update(self, splats: dict,           # gsplat trainer dict (tensors on any device, or arrays)
-               step: int | None = None,      # the training step, shown in the panel
-               force: bool = False,          # refresh even if `every` seconds have not passed
-              ) -> bool:                     # whether the browser was refreshed
-        "Show `splats` if `every` seconds have passed since the last refresh (or if `force`)."
-        now = time.monotonic()
-        if not force and now - self.last < self.every: return False
-        self.last = now
-        op = splat_opacities(splats["opacities"])
-        keep = np.arange(len(op))
-        if self.max_gaussians is not None and len(op) > self.max_gaussians:
-            keep = np.sort(np.argpartition(-op[:, 0], self.max_gaussians)[:self.max_gaussians])
-        pick = lambda k: _np(splats[k])[keep]
-        g = dict(centers=pick("means"), covariances=splat_covariances(pick("quats"), pick("scales")),
-                 rgbs=splat_rgbs(pick("sh0")), opacities=op[keep])
-        feats = pick("features") if splats.get("features") is not None else None
-        with self._lock:
-            first = self._g is None
-            self._g, self._feats, self._pca = g, feats, None
-            self.colour.disabled = feats is None
-            if first: self._place_camera(g["centers"])
-            self._show()
-        n = len(op)
-        self.status.content = (f"step {step:,} · " if step is not None else "") + f"{n:,} Gaussians" + (
-            f" ({len(keep):,} shown)" if len(keep) < n else "")
-        return True
-
-    def __call__(self, step: int, splats: dict) -> bool:
-        "`fit3d.lift.lift`'s callback signature: `update(splats, step)`."
-        return self.update(splats, step=step)
-
-    def _show(self):
-        "Send the current Gaussians in the chosen colouring."
-        with self._lock:
-            if self._g is None: return
-            g = dict(self._g)
-            if self.colour.value == "Feature PCA" and self._feats is not None:
-                if self._pca is None: self._pca = pca_colours(self._feats)
-                g["rgbs"] = self._pca
-            if self.handle is None: self.handle = self.server.scene.add_gaussian_splats("/gaussians", **g)
-            else: self.handle.set_gaussians(**g)
-
-    def _place_camera(self, centers: np.ndarray):
-        "Where a new browser starts: above and behind the first training camera, looking at the middle of the cloud."
-        ic, mid = self.server.initial_camera, np.median(centers, 0)
-        r = float(np.percentile(np.linalg.norm(centers - mid, axis=1), 90)) or 1.0
-        up = up_direction(self.cameras) if self.cameras else None
-        up = np.array([0.0, 0.0, 1.0]) if up is None else up
-        away = self.cameras[0].center - mid if self.cameras else np.array([1.0, 1.0, 0.0])
-        away = away - (away @ up) * up
-        if np.linalg.norm(away) < 1e-6:
-            away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
-        dist = max(2.5 * r, 1.5 * float(np.linalg.norm(self.cameras[0].center - mid)) if self.cameras else 0.0)
-        d = 1.3 * away / np.linalg.norm(away) + 0.8 * up
-        ic.look_at, ic.position = mid, mid + dist * d / np.linalg.norm(d)
-
     def stop(self):
         "Stop the server."
         stop_server(self.server)
 
+
+# %% ../nbs/10_viewer.ipynb #dc8f15a9
+@patch
+def update(self: LiveViewer, splats: dict,           # gsplat trainer dict (tensors on any device, or arrays)
+           step: int | None = None,      # the training step, shown in the panel
+           force: bool = False,          # refresh even if `every` seconds have not passed
+          ) -> bool:                     # whether the browser was refreshed
+    "Show `splats` if `every` seconds have passed since the last refresh (or if `force`)."
+    now = time.monotonic()
+    if not force and now - self.last < self.every: return False
+    self.last = now
+    op = splat_opacities(splats["opacities"])
+    keep = np.arange(len(op))
+    if self.max_gaussians is not None and len(op) > self.max_gaussians:
+        keep = np.sort(np.argpartition(-op[:, 0], self.max_gaussians)[:self.max_gaussians])
+    pick = lambda k: _np(splats[k])[keep]
+    g = dict(centers=pick("means"), covariances=splat_covariances(pick("quats"), pick("scales")),
+             rgbs=splat_rgbs(pick("sh0")), opacities=op[keep])
+    feats = pick("features") if splats.get("features") is not None else None
+    with self._lock:
+        first = self._g is None
+        self._g, self._feats, self._pca = g, feats, None
+        self.colour.disabled = feats is None
+        if first: self._place_camera(g["centers"])
+        self._show()
+    n = len(op)
+    self.status.content = (f"step {step:,} · " if step is not None else "") + f"{n:,} Gaussians" + (
+        f" ({len(keep):,} shown)" if len(keep) < n else "")
+    return True
+
+@patch
+def __call__(self: LiveViewer, step: int, splats: dict) -> bool:
+    "`fit3d.lift.lift`'s callback signature: `update(splats, step)`."
+    return self.update(splats, step=step)
+
+@patch
+def _show(self: LiveViewer):
+    "Send the current Gaussians in the chosen colouring."
+    with self._lock:
+        if self._g is None: return
+        g = dict(self._g)
+        if self.colour.value == "Feature PCA" and self._feats is not None:
+            if self._pca is None: self._pca = pca_colours(self._feats)
+            g["rgbs"] = self._pca
+        if self.handle is None: self.handle = self.server.scene.add_gaussian_splats("/gaussians", **g)
+        else: self.handle.set_gaussians(**g)
+
+@patch
+def _place_camera(self: LiveViewer, centers: np.ndarray):
+    "Where a new browser starts: above and behind the first training camera, looking at the middle of the cloud."
+    ic, mid = self.server.initial_camera, np.median(centers, 0)
+    r = float(np.percentile(np.linalg.norm(centers - mid, axis=1), 90)) or 1.0
+    up = up_direction(self.cameras) if self.cameras else None
+    up = np.array([0.0, 0.0, 1.0]) if up is None else up
+    away = self.cameras[0].center - mid if self.cameras else np.array([1.0, 1.0, 0.0])
+    away = away - (away @ up) * up
+    if np.linalg.norm(away) < 1e-6:
+        away = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+    dist = max(2.5 * r, 1.5 * float(np.linalg.norm(self.cameras[0].center - mid)) if self.cameras else 0.0)
+    d = 1.3 * away / np.linalg.norm(away) + 0.8 * up
+    ic.look_at, ic.position = mid, mid + dist * d / np.linalg.norm(d)
+
+
+# %% ../nbs/10_viewer.ipynb #5dc4c1db
 def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, scale: float | None = None,
                 color=(40, 90, 200)) -> list:
     "Draw `cameras` as frustums under `/cameras`, optionally with image thumbnails; returns their handles."
@@ -223,6 +232,7 @@ def add_cameras(server: viser.ViserServer, cameras: list[Camera], images=None, s
         out.append(server.scene.add_camera_frustum(f"/cameras/{i:04d}_{name}", scale=scale, color=color,
                                                    image=img, thickness=scale * 0.02, **frustum_pose(cam)))
     return out
+
 
 # %% ../nbs/10_viewer.ipynb #a8894ea2
 def view_splats(splats: dict,                      # gsplat trainer dict, optionally with `features` (N, D)
@@ -274,16 +284,50 @@ def view_lifted(folder,                   # a lifted scene: `gaussians.ply` (+ `
     return view_splats(splats, cams, images=(True if images else None) if cams else None, host=host, port=port, **kw)
 
 # %% ../nbs/10_viewer.ipynb #11e35f5a
+# Shown over the viewer until its canvas has drawn something, so that an early screenshot (Chromium's `--screenshot`,
+# a print) or a slow CPU shows a notice rather than an empty white box. WebGL canvases keep their drawing buffer so that
+# the check can read them in any browser; `fit3d.browser` waits for the notice to go before its pictures.
+LOADING_NOTICE = """<div data-fit3d-loading style="position:fixed;inset:0;display:flex;align-items:center;
+justify-content:center;text-align:center;font:15px sans-serif;color:#777;background:%s;z-index:2147483647;
+pointer-events:none">Loading the 3D viewer&#8230;<br>(it draws in the browser, with JavaScript and WebGL)</div>
+<script>(() => {
+  const get = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (type, attrs) {
+    return get.call(this, type, /^webgl/.test(type) ? Object.assign({}, attrs, {preserveDrawingBuffer: true}) : attrs);
+  };
+  const note = document.querySelector("[data-fit3d-loading]"), small = document.createElement("canvas");
+  small.width = 32; small.height = 24;
+  const ctx = small.getContext("2d", {willReadFrequently: true});
+  const drawn = c => {  // anything but one flat colour
+    ctx.clearRect(0, 0, 32, 24); ctx.drawImage(c, 0, 0, 32, 24);
+    const p = ctx.getImageData(0, 0, 32, 24).data;
+    for (let i = 4; i < p.length; i += 4)
+      if (Math.abs(p[i] - p[0]) + Math.abs(p[i + 1] - p[1]) + Math.abs(p[i + 2] - p[2]) > 60) return true;
+    return false;
+  };
+  let since = null;  // when a canvas first appeared: an empty scene draws nothing, so the notice goes after 60 s
+  const timer = setInterval(() => {
+    const cs = [...document.querySelectorAll("canvas")].filter(c => c.width && c.height);
+    if (cs.length && since === null) since = performance.now();
+    if (cs.some(drawn) || (since !== null && performance.now() - since > 60000)) { note.remove(); clearInterval(timer); }
+  }, 250);
+})();</script>"""
+
 def scene_html(server: viser.ViserServer,  # a running viser server
                dark_mode: bool = False,
               ) -> str:                     # a complete HTML document
     "A self-contained HTML copy of `server`'s 3D scene (viser's client with the scene recorded in it): needs no server."
+    import re
     ser = server.get_scene_serializer()
     if not hasattr(ser, "as_html"):
         ser.serialize()  # unregister the recorder before saying why
         raise RuntimeError(f"viser {viser.__version__} cannot make a static copy of a scene (needs viser>=1.1)")
-    return ser.as_html(dark_mode=dark_mode)
+    doc = ser.as_html(dark_mode=dark_mode)
+    note = LOADING_NOTICE % ("#1a1b1e" if dark_mode else "#fff")
+    return re.sub(r"<body[^>]*>", lambda m: m.group(0) + note, doc, count=1)   # before viser's deferred client runs
 
+
+# %% ../nbs/10_viewer.ipynb #609ac764
 def _server_of(source, cameras, images, colour: str, max_gaussians: int | None):
     "(server, whether we started it) for a server, a `LiveViewer` or a splat dict."
     if isinstance(source, viser.ViserServer): return source, False

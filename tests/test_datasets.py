@@ -204,3 +204,22 @@ def test_resize_sample_keeps_dtypes():
              labels=np.zeros((6, 8), np.int64))
     r = resize_sample(s, (12, 16))
     assert r["image"].shape == (12, 16, 3) and r["depth"].dtype == np.float32 and r["labels"].dtype == np.int64
+
+
+def test_scannetpp_newer_releases_resized_folders_are_found(tmp_path):
+    "Newer ScanNet++ releases ship resized_undistorted_images/ and resized_undistorted_masks/: both readers find them."
+    from fit3d.formats import read_scene
+    from fit3d.synthetic_scannetpp import write_scannetpp_scene
+    root = write_scannetpp(tmp_path / "scannetpp")
+    d = root / "data/1ada7a0617/dslr"
+    (d / "undistorted_images").rename(d / "resized_undistorted_images")
+    (d / "undistorted_anon_masks").rename(d / "resized_undistorted_masks")
+    s = scannetpp(root, "val")[0]
+    assert s["labels"][-1, -1] == -1 and s["depth"][-1, -1] == 0   # the mask was found and applied
+    scene = write_scannetpp_scene(tmp_path / "release", "0a5c013435", seed=0, n_views=4, n_points=300)
+    d = scene / "dslr"
+    (d / "undistorted_images").rename(d / "resized_undistorted_images")
+    (d / "undistorted_anon_masks").rename(d / "resized_undistorted_masks")
+    sc = read_scene(scene)
+    assert {p.parent.name for p in (c.image_path for c in sc.cameras)} == {"resized_undistorted_images"}
+    assert any(c.mask_path is not None and c.mask_path.parent.name == "resized_undistorted_masks" for c in sc.cameras)

@@ -64,3 +64,24 @@ def test_finetune_on_rendered_targets(lifted, tmp_path):
         finetune(FinetuneConfig(**(cfg.__dict__ | dict(resample="area"))))
     with pytest.raises(ValueError, match="either --targets"):
         finetune(FinetuneConfig(targets=(str(d / "bilinear"),), lifted=(str(d / "lift"),), backbone="tiny", pretrained=False))
+
+
+def test_stage_two_trains_on_frames_and_on_test_frames_only_when_asked(tmp_path):
+    "The official Stage II view list is `frames` only (write_viewinfo.py), though Stage I fitted `test_frames` too."
+    from fit3d.features import load_backbone
+    from fit3d.formats import read_scene, write_nerfstudio
+    from fit3d.lift import LiftConfig, lift, save_lifted
+    from fit3d.testing import toy_posed_scene
+    torch.set_num_threads(1)
+    s = toy_posed_scene(tmp_path / "ball", n=4, width=84, height=56); s.train, s.test = [0, 1, 2], [3]
+    write_nerfstudio(s, tmp_path / "ball")                                  # frames 0-2, test_frames 3
+    scene, bb = read_scene(tmp_path / "ball"), load_backbone("tiny", pretrained=False, device="cpu")
+    feats = dict(zip([c.name for c in scene.cameras], iter_features(bb, map(scene.image, range(4)), dtype=torch.float32)))
+    save_lifted(lift(scene, feats, LiftConfig.tiny(iterations=2, holdout=False), device="cpu", progress=False),
+                tmp_path / "lift")                                           # the official lift: every view
+    key = scene.name
+    assert TargetViews.from_lifted(tmp_path / "lift", 14, "tiny").views == [(key, 0), (key, 1), (key, 2)]
+    both = TargetViews.from_lifted(tmp_path / "lift", 14, "tiny", test_frames=True).views
+    assert both == [(key, 0), (key, 1), (key, 2), (key, 3)]
+    with pytest.raises(ValueError, match="--test-frames needs --lifted"):   # a cache has only the views it was written for
+        finetune(FinetuneConfig(targets=(str(tmp_path / "targets"),), test_frames=True, out=str(tmp_path / "run")))

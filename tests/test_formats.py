@@ -270,3 +270,27 @@ def test_a_very_long_scene_name_is_shortened_early(tmp_path):
     assert len(a.encode()) <= 96 and a != b and a.startswith("aaaa")   # still distinct, room for suffixes in a file name
     (tmp_path / (a + ".safetensors.12345.tmp")).write_text("")           # a file named after it can be written
     assert read_nerfstudio(_write(tmp_path, meta | dict(scene_name="room"))).name == "room"   # short names stay
+
+
+def test_scannetpp_is_known_by_its_frames_wherever_it_lies(tmp_path):
+    """A ScanNet++ transforms file moved out of dslr/nerfstudio/, or FiT3D's transforms_train.json without points3D.txt,
+    is still read in the toolkit's world (not just OpenGL-flipped), and the missing SfM points are named in a warning."""
+    import shutil, warnings
+    from fit3d.synthetic_scannetpp import write_scannetpp_scene
+    sc = write_scannetpp_scene(tmp_path / "release", "0a5c013435", seed=0, n_views=4, n_points=300)
+    right = read_scene(sc)
+    for name in ("transforms.json", "transforms_train.json"):      # elsewhere; FiT3D's name without points3D.txt
+        d = tmp_path / name.split(".")[0]
+        shutil.copytree(sc / "dslr" / "undistorted_images", d / "images")
+        shutil.copytree(sc / "dslr" / "undistorted_anon_masks", d / "masks")
+        shutil.copy(sc / "dslr" / "nerfstudio" / "transforms_undistorted.json", d / name)
+        with pytest.warns(UserWarning, match=r"ScanNet\+\+ transforms file with no SfM points .*points3D.txt"):
+            s = read_scene(d)
+        for a, b in zip(s.cameras, right.cameras): np.testing.assert_allclose(a.c2w, b.c2w, atol=1e-9)
+    meta = json.loads((tmp_path / "transforms" / "transforms.json").read_text())
+    for f in meta["frames"] + meta["test_frames"]: f.pop("is_bad")   # not the toolkit's: the nerfstudio world
+    (tmp_path / "transforms" / "transforms.json").write_text(json.dumps(meta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = read_scene(tmp_path / "transforms")
+    assert not np.allclose(s.cameras[0].c2w, right.cameras[0].c2w)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from fit3d.formats import write_nerfstudio, read_scene
 from fit3d.testing import toy_scene
 from fit3d.lift import LiftConfig, lift, lift_scenes, load_lifted, save_lifted
+from fit3d.scene import SceneError
 from fit3d.store import ArtifactError, NonFiniteLoss
 
 FEATS = """
@@ -293,3 +294,30 @@ def test_mcmc_through_the_cli(tmp_path):
     fit3d_lift([scene], out, strategy="mcmc", iterations=6, refine_start=1, refine_every=2)
     meta = json.loads((out / "lift" / "ball" / "lift.json").read_text())
     assert meta["n_gaussians"] > meta["history"][0]["n"] == 300       # relocated and grown by 3DGS-MCMC, on the CPU
+
+
+def full_size_scannetpp(root, scene_id="0a5c013435", width=1752, height=1168):
+    "A ScanNet++ scene as the toolkit's undistort writes it without FiT3D's downscale: 1752x1168 images and intrinsics."
+    from PIL import Image
+    from fit3d.synthetic_scannetpp import write_scannetpp_scene
+    d = write_scannetpp_scene(root, scene_id, seed=0, n_views=4, width=64, height=48, n_test=1, n_points=300) / "dslr"
+    meta = json.loads((d / "nerfstudio" / "transforms_undistorted.json").read_text())
+    s = width / meta["w"]
+    meta.update(w=width, h=height, **{k: meta[k] * s for k in ("fl_x", "fl_y", "cx", "cy")})
+    (d / "nerfstudio" / "transforms_undistorted.json").write_text(json.dumps(meta))
+    for f in [*(d / "undistorted_images").iterdir(), *(d / "undistorted_anon_masks").iterdir()]:
+        with Image.open(f) as im: im.resize((width, height), Image.NEAREST).save(f)
+    return d.parent
+
+
+def test_lift_runs_on_a_full_size_scannetpp_tree(tmp_path):
+    "A 1752x1168 tree is read at the paper's 876x584 and lifted; its files are still checked (a missing image is named)."
+    torch.set_num_threads(1)
+    scene = full_size_scannetpp(tmp_path / "release")
+    assert read_scene(scene).cameras[0].width == 876
+    cfg = LiftConfig.tiny(iterations=2, feature_dim=8, strategy="none", near_plane=0.01, render_scale=0.125)
+    out = lift_scenes([scene], tmp_path / "out", toy_features, cfg, progress=False)[0]
+    assert load_lifted(out).meta["scene_name"] == "0a5c013435"
+    (scene / "dslr" / "undistorted_images" / "DSC00002.JPG").unlink()
+    with pytest.raises(SceneError, match="DSC00002.JPG: image file does not exist"):
+        lift_scenes([scene], tmp_path / "out2", toy_features, cfg, progress=False)

@@ -100,8 +100,8 @@ def test_scannetpp_tree_reads_back_in_one_frame(tmp_path):
     assert len(meta["frames"]) == 4 and len(meta["test_frames"]) == 2
     assert all(set(f) == {"file_path", "transform_matrix", "mask_path", "is_bad"} for f in meta["frames"])
     s = read_scene(sc)
-    assert s.name == sc.name and len(s.train) == 6 and s.test == []           # frames + test_frames, as the official loader
-    assert read_scene(sc, holdout=True).test == [4, 5]
+    assert s.name == sc.name and s.train == [0, 1, 2, 3] and s.test == [4, 5]   # frames, test_frames
+    assert len(read_scene(sc, holdout=False).train) == 6                          # merged when asked
     rec = pycolmap.Reconstruction(str(sc / "dslr" / "colmap"))
     cams = {c.name: c for c in s.cameras}
     n = 0
@@ -135,7 +135,7 @@ def test_fit3d_reorganised_layout(tmp_path):
     shutil.copy(sc / "dslr" / "colmap" / "points3D.txt", dst / "points3D.txt")
     shutil.copy(sc / "dslr" / "nerfstudio" / "transforms_undistorted.json", dst / "transforms_train.json")
     a, b = read_scene(sc), read_scene(dst)
-    assert b.name == sc.name and len(b.train) == 5 and b.test == [] and b.mask(0) is not None
+    assert b.name == sc.name and (b.train, b.test) == ([0, 1, 2], [3, 4]) and b.mask(0) is not None
     np.testing.assert_allclose(np.stack([c.c2w for c in a.cameras]), np.stack([c.c2w for c in b.cameras]), atol=1e-12)
     np.testing.assert_allclose(a.points, b.points, atol=1e-6)
 

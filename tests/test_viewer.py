@@ -65,6 +65,32 @@ def test_static_copy_without_server():
     assert img.startswith('<img src="data:image/png;base64,')
 
 
+def test_static_copy_says_it_is_loading_until_it_has_drawn(tmp_path):
+    """A picture of a page with the copy taken before the viewer has run shows a notice, never an empty white box; a
+    picture taken by `fit3d.browser` waits until the splats are drawn (the demo's report.html, screenshotted)."""
+    import base64, io, time
+    from fit3d.browser import LOADING_JS
+    need_chromium()
+    page = tmp_path / "report.html"
+    page.write_text("<!doctype html><meta charset=utf-8><body style='margin:0'>" + embed_viewer(toy_splats(3000), height=300))
+    with HeadlessBrowser((640, 320)) as b:
+        b("Emulation.setScriptExecutionDisabled", value=True)   # the client has not run yet (or cannot run)
+        b("Page.navigate", url=page.as_uri())
+        early, box = None, (40, 40, 600, 280)
+        for _ in range(150):
+            time.sleep(0.1)
+            try: early = pixels(io.BytesIO(base64.b64decode(b("Page.captureScreenshot")["data"])), box)
+            except RuntimeError: continue   # still navigating
+            if not_white(early).any(): break
+        assert early is not None and not_white(early).any(), "an empty white box where the viewer will be"
+        assert not coloured(early).any()
+        b("Emulation.setScriptExecutionDisabled", value=False)
+        b.open(page.as_uri())
+        shot = pixels(b.screenshot(OUT / "viewer_loaded.png"))
+        assert not b.evaluate(LOADING_JS), "the loading notice is still up after the picture"
+    assert coloured(shot[60:260, 220:420]).mean() > 0.3, "the picture was taken before the splats were drawn"
+
+
 def _lan_address() -> str | None:
     "This machine's address on its network (not loopback), or None."
     try:
