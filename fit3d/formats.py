@@ -302,8 +302,7 @@ def _colmap_image_dirs(sparse_dir) -> list[Path]:
     "Where a COLMAP model's images may be: `images/` in its project folder (`proj/sparse/0` -> proj) or below it."
     up = [Path(sparse_dir).resolve()]
     while up[-1].name.isdigit() or up[-1].name in ("sparse", "colmap"): up.append(up[-1].parent)  # sparse/0 -> proj
-    beside = [up[0].parent / "images"] if len(up) == 1 else []   # kapture: <proj>/{images,reconstruction}
-    return [p / "images" for p in reversed(up[1:] or up)] + beside + [up[-1] / "undistorted_images"]
+    return [p / "images" for p in reversed(up[1:] or up)] + [up[-1] / "undistorted_images"]
 
 def _cam_from_world(im, sparse_dir) -> np.ndarray:
     "A COLMAP image's 4x4 world-to-camera matrix: its quaternion normalised (with a warning), a zero one refused."
