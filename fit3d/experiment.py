@@ -53,8 +53,9 @@ class ExperimentConfig:
     "Settings of `fit3d experiment`: Stage I variants x Stage II seeds on synthetic rooms, with a proxy 2D model."
     out: str = "runs/experiment"        # run root: features/, probe/, <variant>/, experiment.{json,md,png}
     data: str = "data/experiment"       # the synthetic benchmark (generated if missing)
-    backbone: str = "fit3d_small"       # the 2D model: the ViT-S/14 proxy made by fit3d.pretrain ("fit3d_tiny": the
-                                        # ViT-Ti/14 one; "tiny": random weights, tests)
+    # the 2D model: the ViT-S/14 proxy made by fit3d.pretrain ("fit3d_tiny": the ViT-Ti/14 one; "dinov2_small": real
+    # DINOv2 ViT-S/14, see `fit3d weights`; "tiny": random weights, tests)
+    backbone: str = "fit3d_small"
     pretrained: bool = True             # load its weights (the proxies: from `fit3d.features.weights_dir()`)
     checkpoint: str = ""                # or a local weights file
     device: str = "auto"                # "auto": CUDA if available
@@ -74,8 +75,9 @@ class ExperimentConfig:
     finetune_epochs: int = 2            # Stage II epochs over all training views (official: 1)
     finetune_lr: float = 1e-5           # Stage II learning rate (official; 1e-4 measured worse on fit3d_small, Results)
     probe_iters: int | None = None      # fixed AdamW steps of each probe (None: each head solved to convergence, fit3d.solve)
-    max_seconds: float | None = None    # time box: no unit starts that would end past this many seconds, by the
-                                        # longest unit of its kind timed so far in this folder (None: no limit)
+    # time box: no unit starts that would end past this many seconds, by the longest unit of its kind timed so far
+    # in this folder (None: no limit)
+    max_seconds: float | None = None
     smoke: bool = False                 # CPU-sized: each setting left at its default takes its `SMOKE` value
     candidates: tuple[str, ...] = ()    # Stage II candidates, chosen on the validation rooms: NAME or NAME:KEY=VALUE,...
     select_seed: int = 0                # the seed of the candidates' runs on the validation rooms

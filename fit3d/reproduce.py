@@ -42,8 +42,9 @@ class ReproduceConfig:
     checkpoint: str = ""                  # local weights file for the backbone
     train_split: str = "nvs_sem_train"    # the scenes lifted and fine-tuned on (splits/<name>.txt)
     max_scenes: int | None = None         # lift only the first n training scenes (None: all)
-    downscale: float | None = None        # further downscaling (None: none; the reader already gives ScanNet++ at
-                                          # the paper's 876x584, the toolkit's downscale by 2)
+    # further downscaling (None: none; the reader already gives ScanNet++ at the paper's 876x584, the toolkit's
+    # downscale by 2)
+    downscale: float | None = None
     long_side: int | None = None          # the backbone's input long side (None: images as they are)
     finetune_epochs: int = 1              # Stage II epochs (the paper: 1)
     finetune_lr: float = 1e-5             # Stage II learning rate (the paper: 1e-5)
