@@ -74,7 +74,7 @@ class ProbeConfig:
     # how the heads are trained: "adamw" (the steps above), "lbfgs" (solved to convergence on cached features,
     # fit3d.solve), "auto" (lbfgs in the quick protocol, adamw in the official one)
     solver: str = "auto"
-    l2: float = 5e-6                # lbfgs: ridge on the conv's standardised weights, per input channel
+    l2: float = 1e-3                # lbfgs: ridge on the whitened weights (the variance of the logits; fit3d.solve)
     tol: float = 1e-5               # lbfgs: stop once the objective falls by less than this fraction in 10 iterations
     max_iters: int = 1000           # lbfgs: at most this many iterations (a head stopped by it is reported as not converged)
     solve_scale: int = 4            # lbfgs: take the loss on the feature grid upsampled this many times (0: at every pixel)
@@ -106,6 +106,9 @@ class DepthProbeConfig(ProbeConfig):
     grad_loss: float = 0.0          # weight of a working gradient loss (the reference's 0.5 x GradientLoss is 0)
     onecycle_momentum: bool = True  # the reference's momentum_config = dict(policy="OneCycle")
     sig_warmup: int = 100           # first steps of SigLoss use only its mean term
+    l2: float = 1e-2                # lbfgs: a stronger ridge than segmentation's (the bins head is not convex)
+    tol: float = 1e-4               # lbfgs: stop once the objective falls by less than this fraction in 10 iterations
+    solve_scale: int = 1            # lbfgs: the loss on the feature grid itself (256 bins: 16x the work at 4x)
 
     def __post_init__(self):
         from fit3d.store import check_settings, SettingError

@@ -36,7 +36,7 @@ def main():
     train, val = (_LongSide(synthetic(root, s), a.long_side) for s in ("train", "val"))
     bb = load_backbone(a.backbone, device=dev)
     n_classes = len(synthetic(root, "train").classes)
-    ways = [("adamw", n) for n in a.steps] + [("lbfgs", None)]
+    ways = [("lbfgs", None)] + [("adamw", n) for n in a.steps]   # solved first: what a stopped run keeps
     rows, t_all = [], time.perf_counter()
     for solver, steps in ways:
         kw = dict(device=dev, progress=False, solver=solver, **({"iters": steps} if steps else {}))
@@ -56,12 +56,16 @@ def main():
               f"mIoU {x['mIoU']['original']:.2f} -> {x['mIoU']['duplicated']:.2f} ({c['miou']:+.2f}) | "
               f"RMSE {x['rmse']['original']:.4f} -> {x['rmse']['duplicated']:.4f} ({100 * c['rmse']:+.2f}%) | "
               f"control {'ok' if c['ok'] else 'FAILED'}", flush=True)
+        write(rows, a, dev, t_all)   # after every row: a run stopped early keeps what it measured
+
+
+def write(rows, a, dev, t_all):
     out = dict(backbone=a.backbone, device=torch.cuda.get_device_name() if dev == "cuda" else "cpu",
                threads=torch.get_num_threads(), data=dict(train=a.train, val=a.val, views=a.views, size=[128, 96],
                                                            long_side=a.long_side), rows=rows,
                seconds=time.perf_counter() - t_all)
     path = a.json or (os.path.join(os.environ["OUT"], f"bench_solve_{a.backbone}.json") if os.environ.get("OUT") else None)
-    if path: Path(path).write_text(json.dumps(out, indent=1)); print("wrote", path)
+    if path: Path(path).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
