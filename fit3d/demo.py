@@ -345,6 +345,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                          "depth_solve_scale": DepthProbeConfig.solve_scale} if solved else {}),
                      batch_size=batch_size, **({"seed": seed} if seed else {}), # seed 0: the records made before it
                      depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
+                     **({"depth_pre_crops": pre} if any(pre := [DEPTH_PRESETS.get(p.get("dataset"), {}).get("pre_crop") for p in parts]) else {}),
                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
                            for s, p in zip(settings, parts)])
     if results.get("_key") != key:
@@ -386,8 +387,9 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
         if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
             crop = DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop")   # the data set's training crop (KITTI: 352x704)
+            pre = DEPTH_PRESETS.get(p.get("dataset"), {}).get("pre_crop")   # NYUv2's fixed crop first (NYUCrop)
             res = task(f"{pi}/depth", lambda: run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
-                                        aug=DepthAugment(crop=crop) if crop else None, eval_crop_name=p.get("eval_crop")))
+                                        aug=DepthAugment(crop=crop, pre_crop=pre) if crop else None, eval_crop_name=p.get("eval_crop")))
             for n in rows: r[n]["depth"] = res[n]
         def correspondence():
             corr = {n: [] for n in rows}

@@ -247,6 +247,7 @@ class DepthAugment:
     gamma: tuple = (0.9, 1.1)         # ColorAug gamma range
     brightness: tuple = (0.75, 1.25)  # ColorAug brightness range
     color_range: tuple = (0.9, 1.1)   # ColorAug per-channel factor range
+    pre_crop: tuple | None = None     # a fixed (top, bottom, left, right) crop before the rest (NYUv2: NYUCrop)
 
     def __post_init__(self):  # checked where made (fit3d.store.check_settings)
         from fit3d.store import check_settings
@@ -256,7 +257,7 @@ class DepthAugment:
 
 DEPTH_PRESETS = dict(  # per data set: depth range, training crop and evaluation crop of the official configs
     scannetpp=dict(max_depth=20.0, crop=(416, 544), eval_crop=None),
-    nyuv2=dict(max_depth=10.0, crop=(416, 544), eval_crop="eigen_nyu"),
+    nyuv2=dict(max_depth=10.0, crop=(416, 544), eval_crop="eigen_nyu", pre_crop=(45, 472, 43, 608)),  # NYUCrop
     scannet=dict(max_depth=10.0, crop=(416, 544), eval_crop=None),
     kitti=dict(max_depth=80.0, crop=(352, 704), eval_crop="garg"),
 )
@@ -268,7 +269,8 @@ def depth_setup(dataset: str,   # a key of `DEPTH_PRESETS`
     if dataset not in DEPTH_PRESETS:
         raise ValueError(f"no depth preset for {dataset!r}; known: {', '.join(DEPTH_PRESETS)}")
     p = DEPTH_PRESETS[dataset]
-    return DepthProbeConfig(**{"max_depth": p["max_depth"], **cfg_kwargs}), DepthAugment(crop=p["crop"]), p["eval_crop"]
+    aug = DepthAugment(crop=p["crop"], pre_crop=p.get("pre_crop"))
+    return DepthProbeConfig(**{"max_depth": p["max_depth"], **cfg_kwargs}), aug, p["eval_crop"]
 
 def rotate(image: torch.Tensor,  # (3, H, W)
            depth: torch.Tensor,  # (H, W), 0 = unknown
@@ -285,8 +287,8 @@ def rotate(image: torch.Tensor,  # (3, H, W)
     return im, d.to(depth.dtype)
 
 def color_aug(image: torch.Tensor, g: torch.Generator, aug: DepthAugment) -> torch.Tensor:
-    "The toolbox's ColorAug on [0, 1] images: gamma, brightness, a factor per channel."
-    x = image.clamp(0, 1) ** _u(g, *aug.gamma) * _u(g, *aug.brightness)
+    "The toolbox's ColorAug: gamma, brightness, a factor per channel, on 0-255 values (as the toolbox), for [0, 1] images."
+    x = (255 * image.clamp(0, 1)) ** _u(g, *aug.gamma) * _u(g, *aug.brightness) / 255   # 255^(γ-1): ±74% at γ 1.1
     return (x * torch.tensor([_u(g, *aug.color_range) for _ in range(3)], device=x.device)[:, None, None]).clamp(0, 1)
 
 def depth_augment(image: torch.Tensor,  # (3, H, W) float in [0, 1]
@@ -296,6 +298,8 @@ def depth_augment(image: torch.Tensor,  # (3, H, W) float in [0, 1]
                  ) -> tuple[torch.Tensor, torch.Tensor]: # (3, *crop) image, (*crop) depth
     "One training sample through the official depth pipeline: rotate, flip, crop (padded with unknown depth), colour."
     aug = aug or DepthAugment()
+    if aug.pre_crop:   # the official NYUCrop, before anything else
+        y0, y1, x0, x1 = aug.pre_crop; image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
     if _p(g, aug.rotate): image, depth = rotate(image, depth, _u(g, -aug.degree, aug.degree))
     if _p(g, aug.flip): image, depth = image.flip(-1), depth.flip(-1)
     y0, y1, x0, x1 = _crop_box(*depth.shape, aug.crop, g)
