@@ -28,8 +28,8 @@ from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_mod
 from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
-__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes', 'probe_datasets',
-           'plan', 'print_plan', 'reproduce']
+__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'PAPER_SCENES', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes',
+           'probe_datasets', 'plan', 'split_note', 'print_plan', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -66,8 +66,10 @@ class ReproduceConfig:
 RATES = dict(  # what one unit of work takes on one GPU, measured by us
     lift_step=0.0387,        # s per Stage I step of one 876x584 view (reference; fast: 19.1 ms, 2 views at half scale)
     finetune_image=1 / 75,   # s per Stage II image, ViT-S/14 at 868x574, bf16 (70-80 img/s)
-    probe_seg_step=0.1537,   # s per segmentation-probe step, batch 16, official protocol
-    probe_depth_step=0.0273, # s per depth-probe step, batch 16
+    probe_seg_step=0.0969,   # s per step of a table's four segmentation heads trained together, batch 16, official
+    probe_depth_step=0.0896, # the same for depth (README, Probes: bench_probe.py)
+    quick_seg_step=0.1917,   # s per step of the four heads on cached whole images (quick protocol, fixed steps)
+    quick_depth_step=0.3153,
 )
 RATES_SOURCE = ("README: one H100/H200, gsplat 1.5.3, DINOv2 ViT-S/14 "
                 "(larger backbones take longer in Stage II and the probes)")
@@ -118,28 +120,41 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     images = cfg.finetune_epochs * views
     done_ft = (root / "finetune" / "finetuned.safetensors").exists()
     rows = [dict(stage="Stage I: lift", work=f"{left} of {len(scenes)} scenes x {cfg.lift.iterations} steps",
-                 seconds=lift_s),
+                 seconds=lift_s, note=split_note(cfg, len(scenes))),
             dict(stage="Stage II: fine-tune", work=f"{images} images ({cfg.finetune_epochs} epoch(s) of {views} views)",
                  seconds=0.0 if done_ft else images * RATES["finetune_image"])]
     seg_it, dep_it = cfg.probe_iters or ProbeConfig.iters, cfg.probe_iters or DepthProbeConfig.iters
+    q = "quick_" if cfg.protocol == "quick" else "probe_"   # the four rows' heads train together: one rate per step
+    solved = cfg.protocol == "quick" and cfg.probe_iters is None   # fit3d.solve: iterations to a stopping rule
     for name in probe_datasets(cfg):
         t = DATASETS[name].tasks
         done = (root / "probe" / name / "results.json").exists()
-        per_model = (("seg" in t) * seg_it * RATES["probe_seg_step"]
-                     + ("depth" in t) * dep_it * RATES["probe_depth_step"])
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
-        rows.append(dict(stage=f"probes: {name}", work=f"4 models x ({steps} steps)",
-                         seconds=0.0 if done else 4 * per_model))
+        secs = ("seg" in t) * seg_it * RATES[q + "seg_step"] + ("depth" in t) * dep_it * RATES[q + "depth_step"]
+        rows.append(dict(stage=f"probes: {name}",
+                         work="4 heads each solved to convergence" if solved else f"4 heads together: {steps} steps",
+                         seconds=0.0 if done else None if solved else secs))
     return rows
+
+PAPER_SCENES = dict(nvs_sem_train=230, nvs_sem_val=50)   # the paper's split sizes (ScanNet++ v1)
+
+def split_note(cfg: ReproduceConfig, n: int) -> str:
+    "A sentence when the training split's size is not the paper's (\"\" when it is, or when a subset was asked for)."
+    want = PAPER_SCENES.get(cfg.train_split)
+    if want is None or n == want or cfg.max_scenes is not None: return ""
+    return (f"splits/{cfg.train_split}.txt lists {n} scenes; the paper trained on {want}: a different release of "
+            "ScanNet++ or a partial download, so the results are not the paper's setting.")
 
 def print_plan(rows: list, cfg: ReproduceConfig, console=None):
     "The plan as a table, with the total and where the rates come from."
     con = console or Console()
     t = Table(title=f"fit3d reproduce: {cfg.backbone} on {cfg.root}")
     for c in ("stage", "work", "est. GPU time"): t.add_column(c)
-    for r in rows: t.add_row(r["stage"], r["work"], _hours(r["seconds"]))
-    t.add_row("total", "", _hours(sum(r["seconds"] for r in rows)))
+    for r in rows: t.add_row(r["stage"], r["work"], "not measured" if r["seconds"] is None else _hours(r["seconds"]))
+    known = sum(r["seconds"] for r in rows if r["seconds"] is not None)
+    t.add_row("total", "", _hours(known) + (" + solved probes" if any(r["seconds"] is None for r in rows) else ""))
     con.print(t)
+    if rows and (note := rows[0].get("note")): con.print(f"[yellow]{note}")
     con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its "
               "time by their number.")
 
