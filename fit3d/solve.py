@@ -59,7 +59,7 @@ WINDOW = 10          # the stopping rule compares the objective with its value t
 PRECONDITION = 1e-6
 
 # %% auto #0
-__all__ = ['WINDOW', 'PRECONDITION', 'feature_moments', 'nearest_cells', 'cell_targets', 'HeadProblem', 'value_grad',
+__all__ = ['WINDOW', 'PRECONDITION', 'ONE_PASS', 'feature_moments', 'nearest_cells', 'cell_targets', 'HeadProblem', 'value_grad',
            'solve_heads']
 
 # %% ../nbs/07_solve.ipynb #4897a61d
@@ -193,6 +193,13 @@ def _depth_sums(p: HeadProblem, idx: list) -> tuple[torch.Tensor, torch.Tensor, 
     return g.sum(), (g * g).sum(), torch.tensor(float(g.numel()), device=p.dev, dtype=torch.float64), gl
 
 # %% ../nbs/07_solve.ipynb #f4aedf43
+ONE_PASS = 1 << 26   # depth: head outputs (maps x bins x points) up to which all chunks' graphs are kept at once
+
+def _one_pass(p: HeadProblem) -> bool:
+    "Whether the depth objective is small enough to keep every chunk's graph (one forward pass instead of two)."
+    pts = [p.feats[i][0].numel() * p.scale ** 2 if p.scale else p.targets[i].numel() for i in range(len(p.feats))]
+    return p.K * sum(pts) <= ONE_PASS
+
 def value_grad(p: HeadProblem, x: np.ndarray) -> tuple[float, np.ndarray]:
     "The objective at x (the task's loss over the whole set + the ridge) and its gradient."
     Ws, h = p.set(x), p.head
@@ -201,7 +208,14 @@ def value_grad(p: HeadProblem, x: np.ndarray) -> tuple[float, np.ndarray]:
         total = 0.0
         for idx in p.chunks:
             l = _seg_sum(p, idx) / p.denom; l.backward(); total += float(l.detach())
-    else:   # SigLoss is a function of sums over every pixel: add them up, then send its gradient back chunk by chunk
+    elif _one_pass(p):   # SigLoss is a function of sums over every pixel: keep every chunk's graph until it goes back
+        parts = [_depth_sums(p, idx) for idx in p.chunks]
+        S = torch.stack([sum(v) for v in zip(*(q[:3] for q in parts))])
+        mean = S[0] / S[2]; var = (S[1] - S[2] * mean ** 2) / (S[2] - 1)
+        L = (var + 0.15 * mean ** 2).clamp_min(1e-12).sqrt()
+        gl = p.cfg.grad_loss * sum(q[3] for q in parts) / len(p.feats)
+        (L + gl).backward(); total = float(L.detach()) + float(gl.detach())
+    else:   # too large to keep: add the sums up without graphs, then send SigLoss' gradient back chunk by chunk
         with torch.no_grad(): S = torch.stack([sum(v) for v in zip(*(_depth_sums(p, i)[:3] for i in p.chunks))])
         S.requires_grad_(True)
         mean = S[0] / S[2]; var = (S[1] - S[2] * mean ** 2) / (S[2] - 1)
