@@ -35,7 +35,7 @@ from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
                         saved_when_stopped)
-from .protocol import paper_numbers, COLUMNS, _metric, control_check
+from .protocol import paper_numbers, COLUMNS, CONTROL, _metric, control_check
 
 # %% auto #0
 __all__ = ['Variant', 'VARIANTS', 'SMOKE', 'VALIDATION_STREAM', 'METRICS', 'RUN_ONLY', 'ExperimentConfig', 'resolve',
@@ -331,6 +331,8 @@ def paper_gain() -> dict:
             for m in ("mIoU", "rmse")}
 
 # %% ../nbs/18_experiment.ipynb #cb3e8d01
+_limits = lambda: f"{CONTROL['mIoU']} mIoU and {100 * CONTROL['rmse']:g}% RMSE"   # fit3d.protocol's, in words
+
 def seed_controls(results: dict,  # as for `experiment_table`
                   variant: str,   # one of its variants
                  ) -> str:        # one sentence ("" where no seed has both rows)
@@ -343,9 +345,9 @@ def seed_controls(results: dict,  # as for `experiment_table`
     per = "; ".join(f"{s} {diff(c)}" for s, c in checks.items())
     capped = sorted({u for c in checks.values() for u in c["unconverged"]})
     if all(c["ok"] for c in checks.values()):
-        text = f"Control check passed in every seed: the duplicated control is within 0.3 mIoU and 1% RMSE of the original ({per})."
+        text = f"Control check passed in every seed: the duplicated control is within {_limits()} of the original ({per})."
     else:
-        text = (f"Control check FAILED: the duplicated control is not within 0.3 mIoU and 1% RMSE of the original ({per}): "
+        text = (f"Control check FAILED: the duplicated control is not within {_limits()} of the original ({per}): "
                 "these probes are not converged, so combined − original mixes the method with the optimiser's speed.")
     return text + (f" Not converged at the solver's cap: {', '.join(capped)}." if capped else "")
 
