@@ -30,7 +30,8 @@ from .protocol import paper_numbers, results_markdown, control_check
 # %% auto #0
 __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'ReproduceConfig', 'lift_step_seconds',
            'lift_view_seconds', 'training_scenes', 'probe_datasets', 'val_images', 'plan', 'split_note', 'print_plan',
-           'device_name', 'record_timing', 'clocked', 'reproduce']
+           'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data', 'unit_files', 'probe_shard',
+           'assemble_units', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -156,7 +157,8 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     solved = cfg.protocol == "quick" and cfg.probe_iters is None   # fit3d.solve: iterations to a stopping rule
     for name in probe_datasets(cfg):
         t = DATASETS[name].tasks
-        done = (root / "probe" / name / "results.json").exists()
+        done = (root / "probe" / name / "results.json").exists() or all(   # one process's file, or torchrun's units'
+            unit_files(root, name, k)[0].exists() for k in t)
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
         secs = ("seg" in t) * seg_it * RATES[q + "seg_step"] + ("depth" in t) * dep_it * RATES[q + "depth_step"]
         evals = val_images(name, cfg.root if name == "scannetpp" else None)   # {task: images}, {} where not found
@@ -245,6 +247,56 @@ def clocked(stage: str,      # the plan's name of the stage
         record_timing(timings, stage, secs, device=device_name(device), **info)
     return out
 
+# %% ../nbs/15_reproduce.ipynb #c10c4a05
+def probe_units(names: list, # data set names (`probe_datasets`)
+               ) -> list[tuple[str, str]]:
+    "The probes' work as (data set, task) units in a fixed order: what the processes of `torchrun` divide among them."
+    from fit3d.datasets import DATASETS
+    return [(n, t) for n in names for t in DATASETS[n].tasks]
+
+def unit_data(name: str, task: str, # one unit
+              root=None,            # the data set's folder (None: its usual place)
+             ) -> list[dict]:
+    "The probe inputs of one unit: the data set's read of that task alone (ScanNet++'s labels or its depth)."
+    from fit3d.datasets import DATASETS
+    out = []
+    for p in probe_data(name, root):
+        if p["task"] == "both": p = DATASETS[name].splits(p["root"], task) | dict(dataset=name)
+        if p["task"] == task: out.append(p)
+    return out
+
+def unit_files(root, name: str, task: str) -> tuple[Path, Path]:
+    "Where a unit's results and its timing (which process ran it, on what, how long) are written."
+    return Path(root) / "probe" / name / f"{task}.json", Path(root) / "probe" / name / f"{task}.timing.json"
+
+def probe_shard(units: list,  # `probe_units`, the same list in every process
+                models: dict, # `compare_models`' four, on this process' device
+                key: dict,    # what the results depend on (weights): each unit adds its data set, task and folders
+                cfg: ReproduceConfig, root, device,
+                rank: int, world: int, # this process and how many there are
+               ) -> list:
+    "This process' share of the units (every `world`-th from `rank`): each trained, evaluated and written to its file."
+    mine = units[rank::world]
+    for name, task in mine:
+        data = unit_data(name, task, cfg.root if name == "scannetpp" else None)
+        res, timing = unit_files(root, name, task)
+        clocked(task, [res], lambda: probe_models(
+            models, data, cfg.probe_iters, device, cache=res, long_side=cfg.long_side, protocol=cfg.protocol,
+            key=key | dict(dataset=name, task=task, roots=[str(Path(p["root"]).resolve()) for p in data]),
+            progress=rank == 0), timing, device, rank=rank, processes=world)
+    return mine
+
+def assemble_units(root, name: str, tasks) -> tuple[dict, dict]:
+    "One data set's results table from its units' files (rows side by side, as one process writes them), and their timings."
+    from fit3d.store import read_json
+    res, times = {}, {}
+    for t in tasks:
+        r, timing = unit_files(root, name, t)
+        for row, v in read_json(r, "probe results").items():
+            if not row.startswith("_"): res.setdefault(row, {}).update(v)
+        if timing.exists(): times[t] = read_json(timing, "probe timing")["stages"][t]
+    return res, times
+
 # %% ../nbs/15_reproduce.ipynb #d5f6a7b8
 def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     "The paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe and the table (and each stage's time in timings.json)."
@@ -285,20 +337,29 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
                           num_workers=0 if device.type == "cpu" else 4)
     weights = clock("Stage II: fine-tune", [root / "finetune" / "finetuned.safetensors"],
                     lambda: (finetune_stage(root, fcfg, bb, log=con.print, overwrite=True), _barrier())[0])
-    if rank != 0: return None
-
+    names = probe_datasets(cfg)
     fine = load_backbone(cfg.backbone, checkpoint=weights, device=device)
     models = compare_models(bb, fine)
     key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=files_digest([weights]))
+    if world > 1:  # the (data set, task) units shared among the processes, each on its own GPU
+        units = probe_units(names)
+        probe_shard(units, models, key, cfg, root, device, rank, world)
+        _barrier()  # every unit's file is written before rank 0 assembles the tables
+        if rank != 0: return None
     parts = [f"# fit3d reproduce: {bb.name}\n\nWeights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from)}. "
              f"Stage I: {len(scenes)} ScanNet++ scenes ({cfg.train_split}); Stage II: {weights}."]
-    for name in probe_datasets(cfg):
+    for name in names:
         con.rule(f"[bold]probes: {name}")
-        data = probe_data(name, cfg.root if name == "scannetpp" else None)
-        cache = root / "probe" / name / "results.json"
-        res = clock(f"probes: {name}", [cache], lambda: probe_models(
-            models, data, cfg.probe_iters, device, cache=cache, long_side=cfg.long_side, protocol=cfg.protocol,
-            key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data])))
+        if world > 1:   # its units' results side by side; its time: the GPU seconds of its units
+            res, times = assemble_units(root, name, [t for n, t in units if n == name])
+            record_timing(root / "timings.json", f"probes: {name}", sum(t["seconds"] for t in times.values()),
+                          units=times, **est.get(f"probes: {name}", {}))
+        else:
+            data = probe_data(name, cfg.root if name == "scannetpp" else None)
+            cache = root / "probe" / name / "results.json"
+            res = clock(f"probes: {name}", [cache], lambda: probe_models(
+                models, data, cfg.probe_iters, device, cache=cache, long_side=cfg.long_side, protocol=cfg.protocol,
+                key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data])))
         check = control_check(res, cfg.protocol)["text"]   # the duplicated control against the original, in words
         parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name))
                      + (f"\n\n{check}" if check else ""))
