@@ -28,10 +28,11 @@ from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_mod
 from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
-__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'ReproduceConfig', 'lift_step_seconds',
-           'lift_view_seconds', 'training_scenes', 'probe_datasets', 'val_images', 'plan', 'split_note', 'print_plan',
-           'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data', 'unit_files', 'probe_shard',
-           'assemble_units', 'reproduce']
+__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'PAPER_VIEWS', 'PAPER_GPU_HOURS',
+           'VAL_IMAGES', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'lift_view_seconds', 'training_scenes',
+           'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note', 'print_plan', 'device_name',
+           'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard', 'assemble_units', 'recipe_time',
+           'recipe_markdown', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -128,6 +129,10 @@ def val_images(name: str,    # a `DatasetName`
     for p in parts:
         for k in (("seg", "depth") if p["task"] == "both" else (p["task"],)): out[k] = out.get(k, 0) + len(p["val"])
     return out
+
+def unit_files(root, name: str, task: str) -> tuple[Path, Path]:
+    "Where a unit (one data set's probes of one task) keeps its results and its timing (which process, how long)."
+    return Path(root) / "probe" / name / f"{task}.json", Path(root) / "probe" / name / f"{task}.timing.json"
 
 def plan(cfg: ReproduceConfig,  # the run's settings
          scenes: list | None = None, # the training scenes (default: `training_scenes(cfg)`)
@@ -265,10 +270,6 @@ def unit_data(name: str, task: str, # one unit
         if p["task"] == task: out.append(p)
     return out
 
-def unit_files(root, name: str, task: str) -> tuple[Path, Path]:
-    "Where a unit's results and its timing (which process ran it, on what, how long) are written."
-    return Path(root) / "probe" / name / f"{task}.json", Path(root) / "probe" / name / f"{task}.timing.json"
-
 def probe_shard(units: list,  # `probe_units`, the same list in every process
                 models: dict, # `compare_models`' four, on this process' device
                 key: dict,    # what the results depend on (weights): each unit adds its data set, task and folders
@@ -296,6 +297,50 @@ def assemble_units(root, name: str, tasks) -> tuple[dict, dict]:
             if not row.startswith("_"): res.setdefault(row, {}).update(v)
         if timing.exists(): times[t] = read_json(timing, "probe timing")["stages"][t]
     return res, times
+
+# %% ../nbs/15_reproduce.ipynb #c10c4a08
+PAPER_VIEWS = round(280_000 / 460)  # DSLR images per ScanNet++ scene: 280k over 460 scenes (ScanNet++ paper, abstract)
+PAPER_GPU_HOURS = 460               # the FiT3D paper's cost of the whole recipe, about
+VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
+DDP_STAGE2 = (2, 2.05)  # Stage II's global batch 2 splits over at most 2 processes: 69.4 -> 142.5 img/s on 2 GPUs (README)
+
+def recipe_time(gpus: int = 1,            # GPUs of one run (Stage I's scenes and the probe units shard over them)
+                views: int = PAPER_VIEWS, # DSLR views per training scene
+                scenes: int = 230,        # training scenes (the paper's nvs_sem_train)
+                datasets=_PAPER_DATASETS, # the probes' data sets (the paper's six)
+               ) -> dict:
+    "Hours of the whole paper recipe on `gpus` GPUs from `RATES`: Stage I per preset, Stage II, the official probes."
+    from fit3d.datasets import DATASETS
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    per_rank = -(-scenes // gpus)   # Stage I: scene k on rank k % gpus, the busiest rank sets the time
+    lift = {n: per_rank * (c.iterations * lift_step_seconds(c, 876, 584) + views * lift_view_seconds(c, 876, 584))
+            for n, c in (("reference", lift_presets()["reference"]), ("fast", lift_presets()["fast"]))}
+    procs, speedup = DDP_STAGE2
+    ft = scenes * views * RATES["finetune_image"] / (speedup if gpus >= procs else 1)
+    units = probe_units(list(datasets))
+    unit_s = {u: (ProbeConfig.iters * RATES["probe_seg_step"] if u[1] == "seg" else DepthProbeConfig.iters * RATES["probe_depth_step"])
+                 + VAL_IMAGES.get(u[0], 0) * RATES[f"probe_{u[1]}_eval"] for u in units}
+    probes = max(sum(unit_s[u] for u in units[r::gpus]) for r in range(min(gpus, len(units))))
+    h = lambda s: s / 3600
+    return dict(gpus=gpus, lift_reference=h(lift["reference"]), lift_fast=h(lift["fast"]), finetune=h(ft), probes=h(probes),
+                total_reference=h(lift["reference"] + ft + probes), total_fast=h(lift["fast"] + ft + probes),
+                units=len(units), stage2_processes=min(gpus, procs))
+
+def recipe_markdown(gpus=(1, 8), views: int = PAPER_VIEWS) -> str:
+    "The whole recipe's time as a markdown table, for the README."
+    r = [recipe_time(g, views) for g in gpus]
+    f = lambda x: f"{x:.1f} h"
+    rows = [("Stage I, `reference` (30,000 steps a scene)", "lift_reference"), ("Stage I, `fast` (3,000 steps)", "lift_fast"),
+            ("Stage II, 1 epoch", "finetune"), ("probes, official (6 data sets, 9 units)", "probes"),
+            ("**total with `reference`**", "total_reference"), ("**total with `fast`**", "total_fast")]
+    head = "| stage | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus) + " |\n|---|" + "---:|" * len(gpus) + "\n"
+    body = "".join(f"| {name} | " + " | ".join(f(x[k]) for x in r) + " |\n" for name, k in rows)
+    return (head + body + f"\n230 ScanNet++ scenes of {views} views at 876x584 (280k DSLR images over 460 scenes, ScanNet++ "
+            f"paper), DINOv2 ViT-S/14, rates of one H100/H200 (`RATES`); the paper: about {PAPER_GPU_HOURS} GPU-hours. "
+            f"Stage I's scenes and the probes' units are divided among the GPUs (the busiest one sets the time); "
+            f"Stage II's global batch 2 splits over at most {DDP_STAGE2[0]} processes (measured {DDP_STAGE2[1]}x on 2 GPUs). "
+            "Evaluation counted for ADE20k, VOC, NYUv2 and KITTI (their standard splits); ScanNet++'s and ScanNet's "
+            "held-out sets are not counted (their sizes in FiT3D's evaluation data are not known here).")
 
 # %% ../nbs/15_reproduce.ipynb #d5f6a7b8
 def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
