@@ -194,8 +194,8 @@ def print_plan(rows: list, cfg: ReproduceConfig, console=None):
     t.add_row("total", "", _hours(known) + (" + solved probes" if any(r["seconds"] is None for r in rows) else ""))
     con.print(t)
     if rows and (note := rows[0].get("note")): con.print(f"[yellow]{note}")
-    con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its "
-              "time by their number.")
+    con.print(f"rates: {RATES_SOURCE}. Stage I's scenes and the probes' (data set, task) units shard over the "
+              "processes of `torchrun`: divide their time by their number (the busiest process sets it).")
 
 def _backbone_name(cfg: ReproduceConfig) -> str:
     "The name `fit3d.features.load_backbone` will give the backbone (it keys the run folder), without loading it."
