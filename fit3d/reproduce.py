@@ -28,8 +28,11 @@ from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_mod
 from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
-__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'PAPER_SCENES', 'ReproduceConfig', 'lift_step_seconds', 'training_scenes',
-           'probe_datasets', 'plan', 'split_note', 'print_plan', 'reproduce']
+__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'PAPER_VIEWS', 'PAPER_GPU_HOURS',
+           'VAL_IMAGES', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'lift_view_seconds', 'training_scenes',
+           'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note', 'print_plan', 'device_name',
+           'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard', 'assemble_units', 'recipe_time',
+           'recipe_markdown', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -65,21 +68,35 @@ class ReproduceConfig:
 # %% ../nbs/15_reproduce.ipynb #b7d8e9f0
 RATES = dict(  # what one unit of work takes on one GPU, measured by us
     lift_step=0.0387,        # s per Stage I step of one 876x584 view (reference; fast: 19.1 ms, 2 views at half scale)
+    feature_image=1 / 1606,  # s per image of the frozen backbone at 448x644, bf16 (README, Backbones: bench_features.py)
+    target_view=0.00391,     # s to render and decode one Stage II target at 876x584 (README, Stage II: bench_finetune.py --targets)
     finetune_image=1 / 75,   # s per Stage II image, ViT-S/14 at 868x574, bf16 (70-80 img/s)
     probe_seg_step=0.0969,   # s per step of a table's four segmentation heads trained together, batch 16, official
     probe_depth_step=0.0896, # the same for depth (README, Probes: bench_probe.py)
     quick_seg_step=0.1917,   # s per step of the four heads on cached whole images (quick protocol, fixed steps)
     quick_depth_step=0.3153,
+    # s per 584x876 evaluation image, the four heads (official: sliding windows / flip; nbs/data/bench_probe.json)
+    probe_seg_eval=0.0901, probe_depth_eval=0.0557, quick_seg_eval=0.0748, quick_depth_eval=0.0470,
 )
 RATES_SOURCE = ("README: one H100/H200, gsplat 1.5.3, DINOv2 ViT-S/14 "
                 "(larger backbones take longer in Stage II and the probes)")
 PAPER_PIXELS = 876 * 584  # the view size `lift_step` was measured at
+FEATURE_PIXELS = 448 * 644  # the image size `feature_image` was measured at
 
 def lift_step_seconds(cfg: LiftConfig,   # the Stage I settings
                       width: int, height: int, # the views' size as lifted
                      ) -> float:
     "Estimated seconds per Stage I step: the measured rate scaled by the pixels rendered per step."
     return RATES["lift_step"] * width * height * cfg.render_scale ** 2 * cfg.batch_views / PAPER_PIXELS
+
+def lift_view_seconds(cfg: LiftConfig,   # the Stage I settings
+                      width: int, height: int, # the views' size as lifted
+                      long_side: int | None = None, # the backbone's input long side (None: the view's size)
+                     ) -> float:
+    "Estimated seconds Stage I spends once per view: its features (cached), and its Stage II target rendered at the end."
+    fw, fh = (width, height) if not long_side else (long_side * width / max(width, height), long_side * height / max(width, height))
+    return (RATES["feature_image"] * fw * fh / FEATURE_PIXELS
+            + RATES["target_view"] * width * height * cfg.render_scale ** 2 / PAPER_PIXELS)
 
 # %% ../nbs/15_reproduce.ipynb #a2c3d4e5
 _PAPER_DATASETS = ("scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti")
@@ -101,6 +118,22 @@ def probe_datasets(cfg: ReproduceConfig) -> list[str]:
     from fit3d.datasets import DATASETS
     return ["scannetpp"] + [n for n in _PAPER_DATASETS[1:] if any(Path(r).exists() for r in DATASETS[n].roots.values())]
 
+def val_images(name: str,    # a `DatasetName`
+               root=None,    # its folder (None: its usual place)
+              ) -> dict:
+    "{task: evaluation images} of a data set's probes ({} when its data is not there to count)."
+    from fit3d.scene import SceneError
+    try: parts = probe_data(name, root)
+    except (SceneError, FileNotFoundError): return {}   # not downloaded: the plan says the evaluation is not counted
+    out = {}
+    for p in parts:
+        for k in (("seg", "depth") if p["task"] == "both" else (p["task"],)): out[k] = out.get(k, 0) + len(p["val"])
+    return out
+
+def unit_files(root, name: str, task: str) -> tuple[Path, Path]:
+    "Where a unit (one data set's probes of one task) keeps its results and its timing (which process, how long)."
+    return Path(root) / "probe" / name / f"{task}.json", Path(root) / "probe" / name / f"{task}.timing.json"
+
 def plan(cfg: ReproduceConfig,  # the run's settings
          scenes: list | None = None, # the training scenes (default: `training_scenes(cfg)`)
         ) -> list[dict]:
@@ -117,6 +150,7 @@ def plan(cfg: ReproduceConfig,  # the run's settings
         views += len(s.train)
         if (root / "lift" / s.name / "lift.json").exists(): continue  # its record is checked when the run reaches it
         left += 1; lift_s += cfg.lift.iterations * lift_step_seconds(cfg.lift, w, h)
+        lift_s += len(s) * lift_view_seconds(cfg.lift, w, h, cfg.long_side)  # features of every view, then targets
     images = cfg.finetune_epochs * views
     done_ft = (root / "finetune" / "finetuned.safetensors").exists()
     rows = [dict(stage="Stage I: lift", work=f"{left} of {len(scenes)} scenes x {cfg.lift.iterations} steps",
@@ -128,11 +162,16 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     solved = cfg.protocol == "quick" and cfg.probe_iters is None   # fit3d.solve: iterations to a stopping rule
     for name in probe_datasets(cfg):
         t = DATASETS[name].tasks
-        done = (root / "probe" / name / "results.json").exists()
+        done = (root / "probe" / name / "results.json").exists() or all(   # one process's file, or torchrun's units'
+            unit_files(root, name, k)[0].exists() for k in t)
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
         secs = ("seg" in t) * seg_it * RATES[q + "seg_step"] + ("depth" in t) * dep_it * RATES[q + "depth_step"]
+        evals = val_images(name, cfg.root if name == "scannetpp" else None)   # {task: images}, {} where not found
+        secs += sum(n * RATES[q + f"{k}_eval"] for k, n in evals.items())
+        ev = (f"; eval {' + '.join(f'{n} {k}' for k, n in evals.items())} images" if evals
+              else "; evaluation not counted (data not found)")
         rows.append(dict(stage=f"probes: {name}",
-                         work="4 heads each solved to convergence" if solved else f"4 heads together: {steps} steps",
+                         work=("4 heads each solved to convergence" if solved else f"4 heads together: {steps} steps") + ev,
                          seconds=0.0 if done else None if solved else secs))
     return rows
 
@@ -155,8 +194,8 @@ def print_plan(rows: list, cfg: ReproduceConfig, console=None):
     t.add_row("total", "", _hours(known) + (" + solved probes" if any(r["seconds"] is None for r in rows) else ""))
     con.print(t)
     if rows and (note := rows[0].get("note")): con.print(f"[yellow]{note}")
-    con.print(f"rates: {RATES_SOURCE}. Stage I shards over the processes of `torchrun`: divide its "
-              "time by their number.")
+    con.print(f"rates: {RATES_SOURCE}. Stage I's scenes and the probes' (data set, task) units shard over the "
+              "processes of `torchrun`: divide their time by their number (the busiest process sets it).")
 
 def _backbone_name(cfg: ReproduceConfig) -> str:
     "The name `fit3d.features.load_backbone` will give the backbone (it keys the run folder), without loading it."
@@ -167,17 +206,155 @@ def _backbone_name(cfg: ReproduceConfig) -> str:
 def _hours(s: float) -> str:
     return "done" if s == 0 else f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s"
 
+# %% ../nbs/15_reproduce.ipynb #c10c4a02
+def device_name(device) -> str:
+    "The accelerator's name for the timings record (the CPU's when there is none)."
+    import platform
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+def record_timing(path,          # the run's timings.json
+                  stage: str,    # the plan's name of the stage ("Stage I: lift", "probes: scannetpp", ...)
+                  seconds: float, # measured wall seconds
+                  **info,        # what else to keep beside it: the plan's estimate, the device, the processes
+                 ) -> dict:
+    "Merge one stage's measured time into `path`; the other stages' entries (earlier runs' included) are kept."
+    from fit3d.store import read_json
+    from fit3d.scene import SceneError
+    path = Path(path)
+    try: t = read_json(path, "timings") if path.exists() else {}
+    except SceneError: t = {}   # unreadable: only timings, nothing else is lost by starting it again
+    if not isinstance(t, dict) or not isinstance(t.get("stages"), dict): t = {}
+    t.setdefault("stages", {})[stage] = dict(seconds=round(seconds, 3), **info)
+    if "device" in info: t["device"] = info["device"]   # the latest run's, said once at the top too
+    write_json(path, t)
+    return t
+
+def _stamps(paths) -> list:
+    return [p.stat().st_mtime_ns if p.exists() else None for p in map(Path, paths)]
+
+def clocked(stage: str,      # the plan's name of the stage
+            outputs: list,   # the files the stage writes: unchanged (and there before) means it was found done
+            fn,              # runs the stage (and the barrier after it, so that the time covers every process)
+            timings=None,    # the timings.json to record into (None: this process records nothing, e.g. rank > 0)
+            device="cpu",
+            **info,          # kept beside the time (the plan's estimate, ...)
+           ):
+    "Run one stage and record its wall seconds; a stage skipped because it was done keeps its earlier time."
+    import time
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    before = _stamps(outputs); sync(); t0 = time.perf_counter()
+    out = fn()
+    sync(); secs = time.perf_counter() - t0
+    if timings is not None and not (None not in before and _stamps(outputs) == before):
+        record_timing(timings, stage, secs, device=device_name(device), **info)
+    return out
+
+# %% ../nbs/15_reproduce.ipynb #c10c4a05
+def probe_units(names: list, # data set names (`probe_datasets`)
+               ) -> list[tuple[str, str]]:
+    "The probes' work as (data set, task) units in a fixed order: what the processes of `torchrun` divide among them."
+    from fit3d.datasets import DATASETS
+    return [(n, t) for n in names for t in DATASETS[n].tasks]
+
+def unit_data(name: str, task: str, # one unit
+              root=None,            # the data set's folder (None: its usual place)
+             ) -> list[dict]:
+    "The probe inputs of one unit: the data set's read of that task alone (ScanNet++'s labels or its depth)."
+    from fit3d.datasets import DATASETS
+    out = []
+    for p in probe_data(name, root):
+        if p["task"] == "both": p = DATASETS[name].splits(p["root"], task) | dict(dataset=name)
+        if p["task"] == task: out.append(p)
+    return out
+
+def probe_shard(units: list,  # `probe_units`, the same list in every process
+                models: dict, # `compare_models`' four, on this process' device
+                key: dict,    # what the results depend on (weights): each unit adds its data set, task and folders
+                cfg: ReproduceConfig, root, device,
+                rank: int, world: int, # this process and how many there are
+               ) -> list:
+    "This process' share of the units (every `world`-th from `rank`): each trained, evaluated and written to its file."
+    mine = units[rank::world]
+    for name, task in mine:
+        data = unit_data(name, task, cfg.root if name == "scannetpp" else None)
+        res, timing = unit_files(root, name, task)
+        clocked(task, [res], lambda: probe_models(
+            models, data, cfg.probe_iters, device, cache=res, long_side=cfg.long_side, protocol=cfg.protocol,
+            key=key | dict(dataset=name, task=task, roots=[str(Path(p["root"]).resolve()) for p in data]),
+            progress=rank == 0), timing, device, rank=rank, processes=world)
+    return mine
+
+def assemble_units(root, name: str, tasks) -> tuple[dict, dict]:
+    "One data set's results table from its units' files (rows side by side, as one process writes them), and their timings."
+    from fit3d.store import read_json
+    res, times = {}, {}
+    for t in tasks:
+        r, timing = unit_files(root, name, t)
+        for row, v in read_json(r, "probe results").items():
+            if not row.startswith("_"): res.setdefault(row, {}).update(v)
+        if timing.exists(): times[t] = read_json(timing, "probe timing")["stages"][t]
+    return res, times
+
+# %% ../nbs/15_reproduce.ipynb #c10c4a08
+PAPER_VIEWS = round(280_000 / 460)  # DSLR images per ScanNet++ scene: 280k over 460 scenes (ScanNet++ paper, abstract)
+PAPER_GPU_HOURS = 460               # the FiT3D paper's cost of the whole recipe, about
+VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
+DDP_STAGE2 = (2, 2.05)  # Stage II's global batch 2 splits over at most 2 processes: 69.4 -> 142.5 img/s on 2 GPUs (README)
+
+def recipe_time(gpus: int = 1,            # GPUs of one run (Stage I's scenes and the probe units shard over them)
+                views: int = PAPER_VIEWS, # DSLR views per training scene
+                scenes: int = 230,        # training scenes (the paper's nvs_sem_train)
+                datasets=_PAPER_DATASETS, # the probes' data sets (the paper's six)
+               ) -> dict:
+    "Hours of the whole paper recipe on `gpus` GPUs from `RATES`: Stage I per preset, Stage II, the official probes."
+    from fit3d.datasets import DATASETS
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    per_rank = -(-scenes // gpus)   # Stage I: scene k on rank k % gpus, the busiest rank sets the time
+    lift = {n: per_rank * (c.iterations * lift_step_seconds(c, 876, 584) + views * lift_view_seconds(c, 876, 584))
+            for n, c in (("reference", lift_presets()["reference"]), ("fast", lift_presets()["fast"]))}
+    procs, speedup = DDP_STAGE2
+    ft = scenes * views * RATES["finetune_image"] / (speedup if gpus >= procs else 1)
+    units = probe_units(list(datasets))
+    unit_s = {u: (ProbeConfig.iters * RATES["probe_seg_step"] if u[1] == "seg" else DepthProbeConfig.iters * RATES["probe_depth_step"])
+                 + VAL_IMAGES.get(u[0], 0) * RATES[f"probe_{u[1]}_eval"] for u in units}
+    probes = max(sum(unit_s[u] for u in units[r::gpus]) for r in range(min(gpus, len(units))))
+    h = lambda s: s / 3600
+    return dict(gpus=gpus, lift_reference=h(lift["reference"]), lift_fast=h(lift["fast"]), finetune=h(ft), probes=h(probes),
+                total_reference=h(lift["reference"] + ft + probes), total_fast=h(lift["fast"] + ft + probes),
+                units=len(units), stage2_processes=min(gpus, procs))
+
+def recipe_markdown(gpus=(1, 8), views: int = PAPER_VIEWS) -> str:
+    "The whole recipe's time as a markdown table, for the README."
+    r = [recipe_time(g, views) for g in gpus]
+    f = lambda x: f"{x:.1f} h"
+    rows = [("Stage I, `reference` (30,000 steps a scene)", "lift_reference"), ("Stage I, `fast` (3,000 steps)", "lift_fast"),
+            ("Stage II, 1 epoch", "finetune"), ("probes, official (6 data sets, 9 units)", "probes"),
+            ("**total with `reference`**", "total_reference"), ("**total with `fast`**", "total_fast")]
+    head = "| stage | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus) + " |\n|---|" + "---:|" * len(gpus) + "\n"
+    body = "".join(f"| {name} | " + " | ".join(f(x[k]) for x in r) + " |\n" for name, k in rows)
+    return (head + body + f"\n230 ScanNet++ scenes of {views} views at 876x584 (280k DSLR images over 460 scenes, ScanNet++ "
+            f"paper), DINOv2 ViT-S/14, rates of one H100/H200 (`RATES`); the paper: about {PAPER_GPU_HOURS} GPU-hours. "
+            f"Stage I's scenes and the probes' units are divided among the GPUs (the busiest one sets the time); "
+            f"Stage II's global batch 2 splits over at most {DDP_STAGE2[0]} processes (measured {DDP_STAGE2[1]}x on 2 GPUs). "
+            "Evaluation counted for ADE20k, VOC, NYUv2 and KITTI (their standard splits); ScanNet++'s and ScanNet's "
+            "held-out sets are not counted (their sizes in FiT3D's evaluation data are not known here).")
+
 # %% ../nbs/15_reproduce.ipynb #d5f6a7b8
 def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
-    "The paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe and the table; returns the table's path."
+    "The paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe and the table (and each stage's time in timings.json)."
     import torch.distributed as dist
     from fit3d.features import load_backbone, extract_scene
     from fit3d.finetune import FinetuneConfig
     from fit3d.lift import rank_and_world
+    from fit3d.formats import read_scene
     cfg = cfg or ReproduceConfig()
     con, (rank, world) = Console(), rank_and_world()
     scenes = training_scenes(cfg)
-    if rank == 0: print_plan(plan(cfg, scenes), cfg, con)
+    rows = plan(cfg, scenes) if rank == 0 else []
+    if rank == 0: print_plan(rows, cfg, con)
     if cfg.dry_run: return None
     device = resolve_device(cfg.device)
     if world > 1 and not dist.is_initialized():  # one group for the barriers between stages; Stage II reuses it
@@ -185,34 +362,49 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
     root = run_dir(cfg.out, bb.name)
     if rank == 0: write_json(root / "config.json", cfg)
+    est = {r["stage"]: dict(estimate=r["seconds"], work=r["work"]) for r in rows}   # rank 0 records each stage's time
+    clock = lambda stage, outputs, fn: clocked(stage, outputs, fn, root / "timings.json" if rank == 0 else None,
+                                               device, processes=world, **est.get(stage, {}))
     features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=cfg.long_side,
                                               progress=rank == 0)
 
     con.rule(f"[bold]Stage I: {len(scenes)} scenes over {world} process(es)")
-    lift_stage(scenes, root, bb, features_fn, cfg.lift, device, long_side=cfg.long_side, downscale=cfg.downscale or 1.0,
-               name=cfg.backbone, log=con.print, overwrite=True)   # a changed setting recomputes (see above)
-    _barrier()  # every scene's targets are written before any process fine-tunes
+    targets = [root / "targets" / f"{read_scene(p, check_files=False).name}.safetensors" for p in scenes]
+    clock("Stage I: lift", targets, lambda: (
+        lift_stage(scenes, root, bb, features_fn, cfg.lift, device, long_side=cfg.long_side,
+                   downscale=cfg.downscale or 1.0, name=cfg.backbone, log=con.print, overwrite=True), # a changed setting recomputes
+        _barrier()))  # every scene's targets are written before any process fine-tunes
 
     con.rule("[bold]Stage II")
     fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
                           epochs=cfg.finetune_epochs,
                           lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
                           num_workers=0 if device.type == "cpu" else 4)
-    weights = finetune_stage(root, fcfg, bb, log=con.print, overwrite=True)
-    _barrier()
-    if rank != 0: return None
-
+    weights = clock("Stage II: fine-tune", [root / "finetune" / "finetuned.safetensors"],
+                    lambda: (finetune_stage(root, fcfg, bb, log=con.print, overwrite=True), _barrier())[0])
+    names = probe_datasets(cfg)
     fine = load_backbone(cfg.backbone, checkpoint=weights, device=device)
     models = compare_models(bb, fine)
     key = dict(backbone=bb.name, weights=weights_digest(bb), finetuned=files_digest([weights]))
+    if world > 1:  # the (data set, task) units shared among the processes, each on its own GPU
+        units = probe_units(names)
+        probe_shard(units, models, key, cfg, root, device, rank, world)
+        _barrier()  # every unit's file is written before rank 0 assembles the tables
+        if rank != 0: return None
     parts = [f"# fit3d reproduce: {bb.name}\n\nWeights: {weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from)}. "
              f"Stage I: {len(scenes)} ScanNet++ scenes ({cfg.train_split}); Stage II: {weights}."]
-    for name in probe_datasets(cfg):
+    for name in names:
         con.rule(f"[bold]probes: {name}")
-        data = probe_data(name, cfg.root if name == "scannetpp" else None)
-        res = probe_models(models, data, cfg.probe_iters, device, cache=root / "probe" / name / "results.json",
-                           key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data]),
-                           long_side=cfg.long_side, protocol=cfg.protocol)
+        if world > 1:   # its units' results side by side; its time: the GPU seconds of its units
+            res, times = assemble_units(root, name, [t for n, t in units if n == name])
+            record_timing(root / "timings.json", f"probes: {name}", sum(t["seconds"] for t in times.values()),
+                          units=times, **est.get(f"probes: {name}", {}))
+        else:
+            data = probe_data(name, cfg.root if name == "scannetpp" else None)
+            cache = root / "probe" / name / "results.json"
+            res = clock(f"probes: {name}", [cache], lambda: probe_models(
+                models, data, cfg.probe_iters, device, cache=cache, long_side=cfg.long_side, protocol=cfg.protocol,
+                key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data])))
         check = control_check(res, cfg.protocol)["text"]   # the duplicated control against the original, in words
         parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name))
                      + (f"\n\n{check}" if check else ""))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fit3d.reproduce import plan, ReproduceConfig, RATES, lift_step_seconds
+from fit3d.reproduce import plan, ReproduceConfig, RATES, lift_step_seconds, lift_view_seconds
 from fit3d.synthetic import make_scannetpp_tree
 from fit3d.lift import LiftConfig
 
@@ -34,7 +34,14 @@ def test_plan_prices_every_stage(tree, tmp_path):
     cfg = ReproduceConfig(root=tree, out=tmp_path, backbone="tiny", datasets=("scannetpp", "kitti"), probe_iters=100)
     rows = {r["stage"]: r for r in plan(cfg)}
     assert list(rows) == ["Stage I: lift", "Stage II: fine-tune", "probes: scannetpp", "probes: kitti"]
-    assert rows["Stage I: lift"]["seconds"] == pytest.approx(2 * 30_000 * lift_step_seconds(LiftConfig(), 48, 36))  # as the reader gives it
+    # as the reader gives it: the steps, then each of the 6 views' features and target
+    assert rows["Stage I: lift"]["seconds"] == pytest.approx(2 * (30_000 * lift_step_seconds(LiftConfig(), 48, 36)
+                                                                  + 6 * lift_view_seconds(LiftConfig(), 48, 36)))
+    # ScanNet++'s evaluation is counted per held-out image (1 scene x 6 views, both tasks); KITTI's data is not here
+    sp = rows["probes: scannetpp"]
+    assert sp["seconds"] == pytest.approx(100 * (RATES["probe_seg_step"] + RATES["probe_depth_step"])
+                                          + 6 * (RATES["probe_seg_eval"] + RATES["probe_depth_eval"]))
+    assert "eval 6 seg + 6 depth images" in sp["work"] and "not counted" in rows["probes: kitti"]["work"]
     # depth only, the four heads together (a step of all four is the measured rate)
     assert rows["probes: kitti"]["seconds"] == pytest.approx(100 * RATES["probe_depth_step"])
     with pytest.raises(SystemExit, match="split list does not exist"): plan(ReproduceConfig(root=tmp_path / "none"))
@@ -57,8 +64,12 @@ def test_reproduce_end_to_end_resume_and_recompute(tree, tmp_path):
     assert len(list((root / "targets").glob("*.safetensors"))) == 2
     # the same command again: every stage is found by its record; nothing is written
     before = stamps(root)
+    clock = json.loads((root / "timings.json").read_text())
+    assert set(clock["stages"]) == {"Stage I: lift", "Stage II: fine-tune", "probes: scannetpp"}
+    assert all(v["seconds"] > 0 and v["device"].startswith("cpu") and "estimate" in v for v in clock["stages"].values())
     again = fit3d(*args, "--iterations", "20", cwd=tmp_path)
     assert stamps(root) == before and again.count("done") >= 4
+    assert json.loads((root / "timings.json").read_text()) == clock   # stages found done keep their measured times
     # another Stage I setting: lifts, targets, fine-tuning and probes are made again
     fit3d(*args, "--iterations", "21", cwd=tmp_path)
     assert all(json.loads((d / "lift.json").read_text())["steps"] == 21 for d in lifted)
