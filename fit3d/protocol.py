@@ -144,7 +144,8 @@ def _pad(image: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor]:
     H, W = image.shape[-2:]
     if (H, W) == tuple(size): return image, target
-    im = torch.tensor(value, dtype=image.dtype, device=image.device)[:, None, None].expand(3, *size).clone()
+    # filled per channel: torch.tensor(value, device=...) would be a blocking copy, a host sync on the GPU
+    im = torch.stack([torch.full(tuple(size), v, dtype=image.dtype, device=image.device) for v in value])
     t = torch.full(tuple(size), fill, dtype=target.dtype, device=target.device)
     im[:, :H, :W], t[:H, :W] = image, target
     return im, t
@@ -282,7 +283,7 @@ def rotate(image: torch.Tensor,  # (3, H, W)
     # the sampling grid in pixel units, so that the rotation is a rotation of the picture, whatever its aspect
     rot = torch.tensor([[math.cos(a), math.sin(a) * H / W, 0], [-math.sin(a) * W / H, math.cos(a), 0]],
                        dtype=torch.float32)
-    grid = F.affine_grid(rot[None].to(image.device), (1, 1, H, W), align_corners=False)
+    grid = F.affine_grid(rot[None].to(image.device, non_blocking=True), (1, 1, H, W), align_corners=False)
     im = F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     d = F.grid_sample(depth[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return im, d.to(depth.dtype)
@@ -355,8 +356,9 @@ def _cat_box(labels: torch.Tensor, crop: tuple, ratio: float, g: torch.Generator
     boxes, states = [], []
     for _ in range(tries + 1): boxes.append(_crop_box(H, W, crop, g)); states.append(g.get_state())
     h, w, dev = boxes[0][1] - boxes[0][0], boxes[0][3] - boxes[0][2], labels.device
-    ys = (torch.tensor([b[0] for b in boxes[:tries]])[:, None] + torch.arange(h))[:, :, None].to(dev)
-    xs = (torch.tensor([b[2] for b in boxes[:tries]])[:, None] + torch.arange(w))[:, None, :].to(dev)
+    y0x0 = torch.tensor([b[::2] for b in boxes[:tries]]).to(dev, non_blocking=True)   # not blocking: no host sync
+    ys = (y0x0[:, :1] + torch.arange(h, device=dev))[:, :, None]
+    xs = (y0x0[:, 1:] + torch.arange(w, device=dev))[:, None, :]
     l = labels[ys, xs].flatten(1).clamp_min(-1) + 1                      # (tries, h w); 0: ignored
     k = int(labels.max()) + 1 if k is None else k
     cnt = torch.zeros(tries, k + 1, dtype=torch.long, device=dev).scatter_add_(1, l, torch.ones_like(l))[:, 1:]
@@ -453,7 +455,8 @@ class _OnDevice:
             s = self.samples[i]
             t = _target(s, self.key, "cpu")
             k = int(t.max()) + 1 if self.key == "labels" and t.numel() else None   # read here, on the CPU: no sync
-            out = torch.as_tensor(np.ascontiguousarray(s["image"])).to(self.dev), t.to(self.dev), k
+            out = (torch.as_tensor(np.ascontiguousarray(s["image"])).to(self.dev, non_blocking=True),
+                   t.to(self.dev, non_blocking=True), k)
             n = sum(x.numel() * x.element_size() for x in out[:2])
             if self.used + n > self.budget: return _float_image(out[0]), out[1], k
             self.kept[i], self.used = out, self.used + n

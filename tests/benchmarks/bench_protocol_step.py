@@ -44,7 +44,7 @@ def profile_table(fn, dev, rows):
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with torch.profiler.profile(activities=acts) as prof: fn()
     if dev.type == "cuda": torch.cuda.synchronize()
-    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
