@@ -484,7 +484,16 @@ def _official_crops(samples: Sequence[dict], task: str, cfg, aug, bdev: torch.de
     "The next batch of augmented crops on `bdev`, `g -> (images (B, 3, *crop), targets (B, *crop))`."
     key, state = ("labels" if task == "seg" else "depth"), dict(order=torch.empty(0, dtype=torch.long))
     get = _OnDevice(samples, key, bdev)
+    # the batched augmentation runs on a side stream: cat_max_ratio's host sync then waits for it alone, not for the
+    # backbones and heads of the step before, which the GPU is still running
+    side = torch.cuda.Stream(bdev) if batched and bdev.type == "cuda" else None
     def crops(g):
+        if side is None: return augment(g)
+        with torch.cuda.stream(side): x, ts = augment(g)
+        main = torch.cuda.current_stream(bdev); main.wait_stream(side)
+        x.record_stream(main); ts.record_stream(main)   # made on the side stream, used (and freed) on the main one
+        return x, ts
+    def augment(g):
         while len(state["order"]) < cfg.batch_size:
             state["order"] = torch.cat([state["order"], torch.randperm(len(samples), generator=g)])
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
