@@ -187,9 +187,26 @@ class DepthHead(nn.Module):
         return (p * self.bins.float()[:, None, None]).sum(1, keepdim=True)  # not einsum: autocast would run it in bf16
 
 # %% ../nbs/07_probe.ipynb #f6627375
+class _Batch(list):
+    "A list of maps that are the slices of one tensor, `batch`: code that wants the batch takes it without a copy."
+    def __init__(self, batch: torch.Tensor): super().__init__(batch.unbind(0)); self.batch = batch
+
+def _stacked(xs: Sequence[torch.Tensor]) -> torch.Tensor: return xs.batch if isinstance(xs, _Batch) else torch.stack(list(xs))
+def _flat(xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    return xs.batch.flatten() if isinstance(xs, _Batch) else torch.cat([x.flatten() for x in xs])
+
 def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[torch.Tensor]:
     "Run `head` on `(C, h, w)` maps of any sizes as one batch and resize each output bilinearly to its target size."
     up, run = getattr(head, "upsample", 1), head
+    sizes = [tuple(s) for s in sizes]
+    if len({tuple(f.shape) for f in feats}) == 1:   # maps of one size: every step on the batch, no per-map kernel or copy
+        x = _stacked(feats)
+        if up > 1 and getattr(head, "conv_first", lambda: False)(): x, run = head.conv(x), head.finish  # see below
+        if up > 1: x = F.interpolate(x, size=(x.shape[-2] * up, x.shape[-1] * up), mode="bilinear", align_corners=False)
+        y = run(x)
+        if len(set(sizes)) == 1:
+            return _Batch(F.interpolate(y.float(), size=sizes[0], mode="bilinear", align_corners=False))
+        return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0] for o, s in zip(y, sizes)]
     if up > 1 and getattr(head, "conv_first", lambda: False)():
         # the depth head's 1x1 conv first, at the features' resolution, then the upsampling of its 256 bins: the
         # same numbers as upsampling the features first (as the official head does) at a sixteenth of the conv's cost
@@ -204,7 +221,6 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
     else:
         y = run(torch.cat([f.flatten(1) for f in feats], 1)[None, :, None])[0, :, 0]
         outs = [o.reshape(-1, *s) for o, s in zip(y.split([a * b for a, b in shapes], 1), shapes)]
-    sizes = [tuple(s) for s in sizes]
     if len(set(sizes)) == 1 and len(set(shapes)) == 1:
         return list(F.interpolate(torch.stack(outs).float(), size=sizes[0], mode="bilinear", align_corners=False))
     return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0]
@@ -216,8 +232,9 @@ def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
              avg_non_ignore: bool = False, # average over labelled pixels; False: over all pixels (mmseg 0.27)
             ) -> torch.Tensor:
     "Cross-entropy of the batch, averaged over all its pixels (ignored ones add 0) or over the labelled ones."
-    z = torch.cat([o.flatten(1).T for o in logits]).float()
-    y = torch.cat([l.flatten() for l in labels]).long()
+    if isinstance(logits, _Batch):   # one (N, K, H, W) tensor: the loss over its class axis, without a copy
+        z, y = logits.batch.float(), _stacked(labels).long()
+    else: z, y = torch.cat([o.flatten(1).T for o in logits]).float(), torch.cat([l.flatten() for l in labels]).long()
     ce = F.cross_entropy(z, y, ignore_index=-1, reduction="sum")   # 0 where every pixel is ignored
     # no `if` on the labels: a branch on GPU data waits for the GPU, at every step
     return ce / ((y >= 0).sum().clamp_min(1) if avg_non_ignore else y.numel())
@@ -412,9 +429,8 @@ def seg_loss_fn(cfg: ProbeConfig) -> Callable:
 def depth_loss_fn(cfg: DepthProbeConfig) -> Callable:
     "The depth loss `(outputs, depths, step) -> loss`: SigLoss (mean term only at first) + `grad_loss` x gradient loss."
     def loss(outs, gts, step):
+        l = sig_loss(_flat(outs), _flat(gts).float(), warmup=step < cfg.sig_warmup)
         gts = [t.float() for t in gts]
-        l = sig_loss(torch.cat([o.flatten() for o in outs]), torch.cat([t.flatten() for t in gts]),
-                     warmup=step < cfg.sig_warmup)
         if cfg.grad_loss:
             same = len({t.shape for t in gts}) == 1
             gl = (gradient_loss(torch.stack(outs)[:, 0], torch.stack(gts)) if same

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _cached_batches, _forward,
-                         seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
+from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _Batch, _cached_batches,
+                         _forward, seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
 from .solve import solve_heads
 from .store import check_provenance, module_device, provenance, read_json, write_json
 
@@ -351,7 +351,7 @@ def photometric_batch(x: torch.Tensor,          # (B, 3, H, W) RGB in [0, 1]
 def _cat_box(labels: torch.Tensor, crop: tuple, ratio: float, g: torch.Generator,
              k: int | None = None,  # 1 + the largest label, if known (else read: one more host sync)
              tries: int = 10) -> tuple[int, int, int, int]:
-    "`seg_augment`'s crop redrawn under `cat_max_ratio`: every candidate checked at once (one host sync), `g` left as the loop leaves it."
+    "`seg_augment`'s crop under `cat_max_ratio`: the candidates checked at once (one host sync), `g` left as the loop leaves it."
     H, W = labels.shape
     boxes, states = [], []
     for _ in range(tries + 1): boxes.append(_crop_box(H, W, crop, g)); states.append(g.get_state())
@@ -385,7 +385,8 @@ def seg_augment_batch(images: Sequence[torch.Tensor], # (3, H, W) float in [0, 1
     ims, lbs, sizes, draws = [], [], [], []
     for i, (image, lab) in enumerate(zip(images, labels)):
         r = _u(g, *aug.ratio)
-        image, lab = _resize(image, lab, keep_ratio_size(*image.shape[-2:], (int(aug.scale[0] * r), int(aug.scale[1] * r))))
+        size = keep_ratio_size(*image.shape[-2:], (int(aug.scale[0] * r), int(aug.scale[1] * r)))
+        image, lab = _resize(image, lab, size)
         y0, y1, x0, x1 = (_cat_box(lab, aug.crop, aug.cat_max_ratio, g, None if classes is None else classes[i])
                           if aug.cat_max_ratio < 1 else _crop_box(*lab.shape, aug.crop, g))
         image, lab = image[:, y0:y1, x0:x1], lab[y0:y1, x0:x1]
@@ -446,7 +447,7 @@ def _target(s: dict, key: str, dev) -> torch.Tensor:
     return (t.long() if key == "labels" else t.float()).to(dev)
 
 class _OnDevice:
-    "Training samples on the backbones' device, each read once and kept (as stored: uint8 stays uint8) while they fit a quarter of the free memory."
+    "Training samples on the backbones' device, read once and kept as stored (uint8 stays uint8) while they fit a quarter of free memory."
     def __init__(self, samples: Sequence[dict], key: str, dev: torch.device):
         self.samples, self.key, self.dev, self.kept, self.used = samples, key, dev, {}, 0
         self.budget = torch.cuda.mem_get_info(dev)[0] // 4 if dev.type == "cuda" else 0
@@ -477,7 +478,7 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
     def batches(step, g, dev):
         x, ts = crops(g)
         feats = sets(x)
-        return {k: list(v.to(dev)) for k, v in feats.items()}, list(ts.to(dev))
+        return {k: _Batch(v.to(dev)) for k, v in feats.items()}, _Batch(ts.to(dev))   # lists that are one tensor
     return batches
 
 def _official_crops(samples: Sequence[dict], task: str, cfg, aug, bdev: torch.device, batched: bool = True) -> Callable:

@@ -2,8 +2,9 @@
 one run (issue 23 §2): goal bare forwards / step >= 0.8.
 
 For segmentation (512 x 512 crops) and depth (DepthAugment's 416 x 544 crops), batch 16, both backbones ViT-S/14
-(random weights) and the four rows' heads, at three precisions (fp32; bf16 autocast for the frozen backbones with
-fp32 heads; bf16 for both, the default of `FeatureSets` and `ProbeConfig`), it measures:
+(random weights) and the four rows' heads (segmentation: 100 classes, as ScanNet++'s), at three precisions (fp32,
+as the official configs: `fp16 = None`; bf16 autocast for the frozen backbones with fp32 heads; bf16 for both, the
+default of `FeatureSets` and `ProbeConfig`), it measures:
 
   bare       the two backbones' forward passes on one batch of crops (no grad): `FeatureSets.parts`
   aug old    the augmentation of a batch, one sample at a time (`seg_augment` / `depth_augment`)
@@ -55,6 +56,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--images", type=int, default=32, help="synthetic samples (584 x 876, as ScanNet++ at half resolution)")
+    ap.add_argument("--classes", type=int, default=100, help="segmentation classes (ScanNet++: 100)")
     ap.add_argument("--profile-rows", type=int, default=15)
     ap.add_argument("--precisions", default=",".join(PRECISIONS), help="a comma-separated subset of " + ", ".join(PRECISIONS))
     a = ap.parse_args()
@@ -82,7 +84,7 @@ def main():
             kw = dict(batch_size=batch, progress=False, device=str(dev), amp=head_amp)
             cfg = ProbeConfig(**kw) if task == "seg" else DepthProbeConfig(**kw)
             loss = seg_loss_fn(cfg) if task == "seg" else depth_loss_fn(cfg)
-            heads = lambda: _heads(sets, task, cfg, 3 if task == "seg" else None)
+            heads = lambda: _heads(sets, task, cfg, a.classes if task == "seg" else None)
             g = torch.Generator().manual_seed(0)
             old = _official_crops(samples, task, cfg, aug, dev, batched=False)
             new = _official_crops(samples, task, cfg, aug, dev, batched=True)
@@ -106,8 +108,9 @@ def main():
                 lambda: train(_official_batches(sets, samples, task, cfg, aug, True), 3), dev, a.profile_rows)))
             out.setdefault(task, {})[prec] = r
     device = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(f"device: {device}; backbone {name} (random weights) twice (original + fine-tuned), 4 heads; batch {batch}; "
-          f"crops seg {augs['seg'].crop}, depth {augs['depth'].crop}; {steps} timed steps each; ms per batch")
+    print(f"device: {device}; backbone {name} (random weights) twice (original + fine-tuned), 4 heads ({a.classes} "
+          f"classes for seg); batch {batch}; crops seg {augs['seg'].crop}, depth {augs['depth'].crop}; {steps} timed "
+          "steps each; ms per batch")
     cols = ("bare_ms", "aug_old_ms", "aug_new_ms", "heads_ms", "step_old_ms", "step_new_ms", "rest_new_ms")
     print(f"{'task':6s} {'precision':15s} " + " ".join(f"{c[:-3]:>9s}" for c in cols)
           + f" {'bare/old':>9s} {'bare/new':>9s}")
