@@ -456,13 +456,14 @@ class _OnDevice:
             s = self.samples[i]
             t = _target(s, self.key, "cpu")
             k = int(t.max()) + 1 if self.key == "labels" and t.numel() else None   # read here, on the CPU: no sync
+            if k is not None and k <= 2 ** 15 and int(t.min()) >= -1: t = t.short()  # labels kept in a quarter the bytes
             out = (torch.as_tensor(np.ascontiguousarray(s["image"])).to(self.dev, non_blocking=True),
                    t.to(self.dev, non_blocking=True), k)
             n = sum(x.numel() * x.element_size() for x in out[:2])
-            if self.used + n > self.budget: return _float_image(out[0]), out[1], k
-            self.kept[i], self.used = out, self.used + n
-        a, t, k = self.kept[i]
-        return _float_image(a), t, k
+            if self.used + n <= self.budget: self.kept[i], self.used = out, self.used + n
+        else: out = self.kept[i]
+        a, t, k = out
+        return _float_image(a), (t.long() if t.dtype == torch.int16 else t), k
 
 def _heads(sets: FeatureSets, task: str, cfg, n_classes: int | None) -> dict:
     torch.manual_seed(cfg.seed)
