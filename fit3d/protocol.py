@@ -360,7 +360,7 @@ def _cat_box(labels: torch.Tensor, crop: tuple, ratio: float, g: torch.Generator
     ys = (y0x0[:, :1] + torch.arange(h, device=dev))[:, :, None]
     xs = (y0x0[:, 1:] + torch.arange(w, device=dev))[:, None, :]
     l = labels[ys, xs].flatten(1).clamp_min(-1) + 1                      # (tries, h w); 0: ignored
-    k = int(labels.max()) + 1 if k is None else k
+    k = max(int(labels.max()) + 1 if k is None else k, 1)                # at least one class column, if all ignored
     cnt = torch.zeros(tries, k + 1, dtype=torch.long, device=dev).scatter_add_(1, l, torch.ones_like(l))[:, 1:]
     ok = ((cnt > 0).sum(1) > 1) & (cnt.max(1).values / cnt.sum(1) < ratio)   # as the loop: > 1 class, none dominant
     j = next((i for i, o in enumerate(ok.tolist()) if o), tries)          # the loop's last redraw is not checked
