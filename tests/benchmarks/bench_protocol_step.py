@@ -97,6 +97,7 @@ def main():
             fixed = lambda step, g, d: (feats, list(t))
             c = lambda it: type(cfg)(**{**cfg.__dict__, "iters": it})
             train = lambda b, it: fit_heads(heads(), b, loss, c(it), task)
+            train(fixed, 2)                                         # warm-up: kernels chosen, handles made
             r["heads_ms"] = run(lambda: train(fixed, steps)) / steps
             for which, batched in (("old", False), ("new", True)):
                 b = _official_batches(sets, samples, task, cfg, aug, batched)   # one: its samples stay on the device
