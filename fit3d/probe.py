@@ -25,7 +25,8 @@ results table and the paper's numbers.
 | depth metrics | per image over min_depth < gt < max_depth (and a crop), prediction clamped to [min, max], then averaged over images | the same; median scaling off by default |
 | augmentation, inference | on images, before the backbone: see `fit3d.protocol` | `protocol="official"` there; `protocol="quick"` caches features once and flips them |
 
-A non-finite loss stops training at once with a message naming the probe and the step (`fit3d.store.check_finite`).
+A non-finite loss stops training with a message naming the probe and the step (`fit3d.store.NonFiniteLoss`); the losses
+are read back every `CHECK_EVERY` steps (25), not at every step, so that training never waits for the GPU.
 
 Docs: https://fit3d.github.io/fit3d/probe.html.md"""
 
@@ -43,12 +44,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .store import check_finite, module_device, resolve_device
+from .store import NonFiniteLoss, module_device, resolve_device
 
 # %% auto #0
-__all__ = ['ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead', 'seg_loss', 'sig_loss',
-           'gradient_loss', 'confusion_matrix', 'seg_metrics', 'depth_metrics', 'eval_crop', 'fit_heads', 'seg_loss_fn',
-           'depth_loss_fn', 'train_seg_probe', 'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe',
+__all__ = ['CHECK_EVERY', 'ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead', 'seg_loss',
+           'sig_loss', 'gradient_loss', 'confusion_matrix', 'seg_metrics', 'depth_metrics', 'eval_crop', 'fit_heads',
+           'seg_loss_fn', 'depth_loss_fn', 'train_seg_probe', 'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe',
            'toy_seg_data', 'toy_depth_data', 'concat_cls', 'cache_features', 'probe_segmentation', 'probe_depth']
 
 # %% ../nbs/07_probe.ipynb #87c1191f
@@ -182,13 +183,30 @@ class DepthHead(nn.Module):
         z = z.float()
         if self.mode == "regression": return F.relu(z) + self.min_depth
         p = F.relu(z) + 0.1 if self.norm == "linear" else torch.softmax(z, 1)
-        p = p / p.sum(1, keepdim=True)
-        return (p * self.bins.float()[:, None, None]).sum(1, keepdim=True)  # not einsum: autocast would run it in bf16
+        # Σ p·bin / Σ p: normalised after the sums, not bin by bin (two passes fewer over the upsampled bins)
+        return (p * self.bins.float()[:, None, None]).sum(1, keepdim=True) / p.sum(1, keepdim=True)  # not einsum: bf16
 
 # %% ../nbs/07_probe.ipynb #f6627375
+class _Batch(list):
+    "A list of maps that are the slices of one tensor, `batch`: code that wants the batch takes it without a copy."
+    def __init__(self, batch: torch.Tensor): super().__init__(batch.unbind(0)); self.batch = batch
+
+def _stacked(xs: Sequence[torch.Tensor]) -> torch.Tensor: return xs.batch if isinstance(xs, _Batch) else torch.stack(list(xs))
+def _flat(xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    return xs.batch.flatten() if isinstance(xs, _Batch) else torch.cat([x.flatten() for x in xs])
+
 def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[torch.Tensor]:
     "Run `head` on `(C, h, w)` maps of any sizes as one batch and resize each output bilinearly to its target size."
     up, run = getattr(head, "upsample", 1), head
+    sizes = [tuple(s) for s in sizes]
+    if len({tuple(f.shape) for f in feats}) == 1:   # maps of one size: every step on the batch, no per-map kernel or copy
+        x = _stacked(feats)
+        if up > 1 and getattr(head, "conv_first", lambda: False)(): x, run = head.conv(x), head.finish  # see below
+        if up > 1: x = F.interpolate(x, size=(x.shape[-2] * up, x.shape[-1] * up), mode="bilinear", align_corners=False)
+        y = run(x)
+        if len(set(sizes)) == 1:
+            return _Batch(F.interpolate(y.float(), size=sizes[0], mode="bilinear", align_corners=False))
+        return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0] for o, s in zip(y, sizes)]
     if up > 1 and getattr(head, "conv_first", lambda: False)():
         # the depth head's 1x1 conv first, at the features' resolution, then the upsampling of its 256 bins: the
         # same numbers as upsampling the features first (as the official head does) at a sixteenth of the conv's cost
@@ -203,7 +221,6 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
     else:
         y = run(torch.cat([f.flatten(1) for f in feats], 1)[None, :, None])[0, :, 0]
         outs = [o.reshape(-1, *s) for o, s in zip(y.split([a * b for a, b in shapes], 1), shapes)]
-    sizes = [tuple(s) for s in sizes]
     if len(set(sizes)) == 1 and len(set(shapes)) == 1:
         return list(F.interpolate(torch.stack(outs).float(), size=sizes[0], mode="bilinear", align_corners=False))
     return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0]
@@ -215,11 +232,12 @@ def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
              avg_non_ignore: bool = False, # average over labelled pixels; False: over all pixels (mmseg 0.27)
             ) -> torch.Tensor:
     "Cross-entropy of the batch, averaged over all its pixels (ignored ones add 0) or over the labelled ones."
-    z = torch.cat([o.flatten(1).T for o in logits]).float()
-    y = torch.cat([l.flatten() for l in labels]).long()
-    if not (y >= 0).any(): return z.sum() * 0.0
-    if avg_non_ignore: return F.cross_entropy(z, y, ignore_index=-1)
-    return F.cross_entropy(z, y, ignore_index=-1, reduction="sum") / y.numel()
+    if isinstance(logits, _Batch):   # one (N, K, H, W) tensor: the loss over its class axis, without a copy
+        z, y = logits.batch.float(), _stacked(labels).long()
+    else: z, y = torch.cat([o.flatten(1).T for o in logits]).float(), torch.cat([l.flatten() for l in labels]).long()
+    ce = F.cross_entropy(z, y, ignore_index=-1, reduction="sum")   # 0 where every pixel is ignored
+    # no `if` on the labels: a branch on GPU data waits for the GPU, at every step
+    return ce / ((y >= 0).sum().clamp_min(1) if avg_non_ignore else y.numel())
 
 def sig_loss(pred: torch.Tensor,   # predicted depth, any shape
              gt: torch.Tensor,     # ground-truth depth, same shape, 0 = unknown
@@ -228,11 +246,13 @@ def sig_loss(pred: torch.Tensor,   # predicted depth, any shape
              eps: float = 1e-3,    # added before the log, as the reference
             ) -> torch.Tensor:
     "Scale-invariant log loss (AdaBins/DINOv2): sqrt(Var(g) + lam·mean(g)²) over pixels with gt > 0."
+    # masked sums, not pred[m]: indexing by a mask (and `if` on its size) waits for the GPU, at every step
     m = gt > 0
-    g = torch.log(pred[m] + eps) - torch.log(gt[m] + eps)
-    if g.numel() < 2: return pred.sum() * 0.0
-    d = lam * g.mean() ** 2 if warmup else g.var() + lam * g.mean() ** 2
-    return d.clamp_min(1e-12).sqrt()
+    g = (torch.log(torch.where(m, pred, 1.0) + eps) - torch.log(torch.where(m, gt, 1.0) + eps)) * m  # 0 off the mask
+    n = m.sum()
+    mean = g.sum() / n.clamp_min(1)
+    d = lam * mean ** 2 if warmup else ((g - mean) ** 2 * m).sum() / (n - 1).clamp_min(1) + lam * mean ** 2
+    return torch.where(n >= 2, d.clamp_min(1e-12).sqrt(), pred.sum() * 0.0)
 
 def gradient_loss(pred: torch.Tensor, # (H, W) or (B, H, W) predicted depth
                   gt: torch.Tensor,   # same shape, ground-truth depth, 0 = unknown
@@ -321,6 +341,19 @@ def _check_pairs(feats: list, targets: list, what: str):
         if f.shape[0] != feats[0].shape[0]:
             raise ValueError(f"feature map {i} has {f.shape[0]} channels, map 0 has {feats[0].shape[0]}")
 
+CHECK_EVERY = 25  # fit_heads reads the losses back (and stops on a non-finite one) every this many steps
+
+def _check_losses(pending: list, # (step, head, loss tensor) in training order
+                  desc: str | None, # the one head's run (None: several heads, named by theirs)
+                  now: int) -> dict: # head -> its loss at the last step
+    "The losses since the last read, read at once: `NonFiniteLoss` naming the first non-finite one."
+    vals = torch.stack([l.float() for _, _, l in pending]).tolist()
+    for (s, k, _), v in zip(pending, vals):
+        if not math.isfinite(v):
+            raise NonFiniteLoss(f"{desc or k} step {s}: loss is {v}: stopped at step {now} (losses are read every "
+                                f"{CHECK_EVERY} steps); nothing was written. Lower the learning rate or check the inputs.")
+    return {k: v for (s, k, _), v in zip(pending, vals) if s == now}
+
 def fit_heads(heads: dict,           # name -> head; trained side by side on the same batches
               batches: Callable,     # (step, generator, device) -> ({name: [(C, h, w) maps]}, [targets])
               loss_fn: Callable,     # (outputs, targets, step) -> scalar loss
@@ -335,7 +368,7 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
                                  betas=(b1, 0.999))
             for k, h in heads.items()}
     scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg)) for k, o in opts.items()}
-    losses = {k: [] for k in heads}
+    losses, pending = {k: [] for k in heads}, []   # pending: the loss tensors since the last read
     bar = tqdm(range(cfg.iters), desc=desc, disable=not cfg.progress, mininterval=1.0)
     for step in bar:
         feats, targets = batches(step, g, dev)
@@ -343,14 +376,17 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 outs = _forward(head, feats[k], [t.shape[-2:] for t in targets])
             loss = loss_fn(outs, targets, step)
-            v = check_finite(loss, f"{desc}{'' if len(heads) == 1 else ' ' + k} step {step}")
+            pending.append((step, k, loss.detach()))
             opts[k].zero_grad(set_to_none=True); loss.backward()
             if cfg.grad_clip: nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
             if cfg.onecycle_momentum:
                 for pg in opts[k].param_groups: pg["betas"] = (momentum_at(step, cfg), pg["betas"][1])
             opts[k].step(); scheds[k].step()
-            if step % 25 == 0 or step == cfg.iters - 1: losses[k].append((step, v))
-        if losses[k] and losses[k][-1][0] == step: bar.set_postfix(loss=f"{losses[k][-1][1]:.4f}")
+        if step % CHECK_EVERY == 0 or step == cfg.iters - 1:   # one host sync per CHECK_EVERY steps, not per head and step
+            v = _check_losses(pending, desc if len(heads) == 1 else None, step)
+            pending = []
+            for k in heads: losses[k].append((step, v[k]))
+            bar.set_postfix(loss=f"{v[k]:.4f}")
     for k, h in heads.items(): h.eval(); h.losses = losses[k]
     return heads
 
@@ -393,9 +429,8 @@ def seg_loss_fn(cfg: ProbeConfig) -> Callable:
 def depth_loss_fn(cfg: DepthProbeConfig) -> Callable:
     "The depth loss `(outputs, depths, step) -> loss`: SigLoss (mean term only at first) + `grad_loss` x gradient loss."
     def loss(outs, gts, step):
+        l = sig_loss(_flat(outs), _flat(gts).float(), warmup=step < cfg.sig_warmup)
         gts = [t.float() for t in gts]
-        l = sig_loss(torch.cat([o.flatten() for o in outs]), torch.cat([t.flatten() for t in gts]),
-                     warmup=step < cfg.sig_warmup)
         if cfg.grad_loss:
             same = len({t.shape for t in gts}) == 1
             gl = (gradient_loss(torch.stack(outs)[:, 0], torch.stack(gts)) if same

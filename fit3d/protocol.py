@@ -35,17 +35,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _cached_batches, _forward,
-                         seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
+from .probe import (ProbeConfig, DepthProbeConfig, SegHead, DepthHead, fit_heads, _Batch, _cached_batches,
+                         _forward, seg_loss_fn, depth_loss_fn, confusion_matrix, seg_metrics, depth_metrics, eval_crop)
 from .solve import solve_heads
 from .store import check_provenance, module_device, provenance, read_json, write_json
 
 # %% auto #0
 __all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'ROW_NAMES', 'COLUMNS', 'CONTROL', 'FeatureSets', 'SegAugment',
            'keep_ratio_size', 'rgb_to_hsv', 'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows',
-           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta', 'solver',
-           'run_probes', 'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'control_check',
-           'probe_record', 'save_results', 'load_results']
+           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta',
+           'photometric_batch', 'seg_augment_batch', 'color_aug_batch', 'depth_augment_batch', 'solver', 'run_probes',
+           'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'control_check', 'probe_record',
+           'save_results', 'load_results']
 
 # %% ../nbs/07a_protocol.ipynb #b18c1725
 ROWS = ("original", "duplicated", "finetuned", "combined")
@@ -143,26 +144,27 @@ def _pad(image: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor]:
     H, W = image.shape[-2:]
     if (H, W) == tuple(size): return image, target
-    im = torch.tensor(value, dtype=image.dtype, device=image.device)[:, None, None].expand(3, *size).clone()
+    # filled per channel: torch.tensor(value, device=...) would be a blocking copy, a host sync on the GPU
+    im = torch.stack([torch.full(tuple(size), v, dtype=image.dtype, device=image.device) for v in value])
     t = torch.full(tuple(size), fill, dtype=target.dtype, device=target.device)
     im[:, :H, :W], t[:H, :W] = image, target
     return im, t
 
 # %% ../nbs/07a_protocol.ipynb #70e5afb7
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    "(3, H, W) RGB in [0, 1] -> HSV, hue in [0, 1)."
-    r, g, b = x; mx, mn = x.max(0).values, x.min(0).values; d = mx - mn
+    "(..., 3, H, W) RGB in [0, 1] -> HSV, hue in [0, 1)."
+    r, g, b = x.unbind(-3); mx, mn = x.max(-3).values, x.min(-3).values; d = mx - mn
     h = torch.where(mx == r, (g - b) / d.clamp_min(1e-12) % 6,
                     torch.where(mx == g, (b - r) / d.clamp_min(1e-12) + 2, (r - g) / d.clamp_min(1e-12) + 4))
     h = torch.where(d > 0, h / 6, torch.zeros_like(h)) % 1.0
-    return torch.stack([h, torch.where(mx > 0, d / mx.clamp_min(1e-12), torch.zeros_like(mx)), mx])
+    return torch.stack([h, torch.where(mx > 0, d / mx.clamp_min(1e-12), torch.zeros_like(mx)), mx], -3)
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    "(3, H, W) HSV (hue in [0, 1)) -> RGB in [0, 1]."
-    h, s, v = x
+    "(..., 3, H, W) HSV (hue in [0, 1)) -> RGB in [0, 1]."
+    h, s, v = x.unbind(-3)
     k = lambda n: (n + h * 6) % 6
     f = lambda n: v - v * s * torch.clamp(torch.minimum(k(n), 4 - k(n)), 0, 1)
-    return torch.stack([f(5), f(3), f(1)])
+    return torch.stack([f(5), f(3), f(1)], -3)
 
 def photometric_distortion(image: torch.Tensor, # (3, H, W) RGB in [0, 1]
                            g: torch.Generator,
@@ -281,7 +283,7 @@ def rotate(image: torch.Tensor,  # (3, H, W)
     # the sampling grid in pixel units, so that the rotation is a rotation of the picture, whatever its aspect
     rot = torch.tensor([[math.cos(a), math.sin(a) * H / W, 0], [-math.sin(a) * W / H, math.cos(a), 0]],
                        dtype=torch.float32)
-    grid = F.affine_grid(rot[None].to(image.device), (1, 1, H, W), align_corners=False)
+    grid = F.affine_grid(rot[None].to(image.device, non_blocking=True), (1, 1, H, W), align_corners=False)
     im = F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     d = F.grid_sample(depth[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return im, d.to(depth.dtype)
@@ -315,17 +317,153 @@ def flip_tta(predict: Callable,     # (B, 3, H, W) -> {row: (B, 1, H, W)}
     a, b = predict(images), predict(images.flip(-1))
     return {k: (a[k] + b[k].flip(-1)) / 2 for k in a}
 
+# %% ../nbs/07a_protocol.ipynb #2e1837fa
+def _photometric_draws(g: torch.Generator) -> list[float]:
+    "`photometric_distortion`'s random draws for one image, in its order: [on x4, contrast first, values x4]."
+    on, val = [0.0] * 4, [0.0] * 4                 # brightness, contrast, saturation, hue
+    if _p(g, 0.5): on[0], val[0] = 1.0, _u(g, -32, 32) / 255
+    first = _p(g, 0.5)
+    def contrast():
+        if _p(g, 0.5): on[1], val[1] = 1.0, _u(g, 0.5, 1.5)
+    if first: contrast()
+    if _p(g, 0.5): on[2], val[2] = 1.0, _u(g, 0.5, 1.5)
+    if _p(g, 0.5): on[3], val[3] = 1.0, int(torch.randint(-18, 18, (), generator=g)) / 180
+    if not first: contrast()
+    return on + [float(first)] + val
+
+def photometric_batch(x: torch.Tensor,          # (B, 3, H, W) RGB in [0, 1]
+                      draws: Sequence[list],    # `_photometric_draws` of each image
+                     ) -> torch.Tensor:         # the same, distorted
+    "`photometric_distortion` of a batch in one pass on its device: each image with its own draws, the same numbers."
+    p = torch.tensor(draws, dtype=torch.float64).to(x.device, non_blocking=True)   # one copy for the whole batch
+    on = lambda i: p[:, i].bool().view(-1, 1, 1, 1)
+    val = lambda i: p[:, 5 + i].to(x.dtype).view(-1, 1, 1, 1)   # float32, as a Python scalar in the one-image version
+    first = on(4)
+    x = torch.where(on(0), (x + val(0)).clamp(0, 1), x)
+    contrast = lambda x: torch.where(on(1), (x * val(1)).clamp(0, 1), x)
+    x = torch.where(first, contrast(x), x)
+    hsv = rgb_to_hsv(x)
+    s = torch.where(on(2), (hsv[:, 1:2] * val(2)).clamp(0, 1), hsv[:, 1:2])
+    h = torch.where(on(3), (hsv[:, :1] + val(3)) % 1.0, hsv[:, :1])
+    x = hsv_to_rgb(torch.cat([h, s, hsv[:, 2:]], 1))
+    return torch.where(first, x, contrast(x))
+
+def _cat_box(labels: torch.Tensor, crop: tuple, ratio: float, g: torch.Generator,
+             k: int | None = None,  # 1 + the largest label, if known (else read: one more host sync)
+             tries: int = 10) -> tuple[int, int, int, int]:
+    "`seg_augment`'s crop under `cat_max_ratio`: the candidates checked at once (one host sync), `g` left as the loop leaves it."
+    H, W = labels.shape
+    boxes, states = [], []
+    for _ in range(tries + 1): boxes.append(_crop_box(H, W, crop, g)); states.append(g.get_state())
+    h, w, dev = boxes[0][1] - boxes[0][0], boxes[0][3] - boxes[0][2], labels.device
+    y0x0 = torch.tensor([b[::2] for b in boxes[:tries]]).to(dev, non_blocking=True)   # not blocking: no host sync
+    ys = (y0x0[:, :1] + torch.arange(h, device=dev))[:, :, None]
+    xs = (y0x0[:, 1:] + torch.arange(w, device=dev))[:, None, :]
+    l = labels[ys, xs].flatten(1).clamp_min(-1) + 1                      # (tries, h w); 0: ignored
+    k = max(int(labels.max()) + 1 if k is None else k, 1)                # at least one class column, if all ignored
+    cnt = torch.zeros(tries, k + 1, dtype=torch.long, device=dev).scatter_add_(1, l, torch.ones_like(l))[:, 1:]
+    ok = ((cnt > 0).sum(1) > 1) & (cnt.max(1).values / cnt.sum(1) < ratio)   # as the loop: > 1 class, none dominant
+    j = next((i for i, o in enumerate(ok.tolist()) if o), tries)          # the loop's last redraw is not checked
+    g.set_state(states[j])
+    return boxes[j]
+
+def _inside(sizes: Sequence[tuple], crop: tuple, dev) -> torch.Tensor:
+    "(B, 1, *crop) bool: the pixels of each padded crop that came from its image."
+    hw = torch.tensor(sizes).to(dev, non_blocking=True)
+    ys, xs = torch.arange(crop[0], device=dev), torch.arange(crop[1], device=dev)
+    return ((ys[None, :, None] < hw[:, :1, None]) & (xs[None, None, :] < hw[:, 1:, None]))[:, None]
+
+# %% ../nbs/07a_protocol.ipynb #1d4c5a8d
+def seg_augment_batch(images: Sequence[torch.Tensor], # (3, H, W) float in [0, 1] each, on one device
+                      labels: Sequence[torch.Tensor], # (H, W) int64 each, -1 = ignore
+                      g: torch.Generator,             # all random draws, in `seg_augment`'s order
+                      aug: SegAugment | None = None,
+                      classes: Sequence[int] | None = None, # 1 + each sample's largest label, if known
+                     ) -> tuple[torch.Tensor, torch.Tensor]: # (B, 3, *crop) images, (B, *crop) labels
+    "`seg_augment` of each sample in turn, the same draws: geometry per sample, photometric distortion batched."
+    aug = aug or SegAugment()
+    ims, lbs, sizes, draws = [], [], [], []
+    for i, (image, lab) in enumerate(zip(images, labels)):
+        r = _u(g, *aug.ratio)
+        size = keep_ratio_size(*image.shape[-2:], (int(aug.scale[0] * r), int(aug.scale[1] * r)))
+        image, lab = _resize(image, lab, size)
+        y0, y1, x0, x1 = (_cat_box(lab, aug.crop, aug.cat_max_ratio, g, None if classes is None else classes[i])
+                          if aug.cat_max_ratio < 1 else _crop_box(*lab.shape, aug.crop, g))
+        image, lab = image[:, y0:y1, x0:x1], lab[y0:y1, x0:x1]
+        if _p(g, aug.flip): image, lab = image.flip(-1), lab.flip(-1)
+        if aug.photometric: draws.append(_photometric_draws(g))
+        sizes.append(tuple(lab.shape))
+        image, lab = _pad(image, lab, aug.crop, aug.pad_value, -1)
+        ims.append(image); lbs.append(lab)
+    x, y = torch.stack(ims), torch.stack(lbs)
+    if aug.photometric:   # on the padded batch, then the padding put back (the one-image pipeline pads after)
+        x = torch.where(_inside(sizes, aug.crop, x.device), photometric_batch(x, draws), x)
+    return x, y
+
+def color_aug_batch(x: torch.Tensor,        # (B, 3, H, W) in [0, 1]
+                    draws: Sequence[list | None], # per image [gamma, brightness, r, g, b] or None (no ColorAug)
+                   ) -> torch.Tensor:
+    "`color_aug` of a batch in one pass: each image with its own draws, the others unchanged."
+    p = torch.tensor([[1.0] + d if d else [0.0, 1, 1, 1, 1, 1] for d in draws], dtype=torch.float64)
+    p = p.to(x.device, non_blocking=True)
+    v = lambda i: p[:, i].to(x.dtype).view(-1, 1, 1, 1)
+    y = (255 * x.clamp(0, 1)) ** v(1) * v(2) / 255
+    return torch.where(p[:, 0].bool().view(-1, 1, 1, 1), (y * p[:, 3:].to(x.dtype)[:, :, None, None]).clamp(0, 1), x)
+
+def depth_augment_batch(images: Sequence[torch.Tensor], # (3, H, W) float in [0, 1] each, on one device
+                        depths: Sequence[torch.Tensor], # (H, W) metres each, 0 = unknown
+                        g: torch.Generator,             # all random draws, in `depth_augment`'s order
+                        aug: DepthAugment | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]: # (B, 3, *crop) images, (B, *crop) depth
+    "`depth_augment` of each sample in turn, the same draws: geometry per sample, ColorAug batched."
+    aug = aug or DepthAugment()
+    ims, ds, sizes, draws = [], [], [], []
+    for image, depth in zip(images, depths):
+        if aug.pre_crop:
+            y0, y1, x0, x1 = aug.pre_crop; image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
+        if _p(g, aug.rotate): image, depth = rotate(image, depth, _u(g, -aug.degree, aug.degree))
+        if _p(g, aug.flip): image, depth = image.flip(-1), depth.flip(-1)
+        y0, y1, x0, x1 = _crop_box(*depth.shape, aug.crop, g)
+        image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
+        draws.append([_u(g, *aug.gamma), _u(g, *aug.brightness)] + [_u(g, *aug.color_range) for _ in range(3)]
+                     if _p(g, aug.color) else None)
+        sizes.append(tuple(depth.shape))
+        image, depth = _pad(image, depth, aug.crop, (0.0, 0.0, 0.0), 0)
+        ims.append(image); ds.append(depth)
+    x, d = torch.stack(ims), torch.stack(ds)
+    if any(draws): x = torch.where(_inside(sizes, aug.crop, x.device), color_aug_batch(x, draws), x)
+    return x, d
+
 # %% ../nbs/07a_protocol.ipynb #48260ee6
-def _image(s: dict, dev) -> torch.Tensor:
-    a = torch.as_tensor(np.ascontiguousarray(s["image"]))
-    a = a.float() / 255 if a.dtype == torch.uint8 else a.float()
-    return a.permute(2, 0, 1).to(dev)
+def _float_image(a: torch.Tensor) -> torch.Tensor: # (H, W, 3) uint8 or float -> (3, H, W) float in [0, 1]
+    return (a.float() / 255 if a.dtype == torch.uint8 else a.float()).permute(2, 0, 1)
+
+def _image(s: dict, dev) -> torch.Tensor:   # uint8 travels as uint8: a quarter of the bytes
+    return _float_image(torch.as_tensor(np.ascontiguousarray(s["image"])).to(dev))
 
 def _target(s: dict, key: str, dev) -> torch.Tensor:
     if s.get(key) is None: raise ValueError(f"sample {s.get('name', '?')} has no {key!r}")
     t = torch.as_tensor(np.asarray(s[key]))
     return (t.long() if key == "labels" else t.float()).to(dev)
 
+class _OnDevice:
+    "Training samples on the backbones' device, read once and kept as stored (uint8 stays uint8) while they fit a quarter of free memory."
+    def __init__(self, samples: Sequence[dict], key: str, dev: torch.device):
+        self.samples, self.key, self.dev, self.kept, self.used = samples, key, dev, {}, 0
+        self.budget = torch.cuda.mem_get_info(dev)[0] // 4 if dev.type == "cuda" else 0
+    def __call__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int | None]: # image, target, 1 + largest label
+        if i not in self.kept:
+            s = self.samples[i]
+            t = _target(s, self.key, "cpu")
+            k = int(t.max()) + 1 if self.key == "labels" and t.numel() else None   # read here, on the CPU: no sync
+            if k is not None and k <= 2 ** 15 and int(t.min()) >= -1: t = t.short()  # labels kept in a quarter the bytes
+            out = (torch.as_tensor(np.ascontiguousarray(s["image"])).to(self.dev, non_blocking=True),
+                   t.to(self.dev, non_blocking=True), k)
+            n = sum(x.numel() * x.element_size() for x in out[:2])
+            if self.used + n <= self.budget: self.kept[i], self.used = out, self.used + n
+        else: out = self.kept[i]
+        a, t, k = out
+        return _float_image(a), (t.long() if t.dtype == torch.int16 else t), k
 
 def _heads(sets: FeatureSets, task: str, cfg, n_classes: int | None) -> dict:
     torch.manual_seed(cfg.seed)
@@ -333,20 +471,42 @@ def _heads(sets: FeatureSets, task: str, cfg, n_classes: int | None) -> dict:
     return {k: DepthHead(sets.dims[k], cfg.n_bins, cfg.min_depth, cfg.max_depth, cfg.head, cfg.bins_norm, cfg.batchnorm,
                          cfg.upsample) for k in sets.rows}
 
-def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg, aug) -> Callable:
+def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg, aug,
+                      batched: bool = True,  # augment the batch on the device (False: one sample at a time, as before)
+                     ) -> Callable:
     "Batches of augmented crops through the backbones: the official protocol's training data."
-    key, state = ("labels" if task == "seg" else "depth"), dict(order=torch.empty(0, dtype=torch.long))
+    crops = _official_crops(samples, task, cfg, aug, module_device(sets.original), batched)
     def batches(step, g, dev):
+        x, ts = crops(g)
+        feats = sets(x)
+        return {k: _Batch(v.to(dev)) for k, v in feats.items()}, _Batch(ts.to(dev))   # lists that are one tensor
+    return batches
+
+def _official_crops(samples: Sequence[dict], task: str, cfg, aug, bdev: torch.device, batched: bool = True) -> Callable:
+    "The next batch of augmented crops on `bdev`, `g -> (images (B, 3, *crop), targets (B, *crop))`."
+    key, state = ("labels" if task == "seg" else "depth"), dict(order=torch.empty(0, dtype=torch.long))
+    get = _OnDevice(samples, key, bdev)
+    # the batched augmentation runs on a side stream: cat_max_ratio's host sync then waits for it alone, not for the
+    # backbones and heads of the step before, which the GPU is still running
+    side = torch.cuda.Stream(bdev) if batched and bdev.type == "cuda" else None
+    def crops(g):
+        if side is None: return augment(g)
+        with torch.cuda.stream(side): x, ts = augment(g)
+        main = torch.cuda.current_stream(bdev); main.wait_stream(side)
+        x.record_stream(main); ts.record_stream(main)   # made on the side stream, used (and freed) on the main one
+        return x, ts
+    def augment(g):
         while len(state["order"]) < cfg.batch_size:
             state["order"] = torch.cat([state["order"], torch.randperm(len(samples), generator=g)])
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
-        bdev = module_device(sets.original)
-        pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev),
-                                                                   _target(samples[i], key, bdev), g, aug)
-                 for i in idx]
-        feats = sets(torch.stack([p[0] for p in pairs]))
-        return {k: list(v.to(dev)) for k, v in feats.items()}, [p[1].to(dev) for p in pairs]
-    return batches
+        if not batched:
+            pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev),
+                                                                       _target(samples[i], key, bdev), g, aug)
+                     for i in idx]
+            return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        im, ts, ks = zip(*[get(i) for i in idx])
+        return seg_augment_batch(im, ts, g, aug, ks) if task == "seg" else depth_augment_batch(im, ts, g, aug)
+    return crops
 
 def solver(cfg: ProbeConfig, protocol: str) -> str:
     "How a run trains its heads: `cfg.solver`, where \"auto\" is L-BFGS to convergence in the quick protocol, else AdamW."
