@@ -60,10 +60,11 @@ from .formats import read_scene
 from .store import child, read_json
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'SCANNETPP_DIRS', 'Task', 'DATASETS', 'Samples',
-           'read_depth_png', 'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k', 'pascal_voc',
-           'kitti_kb_crop', 'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth', 'scannet',
-           'scannetpp', 'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset', 'sample_picture']
+__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'SCANNETPP_DIRS', 'Task', 'DATASETS', 'DatasetName',
+           'Samples', 'read_depth_png', 'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k',
+           'pascal_voc', 'kitti_kb_crop', 'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth',
+           'scannet', 'scannetpp', 'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset',
+           'probe_data', 'sample_picture']
 
 # %% ../nbs/08_datasets.ipynb #16950d93
 class Samples(Sequence):
@@ -680,6 +681,24 @@ def load_dataset(name: str,            # a key of `DATASETS`
     root = Path(root) if root is not None else Path(info.root("seg" if task == "both" else task))
     if not root.exists(): raise SceneError(root, f"{name} data set not found (put it here, or pass its folder)")
     return info.read(root, split, task)
+
+# %% ../nbs/08_datasets.ipynb #2b2f08f6
+DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]  # the keys of DATASETS
+
+def probe_data(name: str,           # a `DatasetName` (a key of `DATASETS`)
+               root=None,           # the data set's folder (None: its usual place under data/)
+              ) -> list[dict]:
+    "A data set's probe inputs through the registry: one `DatasetInfo.splits` dict per read (one, or seg and depth)."
+    if name not in DATASETS: raise ValueError(f"no reader for data set {name!r} (have {', '.join(DATASETS)})")
+    info = DATASETS[name]
+    tasks = [None] if info.both or len(info.tasks) == 1 else list(info.tasks)
+    # a folder given is the first task's; a task kept elsewhere by default (NYU depth: data/nyu) stays there
+    same = lambda t: t is None or info.root(t) == info.root(tasks[0])
+    parts = [info.splits(root if root is not None and same(t) else None, t) for t in tasks]
+    if name == "synthetic":  # held-out rooms with cameras and depth: multi-view correspondence too
+        bench = parts[0]["root"] / "benchmark.json"
+        parts[0]["scenes"] = [parts[0]["root"] / p for p in json.loads(bench.read_text())["val"]]
+    return [p | dict(dataset=name) for p in parts]
 
 # %% ../nbs/08_datasets.ipynb #d0075a54
 def _colours(n: int) -> np.ndarray:

@@ -30,7 +30,8 @@ import torch
 from rich.console import Console
 
 from .formats import read_scene
-from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest, check_settings
+from .store import (ArtifactError, write_json, read_json, atomic_write, weights_digest, check_settings,
+                         settings_from_args)
 from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
@@ -585,8 +586,7 @@ def main(argv: list | None = None):
     "`python -m fit3d.experiment [flags]` is `fit3d experiment [flags]`; `--lift-only SPEC` runs one Stage I worker."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--lift-only"]: return lift_worker(argv[1])
-    from fit3d.cli import main as cli
-    return cli(["experiment", *argv])
+    return run_experiment(settings_from_args(ExperimentConfig, argv, "python -m fit3d.experiment"))
 
 # %% ../nbs/18_experiment.ipynb #cee3f4a6
 if __name__ == "__main__": main()

@@ -21,8 +21,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .lift import LiftConfig
-from .cli import LiftPreset, DatasetName, lift_presets, probe_data
+from .lift import LiftConfig, LiftPreset, lift_presets
+from .datasets import DatasetName, probe_data
 from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device, check_settings
 from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_models, weights_note, _barrier
 from .protocol import paper_numbers, results_markdown, control_check
