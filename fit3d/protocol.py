@@ -250,10 +250,18 @@ class DepthAugment:
     pre_crop: tuple | None = None     # a fixed (top, bottom, left, right) crop before the rest (NYUv2: NYUCrop)
 
     def __post_init__(self):  # checked where made (fit3d.store.check_settings)
-        from fit3d.store import check_settings
+        from fit3d.store import check_settings, SettingError
         check_settings(self, False, rotate=(">=", 0, "<=", 1), degree=(">=", 0), flip=(">=", 0, "<=", 1),
                        crop=(">=", 1), color=(">=", 0, "<=", 1), gamma=(">", 0), brightness=(">=", 0),
                        color_range=(">=", 0))
+        p = self.pre_crop
+        if p is not None:   # a box outside the image would crop to nothing, silently: refuse a box that is not one
+            ints = isinstance(p, (tuple, list)) and len(p) == 4 and all(isinstance(v, (int, np.integer))
+                                                                        and not isinstance(v, bool) for v in p)
+            if not ints or min(p) < 0 or p[0] >= p[1] or p[2] >= p[3]:
+                raise SettingError(f"DepthAugment.pre_crop must be 4 non-negative ints (top, bottom, left, right) "
+                                   f"with top < bottom and left < right, got {p!r}")
+            self.pre_crop = tuple(int(v) for v in p)
 
 DEPTH_PRESETS = dict(  # per data set: depth range, training crop and evaluation crop of the official configs
     scannetpp=dict(max_depth=20.0, crop=(416, 544), eval_crop=None),
@@ -295,11 +303,16 @@ def depth_augment(image: torch.Tensor,  # (3, H, W) float in [0, 1]
                   depth: torch.Tensor,  # (H, W) metres, 0 = unknown
                   g: torch.Generator,
                   aug: DepthAugment | None = None,
+                  name: str = "a sample",  # the sample, named in the error when the fixed crop does not fit it
                  ) -> tuple[torch.Tensor, torch.Tensor]: # (3, *crop) image, (*crop) depth
     "One training sample through the official depth pipeline: rotate, flip, crop (padded with unknown depth), colour."
     aug = aug or DepthAugment()
     if aug.pre_crop:   # the official NYUCrop, before anything else
-        y0, y1, x0, x1 = aug.pre_crop; image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
+        y0, y1, x0, x1 = aug.pre_crop; H, W = depth.shape
+        if y1 > H or x1 > W:   # slicing would shrink the box, or empty it, without a word
+            raise ValueError(f"{name}: DepthAugment.pre_crop {aug.pre_crop} (top, bottom, left, right) does not fit "
+                             f"its {H}x{W} image (the box is in the data set's own pixels: NYUCrop's in NYUv2's 480x640)")
+        image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
     if _p(g, aug.rotate): image, depth = rotate(image, depth, _u(g, -aug.degree, aug.degree))
     if _p(g, aug.flip): image, depth = image.flip(-1), depth.flip(-1)
     y0, y1, x0, x1 = _crop_box(*depth.shape, aug.crop, g)
@@ -341,9 +354,9 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
             state["order"] = torch.cat([state["order"], torch.randperm(len(samples), generator=g)])
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
         bdev = module_device(sets.original)
-        pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev),
-                                                                   _target(samples[i], key, bdev), g, aug)
-                 for i in idx]
+        pairs = [seg_augment(_image(samples[i], bdev), _target(samples[i], key, bdev), g, aug) if task == "seg" else
+                 depth_augment(_image(samples[i], bdev), _target(samples[i], key, bdev), g, aug,
+                               samples[i].get("name", f"sample {i}")) for i in idx]
         feats = sets(torch.stack([p[0] for p in pairs]))
         return {k: list(v.to(dev)) for k, v in feats.items()}, [p[1].to(dev) for p in pairs]
     return batches
