@@ -44,9 +44,9 @@ from .datasets import DatasetName, probe_data
 from .store import check_settings, settings_from_args, SettingError
 
 # %% auto #0
-__all__ = ['DatasetName', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs',
-           'WeightsArgs', 'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo',
-           'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment', 'cmd_weights', 'cmd_pretrain', 'main']
+__all__ = ['SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'WeightsArgs',
+           'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo',
+           'cmd_reproduce', 'cmd_experiment', 'cmd_weights', 'cmd_pretrain', 'main']
 
 # %% ../nbs/19_cli.ipynb #81d794a4
 @dataclass
@@ -118,8 +118,6 @@ class ViewArgs:
     allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the viewer too; "*": any
 
     def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
-
-DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
 
 @dataclass
 class ProbeArgs:
