@@ -82,6 +82,7 @@ class BackboneArgs:
         try: self.device == "auto" or torch.device(self.device)
         except RuntimeError: raise SettingError(f"--device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}") from None
 
+# %% ../nbs/19_cli.ipynb #d2683a83
 @dataclass
 class FeaturesArgs:
     "Extract and cache dense features of scenes."
@@ -109,6 +110,7 @@ class LiftArgs:
 
     def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
+# %% ../nbs/19_cli.ipynb #75fcfb48
 @dataclass
 class ViewArgs:
     "Open a lifted scene in the browser."
@@ -133,6 +135,7 @@ class ProbeArgs:
 
     def __post_init__(self): check_settings(self, iters=(">=", 1), long_side=(">=", 14))
 
+# %% ../nbs/19_cli.ipynb #265bce65
 @dataclass
 class WebdemoArgs:
     "The browser demo: PCA and K-means of an uploaded image's features, original vs fine-tuned."
@@ -173,6 +176,7 @@ def _run_root(bb, out=None) -> Path:
     from fit3d.demo import run_dir
     return Path(out) if out is not None else run_dir("runs", bb.name)
 
+# %% ../nbs/19_cli.ipynb #6ca00c3c
 def cmd_synth(a: SynthArgs):
     from fit3d.synthetic import make_benchmark
     b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views,
@@ -207,6 +211,7 @@ def cmd_lift(a: LiftArgs):
                       overwrite=a.overwrite)
     print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
+# %% ../nbs/19_cli.ipynb #53879f16
 def cmd_probe(a: ProbeArgs):
     from fit3d.features import load_backbone
     from fit3d.store import atomic_write, files_digest, module_device, weights_digest
@@ -230,6 +235,7 @@ def cmd_probe(a: ProbeArgs):
     md += ("\n\n" + check) if (check := control_check(res, a.protocol)["text"]) else ""
     atomic_write(out / "results.md", md + "\n"); print(md)
 
+# %% ../nbs/19_cli.ipynb #8e8b2f5c
 def _serve_forever(what: str, port: int):
     import time
     print(f"{what}: http://127.0.0.1:{port}  (Ctrl+C to stop)")
@@ -271,6 +277,7 @@ def cmd_webdemo(a: WebdemoArgs):
                         allow_origins=a.allow_origin)
     _serve_forever("web demo", server.get_port())
 
+# %% ../nbs/19_cli.ipynb #d739497b
 def cmd_finetune(cfg):
     from dataclasses import replace
     from fit3d.finetune import finetune, FinetuneConfig

@@ -279,6 +279,7 @@ def _scene_features(backbone, scene, long_side: int | None = None, device="cpu",
         memo[id(backbone)] = {i: f.to(device) for i, f in enumerate(maps)}
     return memo[id(backbone)]
 
+# %% ../nbs/12_demo.ipynb #9b5a4c4c
 from .protocol import ROW_NAMES
 MODELS = ROW_NAMES   # the rows of every results table (fit3d.protocol), as the paper's Table 13
 
@@ -290,6 +291,7 @@ def compare_models(original,   # the frozen 2D `Backbone`
     return dict(original=original.eval(), duplicated=CombinedBackbone(original, original, "concat").eval(),
                 finetuned=finetuned.eval(), combined=CombinedBackbone(original, finetuned, "concat").eval())
 
+# %% ../nbs/12_demo.ipynb #c6810465
 def _parts(data) -> list[dict]:
     "The probe inputs as a list of dict(train=, val=, ...), one per read: from a synthetic root, a dict or a list of dicts."
     from fit3d.datasets import DATASETS
@@ -319,6 +321,7 @@ def _cached_results(cache) -> dict:
     print(f"{cache}: {why}; kept as {kept.name}, recomputing")
     return {}
 
+# %% ../nbs/12_demo.ipynb #8ecbb066
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
@@ -410,6 +413,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     if cache: write_json(cache, results)
     return results
 
+# %% ../nbs/12_demo.ipynb #a93bb7c1
 def provenance_parts(saved, wanted) -> list:
     "The names of the parts in which two records differ."
     from fit3d.store import provenance_diff

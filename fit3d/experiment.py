@@ -440,6 +440,7 @@ def _weights_file(cfg: ExperimentConfig) -> str:
     if cfg.checkpoint or cfg.backbone not in PROXY_MODELS or not cfg.pretrained: return cfg.checkpoint
     return str((weights_dir() / PROXY_MODELS[cfg.backbone]["file"]).resolve())
 
+# %% ../nbs/18_experiment.ipynb #2cd2d2f8
 def unit_seconds(runs: list) -> dict:  # experiment.json records (or their "earlier" entries), each with its "times"
     "The durations of the units these runs did: dict(lift=[s per Stage I], seed=[s per seed: Stage II and probes])."
     out = dict(lift=[], seed=[])
@@ -465,6 +466,7 @@ def seconds_needed(seed: int | None, # None: a Stage I
     if seed is None: return longest("lift") + longest("seed")  # a Stage I pays off only through a seed after it
     return None if fresh else longest("seed")  # a Stage I's files do not outlive the call: its first seed runs
 
+# %% ../nbs/18_experiment.ipynb #2d7cf0e2
 def aside_path(out: Path, kind: str) -> Path:  # kind: "set-aside" or "unreadable"
     "`out/experiment.<kind>-<k>.json` for the first free k (`fit3d.store.aside_path`): never over another."
     return store_aside_path(out / "experiment.json", kind)
@@ -496,6 +498,7 @@ def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s), 
     res["runs"] = {v: res["runs"][v] for v in VARIANTS if v in res["runs"]}
     return names
 
+# %% ../nbs/18_experiment.ipynb #d49d0de0
 def run_experiment(cfg: ExperimentConfig | None = None,
                    clock=time.perf_counter,  # the time box's clock, in seconds (a test passes its own)
                   ) -> dict:

@@ -280,6 +280,7 @@ def depth_setup(dataset: str,   # a key of `DEPTH_PRESETS`
     aug = DepthAugment(crop=p["crop"], pre_crop=p.get("pre_crop"))
     return DepthProbeConfig(**{"max_depth": p["max_depth"], **cfg_kwargs}), aug, p["eval_crop"]
 
+# %% ../nbs/07a_protocol.ipynb #b9465e5a
 def rotate(image: torch.Tensor,  # (3, H, W)
            depth: torch.Tensor,  # (H, W), 0 = unknown
            degrees: float,       # positive: clockwise on screen (as mmcv.imrotate)
