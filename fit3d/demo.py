@@ -68,6 +68,7 @@ class DemoConfig:
                        height=(">=", 16), lift_iterations=(">=", 1), finetune_epochs=(">=", 1),
                        finetune_lr=(">", 0), probe_iters=(">=", 0), feature_long_side=(">=", 0))
 
+# %% ../nbs/12_demo.ipynb #2059f5f7
 def cpu_backbone() -> str:
     "The CPU demo's model: the proxy made by `fit3d.pretrain` if its weights are installed, else the random tiny ViT."
     from fit3d.features import PROXY_MODELS, weights_dir
@@ -86,6 +87,7 @@ def dinov2_obtainable() -> bool:
     cfg = timm.models.get_pretrained_cfg(BACKBONES["dinov2_small"]).to_dict()
     return cached_weights(cfg) is not None or obtainable("dinov2_small")
 
+# %% ../nbs/12_demo.ipynb #544893ea
 SETTINGS = dict(
     gpu=dict(train_scenes=6, val_scenes=3, views=96, width=640, height=480, lift_iterations=3000, finetune_epochs=1,
              finetune_lr=1e-5, feature_long_side=0, probe_iters=0),
@@ -187,6 +189,7 @@ def lifts_pending(scene_paths: list, root, backbone, cfg, long_side: int | None 
         if not (done and _matches(folder, rec)): out.append(p)
     return out
 
+# %% ../nbs/12_demo.ipynb #165b4a81
 def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fixed order
                root,                # the run folder: writes root/lift/<scene>/ and root/targets/<scene>.safetensors
                backbone,            # the frozen `Backbone` whose features are lifted
@@ -231,6 +234,7 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
                 on_done(scene, load_lifted(d, device=device), d)
     return done
 
+# %% ../nbs/12_demo.ipynb #2923be43
 # settings of `FinetuneConfig` that do not change the weights it makes
 _FINETUNE_LOGISTICS = ("targets", "out", "resume", "num_workers", "log_every", "device", "progress",
                        "save_every", "compile")

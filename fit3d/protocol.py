@@ -362,12 +362,14 @@ def _official_batches(sets: FeatureSets, samples: Sequence[dict], task: str, cfg
         return {k: list(v.to(dev)) for k, v in feats.items()}, [p[1].to(dev) for p in pairs]
     return batches
 
+# %% ../nbs/07a_protocol.ipynb #4e30537d
 def solver(cfg: ProbeConfig, protocol: str) -> str:
     "How a run trains its heads: `cfg.solver`, where \"auto\" is L-BFGS to convergence in the quick protocol, else AdamW."
     if cfg.solver == "lbfgs" and protocol == "official":
         raise ValueError("the official protocol draws new augmented crops every step: it trains with AdamW, not L-BFGS")
     return cfg.solver if cfg.solver != "auto" else ("lbfgs" if protocol == "quick" else "adamw")
 
+# %% ../nbs/07a_protocol.ipynb #f0ef40ad
 class _Cat(Sequence):
     "Two sequences as one."
     def __init__(self, a, b): self.a, self.b = a, b
@@ -550,6 +552,7 @@ COLUMNS = [  # (task, metric, header, scale): every results table's columns, in 
     ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
     ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
 
+# %% ../nbs/07a_protocol.ipynb #b3223c55
 def paper_numbers(backbone: str | None, # our backbone name, e.g. "dinov2_small"
                   dataset: str | None,  # the data set, e.g. "scannetpp"
                  ) -> dict | None:

@@ -101,6 +101,7 @@ def probe_datasets(cfg: ReproduceConfig) -> list[str]:
     from fit3d.datasets import DATASETS
     return ["scannetpp"] + [n for n in _PAPER_DATASETS[1:] if any(Path(r).exists() for r in DATASETS[n].roots.values())]
 
+# %% ../nbs/15_reproduce.ipynb #629317e0
 def plan(cfg: ReproduceConfig,  # the run's settings
          scenes: list | None = None, # the training scenes (default: `training_scenes(cfg)`)
         ) -> list[dict]:
@@ -136,6 +137,7 @@ def plan(cfg: ReproduceConfig,  # the run's settings
                          seconds=0.0 if done else None if solved else secs))
     return rows
 
+# %% ../nbs/15_reproduce.ipynb #69c38e2e
 PAPER_SCENES = dict(nvs_sem_train=230, nvs_sem_val=50)   # the paper's split sizes (ScanNet++ v1)
 
 def split_note(cfg: ReproduceConfig, n: int) -> str:
