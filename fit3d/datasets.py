@@ -640,6 +640,7 @@ class DatasetInfo:
                     n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop,
                     image_size=self.image_size)
 
+# %% ../nbs/08_datasets.ipynb #02e848fd
 def _scannetpp_any(root, split, task):
     "The preprocessed evaluation set when `root` holds it (images/ + annotations/), otherwise the toolkit layout."
     root = Path(root)
@@ -668,6 +669,7 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
                 (1e-3, 10.0), None, None, "ours (no paper number)", both=True),
 )}
 
+# %% ../nbs/08_datasets.ipynb #82658e00
 def load_dataset(name: str,            # a key of `DATASETS`
                  task: str,            # "seg", "depth" (or "both" for scannetpp and synthetic)
                  split: str = "val",   # "train" or "val"
