@@ -192,6 +192,7 @@ def mmseg_segmentation(root,                 # folder holding images/ and annota
         return dict(image=img, labels=lab, name=p.name[:-len(img_suffix)])
     return Samples(imgs, load, list(classes), f"{name}/{sub}")
 
+# %% ../nbs/08_datasets.ipynb #248e7c12
 def depth_pairs(root,                       # the data-set folder the list's paths are relative to
                 split_file,                 # the list: "<image> <depth> [focal]" per line, depth "None" = skip
                 depth_scale: float = 1000., # depth PNG value per metre
@@ -381,6 +382,7 @@ def _mat_var(path: Path, key: str) -> np.ndarray:
     if key not in m: raise SceneError(path, f"has no variable {key!r}")
     return m[key]
 
+# %% ../nbs/08_datasets.ipynb #55cbc4fa
 def nyu_label_map(folder: Path, classes: int) -> tuple[np.ndarray, list[str]]:
     "A lookup table raw label (0..894) -> class id (-1..classes-1) and the class names, from `classMapping40.mat`."
     folder = Path(folder)

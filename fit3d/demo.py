@@ -470,6 +470,7 @@ def loss_figure(lifted_dirs: list, finetune_dir):
     fig.update_layout(height=320, showlegend=False, margin=dict(l=30, r=10, t=40, b=30))
     return fig
 
+# %% ../nbs/12_demo.ipynb #b0b1aaee
 def write_report(root: Path,
                  cfg: DemoConfig,
                  bench: dict,
@@ -598,6 +599,7 @@ def check_report_needs(modules=("plotly", "viser")):
         raise ImportError(f"fit3d demo writes its report with {' and '.join(missing)}, which cannot be imported here: "
                           f"pip install {' '.join(missing)} (or pip install -e . in the repository)")
 
+# %% ../nbs/12_demo.ipynb #bbca3cff
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark

@@ -89,6 +89,7 @@ class ExperimentConfig:
                        lift_views_per_step=(">=", 1), reference_iterations=(">=", 1), lift_workers=(">=", 1),
                        finetune_epochs=(">=", 1), finetune_lr=(">", 0), probe_iters=(">=", 1), max_seconds=(">", 0))
 
+# %% ../nbs/18_experiment.ipynb #7bb99326
 SMOKE = dict(backbone="fit3d_tiny", train_scenes=2, val_scenes=1, test_scenes=1, views=8, width=96, height=72,
              lift_iterations=40, reference_iterations=40, seeds=(0,), finetune_epochs=2)  # a few minutes on two CPU cores
 
@@ -192,6 +193,7 @@ def _features(cfg: ExperimentConfig, backbone, progress: bool = False):
     return lambda scene: extract_scene(backbone, scene, cache_dir=Path(cfg.out) / "features",
                                        long_side=cfg.feature_long_side or None, progress=progress)
 
+# %% ../nbs/18_experiment.ipynb #05f84ee8
 def _worker_env(rank: int, world: int) -> dict:
     import fit3d  # the workers import this very fit3d (a worktree's, say), whatever else is installed
     path = [str(Path(fit3d.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
@@ -238,6 +240,7 @@ def lift_worker(spec_path) -> None:
                name=cfg.backbone, overwrite=True)   # the experiment's own folder: a changed setting recomputes
     print(f"Stage I worker {rank} of {world}: done")
 
+# %% ../nbs/18_experiment.ipynb #f6ac29a6
 def lift_variant(cfg: ExperimentConfig, variant: Variant,
                  scenes: list,      # the training rooms
                  backbone,          # the original `Backbone`
@@ -403,6 +406,7 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
     if results.get("skipped"): out += ["", f"Skipped by the time box: {', '.join(results['skipped'])}."]
     return "\n".join(out)
 
+# %% ../nbs/18_experiment.ipynb #546a887e
 def experiment_figure(results: dict,  # as for `experiment_table`
                       png=None,       # also write the figure here as PNG (kaleido; skipped where it cannot)
                      ):
