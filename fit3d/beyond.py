@@ -315,6 +315,7 @@ def paired(res: dict) -> dict:
                       for g, k, *_ in METRICS}
     return out
 
+# %% ../nbs/20_beyond.ipynb #b31dceb8
 def _one(x, factor: float, sign: bool = False) -> str:
     if x is None: return "–"
     return f"{x * factor:{'+' if sign else ''}.{2 if factor == 100 else 4}f}"
@@ -360,6 +361,7 @@ def test_table(res: dict) -> str:
     for label, s in (res.get("paired") or {}).items(): line(label, s, True)
     return "\n".join(out)
 
+# %% ../nbs/20_beyond.ipynb #8c89a6f7
 def beyond_markdown(res: dict) -> str:
     "The whole report of a `run_beyond` record: settings, the choice on the validation rooms, the test rooms."
     cfg, sel, split = config_from(res["config"]), res.get("selection"), res.get("split") or {}

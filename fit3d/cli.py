@@ -39,25 +39,14 @@ from typing import Annotated, Literal
 
 import tyro
 
-from .lift import LiftConfig
-from .store import check_settings, SettingError
+from .lift import LiftConfig, LiftPreset, lift_presets
+from .datasets import DatasetName, probe_data
+from .store import check_settings, settings_from_args, SettingError
 
 # %% auto #0
-__all__ = ['LiftPreset', 'DatasetName', 'lift_presets', 'SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs',
-           'ProbeArgs', 'WebdemoArgs', 'WeightsArgs', 'probe_data', 'cmd_synth', 'cmd_features', 'cmd_lift',
-           'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo', 'cmd_reproduce', 'cmd_experiment',
-           'cmd_weights', 'cmd_pretrain', 'main']
-
-# %% ../nbs/19_cli.ipynb #6b1f0c3d
-def lift_presets() -> dict:
-    "The Stage I presets: the official code's settings, ours, and a CPU-sized one for tests."
-    ref = getattr(LiftConfig, "reference", LiftConfig)  # the lift chapter's official preset where it has one
-    return dict(reference=ref(), fast=LiftConfig.fast(), tiny=LiftConfig.tiny())
-
-LiftPreset = tyro.extras.subcommand_type_from_defaults(
-    lift_presets(), dict(reference="the official FiT3D code's settings (30k steps, full resolution)",
-                         fast="ours: fewer steps at half resolution", tiny="CPU-sized, for tests"),
-    prefix_names=False)  # `fit3d lift fast --iterations 500`: a preset, then any of its fields as flags
+__all__ = ['SynthArgs', 'BackboneArgs', 'FeaturesArgs', 'LiftArgs', 'ViewArgs', 'ProbeArgs', 'WebdemoArgs', 'WeightsArgs',
+           'cmd_synth', 'cmd_features', 'cmd_lift', 'cmd_probe', 'cmd_view', 'cmd_webdemo', 'cmd_finetune', 'cmd_demo',
+           'cmd_reproduce', 'cmd_experiment', 'cmd_weights', 'cmd_pretrain', 'main']
 
 # %% ../nbs/19_cli.ipynb #81d794a4
 @dataclass
@@ -93,6 +82,7 @@ class BackboneArgs:
         try: self.device == "auto" or torch.device(self.device)
         except RuntimeError: raise SettingError(f"--device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}") from None
 
+# %% ../nbs/19_cli.ipynb #d2683a83
 @dataclass
 class FeaturesArgs:
     "Extract and cache dense features of scenes."
@@ -120,6 +110,7 @@ class LiftArgs:
 
     def __post_init__(self): check_settings(self, downscale=(">", 0), long_side=(">=", 14))
 
+# %% ../nbs/19_cli.ipynb #75fcfb48
 @dataclass
 class ViewArgs:
     "Open a lifted scene in the browser."
@@ -129,8 +120,6 @@ class ViewArgs:
     allow_origin: tuple[str, ...] = ()  # origins (e.g. https://hub.example) whose pages may use the viewer too; "*": any
 
     def __post_init__(self): check_settings(self, port=(">=", 0, "<=", 65535))
-
-DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]
 
 @dataclass
 class ProbeArgs:
@@ -146,6 +135,7 @@ class ProbeArgs:
 
     def __post_init__(self): check_settings(self, iters=(">=", 1), long_side=(">=", 14))
 
+# %% ../nbs/19_cli.ipynb #265bce65
 @dataclass
 class WebdemoArgs:
     "The browser demo: PCA and K-means of an uploaded image's features, original vs fine-tuned."
@@ -168,23 +158,6 @@ class WeightsArgs:
         from fit3d.wheel_weights import WHEELS
         check_settings(self, name=set(WHEELS))
 
-# %% ../nbs/19_cli.ipynb #5d7e2a90
-def probe_data(name: str,           # a `DatasetName` (a key of `fit3d.datasets.DATASETS`)
-               root=None,           # the data set's folder (None: its usual place under data/)
-              ) -> list[dict]:
-    "A data set's probe inputs through the registry: one `DatasetInfo.splits` dict per read (one, or seg and depth)."
-    from fit3d.datasets import DATASETS
-    if name not in DATASETS: raise SystemExit(f"fit3d probe: no reader for {name!r} (have {', '.join(DATASETS)})")
-    info = DATASETS[name]
-    tasks = [None] if info.both or len(info.tasks) == 1 else list(info.tasks)
-    # a folder given is the first task's; a task kept elsewhere by default (NYU depth: data/nyu) stays there
-    same = lambda t: t is None or info.root(t) == info.root(tasks[0])
-    parts = [info.splits(root if root is not None and same(t) else None, t) for t in tasks]
-    if name == "synthetic":  # held-out rooms with cameras and depth: multi-view correspondence too
-        bench = parts[0]["root"] / "benchmark.json"
-        parts[0]["scenes"] = [parts[0]["root"] / p for p in json.loads(bench.read_text())["val"]]
-    return [p | dict(dataset=name) for p in parts]
-
 # %% ../nbs/19_cli.ipynb #7461a322
 def _backbone(a: BackboneArgs):
     from fit3d.features import load_backbone
@@ -203,6 +176,7 @@ def _run_root(bb, out=None) -> Path:
     from fit3d.demo import run_dir
     return Path(out) if out is not None else run_dir("runs", bb.name)
 
+# %% ../nbs/19_cli.ipynb #6ca00c3c
 def cmd_synth(a: SynthArgs):
     from fit3d.synthetic import make_benchmark
     b = make_benchmark(a.out, n_train_scenes=a.train_scenes, n_val_scenes=a.val_scenes, n_views=a.views,
@@ -237,6 +211,7 @@ def cmd_lift(a: LiftArgs):
                       overwrite=a.overwrite)
     print(f"lifted {len(done)} scenes under {root / 'lift'}; Stage II targets under {root / 'targets'}")
 
+# %% ../nbs/19_cli.ipynb #53879f16
 def cmd_probe(a: ProbeArgs):
     from fit3d.features import load_backbone
     from fit3d.store import atomic_write, files_digest, module_device, weights_digest
@@ -260,6 +235,7 @@ def cmd_probe(a: ProbeArgs):
     md += ("\n\n" + check) if (check := control_check(res, a.protocol)["text"]) else ""
     atomic_write(out / "results.md", md + "\n"); print(md)
 
+# %% ../nbs/19_cli.ipynb #8e8b2f5c
 def _serve_forever(what: str, port: int):
     import time
     print(f"{what}: http://127.0.0.1:{port}  (Ctrl+C to stop)")
@@ -301,6 +277,7 @@ def cmd_webdemo(a: WebdemoArgs):
                         allow_origins=a.allow_origin)
     _serve_forever("web demo", server.get_port())
 
+# %% ../nbs/19_cli.ipynb #d739497b
 def cmd_finetune(cfg):
     from dataclasses import replace
     from fit3d.finetune import finetune, FinetuneConfig
@@ -379,9 +356,7 @@ def main(argv: list | None = None):
     cmds = _commands()
     if argv[0] not in cmds: raise SystemExit(f"fit3d: unknown command {argv[0]!r}\n\n{_HELP}")
     conf_cls, fn = cmds[argv[0]]
-    # flags before or after a preset
-    flags = Annotated[conf_cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]
-    args = tyro.cli(flags, args=argv[1:], prog=f"fit3d {argv[0]}")   # a bad value: tyro's message, exit status 2
+    args = settings_from_args(conf_cls, argv[1:], f"fit3d {argv[0]}")   # a bad value: tyro's message, exit status 2
     from fit3d.scene import SceneError
     from fit3d.store import DiskFull, NonFiniteLoss
     try: return fn(args)

@@ -60,10 +60,11 @@ from .formats import read_scene
 from .store import child, read_json
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'SCANNETPP_DIRS', 'Task', 'DATASETS', 'Samples',
-           'read_depth_png', 'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k', 'pascal_voc',
-           'kitti_kb_crop', 'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth', 'scannet',
-           'scannetpp', 'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset', 'sample_picture']
+__all__ = ['VOC_CLASSES', 'NYU40_CLASSES', 'NYU13_CLASSES', 'NYU40_TO_13', 'SCANNETPP_DIRS', 'Task', 'DATASETS', 'DatasetName',
+           'Samples', 'read_depth_png', 'inside', 'resize_sample', 'mmseg_segmentation', 'depth_pairs', 'ade20k',
+           'pascal_voc', 'kitti_kb_crop', 'kitti_depth', 'nyu_label_map', 'nyuv2_labelled', 'nyuv2', 'nyu_depth',
+           'scannet', 'scannetpp', 'scannetpp_eval', 'scene_samples', 'synthetic', 'DatasetInfo', 'load_dataset',
+           'probe_data', 'sample_picture']
 
 # %% ../nbs/08_datasets.ipynb #16950d93
 class Samples(Sequence):
@@ -191,6 +192,7 @@ def mmseg_segmentation(root,                 # folder holding images/ and annota
         return dict(image=img, labels=lab, name=p.name[:-len(img_suffix)])
     return Samples(imgs, load, list(classes), f"{name}/{sub}")
 
+# %% ../nbs/08_datasets.ipynb #248e7c12
 def depth_pairs(root,                       # the data-set folder the list's paths are relative to
                 split_file,                 # the list: "<image> <depth> [focal]" per line, depth "None" = skip
                 depth_scale: float = 1000., # depth PNG value per metre
@@ -380,6 +382,7 @@ def _mat_var(path: Path, key: str) -> np.ndarray:
     if key not in m: raise SceneError(path, f"has no variable {key!r}")
     return m[key]
 
+# %% ../nbs/08_datasets.ipynb #55cbc4fa
 def nyu_label_map(folder: Path, classes: int) -> tuple[np.ndarray, list[str]]:
     "A lookup table raw label (0..894) -> class id (-1..classes-1) and the class names, from `classMapping40.mat`."
     folder = Path(folder)
@@ -639,6 +642,7 @@ class DatasetInfo:
                     n_classes=self.n_classes, min_depth=lo, max_depth=hi, eval_crop=self.eval_crop,
                     image_size=self.image_size)
 
+# %% ../nbs/08_datasets.ipynb #02e848fd
 def _scannetpp_any(root, split, task):
     "The preprocessed evaluation set when `root` holds it (images/ + annotations/), otherwise the toolkit layout."
     root = Path(root)
@@ -667,6 +671,7 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
                 (1e-3, 10.0), None, None, "ours (no paper number)", both=True),
 )}
 
+# %% ../nbs/08_datasets.ipynb #82658e00
 def load_dataset(name: str,            # a key of `DATASETS`
                  task: str,            # "seg", "depth" (or "both" for scannetpp and synthetic)
                  split: str = "val",   # "train" or "val"
@@ -680,6 +685,24 @@ def load_dataset(name: str,            # a key of `DATASETS`
     root = Path(root) if root is not None else Path(info.root("seg" if task == "both" else task))
     if not root.exists(): raise SceneError(root, f"{name} data set not found (put it here, or pass its folder)")
     return info.read(root, split, task)
+
+# %% ../nbs/08_datasets.ipynb #2b2f08f6
+DatasetName = Literal["synthetic", "scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti"]  # the keys of DATASETS
+
+def probe_data(name: str,           # a `DatasetName` (a key of `DATASETS`)
+               root=None,           # the data set's folder (None: its usual place under data/)
+              ) -> list[dict]:
+    "A data set's probe inputs through the registry: one `DatasetInfo.splits` dict per read (one, or seg and depth)."
+    if name not in DATASETS: raise ValueError(f"no reader for data set {name!r} (have {', '.join(DATASETS)})")
+    info = DATASETS[name]
+    tasks = [None] if info.both or len(info.tasks) == 1 else list(info.tasks)
+    # a folder given is the first task's; a task kept elsewhere by default (NYU depth: data/nyu) stays there
+    same = lambda t: t is None or info.root(t) == info.root(tasks[0])
+    parts = [info.splits(root if root is not None and same(t) else None, t) for t in tasks]
+    if name == "synthetic":  # held-out rooms with cameras and depth: multi-view correspondence too
+        bench = parts[0]["root"] / "benchmark.json"
+        parts[0]["scenes"] = [parts[0]["root"] / p for p in json.loads(bench.read_text())["val"]]
+    return [p | dict(dataset=name) for p in parts]
 
 # %% ../nbs/08_datasets.ipynb #d0075a54
 def _colours(n: int) -> np.ndarray:

@@ -68,6 +68,7 @@ class DemoConfig:
                        height=(">=", 16), lift_iterations=(">=", 1), finetune_epochs=(">=", 1),
                        finetune_lr=(">", 0), probe_iters=(">=", 0), feature_long_side=(">=", 0))
 
+# %% ../nbs/12_demo.ipynb #2059f5f7
 def cpu_backbone() -> str:
     "The CPU demo's model: the proxy made by `fit3d.pretrain` if its weights are installed, else the random tiny ViT."
     from fit3d.features import PROXY_MODELS, weights_dir
@@ -86,6 +87,7 @@ def dinov2_obtainable() -> bool:
     cfg = timm.models.get_pretrained_cfg(BACKBONES["dinov2_small"]).to_dict()
     return cached_weights(cfg) is not None or obtainable("dinov2_small")
 
+# %% ../nbs/12_demo.ipynb #544893ea
 SETTINGS = dict(
     gpu=dict(train_scenes=6, val_scenes=3, views=96, width=640, height=480, lift_iterations=3000, finetune_epochs=1,
              finetune_lr=1e-5, feature_long_side=0, probe_iters=0),
@@ -187,6 +189,7 @@ def lifts_pending(scene_paths: list, root, backbone, cfg, long_side: int | None 
         if not (done and _matches(folder, rec)): out.append(p)
     return out
 
+# %% ../nbs/12_demo.ipynb #165b4a81
 def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fixed order
                root,                # the run folder: writes root/lift/<scene>/ and root/targets/<scene>.safetensors
                backbone,            # the frozen `Backbone` whose features are lifted
@@ -231,6 +234,7 @@ def lift_stage(scene_paths: list,   # scene folders / transforms files, in a fix
                 on_done(scene, load_lifted(d, device=device), d)
     return done
 
+# %% ../nbs/12_demo.ipynb #2923be43
 # settings of `FinetuneConfig` that do not change the weights it makes
 _FINETUNE_LOGISTICS = ("targets", "out", "resume", "num_workers", "log_every", "device", "progress",
                        "save_every", "compile")
@@ -279,6 +283,7 @@ def _scene_features(backbone, scene, long_side: int | None = None, device="cpu",
         memo[id(backbone)] = {i: f.to(device) for i, f in enumerate(maps)}
     return memo[id(backbone)]
 
+# %% ../nbs/12_demo.ipynb #9b5a4c4c
 from .protocol import ROW_NAMES
 MODELS = ROW_NAMES   # the rows of every results table (fit3d.protocol), as the paper's Table 13
 
@@ -290,6 +295,7 @@ def compare_models(original,   # the frozen 2D `Backbone`
     return dict(original=original.eval(), duplicated=CombinedBackbone(original, original, "concat").eval(),
                 finetuned=finetuned.eval(), combined=CombinedBackbone(original, finetuned, "concat").eval())
 
+# %% ../nbs/12_demo.ipynb #c6810465
 def _parts(data) -> list[dict]:
     "The probe inputs as a list of dict(train=, val=, ...), one per read: from a synthetic root, a dict or a list of dicts."
     from fit3d.datasets import DATASETS
@@ -319,6 +325,7 @@ def _cached_results(cache) -> dict:
     print(f"{cache}: {why}; kept as {kept.name}, recomputing")
     return {}
 
+# %% ../nbs/12_demo.ipynb #8ecbb066
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
@@ -410,6 +417,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     if cache: write_json(cache, results)
     return results
 
+# %% ../nbs/12_demo.ipynb #a93bb7c1
 def provenance_parts(saved, wanted) -> list:
     "The names of the parts in which two records differ."
     from fit3d.store import provenance_diff
@@ -462,6 +470,7 @@ def loss_figure(lifted_dirs: list, finetune_dir):
     fig.update_layout(height=320, showlegend=False, margin=dict(l=30, r=10, t=40, b=30))
     return fig
 
+# %% ../nbs/12_demo.ipynb #b0b1aaee
 def write_report(root: Path,
                  cfg: DemoConfig,
                  bench: dict,
@@ -590,6 +599,7 @@ def check_report_needs(modules=("plotly", "viser")):
         raise ImportError(f"fit3d demo writes its report with {' and '.join(missing)}, which cannot be imported here: "
                           f"pip install {' '.join(missing)} (or pip install -e . in the repository)")
 
+# %% ../nbs/12_demo.ipynb #bbca3cff
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark

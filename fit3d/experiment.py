@@ -30,7 +30,8 @@ import torch
 from rich.console import Console
 
 from .formats import read_scene
-from .store import ArtifactError, write_json, read_json, atomic_write, weights_digest, check_settings
+from .store import (ArtifactError, write_json, read_json, atomic_write, weights_digest, check_settings,
+                         settings_from_args)
 from .store import aside_path as store_aside_path
 from .raster import load_gsplat
 from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
@@ -88,6 +89,7 @@ class ExperimentConfig:
                        lift_views_per_step=(">=", 1), reference_iterations=(">=", 1), lift_workers=(">=", 1),
                        finetune_epochs=(">=", 1), finetune_lr=(">", 0), probe_iters=(">=", 1), max_seconds=(">", 0))
 
+# %% ../nbs/18_experiment.ipynb #7bb99326
 SMOKE = dict(backbone="fit3d_tiny", train_scenes=2, val_scenes=1, test_scenes=1, views=8, width=96, height=72,
              lift_iterations=40, reference_iterations=40, seeds=(0,), finetune_epochs=2)  # a few minutes on two CPU cores
 
@@ -191,6 +193,7 @@ def _features(cfg: ExperimentConfig, backbone, progress: bool = False):
     return lambda scene: extract_scene(backbone, scene, cache_dir=Path(cfg.out) / "features",
                                        long_side=cfg.feature_long_side or None, progress=progress)
 
+# %% ../nbs/18_experiment.ipynb #05f84ee8
 def _worker_env(rank: int, world: int) -> dict:
     import fit3d  # the workers import this very fit3d (a worktree's, say), whatever else is installed
     path = [str(Path(fit3d.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
@@ -237,6 +240,7 @@ def lift_worker(spec_path) -> None:
                name=cfg.backbone, overwrite=True)   # the experiment's own folder: a changed setting recomputes
     print(f"Stage I worker {rank} of {world}: done")
 
+# %% ../nbs/18_experiment.ipynb #f6ac29a6
 def lift_variant(cfg: ExperimentConfig, variant: Variant,
                  scenes: list,      # the training rooms
                  backbone,          # the original `Backbone`
@@ -402,6 +406,7 @@ def experiment_table(results: dict,  # what `run_experiment` returns and `experi
     if results.get("skipped"): out += ["", f"Skipped by the time box: {', '.join(results['skipped'])}."]
     return "\n".join(out)
 
+# %% ../nbs/18_experiment.ipynb #546a887e
 def experiment_figure(results: dict,  # as for `experiment_table`
                       png=None,       # also write the figure here as PNG (kaleido; skipped where it cannot)
                      ):
@@ -439,6 +444,7 @@ def _weights_file(cfg: ExperimentConfig) -> str:
     if cfg.checkpoint or cfg.backbone not in PROXY_MODELS or not cfg.pretrained: return cfg.checkpoint
     return str((weights_dir() / PROXY_MODELS[cfg.backbone]["file"]).resolve())
 
+# %% ../nbs/18_experiment.ipynb #2cd2d2f8
 def unit_seconds(runs: list) -> dict:  # experiment.json records (or their "earlier" entries), each with its "times"
     "The durations of the units these runs did: dict(lift=[s per Stage I], seed=[s per seed: Stage II and probes])."
     out = dict(lift=[], seed=[])
@@ -464,6 +470,7 @@ def seconds_needed(seed: int | None, # None: a Stage I
     if seed is None: return longest("lift") + longest("seed")  # a Stage I pays off only through a seed after it
     return None if fresh else longest("seed")  # a Stage I's files do not outlive the call: its first seed runs
 
+# %% ../nbs/18_experiment.ipynb #2d7cf0e2
 def aside_path(out: Path, kind: str) -> Path:  # kind: "set-aside" or "unreadable"
     "`out/experiment.<kind>-<k>.json` for the first free k (`fit3d.store.aside_path`): never over another."
     return store_aside_path(out / "experiment.json", kind)
@@ -495,6 +502,7 @@ def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s), 
     res["runs"] = {v: res["runs"][v] for v in VARIANTS if v in res["runs"]}
     return names
 
+# %% ../nbs/18_experiment.ipynb #d49d0de0
 def run_experiment(cfg: ExperimentConfig | None = None,
                    clock=time.perf_counter,  # the time box's clock, in seconds (a test passes its own)
                   ) -> dict:
@@ -585,8 +593,7 @@ def main(argv: list | None = None):
     "`python -m fit3d.experiment [flags]` is `fit3d experiment [flags]`; `--lift-only SPEC` runs one Stage I worker."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--lift-only"]: return lift_worker(argv[1])
-    from fit3d.cli import main as cli
-    return cli(["experiment", *argv])
+    return run_experiment(settings_from_args(ExperimentConfig, argv, "python -m fit3d.experiment"))
 
 # %% ../nbs/18_experiment.ipynb #cee3f4a6
 if __name__ == "__main__": main()

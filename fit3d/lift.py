@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import tyro
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
@@ -43,12 +44,12 @@ from .store import (ArtifactError, atomic_write, write_json, read_json, save_tor
                          CHECKPOINT_FORMAT)
 
 # %% auto #0
-__all__ = ['BOOKKEEPING', 'PRESET_GROUPS', 'LIFT_FILES', 'LiftConfig', 'result_settings', 'preset_differences', 'markdown_table',
-           'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views', 'scene_scale', 'init_splats',
-           'make_optimizers', 'make_decoder', 'make_strategy', 'strategy_state', 'step_loss', 'means_lr', 'densify',
-           'features_record', 'lift_record', 'resume_state', 'Trainer', 'train_step', 'Lifted', 'lift', 'save_lifted',
-           'load_lifted', 'render_features', 'multiview_agreement', 'evaluate', 'write_targets_for', 'lift_picture',
-           'plot_history', 'rank_and_world', 'lift_scenes']
+__all__ = ['BOOKKEEPING', 'LiftPreset', 'PRESET_GROUPS', 'LIFT_FILES', 'LiftConfig', 'result_settings', 'lift_presets',
+           'preset_differences', 'markdown_table', 'FeatureDecoder', 'ssim', 'Views', 'load_views', 'training_views',
+           'scene_scale', 'init_splats', 'make_optimizers', 'make_decoder', 'make_strategy', 'strategy_state',
+           'step_loss', 'means_lr', 'densify', 'features_record', 'lift_record', 'resume_state', 'Trainer',
+           'train_step', 'Lifted', 'lift', 'save_lifted', 'load_lifted', 'render_features', 'multiview_agreement',
+           'evaluate', 'write_targets_for', 'lift_picture', 'plot_history', 'rank_and_world', 'lift_scenes']
 
 # %% ../nbs/05_lift.ipynb #5b067cec
 @dataclass
@@ -122,6 +123,16 @@ BOOKKEEPING = ("checkpoint_every", "backend")  # settings that do not change the
 def result_settings(cfg: LiftConfig) -> dict:
     "Every setting that changes what a lift produces (all but `BOOKKEEPING`)."
     return {k: v for k, v in asdict(cfg).items() if k not in BOOKKEEPING}
+
+# %% ../nbs/05_lift.ipynb #69ec1a9a
+def lift_presets() -> dict:
+    "The Stage I presets: the official code's settings, ours, and a CPU-sized one for tests."
+    return dict(reference=LiftConfig(), fast=LiftConfig.fast(), tiny=LiftConfig.tiny())
+
+LiftPreset = tyro.extras.subcommand_type_from_defaults(
+    lift_presets(), dict(reference="the official FiT3D code's settings (30k steps, full resolution)",
+                         fast="ours: fewer steps at half resolution", tiny="CPU-sized, for tests"),
+    prefix_names=False)  # `fit3d lift fast --iterations 500`: a preset, then any of its fields as flags
 
 # %% ../nbs/05_lift.ipynb #8f13da80
 PRESET_GROUPS = {  # differences measured together: a benchmark variant reverts one group of `fast` to the reference

@@ -341,6 +341,7 @@ def _check_pairs(feats: list, targets: list, what: str):
         if f.shape[0] != feats[0].shape[0]:
             raise ValueError(f"feature map {i} has {f.shape[0]} channels, map 0 has {feats[0].shape[0]}")
 
+# %% ../nbs/07_probe.ipynb #ea82f397
 CHECK_EVERY = 25  # fit_heads reads the losses back (and stops on a non-finite one) every this many steps
 
 def _check_losses(pending: list, # (step, head, loss tensor) in training order
@@ -390,6 +391,7 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
     for k, h in heads.items(): h.eval(); h.losses = losses[k]
     return heads
 
+# %% ../nbs/07_probe.ipynb #7ccee679
 def _cached_batches(feats: list | dict, targets: list, cfg: ProbeConfig, feats_flipped: list | dict | None = None,
                     name: str = "probe") -> Callable:
     "Batches of cached (features, target) pairs: shuffled epochs, a random flip per sample (flipped images if cached)."

@@ -43,10 +43,10 @@ from .store import check_provenance, module_device, provenance, read_json, write
 # %% auto #0
 __all__ = ['ROWS', 'DEPTH_PRESETS', 'PAPER_SOURCE', 'PAPER', 'ROW_NAMES', 'COLUMNS', 'CONTROL', 'FeatureSets', 'SegAugment',
            'keep_ratio_size', 'rgb_to_hsv', 'hsv_to_rgb', 'photometric_distortion', 'seg_augment', 'windows',
-           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'depth_augment', 'flip_tta',
-           'photometric_batch', 'seg_augment_batch', 'color_aug_batch', 'depth_augment_batch', 'solver', 'run_probes',
-           'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'control_check', 'probe_record',
-           'save_results', 'load_results']
+           'slide_predict', 'DepthAugment', 'depth_setup', 'rotate', 'color_aug', 'apply_pre_crop', 'depth_augment',
+           'flip_tta', 'photometric_batch', 'seg_augment_batch', 'color_aug_batch', 'depth_augment_batch', 'solver',
+           'run_probes', 'toy_probe_samples', 'paper_numbers', 'results_markdown', 'results_table', 'control_check',
+           'probe_record', 'save_results', 'load_results']
 
 # %% ../nbs/07a_protocol.ipynb #b18c1725
 ROWS = ("original", "duplicated", "finetuned", "combined")
@@ -252,10 +252,18 @@ class DepthAugment:
     pre_crop: tuple | None = None     # a fixed (top, bottom, left, right) crop before the rest (NYUv2: NYUCrop)
 
     def __post_init__(self):  # checked where made (fit3d.store.check_settings)
-        from fit3d.store import check_settings
+        from fit3d.store import check_settings, SettingError
         check_settings(self, False, rotate=(">=", 0, "<=", 1), degree=(">=", 0), flip=(">=", 0, "<=", 1),
                        crop=(">=", 1), color=(">=", 0, "<=", 1), gamma=(">", 0), brightness=(">=", 0),
                        color_range=(">=", 0))
+        p = self.pre_crop
+        if p is not None:   # a box outside the image would crop to nothing, silently: refuse a box that is not one
+            ints = isinstance(p, (tuple, list)) and len(p) == 4 and all(isinstance(v, (int, np.integer))
+                                                                        and not isinstance(v, bool) for v in p)
+            if not ints or min(p) < 0 or p[0] >= p[1] or p[2] >= p[3]:
+                raise SettingError(f"DepthAugment.pre_crop must be 4 non-negative ints (top, bottom, left, right) "
+                                   f"with top < bottom and left < right, got {p!r}")
+            self.pre_crop = tuple(int(v) for v in p)
 
 DEPTH_PRESETS = dict(  # per data set: depth range, training crop and evaluation crop of the official configs
     scannetpp=dict(max_depth=20.0, crop=(416, 544), eval_crop=None),
@@ -274,6 +282,7 @@ def depth_setup(dataset: str,   # a key of `DEPTH_PRESETS`
     aug = DepthAugment(crop=p["crop"], pre_crop=p.get("pre_crop"))
     return DepthProbeConfig(**{"max_depth": p["max_depth"], **cfg_kwargs}), aug, p["eval_crop"]
 
+# %% ../nbs/07a_protocol.ipynb #b9465e5a
 def rotate(image: torch.Tensor,  # (3, H, W)
            depth: torch.Tensor,  # (H, W), 0 = unknown
            degrees: float,       # positive: clockwise on screen (as mmcv.imrotate)
@@ -293,15 +302,24 @@ def color_aug(image: torch.Tensor, g: torch.Generator, aug: DepthAugment) -> tor
     x = (255 * image.clamp(0, 1)) ** _u(g, *aug.gamma) * _u(g, *aug.brightness) / 255   # 255^(γ-1): ±74% at γ 1.1
     return (x * torch.tensor([_u(g, *aug.color_range) for _ in range(3)], device=x.device)[:, None, None]).clamp(0, 1)
 
+def apply_pre_crop(image: torch.Tensor, depth: torch.Tensor, aug: DepthAugment, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    "The fixed crop before the rest (the official NYUCrop), refused where its box does not fit the image."
+    if not aug.pre_crop: return image, depth
+    y0, y1, x0, x1 = aug.pre_crop; H, W = depth.shape
+    if y1 > H or x1 > W:   # slicing would shrink the box, or empty it, without a word
+        raise ValueError(f"{name}: DepthAugment.pre_crop {aug.pre_crop} (top, bottom, left, right) does not fit "
+                         f"its {H}x{W} image (the box is in the data set's own pixels: NYUCrop's in NYUv2's 480x640)")
+    return image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
+
 def depth_augment(image: torch.Tensor,  # (3, H, W) float in [0, 1]
                   depth: torch.Tensor,  # (H, W) metres, 0 = unknown
                   g: torch.Generator,
                   aug: DepthAugment | None = None,
+                  name: str = "a sample",  # the sample, named in the error when the fixed crop does not fit it
                  ) -> tuple[torch.Tensor, torch.Tensor]: # (3, *crop) image, (*crop) depth
     "One training sample through the official depth pipeline: rotate, flip, crop (padded with unknown depth), colour."
     aug = aug or DepthAugment()
-    if aug.pre_crop:   # the official NYUCrop, before anything else
-        y0, y1, x0, x1 = aug.pre_crop; image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
+    image, depth = apply_pre_crop(image, depth, aug, name)   # the official NYUCrop, before anything else
     if _p(g, aug.rotate): image, depth = rotate(image, depth, _u(g, -aug.degree, aug.degree))
     if _p(g, aug.flip): image, depth = image.flip(-1), depth.flip(-1)
     y0, y1, x0, x1 = _crop_box(*depth.shape, aug.crop, g)
@@ -414,13 +432,13 @@ def depth_augment_batch(images: Sequence[torch.Tensor], # (3, H, W) float in [0,
                         depths: Sequence[torch.Tensor], # (H, W) metres each, 0 = unknown
                         g: torch.Generator,             # all random draws, in `depth_augment`'s order
                         aug: DepthAugment | None = None,
+                        names: Sequence[str] | None = None, # the samples, named where the fixed crop does not fit
                        ) -> tuple[torch.Tensor, torch.Tensor]: # (B, 3, *crop) images, (B, *crop) depth
     "`depth_augment` of each sample in turn, the same draws: geometry per sample, ColorAug batched."
     aug = aug or DepthAugment()
     ims, ds, sizes, draws = [], [], [], []
-    for image, depth in zip(images, depths):
-        if aug.pre_crop:
-            y0, y1, x0, x1 = aug.pre_crop; image, depth = image[:, y0:y1, x0:x1], depth[y0:y1, x0:x1]
+    for i, (image, depth) in enumerate(zip(images, depths)):
+        image, depth = apply_pre_crop(image, depth, aug, names[i] if names else f"sample {i}")
         if _p(g, aug.rotate): image, depth = rotate(image, depth, _u(g, -aug.degree, aug.degree))
         if _p(g, aug.flip): image, depth = image.flip(-1), depth.flip(-1)
         y0, y1, x0, x1 = _crop_box(*depth.shape, aug.crop, g)
@@ -440,6 +458,8 @@ def _float_image(a: torch.Tensor) -> torch.Tensor: # (H, W, 3) uint8 or float ->
 
 def _image(s: dict, dev) -> torch.Tensor:   # uint8 travels as uint8: a quarter of the bytes
     return _float_image(torch.as_tensor(np.ascontiguousarray(s["image"])).to(dev))
+
+def _name(s: dict, i: int) -> str: return str(s.get("name") or f"sample {i}")
 
 def _target(s: dict, key: str, dev) -> torch.Tensor:
     if s.get(key) is None: raise ValueError(f"sample {s.get('name', '?')} has no {key!r}")
@@ -501,19 +521,23 @@ def _official_crops(samples: Sequence[dict], task: str, cfg, aug, bdev: torch.de
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
         if not batched:
             pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev),
-                                                                       _target(samples[i], key, bdev), g, aug)
+                                                                       _target(samples[i], key, bdev), g, aug,
+                                                                       *([] if task == "seg" else [_name(samples[i], i)]))
                      for i in idx]
             return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
         im, ts, ks = zip(*[get(i) for i in idx])
-        return seg_augment_batch(im, ts, g, aug, ks) if task == "seg" else depth_augment_batch(im, ts, g, aug)
+        return seg_augment_batch(im, ts, g, aug, ks) if task == "seg" else depth_augment_batch(im, ts, g, aug,
+                                                                                                   [_name(samples[i], i) for i in idx])
     return crops
 
+# %% ../nbs/07a_protocol.ipynb #4e30537d
 def solver(cfg: ProbeConfig, protocol: str) -> str:
     "How a run trains its heads: `cfg.solver`, where \"auto\" is L-BFGS to convergence in the quick protocol, else AdamW."
     if cfg.solver == "lbfgs" and protocol == "official":
         raise ValueError("the official protocol draws new augmented crops every step: it trains with AdamW, not L-BFGS")
     return cfg.solver if cfg.solver != "auto" else ("lbfgs" if protocol == "quick" else "adamw")
 
+# %% ../nbs/07a_protocol.ipynb #f0ef40ad
 class _Cat(Sequence):
     "Two sequences as one."
     def __init__(self, a, b): self.a, self.b = a, b
@@ -696,6 +720,7 @@ COLUMNS = [  # (task, metric, header, scale): every results table's columns, in 
     ("depth", "rmse", "depth RMSE ↓", 1), ("depth", "abs_rel", "depth AbsRel ↓", 1), ("depth", "a1", "depth δ1 ↑", 100),
     ("correspondence", "recall@10", "corr. recall@10px ↑", 100), ("correspondence", "cos_corr", "corr. cosine ↑", 1)]
 
+# %% ../nbs/07a_protocol.ipynb #b3223c55
 def paper_numbers(backbone: str | None, # our backbone name, e.g. "dinov2_small"
                   dataset: str | None,  # the data set, e.g. "scannetpp"
                  ) -> dict | None:

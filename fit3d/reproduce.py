@@ -21,8 +21,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .lift import LiftConfig
-from .cli import LiftPreset, DatasetName, lift_presets, probe_data
+from .lift import LiftConfig, LiftPreset, lift_presets
+from .datasets import DatasetName, probe_data
 from .store import write_json, atomic_write, weights_digest, files_digest, resolve_device, check_settings
 from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_models, weights_note, _barrier
 from .protocol import paper_numbers, results_markdown, control_check
@@ -118,6 +118,7 @@ def probe_datasets(cfg: ReproduceConfig) -> list[str]:
     from fit3d.datasets import DATASETS
     return ["scannetpp"] + [n for n in _PAPER_DATASETS[1:] if any(Path(r).exists() for r in DATASETS[n].roots.values())]
 
+# %% ../nbs/15_reproduce.ipynb #629317e0
 def val_images(name: str,    # a `DatasetName`
                root=None,    # its folder (None: its usual place)
               ) -> dict:
@@ -175,6 +176,7 @@ def plan(cfg: ReproduceConfig,  # the run's settings
                          seconds=0.0 if done else None if solved else secs))
     return rows
 
+# %% ../nbs/15_reproduce.ipynb #69c38e2e
 PAPER_SCENES = dict(nvs_sem_train=230, nvs_sem_val=50)   # the paper's split sizes (ScanNet++ v1)
 
 def split_note(cfg: ReproduceConfig, n: int) -> str:

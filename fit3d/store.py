@@ -39,7 +39,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'LOCK_NAME', 'ArtifactError', 'NonFiniteLoss', '
            'weights_digest', 'content_digest', 'file_stamp', 'files_digest', 'scene_identity', 'provenance_diff',
            'differences', 'check_provenance', 'save_checkpoint', 'load_checkpoint', 'check_finite',
            'check_finite_state', 'safe_name', 'child', 'FolderBusy', 'folder_lock', 'SettingError', 'check_settings',
-           'resolve_device', 'module_device']
+           'settings_from_args', 'resolve_device', 'module_device']
 
 # %% ../nbs/00a_store.ipynb #ac00f10a
 class ArtifactError(SceneError):
@@ -430,6 +430,17 @@ def check_settings(cfg,              # a settings dataclass
         for x in (v if isinstance(v, (tuple, list)) else [v]):
             if x is not None and x not in ok:
                 raise SettingError(f"{name(f.name)} must be one of {', '.join(map(str, ok))}, got {x!r}")
+
+# %% ../nbs/00a_store.ipynb #a3e34c07
+def settings_from_args(cls,         # a settings dataclass (or a union of presets): its fields become the flags
+                       args: list,  # the command line after the command's name
+                       prog: str,   # the command as the user types it, for --help and the error messages
+                      ):
+    "`cls` made from the flags in `args` by tyro; a bad value exits with tyro's message and status 2."
+    import tyro   # here, not at the top: every module imports the store, and few of them read flags
+    # OmitArgPrefixes: `--backbone`, not `--model.backbone`; CascadeSubcommandArgs: flags before or after a preset
+    flags = typing.Annotated[cls, tyro.conf.OmitArgPrefixes, tyro.conf.CascadeSubcommandArgs]
+    return tyro.cli(flags, args=list(args), prog=prog)
 
 # %% ../nbs/00a_store.ipynb #aba497c7
 def resolve_device(device=None, # None/"auto": this process' GPU if there is one, else the CPU; or "cpu", "cuda:1", ...

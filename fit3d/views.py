@@ -43,6 +43,7 @@ def _obj_center(room: Room, i: int) -> np.ndarray:
     w = np.r_[_rot(room.obj_yaw[i]) @ c[:2], c[2]] + room.obj_origin[i]
     return np.r_[w[:2], np.clip(w[2], 0.3, 1.6)]
 
+# %% ../nbs/02a_views.ipynb #67a1d4d6
 def _walk(free, X, Y, waypoints, n: int, rng) -> np.ndarray:
     "`n` points evenly spaced along the shortest paths over `free` floor from waypoint to waypoint, clear of obstacles."
     from scipy.ndimage import distance_transform_edt, label
@@ -79,6 +80,7 @@ def _walk(free, X, Y, waypoints, n: int, rng) -> np.ndarray:
     i, j = cell(xy)
     return np.where(free[i, j][:, None], xy, np.stack([X[ii[i, j], jj[i, j]], Y[ii[i, j], jj[i, j]]], -1))
 
+# %% ../nbs/02a_views.ipynb #49a1a9b4
 def room_cameras(room: Room,        # where to walk
                  n: int,            # number of views
                  width: int, height: int, # image size

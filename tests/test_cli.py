@@ -78,7 +78,7 @@ def test_probe_defaults_to_the_official_protocol(fixtures, weights, tmp_path, mo
 
 
 def test_probe_data_names_a_missing_folder(tmp_path, monkeypatch):
-    from fit3d.cli import probe_data
+    from fit3d.datasets import probe_data
     from fit3d.scene import SceneError
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SceneError, match="ade20k data set not found"): probe_data("ade20k")

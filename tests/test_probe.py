@@ -151,3 +151,21 @@ def test_solved_probes_score_the_duplicated_control_as_the_original():
     assert abs(check["miou"]) <= 0.3 and abs(check["rmse"]) <= 0.01
     stepped = control_check(table(solver="adamw", iters=30, batch_size=4))   # a few fixed steps: the wider input learns faster
     assert stepped["ok"] is False and "FAILED" in stepped["text"], stepped["text"]
+
+
+@pytest.mark.parametrize("box", [(45, 472, 43), (45.0, 472, 43, 608), (472, 45, 43, 608), (45, 472, 608, 43),
+                                 (-1, 472, 43, 608), (45, 45, 43, 608)])
+def test_depth_pre_crop_is_checked_where_it_is_made(box):
+    with pytest.raises(ValueError, match=r"DepthAugment.pre_crop must be"): DepthAugment(pre_crop=box)
+
+
+def test_depth_pre_crop_outside_an_image_names_the_sample():
+    from fit3d.protocol import depth_augment
+    aug = DepthAugment(crop=(32, 40), pre_crop=(45, 472, 43, 608), rotate=0, flip=0, color=0)   # NYUCrop on a 56x70 image
+    ci, cd = depth_augment(torch.rand(3, 480, 640), torch.ones(480, 640), torch.Generator(), aug)
+    assert (cd > 0).all()   # inside a 480x640 image: cropped, no padding
+    orig, tuned = _pair()
+    train = toy_probe_samples(2, 56, 70, seed=0)
+    cfg = DepthProbeConfig(iters=1, batch_size=2, n_bins=16, upsample=1, progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"toy\d: DepthAugment.pre_crop \(45, 472, 43, 608\) .* 56x70 image"):
+        run_probes(FeatureSets(orig, tuned, "depth"), train, train, cfg, "official", aug=aug)
