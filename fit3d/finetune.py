@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy, hashlib, json, os, time
 from contextlib import ExitStack
 from dataclasses import dataclass, asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -53,10 +54,10 @@ from .store import (ArtifactError, NonFiniteLoss, atomic_write, write_json, prov
                          check_finite, check_finite_state, check_settings, folder_lock)
 
 # %% auto #0
-__all__ = ['MASKS', 'FINETUNE_FILES', 'COMBINE', 'image_u8', 'RenderedTargets', 'TargetViews', 'StepBatches', 'masked_l1',
-           'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype', 'make_optimizer', 'run_record',
-           'check_targets', 'export_weights', 'check_base', 'finetuned_record', 'finetune', 'CombinedBackbone',
-           'load_finetuned', 'compare_before_after', 'main']
+__all__ = ['MASKS', 'FINETUNE_FILES', 'WAIT', 'COMBINE', 'image_u8', 'RenderedTargets', 'TargetViews', 'StepBatches',
+           'batch_processes', 'masked_l1', 'train_step', 'FinetuneConfig', 'setup_process', 'amp_dtype',
+           'make_optimizer', 'run_record', 'check_targets', 'export_weights', 'check_base', 'finetuned_record',
+           'finetune', 'CombinedBackbone', 'load_finetuned', 'compare_before_after', 'main']
 
 # %% ../nbs/06_finetune.ipynb #de4ccffb
 def image_u8(scene: Scene, i: int, size) -> torch.Tensor:
@@ -284,6 +285,12 @@ class StepBatches(torch.utils.data.Sampler):
         for s in range(self.start, self.n // self.B):
             yield [(i, self.flips[i]) for i in self.perm[s * self.B:(s + 1) * self.B][self.rank::self.world]]
 
+def batch_processes(batch_size: int, # the global batch
+                    world: int,      # the processes there are
+                   ) -> int:
+    "How many processes share each global batch: the largest divisor of `batch_size` that is at most `world`."
+    return max(k for k in range(1, min(batch_size, world) + 1) if batch_size % k == 0)
+
 # %% ../nbs/06_finetune.ipynb #fdb14d26
 def masked_l1(pred: torch.Tensor,   # (B, C, h, w) features
               target: torch.Tensor, # (B, C, h, w) targets
@@ -306,11 +313,12 @@ def train_step(model: nn.Module,       # the backbone (possibly DDP-wrapped): im
                                        # the same images are a second target, weighted by batch["keep"]
                preserve: float = 0.0,  # the weight of that feature-preservation term (0: off, the paper)
                before_update=None,     # called with the loss before the weights change (a checkpoint of them)
+               group=None,             # the process group of the `world` processes (None: the default group)
               ) -> tuple[torch.Tensor, torch.Tensor]: # (this process' loss, gradient norm before clipping), on device
     "One AdamW step of masked L1 between the model's dense features and the targets (plus the preservation term)."
     img, tgt, m = batch["image"], batch["target"], batch["mask"]
     den = m.sum() * tgt.shape[1]
-    work = dist.all_reduce(den, async_op=True) if world > 1 else None   # overlaps the forward pass
+    work = dist.all_reduce(den, group=group, async_op=True) if world > 1 else None   # overlaps the forward pass
     with torch.autocast(img.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         pred = model(img)
         if preserve:
@@ -384,13 +392,18 @@ _SAME = ("backbone", "pretrained", "init", "batch_size", "lr", "weight_decay", "
 _BEYOND = ("tune", "tune_blocks", "lora_rank", "preserve", "preserve_where", "ema")
 
 # %% ../nbs/06_finetune.ipynb #c6a1f3e8
+# how long a process waits at a barrier or collective for the others: a stage's processes finish unevenly (Stage II's
+# batch 2 leaves 6 of 8 waiting for all of it), far beyond NCCL's default of 10 minutes; a crash still ends them at once
+# (torchrun stops every process when one fails)
+WAIT = timedelta(hours=48)
+
 def setup_process(device: str = "auto") -> tuple[int, int, torch.device, bool]:
     "(rank, world size, device, whether we started the process group) for this process."
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     dev = resolve_device(device)
     if dev.type == "cuda": torch.cuda.set_device(dev)
     own = world > 1 and not dist.is_initialized()
-    if own: dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if own: dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=WAIT)
     return rank, world, dev, own
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -479,12 +492,18 @@ def _beyond(cfg: FinetuneConfig, bb: nn.Module) -> tuple[nn.Module | None, EMA |
 # %% ../nbs/06_finetune.ipynb #d1fd8681
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
-             callback=None,                    # callback(step, loss tensor) after every step, on every process
+             callback=None,                    # callback(step, loss tensor) after every step, on every training process
             ) -> Path:                         # `<out>/finetuned.safetensors`, a timm state dict
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
     rank, world, device, own = setup_process(cfg.device)
+    procs = batch_processes(cfg.batch_size, world)   # the first `procs` ranks share each batch; the others wait
+    group = dist.new_group(ranks=list(range(procs)), timeout=WAIT) if 1 < procs < world else None   # made by all
+    if rank == 0 and procs < world:
+        print(f"Stage II: global batch {cfg.batch_size} on {procs} of {world} processes; the others wait")
     held = ExitStack()
     try:
+        if rank >= procs:   # no share of any batch: straight to the barrier that ends the run
+            dist.barrier(); return Path(cfg.out) / "finetuned.safetensors"
         if data is None and bool(cfg.targets) == bool(cfg.lifted):
             raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
         if data is None and cfg.targets and cfg.test_frames:   # a cache holds the views Stage I wrote it for
@@ -510,8 +529,8 @@ def finetune(cfg: FinetuneConfig,             # the settings
         record = run_record(conf, start, data)
         original, ema = _beyond(cfg, bb)   # the options beyond the paper (none by default)
         gpus = [device.index] if device.type == "cuda" else None
-        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=gpus)
-        model = ddp(bb) if world > 1 else bb
+        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=gpus, process_group=group)
+        model = ddp(bb) if procs > 1 else bb
         if cfg.compile: model = torch.compile(model)
         opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -531,7 +550,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         bad = torch.zeros((), dtype=torch.bool, device=device)
         def read(loss) -> float:                                  # the one host sync, every log_every steps
             v = loss.detach().clone()
-            if world > 1: dist.all_reduce(v); v = v / world
+            if procs > 1: dist.all_reduce(v, group=group); v = v / procs
             v = check_finite(v, f"fine-tuning {out} step {step}", ck_path)
             if bad.item():
                 raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
@@ -551,7 +570,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         t0, s0 = time.perf_counter(), step
         while step < total:
             epoch, start_at = divmod(step, per_epoch)
-            sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, world, start_at)
+            sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, procs, start_at)
             loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
                                                  pin_memory=device.type == "cuda")
             for batch in loader:
@@ -559,8 +578,8 @@ def finetune(cfg: FinetuneConfig,             # the settings
                     g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
                 b = data.to_device(batch, device)
                 if cfg.preserve: b["keep"] = keep_weights(b, cfg.preserve_where)
-                loss, gn = train_step(model, b, opt, cfg.clip, amp, scaler, world, original, cfg.preserve,
-                                      before_update=write_pending if rank == 0 else None)
+                loss, gn = train_step(model, b, opt, cfg.clip, amp, scaler, procs, original, cfg.preserve,
+                                      before_update=write_pending if rank == 0 else None, group=group)
                 if ema is not None: ema.update()
                 bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
                 log = step % cfg.log_every == 0 or step == total

@@ -349,7 +349,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     "The paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe and the table (and each stage's time in timings.json)."
     import torch.distributed as dist
     from fit3d.features import load_backbone, extract_scene
-    from fit3d.finetune import FinetuneConfig
+    from fit3d.finetune import FinetuneConfig, WAIT, batch_processes
     from fit3d.lift import rank_and_world
     from fit3d.formats import read_scene
     cfg = cfg or ReproduceConfig()
@@ -357,16 +357,20 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     scenes = training_scenes(cfg)
     rows = plan(cfg, scenes) if rank == 0 else []
     if rank == 0: print_plan(rows, cfg, con)
+    views = sum(len(read_scene(p, check_files=False).train) for p in scenes)   # Stage II trains on these
+    if views < cfg.batch_size:   # Stage II could not fill one batch: say so now, not after Stage I's hours
+        raise ValueError(f"{cfg.root}: the {len(scenes)} training scene(s) of {cfg.train_split} have {views} training "
+                         f"views, fewer than Stage II's global batch {cfg.batch_size}: use a smaller --batch-size")
     if cfg.dry_run: return None
     device = resolve_device(cfg.device)
-    if world > 1 and not dist.is_initialized():  # one group for the barriers between stages; Stage II reuses it
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world > 1 and not dist.is_initialized():  # one group for the barriers between stages (Stage II: its first ranks)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT)   # stages end unevenly
     bb = load_backbone(cfg.backbone, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None, device=device)
     root = run_dir(cfg.out, bb.name)
     if rank == 0: write_json(root / "config.json", cfg)
     est = {r["stage"]: dict(estimate=r["seconds"], work=r["work"]) for r in rows}   # rank 0 records each stage's time
-    clock = lambda stage, outputs, fn: clocked(stage, outputs, fn, root / "timings.json" if rank == 0 else None,
-                                               device, processes=world, **est.get(stage, {}))
+    clock = lambda stage, outputs, fn, processes=world: clocked(stage, outputs, fn, root / "timings.json" if rank == 0
+                                                                else None, device, processes=processes, **est.get(stage, {}))
     features_fn = lambda scene: extract_scene(bb, scene, cache_dir=root / "features", long_side=cfg.long_side,
                                               progress=rank == 0)
 
@@ -383,7 +387,8 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
                           lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
                           num_workers=0 if device.type == "cpu" else 4)
     weights = clock("Stage II: fine-tune", [root / "finetune" / "finetuned.safetensors"],
-                    lambda: (finetune_stage(root, fcfg, bb, log=con.print, overwrite=True), _barrier())[0])
+                    lambda: (finetune_stage(root, fcfg, bb, log=con.print, overwrite=True), _barrier())[0],
+                    batch_processes(cfg.batch_size, world))   # the processes that train; the rest wait at the barrier
     names = probe_datasets(cfg)
     fine = load_backbone(cfg.backbone, checkpoint=weights, device=device)
     models = compare_models(bb, fine)

@@ -75,3 +75,12 @@ def test_reproduce_end_to_end_resume_and_recompute(tree, tmp_path):
     assert all(json.loads((d / "lift.json").read_text())["steps"] == 21 for d in lifted)
     after = stamps(root)
     for f in ("finetune/finetuned.safetensors", "probe/scannetpp/results.json"): assert after[Path(f)] != before[Path(f)]
+
+
+def test_batch_no_views_could_fill_stops_before_stage_one(tree, tmp_path):
+    "A Stage II batch larger than all the training views (8 here) cannot run: the run stops before Stage I, not after."
+    from fit3d.reproduce import reproduce
+    cfg = ReproduceConfig(root=tree, out=tmp_path, backbone="tiny", batch_size=9, device="cpu", datasets=("scannetpp",),
+                          lift=LiftConfig.tiny(iterations=5))
+    with pytest.raises(ValueError, match="8 training views, fewer than Stage II's global batch 9"): reproduce(cfg)
+    assert not list(tmp_path.rglob("lift*")) and not list(tmp_path.rglob("*.safetensors"))   # no stage ran
