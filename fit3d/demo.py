@@ -325,6 +325,54 @@ def _cached_results(cache) -> dict:
     print(f"{cache}: {why}; kept as {kept.name}, recomputing")
     return {}
 
+# %% ../nbs/12_demo.ipynb #8f9b7b48
+def _probe_key(models: dict, parts: list, probe_iters, protocol: str, key, long_side, batch_size, seed: int) -> dict:
+    "What a results table depends on: `key`'s inputs, the probes' settings and solver, the crops and every split's size."
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    from fit3d.protocol import DEPTH_PRESETS
+    settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
+    solved = probe_iters is None and protocol == "quick"   # fit3d.solve: every head to convergence
+    how = ProbeConfig(solver="lbfgs")   # records of fixed-step probes keep their keys; solved ones say how they were solved
+    return provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
+                      **({"solver": {k: getattr(how, k) for k in ("solver", "l2", "tol", "max_iters", "solve_scale")},
+                          "depth_solve_scale": DepthProbeConfig.solve_scale} if solved else {}),
+                      batch_size=batch_size, **({"seed": seed} if seed else {}), # seed 0: the records made before it
+                      depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
+                      **({"depth_pre_crops": pre} if any(pre := [DEPTH_PRESETS.get(p.get("dataset"), {}).get("pre_crop") for p in parts]) else {}),
+                      data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
+                            for s, p in zip(settings, parts)])
+
+def _say_why_recomputed(cache, old: dict | None, new: dict):
+    "Print which inputs of a cached table changed, so that recomputing it is no surprise."
+    changed = provenance_parts(old, new)
+    why = (" (the quick probes are now solved to convergence, fit3d.solve, instead of a fixed number of steps)"
+           if "solver" in changed else "")
+    print(f"{cache}: probe results were made from other inputs ({', '.join(changed)}){why}; recomputing")
+
+# %% ../nbs/12_demo.ipynb #7e2e35f2
+def _original_and_finetuned(models: dict, rows: list, device) -> tuple:
+    "The original and fine-tuned models, in eval mode on `device` (the fine-tuned one None if no row needs it)."
+    orig, fine = (models[n].to(device).eval() if n in models else None for n in ("original", "finetuned"))
+    if "combined" in models:  # the combined row is assembled from its two parts
+        orig, fine = (m if m is not None else getattr(models["combined"], k).to(device).eval()
+                      for m, k in ((orig, "original"), (fine, "finetuned")))
+    if orig is None: raise ValueError(f"probe_models: rows {rows} need the original model ('original' or 'combined')")
+    return orig, fine
+
+# %% ../nbs/12_demo.ipynb #3df9e1d6
+def _correspondence(models: dict, rows: list, scenes: list, long_side, device, seed: int) -> dict:
+    "Multi-view correspondence recall of every row's model on `scenes` (pairs 1, 2 and 4 views apart), scene-averaged."
+    from fit3d.correspondence import correspondence_recall
+    corr = {n: [] for n in rows}
+    for sp in scenes or []:
+        sc, known, memo = read_scene(sp), {}, {}   # correspondences and each model's features: once a scene
+        pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory
+        for n in rows:   # matched where the model runs (on a GPU: there)
+            feats = _scene_features(models[n], sc, long_side, device, memo)
+            corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
+    return {n: {k: float(np.mean([x[k] for x in c])) for k in c[0] if isinstance(c[0][k], (int, float))}
+            for n, c in corr.items() if c}
+
 # %% ../nbs/12_demo.ipynb #8ecbb066
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
@@ -342,35 +390,16 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
     from fit3d.protocol import FeatureSets, run_probes, DepthAugment, DEPTH_PRESETS
-    from fit3d.correspondence import correspondence_recall
     from fit3d.store import _plain
     results = _cached_results(cache)
     parts = _parts(data)
-    settings = [{k: p.get(k) for k in ("task", "n_classes", "min_depth", "max_depth", "eval_crop")} for p in parts]
-    solved = probe_iters is None and protocol == "quick"   # fit3d.solve: every head to convergence
-    how = ProbeConfig(solver="lbfgs")   # records of fixed-step probes keep their keys; solved ones say how they were solved
-    key = provenance(**dict(key or {}), probe_iters=probe_iters, long_side=long_side, models=list(models), protocol=protocol,
-                     **({"solver": {k: getattr(how, k) for k in ("solver", "l2", "tol", "max_iters", "solve_scale")},
-                         "depth_solve_scale": DepthProbeConfig.solve_scale} if solved else {}),
-                     batch_size=batch_size, **({"seed": seed} if seed else {}), # seed 0: the records made before it
-                     depth_crops=[DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop") for p in parts],
-                     **({"depth_pre_crops": pre} if any(pre := [DEPTH_PRESETS.get(p.get("dataset"), {}).get("pre_crop") for p in parts]) else {}),
-                     data=[dict(s, train=p["train"].name, val=p["val"].name, n_train=len(p["train"]), n_val=len(p["val"]))
-                           for s, p in zip(settings, parts)])
+    key = _probe_key(models, parts, probe_iters, protocol, key, long_side, batch_size, seed)
     if results.get("_key") != key:
-        if results:
-            changed = provenance_parts(results.get("_key"), key)
-            why = (" (the quick probes are now solved to convergence, fit3d.solve, instead of a fixed number of steps)"
-                   if "solver" in changed else "")
-            print(f"{cache}: probe results were made from other inputs ({', '.join(changed)}){why}; recomputing")
+        if results: _say_why_recomputed(cache, results.get("_key"), key)
         results = {"_key": key}
     rows = [n for n in MODELS if n in models]
     if all(n in results for n in rows): return results
-    orig, fine = (models[n].to(device).eval() if n in models else None for n in ("original", "finetuned"))
-    if "combined" in models:  # the combined row is assembled from its two parts
-        orig, fine = (m if m is not None else getattr(models["combined"], k).to(device).eval()
-                      for m, k in ((orig, "original"), (fine, "finetuned")))
-    if orig is None: raise ValueError(f"probe_models: rows {rows} need the original model ('original' or 'combined')")
+    orig, fine = _original_and_finetuned(models, rows, device)
     kw = dict(device=str(device), progress=progress, seed=seed,
               **({} if probe_iters is None else dict(iters=probe_iters, solver="adamw")),
               **({} if batch_size is None else dict(batch_size=batch_size)))
@@ -400,18 +429,9 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
             res = task(f"{pi}/depth", lambda: run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
                                         aug=DepthAugment(crop=crop, pre_crop=pre) if crop else None, eval_crop_name=p.get("eval_crop")))
             for n in rows: r[n]["depth"] = res[n]
-        def correspondence():
-            corr = {n: [] for n in rows}
-            for sp in p.get("scenes") or []:
-                sc, known, memo = read_scene(sp), {}, {}   # correspondences and each model's features: once a scene
-                pairs = [(i, i + d) for d in (1, 2, 4) for i in range(len(sc) - d)]  # neighbours on the trajectory
-                for n in rows:   # matched where the model runs (on a GPU: there)
-                    feats = _scene_features(models[n], sc, long_side, device, memo)
-                    corr[n].append(correspondence_recall(sc, feats, pairs=pairs, n_points=500, seed=seed, known=known))
-            return {n: {k: float(np.mean([x[k] for x in c])) for k in c[0] if isinstance(c[0][k], (int, float))}
-                    for n, c in corr.items() if c}
         if p.get("scenes"):
-            for n, v in task(f"{pi}/correspondence", correspondence).items(): r[n]["correspondence"] = v
+            corr = lambda: _correspondence(models, rows, p.get("scenes"), long_side, device, seed)
+            for n, v in task(f"{pi}/correspondence", corr).items(): r[n]["correspondence"] = v
     for n in rows: results[n] = r[n]
     results.pop("_done")   # the table is whole: its parts are in the rows
     if cache: write_json(cache, results)

@@ -502,18 +502,9 @@ def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s), 
     res["runs"] = {v: res["runs"][v] for v in VARIANTS if v in res["runs"]}
     return names
 
-# %% ../nbs/18_experiment.ipynb #d49d0de0
-def run_experiment(cfg: ExperimentConfig | None = None,
-                   clock=time.perf_counter,  # the time box's clock, in seconds (a test passes its own)
-                  ) -> dict:
-    "Run the experiment, or as much as the time box allows, reusing what is done; return what experiment.json holds."
-    cfg = resolve(cfg or ExperimentConfig())
-    if cfg.candidates: raise ValueError("Stage II candidates are run by fit3d.beyond.run_beyond (`fit3d experiment "
-                                        "--candidates ...` calls it)")
-    con, out, t0, start = Console(), Path(cfg.out), clock(), time.perf_counter()
-    times = dict(lift={}, finetune={}, probes={}, probes_original={})
-    res = dict(config=asdict(cfg), variants={v: dict(note=variant_note(v, cfg), lift=asdict(lift_config(v, cfg)))
-                                             for v in cfg.variants}, runs={}, times=times, done=[], skipped=[])
+# %% ../nbs/18_experiment.ipynb #caaf0141
+def _earlier_record(out: Path, res: dict, con) -> dict:
+    "The record of earlier runs of folder `out` ({} if none), its times noted in `res`; an unreadable one is kept aside."
     prev = {}
     if (out / "experiment.json").exists():  # the times of earlier runs of this folder, whose work this one reuses
         try:
@@ -526,6 +517,30 @@ def run_experiment(cfg: ExperimentConfig | None = None,
         except Exception as e:   # kept aside, not overwritten
             shutil.copy2(out / "experiment.json", kept := aside_path(out, "unreadable"))
             con.print(f"[yellow]{e}: kept as {kept}")
+    return prev
+
+# %% ../nbs/18_experiment.ipynb #4d628171
+def _record_seed(res: dict, v: str, seed: int, rows: dict, tt: dict):
+    "Put seed `seed` of variant `v` into `res`: its rows, its Stage I's metrics and its parts' times (`tt`)."
+    res["runs"].setdefault(v, {})[f"seed{seed}"] = rows
+    lm = res["variants"][v].get("lift_metrics") or {}   # the Stage I this seed fine-tuned on
+    own = {k: lm[k] for k in ("psnr", "feature_cosine") if k in lm}
+    res["variants"][v].setdefault("seed_lifts", {})[f"seed{seed}"] = own
+    for part, s in tt.items(): res["times"][part].setdefault(v, {})[f"seed{seed}"] = s
+
+# %% ../nbs/18_experiment.ipynb #d49d0de0
+def run_experiment(cfg: ExperimentConfig | None = None,
+                   clock=time.perf_counter,  # the time box's clock, in seconds (a test passes its own)
+                  ) -> dict:
+    "Run the experiment, or as much as the time box allows, reusing what is done; return what experiment.json holds."
+    cfg = resolve(cfg or ExperimentConfig())
+    if cfg.candidates: raise ValueError("Stage II candidates are run by fit3d.beyond.run_beyond (`fit3d experiment "
+                                        "--candidates ...` calls it)")
+    con, out, t0, start = Console(), Path(cfg.out), clock(), time.perf_counter()
+    times = dict(lift={}, finetune={}, probes={}, probes_original={})
+    res = dict(config=asdict(cfg), variants={v: dict(note=variant_note(v, cfg), lift=asdict(lift_config(v, cfg)))
+                                             for v in cfg.variants}, runs={}, times=times, done=[], skipped=[])
+    prev = _earlier_record(out, res, con)
     def save():
         res["aggregate"], times["total"] = aggregate(res["runs"]), time.perf_counter() - start
         write_json(out / "experiment.json", res)
@@ -573,11 +588,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
                 res["variants"][v]["lift_metrics"] = _lift_metrics(lifted)
             else:
                 rows, tt = seed_rows(cfg, v, seed, bb, log=con.print)
-                res["runs"].setdefault(v, {})[f"seed{seed}"] = rows
-                lm = res["variants"][v].get("lift_metrics") or {}   # the Stage I this seed fine-tuned on
-                own = {k: lm[k] for k in ("psnr", "feature_cosine") if k in lm}
-                res["variants"][v].setdefault("seed_lifts", {})[f"seed{seed}"] = own
-                for part, s in tt.items(): times[part].setdefault(v, {})[f"seed{seed}"] = s
+                _record_seed(res, v, seed, rows, tt)
             res["done"].append(name); current.clear(); save()
     save()
     table = experiment_table(res)

@@ -489,6 +489,42 @@ def _beyond(cfg: FinetuneConfig, bb: nn.Module) -> tuple[nn.Module | None, EMA |
     return original, (EMA({k: params[k] for k in tuned}, cfg.ema) if cfg.ema else None)
 
 
+# %% ../nbs/06_finetune.ipynb #1609f2f1
+def _targets_and_name(cfg: FinetuneConfig, data: TargetViews | None) -> tuple[TargetViews | None, str]:
+    "The training pairs given or cached (None when they are to be rendered from lifted scenes) and the backbone's name."
+    if data is None and bool(cfg.targets) == bool(cfg.lifted):
+        raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
+    if data is None and cfg.targets and cfg.test_frames:   # a cache holds the views Stage I wrote it for
+        raise ValueError("--test-frames needs --lifted (targets rendered from the lifted scenes); a target cache "
+                         "holds only the views it was written for (the scenes' frames)")
+    if data is None and cfg.targets: data = TargetViews.from_cache(cfg.targets, cfg.mask)
+    name = cfg.backbone or (data.backbone if data is not None else "")
+    if not name: raise ValueError("--backbone is needed with --lifted")
+    return data, name
+
+# %% ../nbs/06_finetune.ipynb #fcac60b1
+def _backbone_for(cfg: FinetuneConfig, name: str, data: TargetViews | None, device) -> tuple[nn.Module, TargetViews]:
+    "Load backbone `name` in training mode, render the targets for it if not given, and check that the two agree."
+    bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
+    bb.train().requires_grad_(True)
+    if data is None:
+        data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample,
+                                       cfg.render_scale, device, cfg.test_frames)
+    if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
+        raise SceneError(data.files.get(data.views[0][0]),
+                         f"targets are {data.dim}-d at patch size {data.patch_size}, "
+                         f"but backbone {name!r} gives {bb.dim}-d at patch size {bb.patch_size}")
+    return bb, data
+
+# %% ../nbs/06_finetune.ipynb #7739885f
+def _resume_from(st: dict, bb: nn.Module, opt, scaler, ema) -> int:
+    "Load a fine-tuning checkpoint's state into the run; the step it was written at."
+    bb.model.load_state_dict(st["model"]); opt.load_state_dict(st["optimizer"])
+    if scaler and st.get("scaler"): scaler.load_state_dict(st["scaler"])
+    if ema is not None: ema.load_state_dict(st["ema"])
+    torch.set_rng_state(st["rng"])
+    return st["step"]
+
 # %% ../nbs/06_finetune.ipynb #d1fd8681
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
@@ -504,27 +540,12 @@ def finetune(cfg: FinetuneConfig,             # the settings
     try:
         if rank >= procs:   # no share of any batch: straight to the barrier that ends the run
             dist.barrier(); return Path(cfg.out) / "finetuned.safetensors"
-        if data is None and bool(cfg.targets) == bool(cfg.lifted):
-            raise ValueError("give either --targets (target caches) or --lifted (lifted scenes)")
-        if data is None and cfg.targets and cfg.test_frames:   # a cache holds the views Stage I wrote it for
-            raise ValueError("--test-frames needs --lifted (targets rendered from the lifted scenes); a target cache "
-                             "holds only the views it was written for (the scenes' frames)")
-        if data is None and cfg.targets: data = TargetViews.from_cache(cfg.targets, cfg.mask)
-        name = cfg.backbone or (data.backbone if data is not None else "")
-        if not name: raise ValueError("--backbone is needed with --lifted")
+        data, name = _targets_and_name(cfg, data)
         out, amp = Path(cfg.out), amp_dtype(cfg.amp, device)
         if rank == 0: held.enter_context(folder_lock(out, "fine-tuning run"))   # one run writes `out` at a time
         conf = asdict(cfg) | dict(backbone=name, amp=str(amp))
         torch.manual_seed(cfg.seed)
-        bb = load_backbone(name, pretrained=cfg.pretrained, checkpoint=cfg.init or None, device=device)
-        bb.train().requires_grad_(True)
-        if data is None:
-            data = TargetViews.from_lifted(cfg.lifted, bb.patch_size, name, cfg.mask, cfg.resample,
-                                           cfg.render_scale, device, cfg.test_frames)
-        if (bb.patch_size, bb.dim) != (data.patch_size, data.dim):
-            raise SceneError(data.files.get(data.views[0][0]),
-                             f"targets are {data.dim}-d at patch size {data.patch_size}, "
-                             f"but backbone {name!r} gives {bb.dim}-d at patch size {bb.patch_size}")
+        bb, data = _backbone_for(cfg, name, data, device)
         start = weights_digest(bb.model); check_targets(data, name, start, cfg.init)
         record = run_record(conf, start, data)
         original, ema = _beyond(cfg, bb)   # the options beyond the paper (none by default)
@@ -541,10 +562,7 @@ def finetune(cfg: FinetuneConfig,             # the settings
         step, ck_path = 0, out / "checkpoint.pt"
         hint = "use another --out, or --no-resume to start this run over"
         if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint", hint=hint)) is not None:
-            bb.model.load_state_dict(st["model"]); opt.load_state_dict(st["optimizer"]); step = st["step"]
-            if scaler and st.get("scaler"): scaler.load_state_dict(st["scaler"])
-            if ema is not None: ema.load_state_dict(st["ema"])
-            torch.set_rng_state(st["rng"])
+            step = _resume_from(st, bb, opt, scaler, ema)
         if rank == 0: write_json(out / "config.json", conf | dict(provenance=record))
         # any non-finite loss or gradient norm since the last read
         bad = torch.zeros((), dtype=torch.bool, device=device)
@@ -604,7 +622,6 @@ def finetune(cfg: FinetuneConfig,             # the settings
     finally:
         held.close()
         if own: dist.destroy_process_group()
-
 
 # %% ../nbs/06_finetune.ipynb #070867f9
 COMBINE = ("concat", "add", "finetuned", "original")

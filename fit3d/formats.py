@@ -172,6 +172,66 @@ def paper_downscale(width: int) -> int:
     return max(1, round(width / PAPER_WIDTH))
 
 
+# %% ../nbs/01_formats.ipynb #c8d26caa
+def _transforms_frames(path: Path) -> tuple[dict, list, list]:
+    "A transforms file's JSON object and its `frames` and `test_frames` lists, or an error naming what is wrong."
+    meta = read_json(path, "transforms file")
+    if not isinstance(meta, dict):
+        raise SceneError(path, f"transforms file holds a {type(meta).__name__}, expected an object")
+    frames, tests = meta.get("frames"), meta.get("test_frames", [])
+    for key, v in (("frames", frames), ("test_frames", tests)):
+        if not isinstance(v, list):
+            raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, "
+                                   "expected a list of frames")
+    return meta, frames, tests
+
+# %% ../nbs/01_formats.ipynb #093fd2c9
+def _frame_camera(f,                  # one entry of `frames` or `test_frames`
+                  k: int,             # its index (frames first, then test frames), for messages
+                  meta: dict,         # the whole file: the intrinsics a frame does not carry
+                  path: Path,         # the transforms file, for messages
+                  dist: dict,         # the file's distortion coefficients
+                  fix: str,           # how to undistort, told when a camera model is refused
+                  to_cv,              # the pose convention's conversion to OpenCV
+                  img_dirs: list, mask_dirs: list, # where images and masks may be
+                  check_files: bool,  # check that the image exists
+                 ) -> Camera:
+    "Frame `k` of a transforms file as a `Camera`, every number checked and named in the error when it is wrong."
+    d = path.parent
+    if not isinstance(f, dict) or not isinstance(f.get("file_path"), str):
+        raise SceneError(path, f"frame {k} is not an object with a 'file_path'")
+    rel = f["file_path"]
+    intr = {key: _number(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in _INTR}
+    w, h = (_pixels(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in ("w", "h"))
+    fdist = dist | {key: _number(f[key], path, f"{key} of frame {k} ({rel})") for key in _DISTORTION
+                    if f.get(key) is not None}   # a frame may carry its own camera: checked like the file's
+    if (why := _model_problem(f.get("camera_model", meta.get("camera_model", "PINHOLE")), fdist, fix)):
+        raise SceneError(path, f"frame {k} ({rel}): {why}")
+    try: m = np.array(f.get("transform_matrix"), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SceneError(path, f"transform_matrix of frame {k} ({rel}) is not a 4x4 array of numbers") from None
+    c2w = to_cv(check_pose(m, path, f"transform_matrix of frame {k} ({rel})"))
+    opt = lambda key, dirs: _resolve(d, f[key], dirs) if f.get(key) else None
+    return Camera(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"], w, h, c2w,
+                  name=Path(rel).stem, image_path=_resolve(d, rel, img_dirs, "image" if check_files else None),
+                  depth_path=opt("depth_file_path", []), label_path=opt("label_file_path", []),
+                  mask_path=opt("mask_path", mask_dirs), instance_path=opt("instance_file_path", []))
+
+# %% ../nbs/01_formats.ipynb #66382b57
+def _nerfstudio_points(path: Path, meta: dict, sfm: bool) -> tuple:
+    "The sparse points and colours a transforms file names or sits beside, or (None, None)."
+    d = path.parent
+    pts = cols = None
+    if meta.get("ply_file_path"): pts, cols = read_ply(d / meta["ply_file_path"])
+    elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
+        pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
+    elif (d / "points3D.txt").exists(): pts, cols = _points3d_txt(d / "points3D.txt")   # FiT3D's reorganised scenes
+    if sfm and pts is None:   # the official Stage I starts from the SfM points: a lift without them starts from random ones
+        warnings.warn(f"{path}: a ScanNet++ transforms file with no SfM points (looked for {d.parent / 'colmap'} and "
+                      f"{d / 'points3D.txt'}): Stage I would start from random Gaussians; put the scene's colmap/ folder "
+                      "beside its nerfstudio/ folder, or its points3D.txt beside this file")
+    return pts, cols
+
 # %% ../nbs/01_formats.ipynb #92a1f30a
 def read_nerfstudio(path,                 # a transforms*.json file, or a folder holding transforms.json
                     images_dir=None,      # where `file_path`s are relative to, if not beside the JSON
@@ -183,14 +243,7 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     "Read a nerfstudio/ScanNet++ `transforms.json` into a `Scene` with OpenCV poses (ScanNet++: in COLMAP's world)."
     path = Path(path)
     if path.is_dir(): path = path / "transforms.json"
-    meta = read_json(path, "transforms file")
-    if not isinstance(meta, dict):
-        raise SceneError(path, f"transforms file holds a {type(meta).__name__}, expected an object")
-    frames, tests = meta.get("frames"), meta.get("test_frames", [])
-    for key, v in (("frames", frames), ("test_frames", tests)):
-        if not isinstance(v, list):
-            raise SceneError(path, f"'{key}' is {'missing' if v is None else 'a ' + type(v).__name__}, "
-                                   "expected a list of frames")
+    meta, frames, tests = _transforms_frames(path)
     d = path.parent
     sparse = d / "colmap" / "sparse" / "0"   # where ns-process-data keeps the COLMAP model of a capture
     f0 = frames[0].get("file_path") if frames and isinstance(frames[0], dict) else None
@@ -216,35 +269,11 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     cams, train, test = [], [], []
     test_names = set(_names(meta.get("test_filenames"), path, "test_filenames", "file names") or [])
     for k, (f, is_test) in enumerate([(f, False) for f in frames] + [(f, True) for f in tests]):
-        if not isinstance(f, dict) or not isinstance(f.get("file_path"), str):
-            raise SceneError(path, f"frame {k} is not an object with a 'file_path'")
+        cams.append(_frame_camera(f, k, meta, path, dist, fix, to_cv, img_dirs, mask_dirs, check_files))
         rel = f["file_path"]
-        intr = {key: _number(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in _INTR}
-        w, h = (_pixels(f.get(key, meta.get(key)), path, f"{key} of frame {k} ({rel})") for key in ("w", "h"))
-        fdist = dist | {key: _number(f[key], path, f"{key} of frame {k} ({rel})") for key in _DISTORTION
-                        if f.get(key) is not None}   # a frame may carry its own camera: checked like the file's
-        if (why := _model_problem(f.get("camera_model", model), fdist, fix)):
-            raise SceneError(path, f"frame {k} ({rel}): {why}")
-        try: m = np.array(f.get("transform_matrix"), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise SceneError(path, f"transform_matrix of frame {k} ({rel}) is not a 4x4 array of numbers") from None
-        c2w = to_cv(check_pose(m, path, f"transform_matrix of frame {k} ({rel})"))
-        opt = lambda key, dirs: _resolve(d, f[key], dirs) if f.get(key) else None
-        cams.append(Camera(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"], w, h, c2w,
-                           name=Path(rel).stem, image_path=_resolve(d, rel, img_dirs, "image" if check_files else None),
-                           depth_path=opt("depth_file_path", []), label_path=opt("label_file_path", []),
-                           mask_path=opt("mask_path", mask_dirs), instance_path=opt("instance_file_path", [])))
         (test if is_test or rel in test_names or Path(rel).name in test_names else train).append(k)
     if not holdout: train, test = sorted(train + test), []   # Stage I fits both anyway (`LiftConfig.holdout`)
-    pts = cols = None
-    if meta.get("ply_file_path"): pts, cols = read_ply(d / meta["ply_file_path"])
-    elif (c := d.parent / "colmap").is_dir() and any((c / f"points3D.{e}").exists() for e in ("txt", "bin")):
-        pts, cols = _colmap_points(c)  # ScanNet++: dslr/colmap/points3D.txt, the points the reference initialises from
-    elif (d / "points3D.txt").exists(): pts, cols = _points3d_txt(d / "points3D.txt")   # FiT3D's reorganised scenes
-    if sfm and pts is None:   # the official Stage I starts from the SfM points: a lift without them starts from random ones
-        warnings.warn(f"{path}: a ScanNet++ transforms file with no SfM points (looked for {d.parent / 'colmap'} and "
-                      f"{d / 'points3D.txt'}): Stage I would start from random Gaussians; put the scene's colmap/ folder "
-                      "beside its nerfstudio/ folder, or its points3D.txt beside this file")
+    pts, cols = _nerfstudio_points(path, meta, sfm)
     # ScanNet++ keeps the JSON in <scene>/dslr/nerfstudio/: the scene is named after <scene>, not "dslr"
     default = ((d.parent.parent.name if d.parent.name in ("dslr", "iphone") else d.parent.name)
                if d.name == "nerfstudio" else d.name)
@@ -255,7 +284,6 @@ def read_nerfstudio(path,                 # a transforms*.json file, or a folder
     validate(scene, path, check_files=check_files)
     factor = downscale if downscale is not None else (paper_downscale(cams[0].width) if sfm else 1)
     return scene.downscaled(factor) if factor != 1 else scene
-
 
 # %% ../nbs/01_formats.ipynb #80f175d2
 def _rel(p, d: Path) -> str | None:
@@ -289,7 +317,7 @@ def write_nerfstudio(scene: Scene, path) -> Path:
     atomic_write(path, json.dumps(meta, indent=1))
     return path
 
-# %% ../nbs/01_formats.ipynb #79c7a6cd
+# %% ../nbs/01_formats.ipynb #cce2ace4
 def colmap_scene_name(sparse_dir) -> str:
     "A COLMAP model's scene name: its project folder (`proj/sparse/0` -> proj; ScanNet++ `<id>/dslr/colmap` -> <id>)."
     p = Path(sparse_dir).resolve()
@@ -298,12 +326,14 @@ def colmap_scene_name(sparse_dir) -> str:
     if p.name in ("dslr", "iphone"): p = p.parent
     return _scene_name(p.name or "colmap", sparse_dir)
 
+# %% ../nbs/01_formats.ipynb #5f6f1a7d
 def _colmap_image_dirs(sparse_dir) -> list[Path]:
     "Where a COLMAP model's images may be: `images/` in its project folder (`proj/sparse/0` -> proj) or below it."
     up = [Path(sparse_dir).resolve()]
     while up[-1].name.isdigit() or up[-1].name in ("sparse", "colmap"): up.append(up[-1].parent)  # sparse/0 -> proj
     return [p / "images" for p in reversed(up[1:] or up)] + [up[-1] / "undistorted_images"]
 
+# %% ../nbs/01_formats.ipynb #d8de7f9d
 def _cam_from_world(im, sparse_dir) -> np.ndarray:
     "A COLMAP image's 4x4 world-to-camera matrix: its quaternion normalised (with a warning), a zero one refused."
     t = im.cam_from_world() if callable(im.cam_from_world) else im.cam_from_world
@@ -319,6 +349,7 @@ def _cam_from_world(im, sparse_dir) -> np.ndarray:
                  [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
     return m
 
+# %% ../nbs/01_formats.ipynb #79c7a6cd
 def read_colmap(sparse_dir,            # folder with cameras/images/points3D .txt or .bin
                 images_dir=None,       # folder of the images; default: `images/` next to `sparse/` (in the project)
                 test_every: int = 8,   # hold out every n-th view (by name); 0 = none

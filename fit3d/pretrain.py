@@ -331,6 +331,79 @@ def bank_for(cfg: PretrainConfig, rank: int = 0, world: int = 1, device="cpu") -
                      cfg.height, cfg.bank_seed, device, cfg.progress and rank == 0)
 
 
+# %% ../nbs/14_pretrain.ipynb #b5d5e637
+def _models(cfg: PretrainConfig, dev) -> tuple:
+    "A fresh student, its teacher (a frozen copy; DINO only), the optimiser and zero output centres."
+    student = _build(cfg).to(dev)
+    teacher = copy.deepcopy(student).requires_grad_(False) if cfg.objective == "dino" else None
+    opt = _optimizer(student, cfg)
+    center = dict(cls=torch.zeros(cfg.out_dim, device=dev), patch=torch.zeros(cfg.out_dim, device=dev))
+    return student, teacher, opt, center
+
+def _state(student: nn.Module, opt, teacher: nn.Module | None, center: dict, **progress) -> dict:
+    "What a checkpoint holds: the student, the optimiser, the teacher and centres (DINO), and `progress`."
+    state = dict(student=student.state_dict(), optimizer=opt.state_dict(), **progress)
+    if teacher is not None: state |= dict(teacher=teacher.state_dict(), center=center)
+    return state
+
+# %% ../nbs/14_pretrain.ipynb #ead595b5
+def _resume_from(st: dict, student: nn.Module, opt, teacher: nn.Module | None, center: dict) -> tuple:
+    "Load a pretraining checkpoint into the run: (step, seconds, history, centre) to go on from."
+    student.load_state_dict(st["student"]); opt.load_state_dict(st["optimizer"])
+    if teacher is not None: teacher.load_state_dict(st["teacher"]); center = st["center"]
+    return st["step"], st["seconds"], st["history"], center
+
+# %% ../nbs/14_pretrain.ipynb #adcd2dd0
+@torch.no_grad()
+def _follow(teacher: nn.Module, student: nn.Module, center: dict, means: dict, ema: float, momentum: float, world: int):
+    "Move the teacher towards the student by `1 - ema` and `center` (in place) towards this step's output means."
+    ps, pt = [p.detach() for p in student.parameters()], list(teacher.parameters())
+    torch._foreach_mul_(pt, ema); torch._foreach_add_(pt, ps, alpha=1 - ema)
+    for k, m in means.items():
+        if m is None: continue
+        if world > 1: dist.all_reduce(m); m /= world
+        center[k] = center[k] * momentum + m * (1 - momentum)
+
+# %% ../nbs/14_pretrain.ipynb #117ca6b1
+def _update(cfg: PretrainConfig, step: int, loss: torch.Tensor, student: nn.Module, opt, teacher: nn.Module | None,
+            center: dict, means: dict, sched: dict, world: int):
+    "The optimiser step of `loss` for the student, then the teacher's (and the centres') moving averages."
+    opt.zero_grad(set_to_none=True); loss.backward()
+    if step < cfg.freeze_last * cfg.steps and cfg.objective == "dino": student.head.last.grad = None
+    torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip)
+    opt.step()
+    if teacher is not None: _follow(teacher, student, center, means, sched["ema"], cfg.center_momentum, world)
+
+# %% ../nbs/14_pretrain.ipynb #0488625c
+def _augmentation_seconds(cfg: PretrainConfig, imgs: torch.Tensor, labs: torch.Tensor, step: int, rank: int, dev, sync) -> float:
+    "Seconds the crops of step `step` take on `imgs` (synchronised on the device)."
+    t = time.perf_counter()
+    g2 = _step_generator(cfg, step, rank, dev); g2.manual_seed(g2.initial_seed() + 1)
+    crops(imgs, 2, cfg.global_size, cfg.global_scale, g2, labs)
+    if cfg.n_local: crops(imgs, cfg.n_local, cfg.local_size, cfg.local_scale, g2, labs)
+    sync()
+    return time.perf_counter() - t
+
+def _log_parts(parts: dict) -> dict:
+    "A logged step's loss parts as floats (read only then: no GPU syncs in between), with the teacher's entropies."
+    tp = parts.pop("probs", None)
+    parts = {k: float(v) for k, v in parts.items()}
+    if tp is not None: parts["h_mean"], parts["h_sample"] = entropies(tp)
+    return parts
+
+# %% ../nbs/14_pretrain.ipynb #f91b4082
+def _write_out(cfg: PretrainConfig, out: Path, model: nn.Module, record: dict, res: dict, held, log) -> str:
+    "Export `model`'s ViT and write the history and pictures of a finished (or paused) run; the weights' path."
+    step, history = res["step"], res["history"]
+    weights = str(export_weights(model.vit, out / f"{cfg.name}.safetensors", cfg.name, dict(record=record, step=step)))
+    write_json(out / "history.json", history)
+    _picture(lambda: plot_history(history), out / "loss.png", log)
+    _picture(lambda: pca_picture(model, held), out / "pca_last.png", log)
+    log(f"{cfg.name}: step {step}/{cfg.steps} in {res['seconds']:.0f} s; loader {res['loader_img_s'] or 0:.0f} img/s, "
+        f"training step {res['step_img_s'] or 0:.0f} img/s"
+        + ("" if res["done"] else "; stopped by the time budget, run again to resume"))
+    return weights
+
 # %% ../nbs/14_pretrain.ipynb #1fd1b7a2
 def pretrain(cfg: PretrainConfig,          # settings
              bank: dict | None = None,     # images/labels arrays (default: `load_bank` of this process's rooms)
@@ -345,16 +418,11 @@ def pretrain(cfg: PretrainConfig,          # settings
     bank = bank if bank is not None else bank_for(cfg, rank, world, dev)
     imgs, labs = (torch.from_numpy(np.asarray(bank["images"])).to(dev),
                   torch.from_numpy(np.asarray(bank["labels"])).to(dev))
-    student = _build(cfg).to(dev)
-    teacher = copy.deepcopy(student).requires_grad_(False) if cfg.objective == "dino" else None
-    opt = _optimizer(student, cfg)
-    center = dict(cls=torch.zeros(cfg.out_dim, device=dev), patch=torch.zeros(cfg.out_dim, device=dev))
+    student, teacher, opt, center = _models(cfg, dev)
     record, ckpt = run_record(cfg, world), out / "checkpoint.pt"
     step, seconds, history = 0, 0.0, []
     if (st := load_checkpoint(ckpt, record, "pretraining checkpoint", map_location=dev)) is not None:
-        student.load_state_dict(st["student"]); opt.load_state_dict(st["optimizer"])
-        if teacher is not None: teacher.load_state_dict(st["teacher"]); center = st["center"]
-        step, seconds, history = st["step"], st["seconds"], st["history"]
+        step, seconds, history, center = _resume_from(st, student, opt, teacher, center)
         if rank == 0: log(f"resumed {ckpt} at step {step}/{cfg.steps}")
     unused = cfg.objective == "supervised" or cfg.ibot == 0   # the mask token gets no gradient then
     model = nn.parallel.DistributedDataParallel(student, device_ids=[dev.index] if dev.type == "cuda" else None,
@@ -362,10 +430,7 @@ def pretrain(cfg: PretrainConfig,          # settings
     held = held_out_views(cfg, dev, cfg.pca_rooms) if rank == 0 else None
     def save():
         if rank != 0: return
-        state = dict(student=student.state_dict(), optimizer=opt.state_dict(), step=step, seconds=seconds,
-                     history=history)
-        if teacher is not None: state |= dict(teacher=teacher.state_dict(), center=center)
-        save_checkpoint(ckpt, state, record)
+        save_checkpoint(ckpt, _state(student, opt, teacher, center, step=step, seconds=seconds, history=history), record)
     sync = lambda: torch.cuda.synchronize(dev) if dev.type == "cuda" else None
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, disable=not (cfg.progress and rank == 0))
     begin = start = time.perf_counter()   # begin: this call's budget; start: training time not yet counted in `seconds`
@@ -380,34 +445,16 @@ def pretrain(cfg: PretrainConfig,          # settings
         if timed: sync(); ta = time.perf_counter()
         loss, parts, means = _losses(model, teacher, center, imgs[idx], labs[idx], cfg, sched, g)
         check_finite(loss, f"pretrain {cfg.name} step {step}", ckpt)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        if step < cfg.freeze_last * cfg.steps and cfg.objective == "dino": student.head.last.grad = None
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip)
-        opt.step()
-        with torch.no_grad():
-            if teacher is not None:
-                ps, pt = [p.detach() for p in student.parameters()], list(teacher.parameters())
-                torch._foreach_mul_(pt, sched["ema"]); torch._foreach_add_(pt, ps, alpha=1 - sched["ema"])
-                for k, m in means.items():
-                    if m is None: continue
-                    if world > 1: dist.all_reduce(m); m /= world
-                    center[k] = center[k] * cfg.center_momentum + m * (1 - cfg.center_momentum)
+        _update(cfg, step, loss, student, opt, teacher, center, means, sched, world)
         step += 1; bar.update(1); log_n += 1
         if timed:
             sync(); tb = time.perf_counter()
-            # the loader's share: the augmentation alone, timed on the same batch
-            g2 = _step_generator(cfg, step - 1, rank, dev); g2.manual_seed(g2.initial_seed() + 1)
-            crops(imgs[idx], 2, cfg.global_size, cfg.global_scale, g2, labs[idx])
-            if cfg.n_local: crops(imgs[idx], cfg.n_local, cfg.local_size, cfg.local_scale, g2, labs[idx])
-            sync()
-            tl = time.perf_counter() - tb
+            tl = _augmentation_seconds(cfg, imgs[idx], labs[idx], step - 1, rank, dev, sync)
             rates["step"].append(cfg.batch_size * world / (tb - ta))
             rates["loader"].append(cfg.batch_size * world / tl)
             img_s = log_n * cfg.batch_size * world / (time.perf_counter() - log_t)
             log_t, log_n = time.perf_counter(), 0
-            tp = parts.pop("probs", None)   # floats only on logged steps: no extra GPU syncs in between
-            parts = {k: float(v) for k, v in parts.items()}
-            if tp is not None: parts["h_mean"], parts["h_sample"] = entropies(tp)
+            parts = _log_parts(parts)
             history.append(dict(step=step, **parts, lr=sched["lr"], img_s=img_s))
             bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k in ("loss", "h_mean", "h_sample")}
                             | dict(img_s=f"{img_s:.0f}"))
@@ -423,17 +470,8 @@ def pretrain(cfg: PretrainConfig,          # settings
     res = dict(step=step, steps=cfg.steps, done=done, seconds=seconds, call_seconds=time.perf_counter() - t0,
                history=history, loader_img_s=float(np.median(rates["loader"])) if rates["loader"] else None,
                step_img_s=float(np.median(rates["step"])) if rates["step"] else None, checkpoint=str(ckpt))
-    if rank == 0:
-        res["weights"] = str(export_weights((teacher or student).vit, out / f"{cfg.name}.safetensors", cfg.name,
-                                            dict(record=record, step=step)))
-        write_json(out / "history.json", history)
-        _picture(lambda: plot_history(history), out / "loss.png", log)
-        _picture(lambda: pca_picture(teacher or student, held), out / "pca_last.png", log)
-        log(f"{cfg.name}: step {step}/{cfg.steps} in {seconds:.0f} s; loader {res['loader_img_s'] or 0:.0f} img/s, "
-            f"training step {res['step_img_s'] or 0:.0f} img/s"
-            + ("" if done else "; stopped by the time budget, run again to resume"))
+    if rank == 0: res["weights"] = _write_out(cfg, out, teacher or student, record, res, held, log)
     return res
-
 
 # %% ../nbs/14_pretrain.ipynb #51713409
 def export_weights(vit: nn.Module, path, name: str, meta: dict | None = None) -> Path:

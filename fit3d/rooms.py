@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from fastcore.basics import patch
 
 from .raycast import BOX, CYL, ELL, FAMILIES
 
@@ -216,7 +217,7 @@ class Room:
 
 def _rot(yaw): c, s = math.cos(yaw), math.sin(yaw); return np.array([[c, -s], [s, c]])
 
-# %% ../nbs/02_rooms.ipynb #c693675e
+# %% ../nbs/02_rooms.ipynb #4dde6c98
 class _Layout:
     "Places objects in a room of `size`, keeping floor footprints and wall spans apart."
     def __init__(self, rng, size):
@@ -242,56 +243,62 @@ class _Layout:
         if cls in ("table", "cabinet") and hi[2] < 1.3:
             self.tops.append((np.asarray(origin, float), yaw, hi[2], hi[0] - 0.1, hi[1] - 0.1))
 
-    def on_wall(self, cls, parts, floor=True, tries=40):
-        "Put `parts` with their back (+y) against a random wall where they fit; (origin, yaw) or None."
-        lo, hi = _extent(parts); hx = max(-lo[0], hi[0])
-        for _ in range(tries):
-            k = int(self.rng.integers(4)); L = self.size[1 - k // 2]
-            if L < 2 * hx + 0.1: continue
-            s = self.rng.uniform(hx + 0.05, L - hx - 0.05)
-            pos = np.array([(0, s), (self.size[0], s), (s, 0), (s, self.size[1])][k], float)
-            inward, yaw = np.array([(1, 0), (-1, 0), (0, 1), (0, -1)][k], float), [np.pi / 2, -np.pi / 2, np.pi, 0.0][k]
-            origin = np.r_[pos + inward * (hi[1] + 0.005), 0.0]
-            if any(s - hx < b and a < s + hx and lo[2] < z1 and z0 < hi[2] for a, b, z0, z1 in self.spans[k]): continue
-            if floor and not self.free(self.rect(parts, origin, yaw)): continue
-            self.spans[k].append((s - hx, s + hx, lo[2], hi[2])); self.add(cls, parts, origin, yaw, floor)
-            return origin, yaw
+# %% ../nbs/02_rooms.ipynb #38f3d0bf
+@patch
+def on_wall(self: _Layout, cls, parts, floor=True, tries=40):
+    "Put `parts` with their back (+y) against a random wall where they fit; (origin, yaw) or None."
+    lo, hi = _extent(parts); hx = max(-lo[0], hi[0])
+    for _ in range(tries):
+        k = int(self.rng.integers(4)); L = self.size[1 - k // 2]
+        if L < 2 * hx + 0.1: continue
+        s = self.rng.uniform(hx + 0.05, L - hx - 0.05)
+        pos = np.array([(0, s), (self.size[0], s), (s, 0), (s, self.size[1])][k], float)
+        inward, yaw = np.array([(1, 0), (-1, 0), (0, 1), (0, -1)][k], float), [np.pi / 2, -np.pi / 2, np.pi, 0.0][k]
+        origin = np.r_[pos + inward * (hi[1] + 0.005), 0.0]
+        if any(s - hx < b and a < s + hx and lo[2] < z1 and z0 < hi[2] for a, b, z0, z1 in self.spans[k]): continue
+        if floor and not self.free(self.rect(parts, origin, yaw)): continue
+        self.spans[k].append((s - hx, s + hx, lo[2], hi[2])); self.add(cls, parts, origin, yaw, floor)
+        return origin, yaw
 
-    def anywhere(self, cls, parts, pad=0.25, tries=40, margin=0.6):
-        "Put `parts` on the floor at a random free place and yaw, `pad` clear of everything else."
-        for _ in range(tries):
-            origin, yaw = np.r_[self.rng.uniform(margin, self.size[:2] - margin), 0], self.rng.uniform(-np.pi, np.pi)
-            if self.free(self.rect(parts, origin, yaw, pad)): self.add(cls, parts, origin, yaw); return origin, yaw
+@patch
+def anywhere(self: _Layout, cls, parts, pad=0.25, tries=40, margin=0.6):
+    "Put `parts` on the floor at a random free place and yaw, `pad` clear of everything else."
+    for _ in range(tries):
+        origin, yaw = np.r_[self.rng.uniform(margin, self.size[:2] - margin), 0], self.rng.uniform(-np.pi, np.pi)
+        if self.free(self.rect(parts, origin, yaw, pad)): self.add(cls, parts, origin, yaw); return origin, yaw
 
-    def dining(self):
-        "A table in the open with chairs around it, placed together or not at all."
-        rng, t = self.rng, _table(self.rng)
-        lo, hi = _extent(t)
-        for _ in range(40):
-            origin, yaw = (np.r_[rng.uniform(1.0, self.size[:2] - 1.0), 0],
-                           _pick(rng, [0, np.pi / 2]) + rng.normal(0, 0.05))
-            group = [("table", t, origin, yaw)]
-            if lo[0] == lo[1]:  # round: chairs all around, facing the middle
-                n, a0 = int(rng.integers(2, 5)), rng.uniform(0, 2 * np.pi)
-                for a in a0 + 2 * np.pi * np.arange(n) / n:
-                    group.append(("chair", _chair(rng),
-                                  origin + np.r_[(hi[0] + 0.08) * np.array([np.cos(a), np.sin(a)]), 0], a - np.pi / 2))
-            else:               # rectangular: chairs along the long sides
-                for side in (-1, 1):
-                    for x in (_pick(rng, [[0.0], [-hi[0] / 2, hi[0] / 2]]) if rng.random() < 0.8 else []):
-                        p = _rot(yaw) @ np.array([x, side * (hi[1] + 0.08)])
-                        group.append(("chair", _chair(rng), origin + np.r_[p, 0], yaw + (0 if side > 0 else np.pi)))
-            if all(self.free(self.rect(p, o, y, 0.3 if c == "table" else 0.05)) for c, p, o, y in group):
-                for c, p, o, y in group: self.add(c, p, o, y)
-                return
+# %% ../nbs/02_rooms.ipynb #c693675e
+@patch
+def dining(self: _Layout):
+    "A table in the open with chairs around it, placed together or not at all."
+    rng, t = self.rng, _table(self.rng)
+    lo, hi = _extent(t)
+    for _ in range(40):
+        origin, yaw = (np.r_[rng.uniform(1.0, self.size[:2] - 1.0), 0],
+                       _pick(rng, [0, np.pi / 2]) + rng.normal(0, 0.05))
+        group = [("table", t, origin, yaw)]
+        if lo[0] == lo[1]:  # round: chairs all around, facing the middle
+            n, a0 = int(rng.integers(2, 5)), rng.uniform(0, 2 * np.pi)
+            for a in a0 + 2 * np.pi * np.arange(n) / n:
+                group.append(("chair", _chair(rng),
+                              origin + np.r_[(hi[0] + 0.08) * np.array([np.cos(a), np.sin(a)]), 0], a - np.pi / 2))
+        else:               # rectangular: chairs along the long sides
+            for side in (-1, 1):
+                for x in (_pick(rng, [[0.0], [-hi[0] / 2, hi[0] / 2]]) if rng.random() < 0.8 else []):
+                    p = _rot(yaw) @ np.array([x, side * (hi[1] + 0.08)])
+                    group.append(("chair", _chair(rng), origin + np.r_[p, 0], yaw + (0 if side > 0 else np.pi)))
+        if all(self.free(self.rect(p, o, y, 0.3 if c == "table" else 0.05)) for c, p, o, y in group):
+            for c, p, o, y in group: self.add(c, p, o, y)
+            return
 
-    def desk(self):
-        "A table against a wall with a chair in front of it."
-        t = _table(self.rng)
-        if (placed := self.on_wall("table", t)) is None: return
-        (origin, yaw), (lo, hi), ch = placed, _extent(t), _chair(self.rng)
-        o = origin + np.r_[_rot(yaw) @ np.array([0, lo[1] - 0.12]), 0]
-        if self.free(self.rect(ch, o, yaw + np.pi)): self.add("chair", ch, o, yaw + np.pi)
+@patch
+def desk(self: _Layout):
+    "A table against a wall with a chair in front of it."
+    t = _table(self.rng)
+    if (placed := self.on_wall("table", t)) is None: return
+    (origin, yaw), (lo, hi), ch = placed, _extent(t), _chair(self.rng)
+    o = origin + np.r_[_rot(yaw) @ np.array([0, lo[1] - 0.12]), 0]
+    if self.free(self.rect(ch, o, yaw + np.pi)): self.add("chair", ch, o, yaw + np.pi)
 
 # %% ../nbs/02_rooms.ipynb #5aee630b
 def _tone(rng, sat=(0.05, 0.45), val=(0.55, 0.95)) -> tuple:

@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # image files the readers look for (
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'opencv_to_opengl', 'FAR', 'SceneError', 'opengl_to_opencv', 'colmap_to_scannetpp',
-           'scannetpp_to_colmap', 'check_pose', 'Camera', 'Scene', 'validate', 'look_at']
+           'scannetpp_to_colmap', 'check_pose', 'Camera', 'Scene', 'validate', 'look_at', 'top_down']
 
 # %% ../nbs/00_scene.ipynb #69a92c07
 class SceneError(ValueError):
@@ -340,3 +340,27 @@ def look_at(eye, target, up=(0, 0, 1)) -> np.ndarray:
     x /= np.linalg.norm(x); y = np.cross(z, x)
     m = np.eye(4); m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, eye
     return m
+
+# %% ../nbs/00_scene.ipynb #8e64c73e
+def top_down(scene: Scene,          # the cameras, the split and (optionally) the sparse points to draw
+             size: int = 360,       # width of the picture, pixels
+             pad: float = 0.6,      # margin around cameras and points, metres
+             depth: float = 0.5,    # length of each frustum, metres
+            ) -> Image.Image:
+    "The scene seen from above (+z up): points grey, each camera a frustum to `depth`, training blue, held-out red."
+    from PIL import ImageDraw
+    cams = scene.cameras
+    xy = np.concatenate([np.stack([c.center[:2] for c in cams]), scene.points[:, :2] if scene.points is not None else np.zeros((0, 2))])
+    lo, hi = xy.min(0) - pad, xy.max(0) + pad
+    s = (size - 1) / (hi - lo).max()
+    px = lambda p: (float((p[0] - lo[0]) * s), float((hi[1] - p[1]) * s))   # +x right, +y up
+    im = Image.new("RGB", (size, int((hi - lo)[1] * s) + 1), "white"); d = ImageDraw.Draw(im)
+    for p in (scene.points if scene.points is not None else []):
+        x, y = px(p); d.ellipse([x - 1, y - 1, x + 1, y + 1], fill=(160, 160, 160))
+    for i, c in enumerate(cams):
+        colour = (200, 40, 40) if i in scene.test else (40, 90, 200)
+        corners = [c.c2w[:3, :3] @ np.array([(u - c.cx) / c.fx, 0.0, 1.0]) * depth + c.center for u in (0, c.width)]
+        o, a, b = px(c.center), px(corners[0]), px(corners[1])
+        d.polygon([o, a, b], outline=colour, width=2)
+        d.line([a, b], fill=colour, width=3)                                   # the image plane
+    return im
