@@ -314,6 +314,25 @@ class _LongSide:
         s = self.samples[i]; H, W = s["image"].shape[:2]; k = self.long_side / max(H, W)
         return resize_sample(s, (round(H * k), round(W * k)))
 
+def _scaled_box(box: tuple, # (top, bottom, left, right) in pixels
+                k: float,   # the images' scale factor
+               ) -> tuple:
+    "A pixel box scaled by `k`, each coordinate rounded: the same region of the image scaled as `_LongSide` scales it."
+    return tuple(round(v * k) for v in box)
+
+def _depth_aug(p: dict,                # one probe input: its `dataset` names its `DEPTH_PRESETS` entry
+               long_side: int | None,  # the samples' long side (None/0: as they are)
+              ):
+    "The data set's depth augmentation, its fixed crop (NYUCrop) scaled with the samples; None without a preset crop."
+    from fit3d.protocol import DepthAugment, DEPTH_PRESETS
+    preset = DEPTH_PRESETS.get(p.get("dataset"), {})
+    crop, pre = preset.get("crop"), preset.get("pre_crop")   # the training crop (KITTI: 352x704); NYUv2's NYUCrop first
+    if not crop: return None
+    if pre and long_side:   # the box is in the data set's own pixels (NYUv2's 480x640): scaled by the samples' factor
+        H, W = p["train"][0]["image"].shape[:2]
+        pre = _scaled_box(pre, long_side / max(H, W))
+    return DepthAugment(crop=crop, pre_crop=pre)
+
 def _cached_results(cache) -> dict:
     "The results already in `cache`; an unreadable file (corrupt, or not an object) is set aside, said, and recomputed."
     if not cache or not Path(cache).exists(): return {}
@@ -389,7 +408,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                 ) -> dict:
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
-    from fit3d.protocol import FeatureSets, run_probes, DepthAugment, DEPTH_PRESETS
+    from fit3d.protocol import FeatureSets, run_probes
     from fit3d.store import _plain
     results = _cached_results(cache)
     parts = _parts(data)
@@ -424,10 +443,9 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
             for n in rows: r[n]["segmentation"] = res[n]
         if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
-            crop = DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop")   # the data set's training crop (KITTI: 352x704)
-            pre = DEPTH_PRESETS.get(p.get("dataset"), {}).get("pre_crop")   # NYUv2's fixed crop first (NYUCrop)
+            aug = _depth_aug(p, long_side)   # the data set's training crop, NYUv2's fixed crop scaled with the samples
             res = task(f"{pi}/depth", lambda: run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
-                                        aug=DepthAugment(crop=crop, pre_crop=pre) if crop else None, eval_crop_name=p.get("eval_crop")))
+                                        aug=aug, eval_crop_name=p.get("eval_crop")))
             for n in rows: r[n]["depth"] = res[n]
         if p.get("scenes"):
             corr = lambda: _correspondence(models, rows, p.get("scenes"), long_side, device, seed)
