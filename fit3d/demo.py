@@ -378,6 +378,19 @@ def _original_and_finetuned(models: dict, rows: list, device) -> tuple:
     if orig is None: raise ValueError(f"probe_models: rows {rows} need the original model ('original' or 'combined')")
     return orig, fine
 
+def _feature_sets(orig, fine, task: str, rows: list):
+    "The probes' feature sets for the rows asked for only (a subset's other heads would be trained for nothing)."
+    from fit3d.protocol import FeatureSets
+    s = FeatureSets(orig, fine, task); s.rows = tuple(n for n in s.rows if n in rows); return s
+
+def _first_sample(samples, name: str) -> dict:
+    "The first sample of a split, which says the tasks it has; one with neither labels nor depth is an error."
+    first = samples[0]
+    if first.get("labels") is None and first.get("depth") is None:
+        raise ValueError(f"{name}: samples have neither labels nor depth: nothing to probe")
+    return first
+
+
 # %% ../nbs/12_demo.ipynb #3df9e1d6
 def _correspondence(models: dict, rows: list, scenes: list, long_side, device, seed: int) -> dict:
     "Multi-view correspondence recall of every row's model on `scenes` (pairs 1, 2 and 4 views apart), scene-averaged."
@@ -408,7 +421,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                 ) -> dict:
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
-    from fit3d.protocol import FeatureSets, run_probes
+    from fit3d.protocol import run_probes
     from fit3d.store import _plain
     results = _cached_results(cache)
     parts = _parts(data)
@@ -430,13 +443,10 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                                       for m, v in g.items()} for n, g in fn().items()})
             if cache: write_json(cache, results)
         return done[label]
-    def sets(task):  # heads for the rows asked for only (a subset's other heads would be trained for nothing)
-        s = FeatureSets(orig, fine, task); s.rows = tuple(n for n in s.rows if n in rows); return s
+    sets = lambda task: _feature_sets(orig, fine, task, rows)
     for pi, p in enumerate(parts):
         train, val = (_LongSide(p[s], long_side) if long_side else p[s] for s in ("train", "val"))
-        first = train[0]
-        if first.get("labels") is None and first.get("depth") is None:
-            raise ValueError(f"{p['train'].name}: samples have neither labels nor depth: nothing to probe")
+        first = _first_sample(train, p["train"].name)
         if first.get("labels") is not None:   # normed last-layer patch features; the rows as the paper's Table 13
             res = task(f"{pi}/segmentation", lambda: run_probes(sets("seg"), train, val, ProbeConfig(**kw), protocol,
                                         n_classes=p.get("n_classes") or len(p["train"].classes)))
@@ -638,6 +648,15 @@ def check_report_needs(modules=("plotly", "viser")):
                           f"pip install {' '.join(missing)} (or pip install -e . in the repository)")
 
 # %% ../nbs/12_demo.ipynb #bbca3cff
+def _say_done(con, results: dict, note: str, report: Path, seconds: float, lifted: Path):
+    "The end of a run on the console: the table, the control check, the weights, where the report is, how to view a room."
+    con.print(results_markdown(results))
+    con.print(control_check(results)["text"])
+    con.print(f"weights: {note}")
+    con.print(f"[bold green]report:[/] {report}   ({seconds:.0f} s)")
+    con.print(f"view a lifted scene: [bold]fit3d view --path {lifted}[/]")
+
+# %% ../nbs/12_demo.ipynb #07836267
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark
@@ -693,9 +712,5 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         stage("7/7 report")
         secs, runs = clock.totals()
         report = write_report(root, cfg, bench, lifted_dirs, models, results, secs, note, runs)
-        con.print(results_markdown(results))
-        con.print(control_check(results)["text"])
-        con.print(f"weights: {note}")
-        con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
-        con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
+        _say_done(con, results, note, report, time.perf_counter() - t0, lifted_dirs[0])
         return report
