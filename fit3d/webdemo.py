@@ -100,6 +100,7 @@ def drawn_examples(width: int = 448, height: int = 336, seed: int = 0) -> dict[s
     noise = lambda im: np.clip(np.asarray(im, np.float32) + rng.normal(0, 4, (H, W, 3)), 0, 255).astype(np.uint8)
     return {"room": noise(room), "table": noise(table)}
 
+# %% ../nbs/11_webdemo.ipynb #6961a78d
 def _spread(items: list, n: int) -> list:
     "`n` items evenly spread over `items` (all of them if fewer)."
     return (items if len(items) <= n
@@ -225,6 +226,7 @@ def image_size_problem(w: int, h: int,                # an image's size, from it
 def _reason(e: BaseException) -> str:
     return "out of memory" if isinstance(e, MemoryError) else (str(e) or type(e).__name__)
 
+# %% ../nbs/11_webdemo.ipynb #1a8f469e
 class _UploadGuard:
     "Caps uploads by the bytes that arrive, not the size declared: one transfer per client, freed when it leaves."
     def __init__(self, server: viser.ViserServer, max_bytes: int, refuse):
