@@ -237,6 +237,14 @@ def _report(res: dict, cfg: ExperimentConfig, path: Path, con, start: float):
     if res["skipped"]: con.print(f"[yellow]time box ({cfg.max_seconds} s): skipped {', '.join(res['skipped'])}")
     con.print(f"[bold green]results:[/] {path}   ({time.perf_counter() - start:.0f} s)")
 
+def _save(res: dict, path: Path, cands: dict, start: float):
+    "Write the record with what follows from its units: the choice (once every candidate is measured), the aggregate."
+    res["selection"] = pick_winner(res["validation"]) if set(res["validation"]) == set(cands) else None
+    res["aggregate"], res["times"]["total"] = aggregate(res["test"]), time.perf_counter() - start
+    res["paired"] = paired(res)
+    write_json(path, res)
+
+
 # %% ../nbs/20_beyond.ipynb #87cc0f9b
 def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with `candidates`
                clock=time.perf_counter,         # the time box's clock (a test passes its own)
@@ -248,11 +256,7 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
     res = _new_record(cfg, cands); times = res["times"]
     prev = _read_earlier(path, con)
     if prev: res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
-    def save():
-        res["selection"] = pick_winner(res["validation"]) if set(res["validation"]) == set(cands) else None
-        res["aggregate"], times["total"] = aggregate(res["test"]), time.perf_counter() - start
-        res["paired"] = paired(res)
-        write_json(path, res)
+    save = lambda: _save(res, path, cands, start)
     def stage(name) -> float: con.rule(f"[bold]{name}"); return time.perf_counter()
 
     t = stage("rooms: training, validation, test")
