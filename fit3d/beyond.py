@@ -216,6 +216,36 @@ def _read_earlier(path: Path, con) -> dict:
         shutil.copy2(path, kept := aside_path(path, "unreadable")); con.print(f"[yellow]{e}: kept as {kept}")
         return {}
 
+def _new_record(cfg: ExperimentConfig, cands: dict) -> dict:
+    "The record a run fills: its settings, the rule, Stage I's settings, the candidates, and empty results and times."
+    return dict(config=asdict(cfg), rule=RULE, lift=json.loads(json.dumps(asdict(lift_config(cfg.variants[0], cfg)))),
+                candidates={c: dict(settings=s, note=candidate_note(s)) for c, s in cands.items()},
+                validation={}, test={}, times=dict(validation={}, test={}), done=[], skipped=[])
+
+def _take_over(res: dict, prev: dict, cfg: ExperimentConfig, path: Path, con):
+    "Take over the units of an earlier record made with the same settings; set aside one made with others."
+    taken = adopt_units(res, prev, cfg) if prev else []
+    if taken: res |= {k: prev[k] for k in ("lift_metrics", "target_alpha") if k in prev}   # of the Stage I they used
+    if prev and not taken and (prev.get("validation") or prev.get("test")):
+        kept = write_json(aside_path(path, "set-aside"), prev); res["earlier"] = []
+        con.print(f"[yellow]{path}: recorded with other settings; kept as {kept.name}")
+
+def _report(res: dict, cfg: ExperimentConfig, path: Path, con, start: float):
+    "Write and print the report, and say what the time box skipped."
+    atomic_write(path.parent / "beyond.md", beyond_markdown(res) + "\n")
+    print(beyond_markdown(res))
+    if res["skipped"]: con.print(f"[yellow]time box ({cfg.max_seconds} s): skipped {', '.join(res['skipped'])}")
+    con.print(f"[bold green]results:[/] {path}   ({time.perf_counter() - start:.0f} s)")
+
+def _save(res: dict, path: Path, cands: dict, start: float):
+    "Write the record with what follows from its units: the choice (once every candidate is measured), the aggregate."
+    res["selection"] = pick_winner(res["validation"]) if set(res["validation"]) == set(cands) else None
+    res["aggregate"], res["times"]["total"] = aggregate(res["test"]), time.perf_counter() - start
+    res["paired"] = paired(res)
+    write_json(path, res)
+
+
+# %% ../nbs/20_beyond.ipynb #87cc0f9b
 def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with `candidates`
                clock=time.perf_counter,         # the time box's clock (a test passes its own)
               ) -> dict:                        # what `<out>/beyond.json` holds
@@ -223,17 +253,10 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
     cfg = beyond_config(cfg)
     con, out, t0, start = Console(), Path(cfg.out), clock(), time.perf_counter()
     path, v, cands = out / "beyond.json", cfg.variants[0], candidate_settings(cfg)
-    times = dict(validation={}, test={})
-    res = dict(config=asdict(cfg), rule=RULE, lift=json.loads(json.dumps(asdict(lift_config(v, cfg)))),
-               candidates={c: dict(settings=s, note=candidate_note(s)) for c, s in cands.items()},
-               validation={}, test={}, times=times, done=[], skipped=[])
+    res = _new_record(cfg, cands); times = res["times"]
     prev = _read_earlier(path, con)
     if prev: res["earlier"] = prev.get("earlier", []) + [{k: prev.get(k) for k in ("times", "done", "skipped")}]
-    def save():
-        res["selection"] = pick_winner(res["validation"]) if set(res["validation"]) == set(cands) else None
-        res["aggregate"], times["total"] = aggregate(res["test"]), time.perf_counter() - start
-        res["paired"] = paired(res)
-        write_json(path, res)
+    save = lambda: _save(res, path, cands, start)
     def stage(name) -> float: con.rule(f"[bold]{name}"); return time.perf_counter()
 
     t = stage("rooms: training, validation, test")
@@ -243,11 +266,7 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
     bb = _backbone(cfg)
     res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
                            note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
-    taken = adopt_units(res, prev, cfg) if prev else []
-    if taken: res |= {k: prev[k] for k in ("lift_metrics", "target_alpha") if k in prev}   # of the Stage I they used
-    if prev and not taken and (prev.get("validation") or prev.get("test")):
-        kept = write_json(aside_path(path, "set-aside"), prev); res["earlier"] = []
-        con.print(f"[yellow]{path}: recorded with other settings; kept as {kept.name}")
+    _take_over(res, prev, cfg, path, con)
     feats = _features(cfg, bb, progress=True)
     for p in rooms["train"]: feats(read_scene(p))
     times["features"] = time.perf_counter() - t
@@ -288,10 +307,7 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
                 res["test"].setdefault(c, {})[f"seed{seed}"], times["test"][f"{c} seed{seed}"] = measure(c, seed, "test")
                 res["done"].append(name); save()
     save()
-    atomic_write(out / "beyond.md", beyond_markdown(res) + "\n")
-    print(beyond_markdown(res))
-    if res["skipped"]: con.print(f"[yellow]time box ({cfg.max_seconds} s): skipped {', '.join(res['skipped'])}")
-    con.print(f"[bold green]results:[/] {path}   ({time.perf_counter() - start:.0f} s)")
+    _report(res, cfg, path, con, start)
     return res
 
 # %% ../nbs/20_beyond.ipynb #dd09a642

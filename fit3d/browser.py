@@ -52,36 +52,6 @@ class HeadlessBrowser:
             raise FileNotFoundError("no Chromium found: install it (Debian/Ubuntu: apt-get install -y chromium)")
         self.size, self.timeout, self.n = size, timeout, 0
 
-    def __enter__(self) -> HeadlessBrowser:
-        import json, urllib.request
-        from websockets.sync.client import connect
-        self._profile = tempfile.TemporaryDirectory(prefix="fit3d-chromium-")
-        prof = Path(self._profile.name)
-        cmd = [self.exe, *CHROMIUM_FLAGS, f"--user-data-dir={prof}", f"--window-size={self.size[0]},{self.size[1]}",
-               "--remote-debugging-port=0", "about:blank"]
-        # its own process group, so that the browser goes away with all its helper processes; its chatter goes to a
-        # file (a pipe nobody reads would fill up and stall it)
-        self._log = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, text=True,
-                                     start_new_session=True)
-        try:
-            deadline, page = time.monotonic() + self.timeout, None
-            while page is None:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.exe} exited with {self.proc.returncode}: {self.log()[-3000:]}")
-                if time.monotonic() > deadline: raise TimeoutError(f"{self.exe} opened no page in {self.timeout} s")
-                time.sleep(0.05)
-                try:
-                    port = int((prof / "DevToolsActivePort").read_text().split()[0])
-                    pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
-                    page = next((p["webSocketDebuggerUrl"] for p in pages if p.get("type") == "page"), None)
-                except (OSError, ValueError, IndexError): pass
-            self.ws = connect(page, max_size=None, open_timeout=self.timeout)
-            self("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1,
-                 mobile=False)
-        except BaseException: self.close(); raise
-        return self
-
     def __exit__(self, *exc): self.close()
 
     def __call__(self, method: str, **params) -> dict:
@@ -106,12 +76,39 @@ class HeadlessBrowser:
         "What the browser wrote to stderr so far."
         self._log.seek(0); return self._log.read()
 
+# %% ../nbs/09a_browser.ipynb #990b571f
+@patch
+def __enter__(self: HeadlessBrowser) -> HeadlessBrowser:
+    import json, urllib.request
+    from websockets.sync.client import connect
+    self._profile = tempfile.TemporaryDirectory(prefix="fit3d-chromium-")
+    prof = Path(self._profile.name)
+    cmd = [self.exe, *CHROMIUM_FLAGS, f"--user-data-dir={prof}", f"--window-size={self.size[0]},{self.size[1]}",
+           "--remote-debugging-port=0", "about:blank"]
+    # its own process group, so that the browser goes away with all its helper processes; its chatter goes to a
+    # file (a pipe nobody reads would fill up and stall it)
+    self._log = tempfile.TemporaryFile("w+")
+    self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, text=True,
+                                 start_new_session=True)
+    try:
+        deadline, page = time.monotonic() + self.timeout, None
+        while page is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.exe} exited with {self.proc.returncode}: {self.log()[-3000:]}")
+            if time.monotonic() > deadline: raise TimeoutError(f"{self.exe} opened no page in {self.timeout} s")
+            time.sleep(0.05)
+            try:
+                port = int((prof / "DevToolsActivePort").read_text().split()[0])
+                pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+                page = next((p["webSocketDebuggerUrl"] for p in pages if p.get("type") == "page"), None)
+            except (OSError, ValueError, IndexError): pass
+        self.ws = connect(page, max_size=None, open_timeout=self.timeout)
+        self("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1,
+             mobile=False)
+    except BaseException: self.close(); raise
+    return self
 
 # %% ../nbs/09a_browser.ipynb #0228341d
-# a viewer that has not drawn yet shows an element with this attribute (`fit3d.viewer.scene_html`), here or in a frame
-LOADING_JS = ("[document, ...[...document.querySelectorAll('iframe')].map(f => { try { return f.contentDocument } "
-              "catch (e) { return null } })].some(d => d && d.querySelector('[data-fit3d-loading]'))")
-
 @patch
 def frames(self: HeadlessBrowser, n: int):
     "Let the page draw `n` animation frames."
@@ -136,6 +133,7 @@ def open(self: HeadlessBrowser, url: str,      # the page, e.g. f"http://127.0.0
         time.sleep(0.05)
     self.frames(frames)
 
+# %% ../nbs/09a_browser.ipynb #2ecf7eb7
 @patch
 def evaluate(self: HeadlessBrowser, expression: str):
     "The value of a JavaScript expression in the open page (a promise is awaited)."
@@ -164,6 +162,11 @@ def upload(self: HeadlessBrowser, path, selector: str = "input[type=file]"):
     if not node: raise ValueError(f"the page has no element matching {selector!r}")
     self("DOM.setFileInputFiles", files=[str(Path(path).absolute())], nodeId=node)
 
+# %% ../nbs/09a_browser.ipynb #c84cb2cd
+# a viewer that has not drawn yet shows an element with this attribute (`fit3d.viewer.scene_html`), here or in a frame
+LOADING_JS = ("[document, ...[...document.querySelectorAll('iframe')].map(f => { try { return f.contentDocument } "
+              "catch (e) { return null } })].some(d => d && d.querySelector('[data-fit3d-loading]'))")
+
 @patch
 def screenshot(self: HeadlessBrowser, path, frames: int = 5) -> Path:
     "Save a PNG of the page once its viewers have drawn and two pictures `frames` frames apart are the same."
@@ -176,7 +179,6 @@ def screenshot(self: HeadlessBrowser, path, frames: int = 5) -> Path:
         self.frames(frames); prev, png = png, shot()
     path.write_bytes(base64.b64decode(png))
     return path
-
 
 # %% ../nbs/09a_browser.ipynb #e521cf6f
 def browser_screenshot(url: str,                    # the page

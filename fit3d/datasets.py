@@ -473,6 +473,74 @@ SCANNETPP_DIRS = dict(dslr=(("undistorted_images", "resized_undistorted_images")
                             ("undistorted_anon_masks", "resized_undistorted_masks")),
                       iphone=(("rgb",), ("undistorted_anon_masks",)))
 
+def _first_dir(d: Path, names: tuple) -> str:
+    "The first of `names` that is a folder under `d` (the one this release has), else the first name."
+    return next((n for n in names if (d / n).is_dir()), names[0])
+
+# %% ../nbs/08_datasets.ipynb #ebe88f9f
+def _scannetpp_items(root: Path, scenes: list, lst: Path | None, # the release folder, its scene ids and their list
+                     device: str, image_dir: str | None, depth_dir: str, # as `scannetpp` takes them
+                     sem_root: Path, render_semantics_dir: str | None, # where the labels are looked for
+                     mask_dir: str | None, want_lab: bool, want_dep: bool, # masks; which targets every image needs
+                    ) -> tuple[list, list]: # (scene, image, depth, labels, mask) per image; (folder, problem) per lack
+    "Every image of `scenes` with the target files it has, and what each scene lacks."
+    items, problems = [], []
+    for sc in scenes:
+        d = child(root / "data", sc, lst) / device
+        idir = image_dir or _first_dir(d, SCANNETPP_DIRS[device][0])
+        if not (d / idir).is_dir():
+            raise SceneError(d / idir, "image folder not found" + ("" if image_dir else
+                             f" (nor {', '.join(SCANNETPP_DIRS[device][0][1:])} beside it)"))
+        imgs = sorted(p for p in (d / idir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not imgs: raise SceneError(d / idir, "holds no images")
+        md = (d / _first_dir(d, SCANNETPP_DIRS[device][1]) if mask_dir == "auto" else
+              d / mask_dir if mask_dir else None)
+        no_dep, no_lab = [], []
+        for img in imgs:
+            dep = d / depth_dir / f"{img.stem}.png" if want_dep else None
+            if dep is not None and not dep.exists(): no_dep.append(dep)
+            sem = None
+            if want_lab:
+                cands = ([d / render_semantics_dir / f"{img.stem}.png"] if render_semantics_dir else
+                         [sem_root / "semantics" / sc / f"{n}.png" for n in (img.name, img.stem)])
+                sem = next((c for c in cands if c.exists()), None)
+                if sem is None: no_lab.append(cands[0])
+            m = md / f"{img.stem}.png" if md is not None and (md / f"{img.stem}.png").exists() else None
+            if (dep is None or dep.exists()) and (not want_lab or sem is not None): items.append((sc, img, dep, sem, m))
+        for lacking, what in ((no_dep, "depth"), (no_lab, "labels")):
+            if lacking: problems.append((Path(lacking[0]).parent, f"{len(lacking)} of {len(imgs)} images of scene {sc} "
+                                                                  f"have no {what} file: {_few(lacking)}"))
+    return items, problems
+
+# %% ../nbs/08_datasets.ipynb #2ab86e27
+def _scannetpp_load(item: tuple, # (scene, image, depth, labels, mask) from `_scannetpp_items`
+                    n: int | None, # the number of classes: label ids outside 0..n-1 are no label
+                    size: tuple[int, int] | None, # (H, W) to resize to; None = as stored
+                   ) -> dict:
+    "One ScanNet++ sample: the image, its depth and labels, masked where anonymised, resized if asked."
+    sc, img, dep, sem, m = item
+    im = _rgb(img)
+    s = dict(image=im, name=f"{sc}/{img.name}")
+    mask = None
+    if m is not None:
+        mask = _open(m, "mask")
+        mask = (mask[..., 0] if mask.ndim == 3 else mask) > 0
+        _same_size(m, mask, im, img, "mask")
+    if dep is not None:
+        s["depth"] = read_depth_png(dep, 1000.0)
+        _same_size(dep, s["depth"], im, img, "depth")
+        if mask is not None: s["depth"][~mask] = 0
+    if sem is not None:
+        raw = _open(sem, "label map")
+        if raw.ndim != 2: raise SceneError(sem, f"label map must be single-channel, got shape {raw.shape}")
+        _same_size(sem, raw, im, img, "label map")
+        lab = raw.astype(np.int64)
+        lab[(lab < 0) | (lab >= n)] = -1          # 255 / 65535 = no label, as the toolkit writes
+        if mask is not None: lab[~mask] = -1
+        s["labels"] = lab
+    return resize_sample(s, size) if size is not None and s["image"].shape[:2] != tuple(size) else s
+
+# %% ../nbs/08_datasets.ipynb #962c7874
 def scannetpp(root="data/scannetpp",          # the release folder (holds data/, splits/, metadata/)
               split="val",                    # "train"/"val" (splits/nvs_sem_{train,val}.txt), a split, or scene ids
               task: Literal["seg", "depth", "both"] = "both", # which targets every image must have
@@ -493,66 +561,21 @@ def scannetpp(root="data/scannetpp",          # the release folder (holds data/,
     if semantics_root is not None and render_semantics_dir is not None:
         raise ValueError("give semantics_root or render_semantics_dir, not both")
     scenes, lst = _scannetpp_split(root, split)
-    first = lambda d, names: next((n for n in names if (d / n).is_dir()), names[0])   # the one this release has
     want_lab, want_dep = task in ("seg", "both"), task in ("depth", "both")
     sem_root = Path(semantics_root) if semantics_root is not None else root / "semantics_2d"
     if semantics_root is None and render_semantics_dir is None and not sem_root.is_dir():
         render_semantics_dir = "render_semantics"          # no semantics_2d output: labels rendered beside the depth
     classes_file = Path(classes_file) if classes_file else root / "metadata" / "semantic_benchmark" / "top100.txt"
     classes = _classes_file(classes_file) if want_lab else None
-    items, problems = [], []
-    for sc in scenes:
-        d = child(root / "data", sc, lst) / device
-        idir = image_dir or first(d, SCANNETPP_DIRS[device][0])
-        if not (d / idir).is_dir():
-            raise SceneError(d / idir, "image folder not found" + ("" if image_dir else
-                             f" (nor {', '.join(SCANNETPP_DIRS[device][0][1:])} beside it)"))
-        imgs = sorted(p for p in (d / idir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if not imgs: raise SceneError(d / idir, "holds no images")
-        md = d / first(d, SCANNETPP_DIRS[device][1]) if mask_dir == "auto" else (d / mask_dir if mask_dir else None)
-        no_dep, no_lab = [], []
-        for img in imgs:
-            dep = d / depth_dir / f"{img.stem}.png" if want_dep else None
-            if dep is not None and not dep.exists(): no_dep.append(dep)
-            sem = None
-            if want_lab:
-                cands = ([d / render_semantics_dir / f"{img.stem}.png"] if render_semantics_dir else
-                         [sem_root / "semantics" / sc / f"{n}.png" for n in (img.name, img.stem)])
-                sem = next((c for c in cands if c.exists()), None)
-                if sem is None: no_lab.append(cands[0])
-            m = md / f"{img.stem}.png" if md is not None and (md / f"{img.stem}.png").exists() else None
-            if (dep is None or dep.exists()) and (not want_lab or sem is not None): items.append((sc, img, dep, sem, m))
-        for lacking, what in ((no_dep, "depth"), (no_lab, "labels")):
-            if lacking: problems.append((Path(lacking[0]).parent, f"{len(lacking)} of {len(imgs)} images of scene {sc} "
-                                                                  f"have no {what} file: {_few(lacking)}"))
+    items, problems = _scannetpp_items(root, scenes, lst, device, image_dir, depth_dir, sem_root,
+                                       render_semantics_dir, mask_dir, want_lab, want_dep)
     if problems:
         if missing == "error": raise SceneError(problems[0][0], "; ".join(p for _, p in problems) +
                                                 " (pass missing='skip' to leave these images out)")
         for folder, p in problems: warnings.warn(f"{folder}: {p}; skipped")
     if not items: raise SceneError(lst or root, f"no image of {len(scenes)} scene(s) has its targets for task {task!r}")
     n = len(classes) if classes else None
-    def load(item) -> dict:
-        sc, img, dep, sem, m = item
-        im = _rgb(img)
-        s = dict(image=im, name=f"{sc}/{img.name}")
-        mask = None
-        if m is not None:
-            mask = _open(m, "mask")
-            mask = (mask[..., 0] if mask.ndim == 3 else mask) > 0
-            _same_size(m, mask, im, img, "mask")
-        if dep is not None:
-            s["depth"] = read_depth_png(dep, 1000.0)
-            _same_size(dep, s["depth"], im, img, "depth")
-            if mask is not None: s["depth"][~mask] = 0
-        if sem is not None:
-            raw = _open(sem, "label map")
-            if raw.ndim != 2: raise SceneError(sem, f"label map must be single-channel, got shape {raw.shape}")
-            _same_size(sem, raw, im, img, "label map")
-            lab = raw.astype(np.int64)
-            lab[(lab < 0) | (lab >= n)] = -1          # 255 / 65535 = no label, as the toolkit writes
-            if mask is not None: lab[~mask] = -1
-            s["labels"] = lab
-        return resize_sample(s, size) if size is not None and s["image"].shape[:2] != tuple(size) else s
+    load = lambda item: _scannetpp_load(item, n, size)
     return Samples(items, load, classes, f"scannetpp/{split if isinstance(split, str) else 'scenes'}/{device}")
 
 # %% ../nbs/08_datasets.ipynb #dce67ab4

@@ -314,6 +314,25 @@ class _LongSide:
         s = self.samples[i]; H, W = s["image"].shape[:2]; k = self.long_side / max(H, W)
         return resize_sample(s, (round(H * k), round(W * k)))
 
+def _scaled_box(box: tuple, # (top, bottom, left, right) in pixels
+                k: float,   # the images' scale factor
+               ) -> tuple:
+    "A pixel box scaled by `k`, each coordinate rounded: the same region of the image scaled as `_LongSide` scales it."
+    return tuple(round(v * k) for v in box)
+
+def _depth_aug(p: dict,                # one probe input: its `dataset` names its `DEPTH_PRESETS` entry
+               long_side: int | None,  # the samples' long side (None/0: as they are)
+              ):
+    "The data set's depth augmentation, its fixed crop (NYUCrop) scaled with the samples; None without a preset crop."
+    from fit3d.protocol import DepthAugment, DEPTH_PRESETS
+    preset = DEPTH_PRESETS.get(p.get("dataset"), {})
+    crop, pre = preset.get("crop"), preset.get("pre_crop")   # the training crop (KITTI: 352x704); NYUv2's NYUCrop first
+    if not crop: return None
+    if pre and long_side:   # the box is in the data set's own pixels (NYUv2's 480x640): scaled by the samples' factor
+        H, W = p["train"][0]["image"].shape[:2]
+        pre = _scaled_box(pre, long_side / max(H, W))
+    return DepthAugment(crop=crop, pre_crop=pre)
+
 def _cached_results(cache) -> dict:
     "The results already in `cache`; an unreadable file (corrupt, or not an object) is set aside, said, and recomputed."
     if not cache or not Path(cache).exists(): return {}
@@ -359,6 +378,19 @@ def _original_and_finetuned(models: dict, rows: list, device) -> tuple:
     if orig is None: raise ValueError(f"probe_models: rows {rows} need the original model ('original' or 'combined')")
     return orig, fine
 
+def _feature_sets(orig, fine, task: str, rows: list):
+    "The probes' feature sets for the rows asked for only (a subset's other heads would be trained for nothing)."
+    from fit3d.protocol import FeatureSets
+    s = FeatureSets(orig, fine, task); s.rows = tuple(n for n in s.rows if n in rows); return s
+
+def _first_sample(samples, name: str) -> dict:
+    "The first sample of a split, which says the tasks it has; one with neither labels nor depth is an error."
+    first = samples[0]
+    if first.get("labels") is None and first.get("depth") is None:
+        raise ValueError(f"{name}: samples have neither labels nor depth: nothing to probe")
+    return first
+
+
 # %% ../nbs/12_demo.ipynb #3df9e1d6
 def _correspondence(models: dict, rows: list, scenes: list, long_side, device, seed: int) -> dict:
     "Multi-view correspondence recall of every row's model on `scenes` (pairs 1, 2 and 4 views apart), scene-averaged."
@@ -389,7 +421,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                 ) -> dict:
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
-    from fit3d.protocol import FeatureSets, run_probes, DepthAugment, DEPTH_PRESETS
+    from fit3d.protocol import run_probes
     from fit3d.store import _plain
     results = _cached_results(cache)
     parts = _parts(data)
@@ -411,23 +443,19 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                                       for m, v in g.items()} for n, g in fn().items()})
             if cache: write_json(cache, results)
         return done[label]
-    def sets(task):  # heads for the rows asked for only (a subset's other heads would be trained for nothing)
-        s = FeatureSets(orig, fine, task); s.rows = tuple(n for n in s.rows if n in rows); return s
+    sets = lambda task: _feature_sets(orig, fine, task, rows)
     for pi, p in enumerate(parts):
         train, val = (_LongSide(p[s], long_side) if long_side else p[s] for s in ("train", "val"))
-        first = train[0]
-        if first.get("labels") is None and first.get("depth") is None:
-            raise ValueError(f"{p['train'].name}: samples have neither labels nor depth: nothing to probe")
+        first = _first_sample(train, p["train"].name)
         if first.get("labels") is not None:   # normed last-layer patch features; the rows as the paper's Table 13
             res = task(f"{pi}/segmentation", lambda: run_probes(sets("seg"), train, val, ProbeConfig(**kw), protocol,
                                         n_classes=p.get("n_classes") or len(p["train"].classes)))
             for n in rows: r[n]["segmentation"] = res[n]
         if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
-            crop = DEPTH_PRESETS.get(p.get("dataset"), {}).get("crop")   # the data set's training crop (KITTI: 352x704)
-            pre = DEPTH_PRESETS.get(p.get("dataset"), {}).get("pre_crop")   # NYUv2's fixed crop first (NYUCrop)
+            aug = _depth_aug(p, long_side)   # the data set's training crop, NYUv2's fixed crop scaled with the samples
             res = task(f"{pi}/depth", lambda: run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
-                                        aug=DepthAugment(crop=crop, pre_crop=pre) if crop else None, eval_crop_name=p.get("eval_crop")))
+                                        aug=aug, eval_crop_name=p.get("eval_crop")))
             for n in rows: r[n]["depth"] = res[n]
         if p.get("scenes"):
             corr = lambda: _correspondence(models, rows, p.get("scenes"), long_side, device, seed)
@@ -620,6 +648,15 @@ def check_report_needs(modules=("plotly", "viser")):
                           f"pip install {' '.join(missing)} (or pip install -e . in the repository)")
 
 # %% ../nbs/12_demo.ipynb #bbca3cff
+def _say_done(con, results: dict, note: str, report: Path, seconds: float, lifted: Path):
+    "The end of a run on the console: the table, the control check, the weights, where the report is, how to view a room."
+    con.print(results_markdown(results))
+    con.print(control_check(results)["text"])
+    con.print(f"weights: {note}")
+    con.print(f"[bold green]report:[/] {report}   ({seconds:.0f} s)")
+    con.print(f"view a lifted scene: [bold]fit3d view --path {lifted}[/]")
+
+# %% ../nbs/12_demo.ipynb #07836267
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     "Run the whole method on the synthetic benchmark; return the path of the HTML report."
     from fit3d.synthetic import make_benchmark
@@ -675,9 +712,5 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         stage("7/7 report")
         secs, runs = clock.totals()
         report = write_report(root, cfg, bench, lifted_dirs, models, results, secs, note, runs)
-        con.print(results_markdown(results))
-        con.print(control_check(results)["text"])
-        con.print(f"weights: {note}")
-        con.print(f"[bold green]report:[/] {report}   ({time.perf_counter() - t0:.0f} s)")
-        con.print(f"view a lifted scene: [bold]fit3d view --path {lifted_dirs[0]}[/]")
+        _say_done(con, results, note, report, time.perf_counter() - t0, lifted_dirs[0])
         return report

@@ -526,6 +526,46 @@ def _resume_from(st: dict, bb: nn.Module, opt, scaler, ema) -> int:
     return st["step"]
 
 # %% ../nbs/06_finetune.ipynb #d1fd8681
+def _steps(cfg: FinetuneConfig, n: int) -> tuple[int, int]:
+    "Steps per epoch and in all for `n` training views; fewer views than a batch is an error."
+    per_epoch = n // cfg.batch_size
+    if per_epoch == 0:
+        raise ValueError(f"{n} training views are fewer than the batch size {cfg.batch_size}")
+    return per_epoch, per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
+
+class _Checkpoints:
+    "The run's loss reads and checkpoints: a checkpoint is written only once its step's loss is known finite."
+    def __init__(self, out: Path, record: dict, bb, opt, scaler, ema, procs: int, group, device):
+        self.out, self.ck_path, self.record = out, out / "checkpoint.pt", record
+        self.bb, self.opt, self.scaler, self.ema, self.procs, self.group = bb, opt, scaler, ema, procs, group
+        # any non-finite loss or gradient norm since the last read
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.pending = None   # (step, RNG state) of a checkpoint due: written in the next step, once its loss is known
+
+    def read(self, loss, step: int) -> float:   # the one host sync, every log_every steps
+        "The loss averaged over the processes; an error if any loss or gradient norm since the last read was not finite."
+        v = loss.detach().clone()
+        if self.procs > 1: dist.all_reduce(v, group=self.group); v = v / self.procs
+        v = check_finite(v, f"fine-tuning {self.out} step {step}", self.ck_path)
+        if self.bad.item():
+            raise NonFiniteLoss(f"fine-tuning {self.out} before step {step}: a loss or gradient norm was NaN or Inf; "
+                                f"stopped before writing; the last good checkpoint {self.ck_path} is kept")
+        return v
+
+    def save(self, at: int, rng):   # only weights whose loss was found finite, each of them finite
+        "Write the checkpoint of step `at`."
+        check_finite_state(self.bb.model.state_dict(), f"fine-tuning {self.out} step {at}", self.ck_path)
+        save_checkpoint(self.ck_path, dict(model=self.bb.model.state_dict(), optimizer=self.opt.state_dict(), step=at,
+                                           scaler=self.scaler.state_dict() if self.scaler else None,
+                                           ema=self.ema.state_dict() if self.ema else None, rng=rng), self.record)
+
+    def write_pending(self, loss):
+        "Write the checkpoint due, once `loss` (its step's) is found finite."
+        if self.pending is None: return
+        check_finite(loss, f"fine-tuning {self.out} step {self.pending[0]}", self.ck_path)
+        self.save(*self.pending); self.pending = None
+
+# %% ../nbs/06_finetune.ipynb #6c03f3da
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
              callback=None,                    # callback(step, loss tensor) after every step, on every training process
@@ -555,35 +595,13 @@ def finetune(cfg: FinetuneConfig,             # the settings
         if cfg.compile: model = torch.compile(model)
         opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-        per_epoch = len(data) // cfg.batch_size
-        if per_epoch == 0:
-            raise ValueError(f"{len(data)} training views are fewer than the batch size {cfg.batch_size}")
-        total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
+        per_epoch, total = _steps(cfg, len(data))
         step, ck_path = 0, out / "checkpoint.pt"
         hint = "use another --out, or --no-resume to start this run over"
         if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint", hint=hint)) is not None:
             step = _resume_from(st, bb, opt, scaler, ema)
         if rank == 0: write_json(out / "config.json", conf | dict(provenance=record))
-        # any non-finite loss or gradient norm since the last read
-        bad = torch.zeros((), dtype=torch.bool, device=device)
-        def read(loss) -> float:                                  # the one host sync, every log_every steps
-            v = loss.detach().clone()
-            if procs > 1: dist.all_reduce(v, group=group); v = v / procs
-            v = check_finite(v, f"fine-tuning {out} step {step}", ck_path)
-            if bad.item():
-                raise NonFiniteLoss(f"fine-tuning {out} before step {step}: a loss or gradient norm was NaN or Inf; "
-                                               f"stopped before writing; the last good checkpoint {ck_path} is kept")
-            return v
-        def save(at: int, rng):   # only weights whose loss was found finite, each of them finite
-            check_finite_state(bb.model.state_dict(), f"fine-tuning {out} step {at}", ck_path)
-            save_checkpoint(ck_path, dict(model=bb.model.state_dict(), optimizer=opt.state_dict(), step=at,
-                                          scaler=scaler.state_dict() if scaler else None,
-                                          ema=ema.state_dict() if ema else None, rng=rng), record)
-        pending = None   # (step, RNG state) of a checkpoint due: written in the next step, once its loss is known
-        def write_pending(loss):
-            nonlocal pending
-            if pending is None: return
-            check_finite(loss, f"fine-tuning {out} step {pending[0]}", ck_path); save(*pending); pending = None
+        ck = _Checkpoints(out, record, bb, opt, scaler, ema, procs, group, device)
         bar = tqdm(total=total, initial=step, disable=rank != 0 or not cfg.progress, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), step
         while step < total:
@@ -597,24 +615,24 @@ def finetune(cfg: FinetuneConfig,             # the settings
                 b = data.to_device(batch, device)
                 if cfg.preserve: b["keep"] = keep_weights(b, cfg.preserve_where)
                 loss, gn = train_step(model, b, opt, cfg.clip, amp, scaler, procs, original, cfg.preserve,
-                                      before_update=write_pending if rank == 0 else None, group=group)
+                                      before_update=ck.write_pending if rank == 0 else None, group=group)
                 if ema is not None: ema.update()
-                bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
+                ck.bad |= ~(loss.isfinite() & gn.isfinite()); step += 1
                 log = step % cfg.log_every == 0 or step == total
-                ck = cfg.save_every and step % cfg.save_every == 0 and step < total
-                if log or ck:
-                    v = read(loss); ips = (step - s0) * cfg.batch_size / (time.perf_counter() - t0)
+                due = cfg.save_every and step % cfg.save_every == 0 and step < total
+                if log or due:
+                    v = ck.read(loss, step); ips = (step - s0) * cfg.batch_size / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{v:.4f}", img_s=f"{ips:.1f}", refresh=False)
                     if rank == 0 and log:
                         _log(out, step=step, epoch=epoch, loss=v, grad_norm=gn.item(), lr=opt.param_groups[0]["lr"],
                              images_per_s=ips)
-                    if rank == 0 and ck: pending = (step, torch.get_rng_state())
+                    if rank == 0 and due: ck.pending = (step, torch.get_rng_state())
                 bar.update(1)
                 if callback: callback(step, loss)
                 if step >= total: break
         bar.close()
         if rank == 0:   # a plain timm state dict: the average if there is one, LoRA merged into its layers
-            save(step, torch.get_rng_state())
+            ck.save(step, torch.get_rng_state())
             export_weights(bb.model, out / "finetuned.safetensors", record, name, step,
                            plain_state_dict(bb.model, ema.shadow if ema else None))
         if world > 1: dist.barrier()

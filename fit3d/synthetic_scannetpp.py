@@ -109,6 +109,35 @@ def _anon_mask(rng, w: int, h: int) -> np.ndarray:
 
 
 # %% ../nbs/02b_synthetic_scannetpp.ipynb #ac4b8199
+def _write_views(dslr: Path, sem: Path,  # the scene's dslr/ folder; its labels' folder
+                 names: list,            # the views' image names
+                 out: dict,              # `render`'s rgb, depth and labels of every view
+                 rng, anon: float,       # which views get an anonymised region, and how many
+                 width: int, height: int):
+    "Every view's image, anonymisation mask, depth (mm) and labels, where the release and the toolkit put them."
+    for d in [dslr / s for s in ("undistorted_images", "undistorted_anon_masks", "render_depth")] + [sem]:
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.glob("DSC*"): f.unlink()     # views of an earlier run with other settings
+    for k, name in enumerate(names):
+        stem = Path(name).stem
+        Image.fromarray(out["rgb"][k]).save(dslr / "undistorted_images" / name, quality=95)
+        mask = _anon_mask(rng, width, height) if rng.random() < anon else np.full((height, width), 255, np.uint8)
+        Image.fromarray(mask).save(dslr / "undistorted_anon_masks" / f"{stem}.png")
+        mm = np.clip(out["depth"][k] * 1000, 0, 65535).astype(np.uint16)         # millimetres, as common/render.py
+        Image.fromarray(mm).save(dslr / "render_depth" / f"{stem}.png")
+        # 255 = ignore, as semantics_2d.py
+        Image.fromarray(out["labels"][k].astype(np.uint8)).save(sem / f"{name}.png")
+
+def _transforms(cams: list, names: list, train: list, test: list, width: int, height: int) -> dict:
+    "The scene's nerfstudio transforms (undistorted, pinhole), its training and test frames as the release lists them."
+    c = cams[0]
+    frame = lambda k: dict(file_path=names[k], transform_matrix=colmap_to_scannetpp(cams[k].c2w).tolist(),
+                           is_bad=False, mask_path=Path(names[k]).stem + ".png")
+    return dict(fl_x=c.fx, fl_y=c.fy, cx=c.cx, cy=c.cy, w=width, h=height, k1=0.0, k2=0.0, k3=0.0, k4=0.0,
+                camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in test],
+                has_mask=True)
+
+# %% ../nbs/02b_synthetic_scannetpp.ipynb #31bfd1db
 def write_scannetpp_scene(root,                 # the release folder (the toolkit's data_root): data/, splits/, ...
                           scene_id: str,        # e.g. "0a5c013435"
                           seed: int,            # the room and the views follow from it
@@ -145,18 +174,7 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     out = render(_Geometry(room, device, _shadow_res(cams[0])), cams)
     rng = np.random.default_rng([seed, 7])
     sem = root / semantics_dir / "semantics" / scene_id
-    for d in [dslr / s for s in ("undistorted_images", "undistorted_anon_masks", "render_depth")] + [sem]:
-        d.mkdir(parents=True, exist_ok=True)
-        for f in d.glob("DSC*"): f.unlink()     # views of an earlier run with other settings
-    for k, name in enumerate(names):
-        stem = Path(name).stem
-        Image.fromarray(out["rgb"][k]).save(dslr / "undistorted_images" / name, quality=95)
-        mask = _anon_mask(rng, width, height) if rng.random() < anon else np.full((height, width), 255, np.uint8)
-        Image.fromarray(mask).save(dslr / "undistorted_anon_masks" / f"{stem}.png")
-        mm = np.clip(out["depth"][k] * 1000, 0, 65535).astype(np.uint16)         # millimetres, as common/render.py
-        Image.fromarray(mm).save(dslr / "render_depth" / f"{stem}.png")
-        # 255 = ignore, as semantics_2d.py
-        Image.fromarray(out["labels"][k].astype(np.uint8)).save(sem / f"{name}.png")
+    _write_views(dslr, sem, names, out, rng, anon, width, height)
     train = [k for k in range(n_views) if k not in test]
     pts, cols = sample_points(out["rgb"][train], out["depth"][train], [cams[k] for k in train], n_points, seed)
     tracks = _tracks(pts, cams, out["depth"])
@@ -164,16 +182,10 @@ def write_scannetpp_scene(root,                 # the release folder (the toolki
     _colmap_text(dslr / "colmap", cams, names, pts[keep], cols[keep], [tracks[p] for p in keep])
     test = sorted(test)
     write_json(dslr / "train_test_lists.json", dict(train=[names[k] for k in train], test=[names[k] for k in test]))
-    c = cams[0]
-    frame = lambda k: dict(file_path=names[k], transform_matrix=colmap_to_scannetpp(cams[k].c2w).tolist(),
-                           is_bad=False, mask_path=Path(names[k]).stem + ".png")
-    meta = dict(fl_x=c.fx, fl_y=c.fy, cx=c.cx, cy=c.cy, w=width, h=height, k1=0.0, k2=0.0, k3=0.0, k4=0.0,
-                camera_model="PINHOLE", frames=[frame(k) for k in train], test_frames=[frame(k) for k in test],
-                has_mask=True)
+    meta = _transforms(cams, names, train, test, width, height)
     write_json(sc / "synthetic.json", made)
     atomic_write(dslr / "nerfstudio" / "transforms_undistorted.json", json.dumps(meta, indent=4))   # last: now complete
     return sc
-
 
 # %% ../nbs/02b_synthetic_scannetpp.ipynb #fe300f3b
 def make_scannetpp_tree(root,               # the release folder to write: data/, splits/, metadata/, semantics_2d/

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import viser
+from fastcore.basics import patch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from .features import fit_pca, tile
@@ -99,6 +100,7 @@ def drawn_examples(width: int = 448, height: int = 336, seed: int = 0) -> dict[s
     noise = lambda im: np.clip(np.asarray(im, np.float32) + rng.normal(0, 4, (H, W, 3)), 0, 255).astype(np.uint8)
     return {"room": noise(room), "table": noise(table)}
 
+# %% ../nbs/11_webdemo.ipynb #6961a78d
 def _spread(items: list, n: int) -> list:
     "`n` items evenly spread over `items` (all of them if fewer)."
     return (items if len(items) <= n
@@ -224,6 +226,7 @@ def image_size_problem(w: int, h: int,                # an image's size, from it
 def _reason(e: BaseException) -> str:
     return "out of memory" if isinstance(e, MemoryError) else (str(e) or type(e).__name__)
 
+# %% ../nbs/11_webdemo.ipynb #1a8f469e
 class _UploadGuard:
     "Caps uploads by the bytes that arrive, not the size declared: one transfer per client, freed when it leaves."
     def __init__(self, server: viser.ViserServer, max_bytes: int, refuse):
@@ -292,66 +295,77 @@ class _Demo:
         self.upload.on_upload(lambda _: self.show_file(self.upload.value.name, self.upload.value.content))
         _UploadGuard(server, max_bytes, self.refuse)
 
-    def refuse(self, name: str, why: str):
-        "Say in the panel that an upload is refused, and why."
-        self.status.content = f"refused {md_literal(name)}: {why}"
+# %% ../nbs/11_webdemo.ipynb #03793380
+@patch
+def refuse(self: _Demo, name: str, why: str):
+    "Say in the panel that an upload is refused, and why."
+    self.status.content = f"refused {md_literal(name)}: {why}"
 
-    def show_file(self, name: str, content: bytes):
-        "Show an uploaded image file, or say in the panel why not (its size is checked from the header, undecoded)."
-        with self.lock: self._show_file(name, content)   # in turn: an earlier request never overwrites a later's line
+@patch
+def show_file(self: _Demo, name: str, content: bytes):
+    "Show an uploaded image file, or say in the panel why not (its size is checked from the header, undecoded)."
+    with self.lock: self._show_file(name, content)   # in turn: an earlier request never overwrites a later's line
 
-    def _show_file(self, name: str, content: bytes):
-        if len(content) > self.max_bytes:
-            return self.refuse(name, f"{len(content) / 1e6:.1f} MB is over the upload limit of "
-                                     f"{self.max_bytes / 1e6:.1f} MB")
+@patch
+def _show_file(self: _Demo, name: str, content: bytes):
+    if len(content) > self.max_bytes:
+        return self.refuse(name, f"{len(content) / 1e6:.1f} MB is over the upload limit of "
+                                 f"{self.max_bytes / 1e6:.1f} MB")
+    try:
+        im = Image.open(io.BytesIO(content), formats=READ_FORMATS)   # reads the header only
+        why = image_size_problem(im.width, im.height, **self.caps)
+        img = to_image(im) if why is None else None
+    except Exception as e:
+        why = ("not an image of a kind the demo reads (" + ", ".join(READ_FORMATS) + ")"
+               if isinstance(e, UnidentifiedImageError) else md_literal(_reason(e), 300))
+        self.status.content = f"could not read {md_literal(name)}: {why}"
+        return
+    if why is not None: return self.refuse(name, why)
+    self.show(img, name)
+
+# %% ../nbs/11_webdemo.ipynb #f560703f
+@patch
+def pick_example(self: _Demo):
+    "Show the example the dropdown names (a client may send a name that is none of them)."
+    name = self.pick.value
+    if name not in self.examples: self.status.content = f"no example named {md_literal(name)}"; return
+    self.show(self.examples[name], name)
+
+@patch
+def show(self: _Demo, image, name: str):
+    "Run both models on `image` and show all pictures; whatever fails, the status line ends with the reason."
+    with self.lock:
+        self.status.content = f"computing features of {md_literal(name)}..."
+        t = time.perf_counter()
         try:
-            im = Image.open(io.BytesIO(content), formats=READ_FORMATS)   # reads the header only
-            why = image_size_problem(im.width, im.height, **self.caps)
-            img = to_image(im) if why is None else None
+            img = to_image(image)
+            feats = tuple(dense_features(m, img, self.long_side) for m in self.models)
+            self._draw(compare(img, None, None, self._k(), height=self.height, feats=feats))
         except Exception as e:
-            why = ("not an image of a kind the demo reads (" + ", ".join(READ_FORMATS) + ")"
-                   if isinstance(e, UnidentifiedImageError) else md_literal(_reason(e), 300))
-            self.status.content = f"could not read {md_literal(name)}: {why}"
+            self.status.content = f"could not show {md_literal(name)}: {md_literal(_reason(e), 300)}"
             return
-        if why is not None: return self.refuse(name, why)
-        self.show(img, name)
+        self.image, self.feats = img, feats
+        C, h, w = feats[0].shape
+        self.status.content = f"{md_literal(name)}: {h}x{w} patches, {C} channels, {time.perf_counter() - t:.1f} s"
 
-    def pick_example(self):
-        "Show the example the dropdown names (a client may send a name that is none of them)."
-        name = self.pick.value
-        if name not in self.examples: self.status.content = f"no example named {md_literal(name)}"; return
-        self.show(self.examples[name], name)
+@patch
+def recluster(self: _Demo):
+    "Recompute the clustering for the slider's number of clusters."
+    with self.lock:
+        if self.feats is None: return
+        try: self._draw(compare(self.image, None, None, self._k(), height=self.height, feats=self.feats))
+        except Exception as e: self.status.content = f"could not recluster: {md_literal(_reason(e), 300)}"
 
-    def show(self, image, name: str):
-        "Run both models on `image` and show all pictures; whatever fails, the status line ends with the reason."
-        with self.lock:
-            self.status.content = f"computing features of {md_literal(name)}..."
-            t = time.perf_counter()
-            try:
-                img = to_image(image)
-                feats = tuple(dense_features(m, img, self.long_side) for m in self.models)
-                self._draw(compare(img, None, None, self._k(), height=self.height, feats=feats))
-            except Exception as e:
-                self.status.content = f"could not show {md_literal(name)}: {md_literal(_reason(e), 300)}"
-                return
-            self.image, self.feats = img, feats
-            C, h, w = feats[0].shape
-            self.status.content = f"{md_literal(name)}: {h}x{w} patches, {C} channels, {time.perf_counter() - t:.1f} s"
+@patch
+def _k(self: _Demo) -> int:
+    "The slider's number of clusters, within its range whatever a client sent."
+    return min(max(int(self.k.value), 2), len(PALETTE))
 
-    def recluster(self):
-        "Recompute the clustering for the slider's number of clusters."
-        with self.lock:
-            if self.feats is None: return
-            try: self._draw(compare(self.image, None, None, self._k(), height=self.height, feats=self.feats))
-            except Exception as e: self.status.content = f"could not recluster: {md_literal(_reason(e), 300)}"
+@patch
+def _draw(self: _Demo, out: dict):
+    self.pca.image, self.kmeans.image = out["pca"], out["kmeans"]
 
-    def _k(self) -> int:
-        "The slider's number of clusters, within its range whatever a client sent."
-        return min(max(int(self.k.value), 2), len(PALETTE))
-
-    def _draw(self, out: dict):
-        self.pca.image, self.kmeans.image = out["pca"], out["kmeans"]
-
+# %% ../nbs/11_webdemo.ipynb #50cf20ea
 def serve_demo(original,                  # the original model: (B, 3, H, W) in [0, 1] -> (B, C, h, w), `.patch_size`
                finetuned,                 # the fine-tuned model, same interface
                examples=None,             # name -> image (path, PIL or array), or paths; default `example_images()`

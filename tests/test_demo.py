@@ -182,3 +182,27 @@ def test_cpu_demo_runs_real_dinov2_where_its_weights_can_be_had(monkeypatch, tmp
     assert cfg.backbone == "dinov2_small" and cfg.finetune_lr == 1e-5
     assert (cfg.train_scenes, cfg.lift_iterations) == (demo.SETTINGS["cpu_vit_s"]["train_scenes"],
                                                        demo.SETTINGS["cpu_vit_s"]["lift_iterations"])
+
+
+def test_probes_at_a_long_side_scale_nyuv2s_fixed_crop(monkeypatch):
+    "`fit3d probe --long-side` on NYUv2: the NYUCrop box, in 480x640 pixels, is scaled with the samples and fits them."
+    import numpy as np, torch
+    import fit3d.protocol as protocol
+    from fit3d.demo import compare_models, probe_models
+    from fit3d.features import load_backbone
+    class Split(list): name = "nyuv2_toy"
+    rng = np.random.default_rng(0)
+    split = Split(dict(image=rng.random((480, 640, 3), dtype=np.float32),
+                       depth=rng.uniform(0.5, 9, (480, 640)).astype(np.float32)) for _ in range(2))
+    part = dict(dataset="nyuv2", train=split, val=split, task="depth", max_depth=10.0, eval_crop="eigen_nyu")
+    seen = []
+    def augment_only(sets, train, val, cfg, protocol_name, aug=None, **k):   # the augmentation, not the probe
+        s = train[0]
+        im, d = protocol.depth_augment(torch.from_numpy(s["image"]).permute(2, 0, 1), torch.from_numpy(s["depth"]),
+                                       torch.Generator().manual_seed(0), aug, name="train 0")
+        seen.append((s["image"].shape[:2], aug.pre_crop, tuple(d.shape)))
+        return {n: {"rmse": 0.0} for n in sets.rows}
+    monkeypatch.setattr(protocol, "run_probes", augment_only)
+    models = compare_models(load_backbone("tiny", pretrained=False), load_backbone("tiny", pretrained=False))
+    probe_models({"original": models["original"]}, [part], probe_iters=1, device="cpu", long_side=224, progress=False)
+    assert seen == [((168, 224), (16, 165, 15, 213), (416, 544))]   # 45, 472, 43, 608 times 224/640, rounded
