@@ -259,7 +259,9 @@ def finetune_stage(root,            # the run folder: reads root/targets/, write
     with folder_lock(out, "fine-tuning run", log) if first else nullcontext():   # rank 0 writes the folder
         if first: claim(out, rec, "fine-tuned weights", log, FINETUNE_FILES, overwrite)
         _barrier()
-        return weights if weights.exists() and _matches(out, rec) else Path(finetune(cfg))
+        reuse = weights.exists() and _matches(out, rec)
+        _barrier()   # every rank has decided before any can write the weights (else a late one would skip a barrier)
+        return weights if reuse else Path(finetune(cfg))
 
 def _barrier():
     "Wait for every process of a `torchrun` job (nothing to wait for when run alone)."

@@ -601,10 +601,17 @@ def run_experiment(cfg: ExperimentConfig | None = None,
 
 # %% ../nbs/18_experiment.ipynb #cdd2e3f5
 def main(argv: list | None = None):
-    "`python -m fit3d.experiment [flags]` is `fit3d experiment [flags]`; `--lift-only SPEC` runs one Stage I worker."
+    "`python -m fit3d.experiment [flags]`: the experiment as `fit3d experiment` runs it; `--lift-only SPEC` runs one Stage I worker."
+    from fit3d.scene import SceneError
+    from fit3d.store import DiskFull, NonFiniteLoss
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--lift-only"]: return lift_worker(argv[1])
-    return run_experiment(settings_from_args(ExperimentConfig, argv, "python -m fit3d.experiment"))
+    cfg = settings_from_args(ExperimentConfig, argv, "python -m fit3d.experiment")
+    if cfg.candidates:   # chapter 20's search stands on this module: the command line dispatches to it
+        raise SystemExit("python -m fit3d.experiment: Stage II candidates run with `fit3d experiment --candidates ...`")
+    try: return run_experiment(cfg)
+    except (SceneError, NonFiniteLoss, DiskFull) as e:   # said plainly, as `fit3d experiment` says them
+        raise SystemExit(f"python -m fit3d.experiment: {e}") from e
 
 # %% ../nbs/18_experiment.ipynb #cee3f4a6
 if __name__ == "__main__": main()

@@ -345,13 +345,15 @@ def _check_pairs(feats: list, targets: list, what: str):
 CHECK_EVERY = 25  # fit_heads reads the losses back (and stops on a non-finite one) every this many steps
 
 def _check_losses(pending: list, # (step, head, loss tensor) in training order
-                  desc: str | None, # the one head's run (None: several heads, named by theirs)
-                  now: int) -> dict: # head -> its loss at the last step
+                  desc: str,        # the run, named in the error (with the head's name where there are several)
+                  now: int,         # the step being read
+                  several: bool = False) -> dict: # head -> its loss at the last step
     "The losses since the last read, read at once: `NonFiniteLoss` naming the first non-finite one."
     vals = torch.stack([l.float() for _, _, l in pending]).tolist()
     for (s, k, _), v in zip(pending, vals):
         if not math.isfinite(v):
-            raise NonFiniteLoss(f"{desc or k} step {s}: loss is {v}: stopped at step {now} (losses are read every "
+            who = f"{desc} {k}" if several else desc
+            raise NonFiniteLoss(f"{who} step {s}: loss is {v}: stopped at step {now} (losses are read every "
                                 f"{CHECK_EVERY} steps); nothing was written. Lower the learning rate or check the inputs.")
     return {k: v for (s, k, _), v in zip(pending, vals) if s == now}
 
@@ -384,7 +386,7 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
                 for pg in opts[k].param_groups: pg["betas"] = (momentum_at(step, cfg), pg["betas"][1])
             opts[k].step(); scheds[k].step()
         if step % CHECK_EVERY == 0 or step == cfg.iters - 1:   # one host sync per CHECK_EVERY steps, not per head and step
-            v = _check_losses(pending, desc if len(heads) == 1 else None, step)
+            v = _check_losses(pending, desc, step, several=len(heads) > 1)
             pending = []
             for k in heads: losses[k].append((step, v[k]))
             bar.set_postfix(loss=f"{v[k]:.4f}")

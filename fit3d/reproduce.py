@@ -125,7 +125,8 @@ def val_images(name: str,    # a `DatasetName`
     "{task: evaluation images} of a data set's probes ({} when its data is not there to count)."
     from fit3d.scene import SceneError
     try: parts = probe_data(name, root)
-    except (SceneError, FileNotFoundError): return {}   # not downloaded: the plan says the evaluation is not counted
+    except (SceneError, FileNotFoundError, ValueError): return {}   # not there or not readable as a probe set: the plan
+                                                                    # says the evaluation is not counted
     out = {}
     for p in parts:
         for k in (("seg", "depth") if p["task"] == "both" else (p["task"],)): out[k] = out.get(k, 0) + len(p["val"])
@@ -142,8 +143,9 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     from fit3d.formats import read_scene
     from fit3d.probe import ProbeConfig, DepthProbeConfig
     from fit3d.datasets import DATASETS
+    from fit3d.lift import rank_and_world
     scenes = training_scenes(cfg) if scenes is None else scenes
-    root = run_dir(cfg.out, _backbone_name(cfg))
+    root, world = run_dir(cfg.out, _backbone_name(cfg)), rank_and_world()[1]
     lift_s, views, left = 0.0, 0, 0
     for p in scenes:
         s = read_scene(p, check_files=False)
@@ -163,8 +165,8 @@ def plan(cfg: ReproduceConfig,  # the run's settings
     solved = cfg.protocol == "quick" and cfg.probe_iters is None   # fit3d.solve: iterations to a stopping rule
     for name in probe_datasets(cfg):
         t = DATASETS[name].tasks
-        done = (root / "probe" / name / "results.json").exists() or all(   # one process's file, or torchrun's units'
-            unit_files(root, name, k)[0].exists() for k in t)
+        done = ((root / "probe" / name / "results.json").exists() if world == 1 else   # the files this run will read:
+                all(unit_files(root, name, k)[0].exists() for k in t))               # one process's, or the units
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
         secs = ("seg" in t) * seg_it * RATES[q + "seg_step"] + ("depth" in t) * dep_it * RATES[q + "depth_step"]
         evals = val_images(name, cfg.root if name == "scannetpp" else None)   # {task: images}, {} where not found
@@ -268,7 +270,10 @@ def unit_data(name: str, task: str, # one unit
     from fit3d.datasets import DATASETS
     out = []
     for p in probe_data(name, root):
-        if p["task"] == "both": p = DATASETS[name].splits(p["root"], task) | dict(dataset=name)
+        if p["task"] == "both":   # the scenes of a correspondence check go with the first task's unit: measured once
+            first = task == DATASETS[name].tasks[0]
+            p = DATASETS[name].splits(p["root"], task) | dict(dataset=name) | (
+                {"scenes": p["scenes"]} if first and p.get("scenes") else {})
         if p["task"] == task: out.append(p)
     return out
 

@@ -208,3 +208,11 @@ def test_a_run_stopped_in_stage_i_records_how_long_it_had_run(tmp_path):
     rec = json.loads((out / "experiment.json").read_text())
     assert list(rec["times"]["stopped_in"]) == ["Stage I fast"] and rec["times"]["stopped_in"]["Stage I fast"] >= 1.4
     assert rec["done"] == [] and rec["times"]["lift"] == {}
+
+
+def test_module_entry_point_says_where_candidates_run():
+    "`python -m fit3d.experiment --candidates ...` names the command that runs them (it used to reach the cli)."
+    import pytest
+    from fit3d.experiment import main
+    with pytest.raises(SystemExit, match="fit3d experiment --candidates"):
+        main(["--candidates", "ema"])
