@@ -47,7 +47,7 @@ from .formats import read_scene
 # %% auto #0
 __all__ = ['CANDIDATES', 'FIXED', 'GOAL', 'RULE', 'parse_candidate', 'candidate_settings', 'candidate_note', 'relative_gains',
            'pick_winner', 'beyond_config', 'adopt_units', 'beyond_units', 'target_alpha', 'run_beyond', 'paired',
-           'validation_table', 'test_table', 'beyond_markdown']
+           'unit_times', 'validation_table', 'test_table', 'beyond_markdown']
 
 # %% ../nbs/20_beyond.ipynb #00cb6ac6
 CANDIDATES = {   # name -> `FinetuneConfig` settings over the experiment's Stage II (two epochs at 1e-5)
@@ -338,11 +338,20 @@ def _one(x, factor: float, sign: bool = False) -> str:
 
 _GOAL_COLS = [m for m in METRICS if (m[0], m[1]) in {(g, k) for g, k, *_ in GOAL}]
 
+def unit_times(res: dict, part: str) -> dict:
+    "Seconds of each unit of `part` (\"validation\" or \"test\"), summed over the calls of a resumed run that did the work."
+    out = {}
+    for t in [x.get("times") or {} for x in res.get("earlier", [])] + [res.get("times") or {}]:
+        for unit, stages in (t.get(part) or {}).items():
+            for k, s in stages.items(): out.setdefault(unit, {})[k] = out.get(unit, {}).get(k, 0) + s
+    return out
+
 def validation_table(res: dict) -> str:
     "Markdown: every candidate on the validation rooms, fine-tuned alone and combined, with its cost and the rule's verdict."
     val, sel = res.get("validation") or {}, res.get("selection") or {}
     if not val: return "no candidate measured on the validation rooms yet"
-    per, times = sel.get("candidates") or {}, (res.get("times") or {}).get("validation") or {}
+    # a run stopped before every candidate was measured has no choice yet, but each measured one has its verdict
+    per, times = sel.get("candidates") or pick_winner(val)["candidates"], unit_times(res, "validation")
     cols = " | ".join(t for _, _, t, _ in _GOAL_COLS)
     out = [f"| candidate | settings | Stage II s | probes s | alone: {cols} | combined: {cols} | alone beats original on | "
            "combined score |", "|---|---|---:|---:|" + "---:|" * (2 * len(_GOAL_COLS)) + "---|---:|"]
@@ -385,7 +394,8 @@ def beyond_markdown(res: dict) -> str:
     head = (f"Backbone: {res['backbone']['note']}. Rooms: {len(split.get('train', []))} training, "
             f"{len(split.get('validation', []))} validation, {len(split.get('test', []))} test. Stage I: "
             f"`{cfg.variants[0]}`, shared by every candidate. Stage II: {cfg.finetune_epochs} epochs at "
-            f"{cfg.finetune_lr:g} unless a candidate says otherwise; probes: {cfg.probe_iters} steps. Validation: "
+            f"{cfg.finetune_lr:g} unless a candidate says otherwise; probes: "
+            f"{'each head solved to convergence (fit3d.solve)' if cfg.probe_iters is None else f'{cfg.probe_iters} AdamW steps'}. Validation: "
             f"seed {cfg.select_seed}; test: seeds {', '.join(map(str, seeds)) or '–'} (mean ± sample std). mIoU and "
             "recall in %, RMSE in m.")
     lm, al = res.get("lift_metrics") or {}, res.get("target_alpha") or {}

@@ -299,7 +299,7 @@ def cmd_reproduce(cfg):
 def cmd_experiment(cfg):
     if cfg.candidates:   # Stage II candidates, chosen on the validation rooms (chapter 20)
         from fit3d.beyond import run_beyond
-        return run_beyond(cfg)
+        run_beyond(cfg); return   # its record is on disk; returned, it would become the exit status
     from fit3d.experiment import run_experiment
     run_experiment(cfg)
 
@@ -359,9 +359,10 @@ def main(argv: list | None = None):
     args = settings_from_args(conf_cls, argv[1:], f"fit3d {argv[0]}")   # a bad value: tyro's message, exit status 2
     from fit3d.scene import SceneError
     from fit3d.store import DiskFull, NonFiniteLoss
-    try: return fn(args)
+    try: rc = fn(args)
     except (SceneError, NonFiniteLoss, DiskFull) as e:   # bad input, a refusal, a diverged run, a full disk: said plainly
         raise SystemExit(f"fit3d {argv[0]}: {e}") from e
+    return rc if type(rc) is int else None   # `sys.exit(main())`: anything else would print itself and exit with 1
 
 # %% ../nbs/19_cli.ipynb #64dfa160
 if __name__ == "__main__": main()

@@ -34,7 +34,7 @@ Docs: https://fit3d.github.io/fit3d/probe.html.md"""
 
 # %% ../nbs/07_probe.ipynb #b3111b9b
 from __future__ import annotations
-import math
+import functools, math
 from dataclasses import dataclass, asdict
 from typing import Callable, Sequence
 
@@ -47,10 +47,11 @@ from tqdm import tqdm
 from .store import NonFiniteLoss, module_device, resolve_device
 
 # %% auto #0
-__all__ = ['CHECK_EVERY', 'ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead', 'seg_loss',
-           'sig_loss', 'gradient_loss', 'confusion_matrix', 'seg_metrics', 'depth_metrics', 'eval_crop', 'fit_heads',
-           'seg_loss_fn', 'depth_loss_fn', 'train_seg_probe', 'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe',
-           'toy_seg_data', 'toy_depth_data', 'concat_cls', 'cache_features', 'probe_segmentation', 'probe_depth']
+__all__ = ['CHECK_EVERY', 'ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead',
+           'resize_bilinear', 'seg_loss', 'sig_loss', 'gradient_loss', 'confusion_matrix', 'seg_metrics',
+           'depth_metrics', 'eval_crop', 'fit_heads', 'seg_loss_fn', 'depth_loss_fn', 'train_seg_probe',
+           'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe', 'toy_seg_data', 'toy_depth_data', 'concat_cls',
+           'cache_features', 'probe_segmentation', 'probe_depth']
 
 # %% ../nbs/07_probe.ipynb #87c1191f
 @dataclass
@@ -186,6 +187,22 @@ class DepthHead(nn.Module):
         # Σ p·bin / Σ p: normalised after the sums, not bin by bin (two passes fewer over the upsampled bins)
         return (p * self.bins.float()[:, None, None]).sum(1, keepdim=True) / p.sum(1, keepdim=True)  # not einsum: bf16
 
+# %% ../nbs/07_probe.ipynb #6d93276a
+@functools.lru_cache(maxsize=64)
+def _bilinear_weights(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    "(n_out, n_in): the weights `F.interpolate(mode='bilinear', align_corners=False)` gives along one axis."
+    eye = torch.eye(n_in, device=device)[:, None, :, None]     # n_in one-hot columns, resized by the op itself
+    return F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False)[:, 0, :, 0].T.contiguous()
+
+def resize_bilinear(x: torch.Tensor,   # (..., h, w), any float dtype
+                    size: tuple,       # (H, W)
+                   ) -> torch.Tensor:  # (..., H, W) float32, contiguous
+    "`F.interpolate(x.float(), size, mode='bilinear', align_corners=False)` as two matrix products (fast backward)."
+    with torch.autocast(x.device.type, enabled=False):   # the weights stay fp32, as the op's are
+        x = x.float()
+        y = torch.matmul(_bilinear_weights(x.shape[-2], int(size[0]), x.device), x)   # rows first: the small product
+        return torch.matmul(y, _bilinear_weights(x.shape[-1], int(size[1]), x.device).T)
+
 # %% ../nbs/07_probe.ipynb #f6627375
 class _Batch(list):
     "A list of maps that are the slices of one tensor, `batch`: code that wants the batch takes it without a copy."
@@ -202,11 +219,11 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
     if len({tuple(f.shape) for f in feats}) == 1:   # maps of one size: every step on the batch, no per-map kernel or copy
         x = _stacked(feats)
         if up > 1 and getattr(head, "conv_first", lambda: False)(): x, run = head.conv(x), head.finish  # see below
-        if up > 1: x = F.interpolate(x, size=(x.shape[-2] * up, x.shape[-1] * up), mode="bilinear", align_corners=False)
+        if up > 1: x = resize_bilinear(x, (x.shape[-2] * up, x.shape[-1] * up))
         y = run(x)
         if len(set(sizes)) == 1:
-            return _Batch(F.interpolate(y.float(), size=sizes[0], mode="bilinear", align_corners=False))
-        return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0] for o, s in zip(y, sizes)]
+            return _Batch(resize_bilinear(y, sizes[0]))
+        return [resize_bilinear(o, s) for o, s in zip(y, sizes)]
     if up > 1 and getattr(head, "conv_first", lambda: False)():
         # the depth head's 1x1 conv first, at the features' resolution, then the upsampling of its 256 bins: the
         # same numbers as upsampling the features first (as the official head does) at a sixteenth of the conv's cost
@@ -214,17 +231,15 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
         feats = list(head.conv(torch.stack(feats))) if same else [head.conv(f[None])[0] for f in feats]
         run = head.finish
     if up > 1:
-        feats = [F.interpolate(f[None], size=(f.shape[-2] * up, f.shape[-1] * up), mode="bilinear",
-                               align_corners=False)[0] for f in feats]
+        feats = [resize_bilinear(f, (f.shape[-2] * up, f.shape[-1] * up)) for f in feats]
     shapes = [tuple(f.shape[-2:]) for f in feats]
     if len(set(shapes)) == 1: outs = list(run(torch.stack(feats)))
     else:
         y = run(torch.cat([f.flatten(1) for f in feats], 1)[None, :, None])[0, :, 0]
         outs = [o.reshape(-1, *s) for o, s in zip(y.split([a * b for a, b in shapes], 1), shapes)]
     if len(set(sizes)) == 1 and len(set(shapes)) == 1:
-        return list(F.interpolate(torch.stack(outs).float(), size=sizes[0], mode="bilinear", align_corners=False))
-    return [F.interpolate(o[None].float(), size=s, mode="bilinear", align_corners=False)[0]
-            for o, s in zip(outs, sizes)]
+        return list(resize_bilinear(torch.stack(outs), sizes[0]))
+    return [resize_bilinear(o, s) for o, s in zip(outs, sizes)]
 
 # %% ../nbs/07_probe.ipynb #b4ab026a
 def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
