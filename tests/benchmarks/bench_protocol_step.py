@@ -10,6 +10,7 @@ default of `FeatureSets` and `ProbeConfig`), it measures:
   aug old    the augmentation of a batch, one sample at a time (`seg_augment` / `depth_augment`)
   aug new    the same augmentation batched on the device (`seg_augment_batch` / `depth_augment_batch`)
   heads      the four heads' forward, loss, backward and AdamW step on fixed features (`fit_heads`)
+  heads interp  the same with the heads' outputs resized by `F.interpolate` (before `resize_bilinear`), side by side
   step old   a whole official step (`_official_batches(batched=False)` + `fit_heads`): augment, backbones, heads
   step new   the same with the batched augmentation (what `run_probes` runs)
 
@@ -23,15 +24,22 @@ import argparse, copy, json, os, sys, time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import timer
+import fit3d.probe as probe_module
 from fit3d.features import load_backbone
-from fit3d.probe import ProbeConfig, DepthProbeConfig, fit_heads, seg_loss_fn, depth_loss_fn
+from fit3d.probe import ProbeConfig, DepthProbeConfig, fit_heads, seg_loss_fn, depth_loss_fn, resize_bilinear
 from fit3d.protocol import (FeatureSets, SegAugment, DepthAugment, _official_batches, _official_crops, _heads,
                             toy_probe_samples)
 
 PRECISIONS = {"fp32": (False, False), "bf16 backbones": (True, False), "bf16": (True, True)}  # (backbones, heads)
+
+
+def interpolate_resize(x, size):
+    "The heads' resize before `resize_bilinear`: one `F.interpolate` kernel (its backward: atomic adds)."
+    return F.interpolate(x.float(), size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def mean_ms(run, fn, n, warm=2):
@@ -99,6 +107,9 @@ def main():
             train = lambda b, it: fit_heads(heads(), b, loss, c(it), task)
             train(fixed, 2)                                         # warm-up: kernels chosen, handles made
             r["heads_ms"] = run(lambda: train(fixed, steps)) / steps
+            probe_module.resize_bilinear = interpolate_resize   # `_forward` looks it up at each call
+            try: train(fixed, 2); r["heads_interp_ms"] = run(lambda: train(fixed, steps)) / steps
+            finally: probe_module.resize_bilinear = resize_bilinear
             for which, batched in (("old", False), ("new", True)):
                 b = _official_batches(sets, samples, task, cfg, aug, batched)   # one: its samples stay on the device
                 train(b, 2)                                                     # warm-up: every sample read once
@@ -111,12 +122,13 @@ def main():
     print(f"device: {device}; backbone {name} (random weights) twice (original + fine-tuned), 4 heads ({a.classes} "
           f"classes for seg); batch {batch}; crops seg {augs['seg'].crop}, depth {augs['depth'].crop}; {steps} timed "
           "steps each; ms per batch")
-    cols = ("bare_ms", "aug_old_ms", "aug_new_ms", "heads_ms", "step_old_ms", "step_new_ms", "rest_new_ms")
-    print(f"{'task':6s} {'precision':15s} " + " ".join(f"{c[:-3]:>9s}" for c in cols)
+    cols = ("bare_ms", "aug_old_ms", "aug_new_ms", "heads_interp_ms", "heads_ms", "step_old_ms", "step_new_ms",
+            "rest_new_ms")
+    print(f"{'task':6s} {'precision':15s} " + " ".join(f"{c[:-3]:>{max(9, len(c) - 3)}s}" for c in cols)
           + f" {'bare/old':>9s} {'bare/new':>9s}")
     for task, by in out.items():
         for prec, r in by.items():
-            print(f"{task:6s} {prec:15s} " + " ".join(f"{r[c]:9.1f}" for c in cols)
+            print(f"{task:6s} {prec:15s} " + " ".join(f"{r[c]:{max(9, len(c) - 3)}.1f}" for c in cols)
                   + f" {r['ratio_old']:9.2f} {r['ratio_new']:9.2f}")
     print("rest = step new - (aug new + bare + heads): host syncs, copies and what the parts do not overlap; "
           "goal bare/new >= 0.8")
