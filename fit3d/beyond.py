@@ -245,6 +245,22 @@ def _save(res: dict, path: Path, cands: dict, start: float):
     write_json(path, res)
 
 
+# %% ../nbs/20_beyond.ipynb #9ee73293
+def _rooms_and_features(cfg: ExperimentConfig, res: dict, prev: dict, path: Path, con, stage) -> tuple:
+    "The rooms and the backbone, each recorded in `res`, an earlier record's units taken over, the training rooms' features."
+    t = stage("rooms: training, validation, test")
+    rooms = make_rooms(cfg); res["split"] = {k: [p.name for p in ps] for k, ps in rooms.items()}
+    res["times"]["benchmark"] = time.perf_counter() - t
+    t = stage("features of the training rooms")
+    bb = _backbone(cfg)
+    res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
+                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
+    _take_over(res, prev, cfg, path, con)
+    feats = _features(cfg, bb, progress=True)
+    for p in rooms["train"]: feats(read_scene(p))
+    res["times"]["features"] = time.perf_counter() - t
+    return rooms, bb
+
 # %% ../nbs/20_beyond.ipynb #87cc0f9b
 def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with `candidates`
                clock=time.perf_counter,         # the time box's clock (a test passes its own)
@@ -259,17 +275,7 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
     save = lambda: _save(res, path, cands, start)
     def stage(name) -> float: con.rule(f"[bold]{name}"); return time.perf_counter()
 
-    t = stage("rooms: training, validation, test")
-    rooms = make_rooms(cfg); res["split"] = {k: [p.name for p in ps] for k, ps in rooms.items()}
-    times["benchmark"] = time.perf_counter() - t
-    t = stage("features of the training rooms")
-    bb = _backbone(cfg)
-    res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
-                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
-    _take_over(res, prev, cfg, path, con)
-    feats = _features(cfg, bb, progress=True)
-    for p in rooms["train"]: feats(read_scene(p))
-    times["features"] = time.perf_counter() - t
+    rooms, bb = _rooms_and_features(cfg, res, prev, path, con, stage)
     save()
     def stopped():
         if current: times["stopped_in"] = {current["name"]: time.perf_counter() - current["t"]}; save()

@@ -117,6 +117,7 @@ def read_depth_png(path,                 # a 16-bit PNG of depth x `scale` (0 = 
                                f"got {'8-bit' if d.dtype == np.uint8 else d.dtype} with shape {d.shape}")
     return d.astype(np.float32) / float(scale)
 
+# %% ../nbs/08_datasets.ipynb #7d8f80e7
 def _lines(path: Path, what: str = "split file") -> list[str]:
     "The non-empty lines of a list file; a missing or empty list is an error naming it."
     path = Path(path)
@@ -139,6 +140,7 @@ def inside(root,                   # the data-set folder
         raise SceneError(listfile, f"{rel!r} would leave the data-set folder {root}")
     return Path(root) / rel
 
+# %% ../nbs/08_datasets.ipynb #9d03334b
 def resize_sample(sample: dict,          # a sample dict
                   size: tuple[int, int], # (H, W) of the result
                  ) -> dict:

@@ -519,6 +519,16 @@ def _earlier_record(out: Path, res: dict, con) -> dict:
             con.print(f"[yellow]{e}: kept as {kept}")
     return prev
 
+# %% ../nbs/18_experiment.ipynb #b3f9ef38
+def _take_over(res: dict, prev: dict, cfg: ExperimentConfig, out: Path, con):
+    "Take over the seeds of an earlier record made with the same settings, weights and Stage I; set aside one that has others."
+    taken = adopt_recorded(res, prev, cfg) if prev else []
+    if len(taken) < sum(len(s) for s in (prev.get("runs") or {}).values()):   # recorded with other settings or weights
+        kept = write_json(aside_path(out, "set-aside"), prev)
+        con.print(f"[yellow]{out / 'experiment.json'}: seeds recorded with other settings, weights or Stage I settings "
+                  f"were not taken over; that record is kept as {kept.name}")
+        if not taken: res["earlier"] = []   # nor do their times size this run's time box
+
 # %% ../nbs/18_experiment.ipynb #4d628171
 def _record_seed(res: dict, v: str, seed: int, rows: dict, tt: dict):
     "Put seed `seed` of variant `v` into `res`: its rows, its Stage I's metrics and its parts' times (`tt`)."
@@ -527,6 +537,16 @@ def _record_seed(res: dict, v: str, seed: int, rows: dict, tt: dict):
     own = {k: lm[k] for k in ("psnr", "feature_cosine") if k in lm}
     res["variants"][v].setdefault("seed_lifts", {})[f"seed{seed}"] = own
     for part, s in tt.items(): res["times"][part].setdefault(v, {})[f"seed{seed}"] = s
+
+# %% ../nbs/18_experiment.ipynb #cf0f41d9
+def _report(res: dict, cfg: ExperimentConfig, out: Path, con, start: float):
+    "Write the table and the figure, print the table, and say what the time box skipped."
+    table = experiment_table(res)
+    atomic_write(out / "experiment.md", table + "\n")
+    experiment_figure(res, png=out / "experiment.png")
+    print(table)
+    if res["skipped"]: con.print(f"[yellow]time box ({cfg.max_seconds} s): skipped {', '.join(res['skipped'])}")
+    con.print(f"[bold green]results:[/] {out / 'experiment.json'}   ({time.perf_counter() - start:.0f} s)")
 
 # %% ../nbs/18_experiment.ipynb #d49d0de0
 def run_experiment(cfg: ExperimentConfig | None = None,
@@ -555,12 +575,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     bb = _backbone(cfg)
     res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
                            note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
-    taken = adopt_recorded(res, prev, cfg) if prev else []
-    if len(taken) < sum(len(s) for s in (prev.get("runs") or {}).values()):   # recorded with other settings or weights
-        kept = write_json(aside_path(out, "set-aside"), prev)
-        con.print(f"[yellow]{out / 'experiment.json'}: seeds recorded with other settings, weights or Stage I settings "
-                  f"were not taken over; that record is kept as {kept.name}")
-        if not taken: res["earlier"] = []   # nor do their times size this run's time box
+    _take_over(res, prev, cfg, out, con)
     feats = _features(cfg, bb, progress=True)
     for p in rooms["train"] + rooms["test"]: feats(read_scene(p))
     times["features"] = time.perf_counter() - t
@@ -591,12 +606,7 @@ def run_experiment(cfg: ExperimentConfig | None = None,
                 _record_seed(res, v, seed, rows, tt)
             res["done"].append(name); current.clear(); save()
     save()
-    table = experiment_table(res)
-    atomic_write(out / "experiment.md", table + "\n")
-    experiment_figure(res, png=out / "experiment.png")
-    print(table)
-    if res["skipped"]: con.print(f"[yellow]time box ({cfg.max_seconds} s): skipped {', '.join(res['skipped'])}")
-    con.print(f"[bold green]results:[/] {out / 'experiment.json'}   ({time.perf_counter() - start:.0f} s)")
+    _report(res, cfg, out, con, start)
     return res
 
 # %% ../nbs/18_experiment.ipynb #cdd2e3f5

@@ -565,17 +565,47 @@ class _Checkpoints:
         check_finite(loss, f"fine-tuning {self.out} step {self.pending[0]}", self.ck_path)
         self.save(*self.pending); self.pending = None
 
+# %% ../nbs/06_finetune.ipynb #e2870737
+def _processes(cfg: FinetuneConfig) -> tuple:
+    "This process and the run's: rank, world, device, whether it made the group, the `procs` ranks that share a batch, theirs."
+    rank, world, device, own = setup_process(cfg.device)
+    procs = batch_processes(cfg.batch_size, world)   # the first `procs` ranks share each batch; the others wait
+    group = dist.new_group(ranks=list(range(procs)), timeout=WAIT) if 1 < procs < world else None   # made by all
+    if rank == 0 and procs < world:
+        print(f"Stage II: global batch {cfg.batch_size} on {procs} of {world} processes; the others wait")
+    return rank, world, device, own, procs, group
+
+def _model_and_optimizer(cfg: FinetuneConfig, bb: nn.Module, procs: int, group, device, amp) -> tuple:
+    "The model a step runs (DDP over the batch's processes, compiled if asked), its optimiser and loss scaler (fp16 only)."
+    gpus = [device.index] if device.type == "cuda" else None
+    ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=gpus, process_group=group)
+    model = ddp(bb) if procs > 1 else bb
+    if cfg.compile: model = torch.compile(model)
+    opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    return model, opt, scaler
+
+def _resumed_step(cfg: FinetuneConfig, out: Path, record: dict, bb: nn.Module, opt, scaler, ema) -> int:
+    "The step to start from: that of `out`'s checkpoint made with the same record (its state restored), else 0."
+    hint = "use another --out, or --no-resume to start this run over"
+    if cfg.resume and (st := load_checkpoint(out / "checkpoint.pt", record, "fine-tuning checkpoint", hint=hint)) is not None:
+        return _resume_from(st, bb, opt, scaler, ema)
+    return 0
+
+def _epoch_batches(data: TargetViews, cfg: FinetuneConfig, step: int, per_epoch: int, rank: int, procs: int, device):
+    "The epoch `step` falls in, and its loader from `step`'s batch on: this process' share of each global batch."
+    epoch, start_at = divmod(step, per_epoch)
+    sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, procs, start_at)
+    return epoch, torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                              pin_memory=device.type == "cuda")
+
 # %% ../nbs/06_finetune.ipynb #6c03f3da
 def finetune(cfg: FinetuneConfig,             # the settings
              data: TargetViews | None = None,  # the training pairs; default: from `cfg.targets` or `cfg.lifted`
              callback=None,                    # callback(step, loss tensor) after every step, on every training process
             ) -> Path:                         # `<out>/finetuned.safetensors`, a timm state dict
     "Fine-tune a backbone on rendered feature targets (Stage II); resumable, single- or multi-process."
-    rank, world, device, own = setup_process(cfg.device)
-    procs = batch_processes(cfg.batch_size, world)   # the first `procs` ranks share each batch; the others wait
-    group = dist.new_group(ranks=list(range(procs)), timeout=WAIT) if 1 < procs < world else None   # made by all
-    if rank == 0 and procs < world:
-        print(f"Stage II: global batch {cfg.batch_size} on {procs} of {world} processes; the others wait")
+    rank, world, device, own, procs, group = _processes(cfg)
     held = ExitStack()
     try:
         if rank >= procs:   # no share of any batch: straight to the barrier that ends the run
@@ -589,26 +619,15 @@ def finetune(cfg: FinetuneConfig,             # the settings
         start = weights_digest(bb.model); check_targets(data, name, start, cfg.init)
         record = run_record(conf, start, data)
         original, ema = _beyond(cfg, bb)   # the options beyond the paper (none by default)
-        gpus = [device.index] if device.type == "cuda" else None
-        ddp = lambda m: nn.parallel.DistributedDataParallel(m, device_ids=gpus, process_group=group)
-        model = ddp(bb) if procs > 1 else bb
-        if cfg.compile: model = torch.compile(model)
-        opt = make_optimizer(bb, cfg.lr, cfg.weight_decay, device)
-        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+        model, opt, scaler = _model_and_optimizer(cfg, bb, procs, group, device, amp)
         per_epoch, total = _steps(cfg, len(data))
-        step, ck_path = 0, out / "checkpoint.pt"
-        hint = "use another --out, or --no-resume to start this run over"
-        if cfg.resume and (st := load_checkpoint(ck_path, record, "fine-tuning checkpoint", hint=hint)) is not None:
-            step = _resume_from(st, bb, opt, scaler, ema)
+        step = _resumed_step(cfg, out, record, bb, opt, scaler, ema)
         if rank == 0: write_json(out / "config.json", conf | dict(provenance=record))
         ck = _Checkpoints(out, record, bb, opt, scaler, ema, procs, group, device)
         bar = tqdm(total=total, initial=step, disable=rank != 0 or not cfg.progress, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), step
         while step < total:
-            epoch, start_at = divmod(step, per_epoch)
-            sampler = StepBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.flip, rank, procs, start_at)
-            loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                                 pin_memory=device.type == "cuda")
+            epoch, loader = _epoch_batches(data, cfg, step, per_epoch, rank, procs, device)
             for batch in loader:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr

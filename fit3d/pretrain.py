@@ -212,20 +212,23 @@ class PretrainConfig:
     device: str = "auto"
     progress: bool = True
 
-    def __post_init__(self):  # checked where made (fit3d.store.check_settings), naming the flag
-        from fit3d.store import check_settings
-        unit, pos = (">=", 0, "<=", 1), (">", 0)
-        check_settings(self, objective={"dino", "supervised"}, steps=(">=", 1), seconds=(">=", 0), batch_size=(">=", 1),
-                       lr=pos, min_lr=(">=", 0), warmup=unit, weight_decay=(">=", 0), weight_decay_end=(">=", 0),
-                       clip=(">=", 0), out_dim=(">=", 1), head_hidden=(">=", 1), head_bottleneck=(">=", 1),
-                       student_temp=pos, teacher_temp=pos, teacher_temp_start=pos, teacher_temp_warmup=unit,
-                       center_momentum=unit, ema=unit, freeze_last=unit, ibot=(">=", 0), mask_prob=unit,
-                       mask_ratio=unit, koleo=(">=", 0), global_size=(">=", 14), local_size=(">=", 14),
-                       n_local=(">=", 0), global_scale=(">", 0, "<=", 1), local_scale=(">", 0, "<=", 1),
-                       jitter=(">=", 0), grayscale=unit, label_min=unit, rooms=(">=", 1), views=(">=", 1),
-                       width=(">=", 16), height=(">=", 16), log_every=(">=", 1), ckpt_every=(">=", 1),
-                       pca_every=(">=", 0), pca_rooms=(">=", 0))
+    def __post_init__(self): _check_settings(self)   # checked where made, naming the flag
 
+# %% ../nbs/14_pretrain.ipynb #cbef52b9
+def _check_settings(cfg: PretrainConfig):
+    "Refuse a setting out of its range, naming its flag (`fit3d.store.check_settings`)."
+    from fit3d.store import check_settings
+    unit, pos = (">=", 0, "<=", 1), (">", 0)
+    check_settings(cfg, objective={"dino", "supervised"}, steps=(">=", 1), seconds=(">=", 0), batch_size=(">=", 1),
+                   lr=pos, min_lr=(">=", 0), warmup=unit, weight_decay=(">=", 0), weight_decay_end=(">=", 0),
+                   clip=(">=", 0), out_dim=(">=", 1), head_hidden=(">=", 1), head_bottleneck=(">=", 1),
+                   student_temp=pos, teacher_temp=pos, teacher_temp_start=pos, teacher_temp_warmup=unit,
+                   center_momentum=unit, ema=unit, freeze_last=unit, ibot=(">=", 0), mask_prob=unit,
+                   mask_ratio=unit, koleo=(">=", 0), global_size=(">=", 14), local_size=(">=", 14),
+                   n_local=(">=", 0), global_scale=(">", 0, "<=", 1), local_scale=(">", 0, "<=", 1),
+                   jitter=(">=", 0), grayscale=unit, label_min=unit, rooms=(">=", 1), views=(">=", 1),
+                   width=(">=", 16), height=(">=", 16), log_every=(">=", 1), ckpt_every=(">=", 1),
+                   pca_every=(">=", 0), pca_rooms=(">=", 0))
 
 # %% ../nbs/14_pretrain.ipynb #cb3c7924
 _NOT_RUN = {"seconds", "bank_dir", "out_dir", "log_every", "ckpt_every", "pca_every", "pca_rooms", "device", "progress"}
@@ -374,6 +377,15 @@ def _update(cfg: PretrainConfig, step: int, loss: torch.Tensor, student: nn.Modu
     opt.step()
     if teacher is not None: _follow(teacher, student, center, means, sched["ema"], cfg.center_momentum, world)
 
+# %% ../nbs/14_pretrain.ipynb #15bce3b0
+def _step_inputs(cfg: PretrainConfig, step: int, opt, n: int, rank: int, world: int, dev) -> tuple:
+    "Step `step`'s schedule (set in `opt`), its generator and its batch (indices of `n` images): the step's alone."
+    sched = schedule(step, cfg, world)
+    for i, grp in enumerate(opt.param_groups):
+        grp["lr"], grp["weight_decay"] = sched["lr"], sched["wd"] if i == 0 else 0.0
+    g = _step_generator(cfg, step, rank, dev)
+    return sched, g, torch.randint(n, (cfg.batch_size,), generator=g, device=dev)
+
 # %% ../nbs/14_pretrain.ipynb #0488625c
 def _augmentation_seconds(cfg: PretrainConfig, imgs: torch.Tensor, labs: torch.Tensor, step: int, rank: int, dev, sync) -> float:
     "Seconds the crops of step `step` take on `imgs` (synchronised on the device)."
@@ -390,6 +402,22 @@ def _log_parts(parts: dict) -> dict:
     parts = {k: float(v) for k, v in parts.items()}
     if tp is not None: parts["h_mean"], parts["h_sample"] = entropies(tp)
     return parts
+
+# %% ../nbs/14_pretrain.ipynb #4e8b46c1
+class _Throughput:
+    "Images a second: of the loader and of the step, on logged steps (their medians at the end); of the run, between rows."
+    def __init__(self, n: int):   # images a step, over all processes
+        self.n, self.loader, self.step, self.t, self.steps = n, [], [], time.perf_counter(), 0
+    def measured(self, step_s: float, loader_s: float) -> float:
+        "Record a logged step's seconds and its augmentation's; the images a second since the last row."
+        self.step.append(self.n / step_s); self.loader.append(self.n / loader_s)
+        img_s = self.steps * self.n / (time.perf_counter() - self.t)
+        self.t, self.steps = time.perf_counter(), 0
+        return img_s
+    def medians(self) -> dict:
+        "The medians, as a run's result gives them (None before any logged step)."
+        med = lambda r: float(np.median(r)) if r else None
+        return dict(loader_img_s=med(self.loader), step_img_s=med(self.step))
 
 # %% ../nbs/14_pretrain.ipynb #f91b4082
 def _write_out(cfg: PretrainConfig, out: Path, model: nn.Module, record: dict, res: dict, held, log) -> str:
@@ -434,26 +462,19 @@ def pretrain(cfg: PretrainConfig,          # settings
     sync = lambda: torch.cuda.synchronize(dev) if dev.type == "cuda" else None
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, disable=not (cfg.progress and rank == 0))
     begin = start = time.perf_counter()   # begin: this call's budget; start: training time not yet counted in `seconds`
-    rates, log_t, log_n = dict(loader=[], step=[]), time.perf_counter(), 0
+    rate = _Throughput(cfg.batch_size * world)
     while step < cfg.steps and time.perf_counter() - begin < cfg.seconds:
-        sched = schedule(step, cfg, world)
-        for i, grp in enumerate(opt.param_groups):
-            grp["lr"], grp["weight_decay"] = sched["lr"], sched["wd"] if i == 0 else 0.0
-        g = _step_generator(cfg, step, rank, dev)
-        idx = torch.randint(len(imgs), (cfg.batch_size,), generator=g, device=dev)
+        sched, g, idx = _step_inputs(cfg, step, opt, len(imgs), rank, world, dev)
         timed = step % cfg.log_every == 0
         if timed: sync(); ta = time.perf_counter()
         loss, parts, means = _losses(model, teacher, center, imgs[idx], labs[idx], cfg, sched, g)
         check_finite(loss, f"pretrain {cfg.name} step {step}", ckpt)
         _update(cfg, step, loss, student, opt, teacher, center, means, sched, world)
-        step += 1; bar.update(1); log_n += 1
+        step += 1; bar.update(1); rate.steps += 1
         if timed:
             sync(); tb = time.perf_counter()
             tl = _augmentation_seconds(cfg, imgs[idx], labs[idx], step - 1, rank, dev, sync)
-            rates["step"].append(cfg.batch_size * world / (tb - ta))
-            rates["loader"].append(cfg.batch_size * world / tl)
-            img_s = log_n * cfg.batch_size * world / (time.perf_counter() - log_t)
-            log_t, log_n = time.perf_counter(), 0
+            img_s = rate.measured(tb - ta, tl)
             parts = _log_parts(parts)
             history.append(dict(step=step, **parts, lr=sched["lr"], img_s=img_s))
             bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k in ("loss", "h_mean", "h_sample")}
@@ -468,8 +489,7 @@ def pretrain(cfg: PretrainConfig,          # settings
     bar.refresh(); bar.close()
     save()
     res = dict(step=step, steps=cfg.steps, done=done, seconds=seconds, call_seconds=time.perf_counter() - t0,
-               history=history, loader_img_s=float(np.median(rates["loader"])) if rates["loader"] else None,
-               step_img_s=float(np.median(rates["step"])) if rates["step"] else None, checkpoint=str(ckpt))
+               history=history, **rate.medians(), checkpoint=str(ckpt))
     if rank == 0: res["weights"] = _write_out(cfg, out, teacher or student, record, res, held, log)
     return res
 

@@ -88,6 +88,7 @@ class ProbeConfig:
                        grad_clip=(">", 0), solver={"auto", "adamw", "lbfgs"}, l2=(">=", 0), tol=(">=", 0),
                        max_iters=(">=", 1), solve_scale=(">=", 0))
 
+# %% ../nbs/07_probe.ipynb #04044fc5
 @dataclass
 class DepthProbeConfig(ProbeConfig):
     "Depth-probe settings; defaults are the DINOv2/FiT3D linear depth protocol (indoor: max depth 10 m)."

