@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .scene import Scene, SceneError
@@ -101,22 +102,23 @@ class LiftConfig:
                        reset_every=(">=", 1), cap_max=(">=", 1), random_init=(">=", 1), max_init_points=(">=", 1),
                        checkpoint_every=(">=", 0))
 
-    @classmethod
-    def fast(cls, **kw) -> LiftConfig:
-        "Our schedule: a tenth of the steps at half resolution, two views a step, Feature-3DGS' feature lrs."
-        d = dict(iterations=3000, render_scale=0.5, batch_views=2, refine_start=250, refine_stop=2000,
-                 refine_every=100, reset_every=1000, sh_degree_interval=500, lr_features=1e-3, lr_decoder=1e-4,
-                 max_init_points=300_000)
-        return cls(**(d | kw))
+# %% ../nbs/05_lift.ipynb #17fe244f
+@patch(cls_method=True)
+def fast(cls: LiftConfig, **kw) -> LiftConfig:
+    "Our schedule: a tenth of the steps at half resolution, two views a step, Feature-3DGS' feature lrs."
+    d = dict(iterations=3000, render_scale=0.5, batch_views=2, refine_start=250, refine_stop=2000,
+             refine_every=100, reset_every=1000, sh_degree_interval=500, lr_features=1e-3, lr_decoder=1e-4,
+             max_init_points=300_000)
+    return cls(**(d | kw))
 
-    @classmethod
-    def tiny(cls, **kw) -> LiftConfig:
-        "A CPU-sized schedule for tests and the CPU demo (held-out views kept out, to be evaluated)."
-        # lr_features 1e-2: on a 24-view 128x96 room after 150 steps, held-out feature cosine 0.81 vs 0.68 with 1e-3
-        d = dict(iterations=200, feature_dim=16, sh_degree=1, sh_degree_interval=100, refine_start=50,
-                 refine_stop=150, refine_every=50, reset_every=None, random_init=2000, max_init_points=3000,
-                 checkpoint_every=100, lr_features=1e-2, lr_decoder=1e-4, holdout=True, near_plane=0.01)
-        return cls(**(d | kw))
+@patch(cls_method=True)
+def tiny(cls: LiftConfig, **kw) -> LiftConfig:
+    "A CPU-sized schedule for tests and the CPU demo (held-out views kept out, to be evaluated)."
+    # lr_features 1e-2: on a 24-view 128x96 room after 150 steps, held-out feature cosine 0.81 vs 0.68 with 1e-3
+    d = dict(iterations=200, feature_dim=16, sh_degree=1, sh_degree_interval=100, refine_start=50,
+             refine_stop=150, refine_every=50, reset_every=None, random_init=2000, max_init_points=3000,
+             checkpoint_every=100, lr_features=1e-2, lr_decoder=1e-4, holdout=True, near_plane=0.01)
+    return cls(**(d | kw))
 
 BOOKKEEPING = ("checkpoint_every", "backend")  # settings that do not change the result
 
@@ -243,6 +245,7 @@ def init_splats(scene: Scene, cfg: LiftConfig, device="cpu") -> nn.ParameterDict
                                 feature_std=std)
     return nn.ParameterDict({k: nn.Parameter(v.to(device)) for k, v in splats.items()})
 
+# %% ../nbs/05_lift.ipynb #f2535f5c
 def _adam(params, lr: float, batch: int) -> torch.optim.Adam:
     "3DGS' Adam (eps 1e-15), with gsplat's scaling of lr, eps and betas for `batch` views a step."
     return torch.optim.Adam(params, lr=lr * math.sqrt(batch), eps=1e-15 / math.sqrt(batch),
@@ -260,6 +263,7 @@ def make_decoder(cfg: LiftConfig, out_dim: int, device="cpu") -> tuple[FeatureDe
     params = list(dec.parameters()) or [torch.zeros(1, requires_grad=True)]   # the identity decoder has none
     return dec, torch.optim.Adam(params, lr=cfg.lr_decoder, eps=1e-15)
 
+# %% ../nbs/05_lift.ipynb #7961a82e
 def make_strategy(cfg: LiftConfig):
     "gsplat's densification strategy for `cfg.strategy` (None for 'none')."
     from gsplat.strategy import DefaultStrategy, MCMCStrategy
@@ -411,6 +415,38 @@ class Lifted:
     decoder: FeatureDecoder      # rendered features -> backbone width
     meta: dict = field(default_factory=dict)  # config, provenance, scene path, metrics, timings
 
+# %% ../nbs/05_lift.ipynb #a82c0b64
+def _trainer(scene: Scene, cfg: LiftConfig, out_dim: int, device) -> Trainer:
+    "A lift's starting point: Gaussians from the scene, the decoder to width `out_dim`, their optimisers, the strategy."
+    splats, scale = init_splats(scene, cfg, device), scene_scale(scene)
+    decoder, dec_opt = make_decoder(cfg, out_dim, device)
+    t = Trainer(splats, decoder, make_optimizers(splats, cfg, scale), dec_opt, make_strategy(cfg), {}, scale)
+    if t.strategy is not None: t.state = strategy_state(t.strategy, scale); t.strategy.check_sanity(splats, t.optimizers)
+    return t
+
+def _resume(t: Trainer, ck: dict, cfg: LiftConfig, device) -> tuple:
+    "Load checkpoint `ck` into `t` and the random generators: (strategy state, step, history, evals, seconds)."
+    for k, v in ck["splats"].items(): t.splats[k] = nn.Parameter(v)
+    t.optimizers = make_optimizers(t.splats, cfg, t.scale)
+    for k, o in t.optimizers.items(): o.load_state_dict(ck["optimizers"][k])
+    t.decoder.load_state_dict(ck["decoder"])
+    t.dec_opt.load_state_dict(ck["dec_opt"])
+    _set_rng_state(ck["rng"], device)
+    return ck["strategy_state"], ck["step"], ck["history"], ck["evals"], ck["seconds"]
+
+def _write_checkpoint(path, pending: dict, t: Trainer, record: dict, where: str):
+    "Write the checkpoint `pending` (due after its step) with `t`'s parameters as they are now, if they are finite."
+    state = dict(splats={k: v.detach() for k, v in t.splats.items()}, decoder=t.decoder.state_dict())
+    check_finite_state(state["splats"] | state["decoder"], f"{where} step {pending['step']}", path)
+    save_checkpoint(path, pending | state | dict(dec_opt=t.dec_opt.state_dict(), strategy_state=t.state,
+                                                optimizers={k: o.state_dict() for k, o in t.optimizers.items()}),
+                    record)
+
+def _evaluate_now(t: Trainer, cfg: LiftConfig, scene: Scene, features: dict, device) -> dict:
+    "Held-out metrics of the Gaussians as they are at this step (`evaluate` on `scene.test`)."
+    return evaluate(Lifted(t.splats, t.decoder, dict(config=asdict(cfg))), scene, features, scale=cfg.render_scale,
+                    device=device)
+
 # %% ../nbs/05_lift.ipynb #c5c90240
 def lift(scene: Scene,                 # the scene (see `training_views`; `scene.test` is evaluated)
          features: dict,               # view name -> (C, h, w) 2D features of the frozen backbone
@@ -435,22 +471,11 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     torch.manual_seed(cfg.seed)
     views = load_views(scene, features, train, cfg.render_scale, device)
     if cfg.decoder == "none": cfg = replace(cfg, feature_dim=views.features.shape[1])
-    splats, scale = init_splats(scene, cfg, device), scene_scale(scene)
-    decoder, dec_opt = make_decoder(cfg, views.features.shape[1], device)
-    t = Trainer(splats, decoder, make_optimizers(splats, cfg, scale), dec_opt, make_strategy(cfg), {}, scale)
-    if t.strategy is not None: t.state = strategy_state(t.strategy, scale); t.strategy.check_sanity(splats, t.optimizers)
+    t = _trainer(scene, cfg, views.features.shape[1], device); splats = t.splats
     start, history, evals, before = 0, [], [], 0.0  # `before`: training seconds of the runs this one resumes
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
     ck = resume_state(ckpt, record, on_mismatch, device) if ckpt is not None else None
-    if ck is not None:
-        for k, v in ck["splats"].items(): splats[k] = nn.Parameter(v)
-        t.optimizers = make_optimizers(splats, cfg, scale)
-        for k, o in t.optimizers.items(): o.load_state_dict(ck["optimizers"][k])
-        decoder.load_state_dict(ck["decoder"])
-        dec_opt.load_state_dict(ck["dec_opt"])
-        _set_rng_state(ck["rng"], device)
-        t.state, start, history, evals, before = (ck["strategy_state"], ck["step"], ck["history"], ck["evals"],
-                                                  ck["seconds"])
+    if ck is not None: t.state, start, history, evals, before = _resume(t, ck, cfg, device)
     end = cfg.iterations if max_steps is None else min(max_steps, cfg.iterations)
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"lift {scene.name}")
     t0, t_eval = time.perf_counter(), 0.0
@@ -458,13 +483,7 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
     pending = None  # a checkpoint due after step n, written once step n + 1's loss shows its parameters are good
     def write_pending():
         nonlocal pending
-        if pending is None: return
-        state = dict(splats={k: v.detach() for k, v in splats.items()}, decoder=decoder.state_dict())
-        check_finite_state(state["splats"] | state["decoder"], f"lift {scene.name} step {pending['step']}", ckpt)
-        save_checkpoint(ckpt, pending | state | dict(dec_opt=dec_opt.state_dict(), strategy_state=t.state,
-                                                    optimizers={k: o.state_dict() for k, o in t.optimizers.items()}),
-                        record)
-        pending = None
+        if pending is not None: _write_checkpoint(ckpt, pending, t, record, f"lift {scene.name}"); pending = None
     for step in bar:
         parts = train_step(t, views, step, cfg, f"lift {scene.name}", ckpt, before_update=write_pending)
         if step % 10 == 0 or step == end - 1:
@@ -474,15 +493,11 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
             bar.set_postfix(colour=f"{parts['colour']:.3f}", feature=f"{parts['feature']:.3f}", n=len(splats["means"]))
         if callback is not None: callback(step, splats)
         if eval_every and scene.test and (step + 1) % eval_every == 0:
-            te = time.perf_counter()
-            now = Lifted(splats, decoder, dict(config=asdict(cfg)))
-            m = evaluate(now, scene, features, scale=cfg.render_scale, device=device)
+            te = time.perf_counter(); m = _evaluate_now(t, cfg, scene, features, device)
             t_eval += time.perf_counter() - te
-            evals.append(dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
-            e = evals[-1]
-            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, "
-                       f"PSNR {e['psnr']:.2f}, feature cosine {e['feature_cosine']:.4f}, "
-                       f"feature L1 {e['feature_l1']:.4f}")
+            evals.append(e := dict(step=step + 1, seconds=spent(), n=len(splats["means"]), **m))
+            tqdm.write(f"{scene.name} step {e['step']}: {e['seconds']:.1f} s, {e['n']} Gaussians, PSNR {e['psnr']:.2f}, "
+                       f"feature cosine {e['feature_cosine']:.4f}, feature L1 {e['feature_l1']:.4f}")
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < end:
             pending = dict(step=step + 1, rng=_rng_state(device), history=list(history), evals=list(evals),
                            seconds=spent())
@@ -491,7 +506,7 @@ def lift(scene: Scene,                 # the scene (see `training_views`; `scene
                 scene_name=scene.name, train_views=len(train), held_out=cfg.holdout, seconds=spent(),
                 resumed_from=start, steps=end, evals=evals, n_gaussians=len(splats["means"]),
                 backbone_dim=views.features.shape[1], history=history)
-    return Lifted({k: v.detach() for k, v in splats.items()}, decoder.eval(), meta)
+    return Lifted({k: v.detach() for k, v in splats.items()}, t.decoder.eval(), meta)
 
 # %% ../nbs/05_lift.ipynb #76d4132e
 LIFT_FILES = ("gaussians.ply", "decoder.pt", "lift.json", "checkpoint.pt")   # what a lift writes in its folder

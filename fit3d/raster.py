@@ -80,6 +80,7 @@ def sh_to_rgb(sh0: Tensor) -> Tensor:
 def _params(device, **tensors) -> nn.ParameterDict:
     return nn.ParameterDict({k: nn.Parameter(v.float().to(device).contiguous()) for k, v in tensors.items()})
 
+# %% ../nbs/04_raster.ipynb #a45b3ead
 def random_splats(n: int,                # number of Gaussians
                   feature_dim: int = 64, # D, 0 for none
                   sh_degree: int = 3,    # SH degree of the colour
@@ -112,6 +113,7 @@ def orbit_cameras(n: int, width: int, height: int, # number of cameras, image si
     K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float32)
     return vm.to(device), K.expand(n, 3, 3).contiguous().to(device)
 
+# %% ../nbs/04_raster.ipynb #41a15147
 def splats_from_points(points,                 # (M, 3) positions
                        colors=None,            # (M, 3) colours, uint8 or float in [0, 1]; grey if None
                        feature_dim: int = 64,  # D
@@ -205,6 +207,7 @@ def _radii(means2d, conics, depths, opac, width, height, near, far, radius_clip)
     ok &= (x + r[..., 0] > 0) & (x - r[..., 0] < width) & (y + r[..., 1] > 0) & (y - r[..., 1] < height)
     return torch.where(ok[..., None], r, 0.0).int()
 
+# %% ../nbs/04_raster.ipynb #22ce0f68
 def _pairs(x0, y0, nx, cnt, width):
     "(pixel id, local Gaussian index) of every pixel in every bounding box."
     rep = torch.repeat_interleave(torch.arange(len(cnt), device=cnt.device), cnt)
@@ -350,6 +353,7 @@ def _render_torch(geometry, rgb, feats, cams, bg, absgrad, opts, aa, max_pairs, 
     return rasterize_torch(*geometry, colors, *cams, *opts, bgs, absgrad, aa, max_pairs=max_pairs,
                            detach_channels=0 if feature_grad_geometry else D)
 
+# %% ../nbs/04_raster.ipynb #e6ecec5c
 def render(splats,                     # Gaussians: dict / ParameterDict with gsplat-trainer keys
            viewmats: Tensor,           # (C, 4, 4) world-to-camera, OpenCV
            Ks: Tensor,                 # (C, 3, 3) intrinsics in pixels

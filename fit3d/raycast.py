@@ -203,6 +203,7 @@ def _hash(i):
     h = (h & 0xFFFFFFFF) * 1274126177 & 0xFFFFFFFF
     return ((h ^ (h >> 15)) & 0xFFFF).float() / 65536
 
+# %% ../nbs/01a_raycast.ipynb #0adb75f8
 def _frac(x): return x - torch.floor(x)
 def _lines(x, w): return _frac(x + w / 2) < w      # lines of width w (in units of x) at the integers
 def _S(*s): return lambda p: p * torch.tensor(s, device=p.device)

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # image files the readers look for (any case): one list for every reader
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'opencv_to_opengl', 'FAR', 'SceneError', 'opengl_to_opencv', 'colmap_to_scannetpp',
-           'scannetpp_to_colmap', 'check_pose', 'Camera', 'Scene', 'validate', 'look_at', 'top_down']
+           'scannetpp_to_colmap', 'check_pose', 'Camera', 'Scene', 'validate', 'look_at', 'top_down', 'frustum',
+           'cameras_figure']
 
 # %% ../nbs/00_scene.ipynb #69a92c07
 class SceneError(ValueError):
@@ -214,49 +216,58 @@ class Scene:
             raise SceneError(c.depth_path, f"depth PNG is {a.dtype} ({a.ndim}-D), expected a 16-bit single-channel PNG")
         return _resize(a.astype(np.float32) / self.depth_scale, c.width, c.height, nearest=True)
 
-    def labels(self, i: int) -> np.ndarray | None:
-        "Semantic labels of view `i` (H, W) int64, -1 = ignore; None if the view has none."
-        c = self.cameras[i]
-        if c.label_path is None: return None
-        a = _check_size(_read_array(c.label_path, "label map"), c, c.label_path, "label map")
-        ignore = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(a.dtype)
-        a = _resize(a, c.width, c.height, nearest=True).astype(np.int64)
-        if ignore is not None: a[a == ignore] = -1
-        return a
+# %% ../nbs/00_scene.ipynb #86c0229b
+@patch
+def labels(self: Scene, i: int) -> np.ndarray | None:
+    "Semantic labels of view `i` (H, W) int64, -1 = ignore; None if the view has none."
+    c = self.cameras[i]
+    if c.label_path is None: return None
+    a = _check_size(_read_array(c.label_path, "label map"), c, c.label_path, "label map")
+    ignore = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(a.dtype)
+    a = _resize(a, c.width, c.height, nearest=True).astype(np.int64)
+    if ignore is not None: a[a == ignore] = -1
+    return a
 
-    def instances(self, i: int) -> np.ndarray | None:
-        "Instance ids of view `i` (H, W) int64, 0 = none; None if the view has none."
-        c = self.cameras[i]
-        if c.instance_path is None: return None
-        a = _check_size(_read_array(c.instance_path, "instance map"), c, c.instance_path, "instance map")
-        return _resize(a, c.width, c.height, nearest=True).astype(np.int64)
+@patch
+def instances(self: Scene, i: int) -> np.ndarray | None:
+    "Instance ids of view `i` (H, W) int64, 0 = none; None if the view has none."
+    c = self.cameras[i]
+    if c.instance_path is None: return None
+    a = _check_size(_read_array(c.instance_path, "instance map"), c, c.instance_path, "instance map")
+    return _resize(a, c.width, c.height, nearest=True).astype(np.int64)
 
-    def mask(self, i: int) -> np.ndarray | None:
-        "Validity mask of view `i` (H, W) bool, True = use the pixel; None if the view has none."
-        c = self.cameras[i]
-        if c.mask_path is None: return None
-        a = _check_size(_read_array(c.mask_path, "mask"), c, c.mask_path, "mask")
-        if a.ndim == 3: a = a[..., 0]
-        return _resize((a > 0).astype(np.uint8), c.width, c.height, nearest=True).astype(bool)
+@patch
+def mask(self: Scene, i: int) -> np.ndarray | None:
+    "Validity mask of view `i` (H, W) bool, True = use the pixel; None if the view has none."
+    c = self.cameras[i]
+    if c.mask_path is None: return None
+    a = _check_size(_read_array(c.mask_path, "mask"), c, c.mask_path, "mask")
+    if a.ndim == 3: a = a[..., 0]
+    return _resize((a > 0).astype(np.uint8), c.width, c.height, nearest=True).astype(bool)
 
-    def Ks(self, ids=None) -> torch.Tensor:
-        "(N, 3, 3) float32 intrinsics of views `ids` (all by default)."
-        ids = range(len(self)) if ids is None else ids
-        return torch.tensor(np.stack([self.cameras[i].K for i in ids]), dtype=torch.float32)
+# %% ../nbs/00_scene.ipynb #eda603f5
+@patch
+def Ks(self: Scene, ids=None) -> torch.Tensor:
+    "(N, 3, 3) float32 intrinsics of views `ids` (all by default)."
+    ids = range(len(self)) if ids is None else ids
+    return torch.tensor(np.stack([self.cameras[i].K for i in ids]), dtype=torch.float32)
 
-    def viewmats(self, ids=None) -> torch.Tensor:
-        "(N, 4, 4) float32 world-to-camera matrices (OpenCV) of views `ids`, as gsplat takes them."
-        ids = range(len(self)) if ids is None else ids
-        return torch.tensor(np.stack([self.cameras[i].w2c for i in ids]), dtype=torch.float32)
+@patch
+def viewmats(self: Scene, ids=None) -> torch.Tensor:
+    "(N, 4, 4) float32 world-to-camera matrices (OpenCV) of views `ids`, as gsplat takes them."
+    ids = range(len(self)) if ids is None else ids
+    return torch.tensor(np.stack([self.cameras[i].w2c for i in ids]), dtype=torch.float32)
 
-    def downscaled(self, factor: float) -> Scene:
-        "The same scene for images downscaled by `factor`; files are resized when read."
-        return replace(self, cameras=[c.scaled(factor) for c in self.cameras])
+@patch
+def downscaled(self: Scene, factor: float) -> Scene:
+    "The same scene for images downscaled by `factor`; files are resized when read."
+    return replace(self, cameras=[c.scaled(factor) for c in self.cameras])
 
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        "Axis-aligned bounds of the points (or camera centres if there are none)."
-        p = self.points if self.points is not None and len(self.points) else np.stack([c.center for c in self.cameras])
-        return p.min(0), p.max(0)
+@patch
+def bounds(self: Scene) -> tuple[np.ndarray, np.ndarray]:
+    "Axis-aligned bounds of the points (or camera centres if there are none)."
+    p = self.points if self.points is not None and len(self.points) else np.stack([c.center for c in self.cameras])
+    return p.min(0), p.max(0)
 
 # %% ../nbs/00_scene.ipynb #00c16af9
 def _image_size(path: Path) -> tuple[int, int]:
@@ -294,6 +305,7 @@ def _check_centres(scene: Scene, path):
         raise SceneError(path, f"view {i} ({scene.cameras[i].name}) is at {far[i]:.1e} from the origin: recentre the "
                                "scene (float32 renderers lose precision so far out)")
 
+# %% ../nbs/00_scene.ipynb #5b011879
 def validate(scene: Scene,         # the scene to check
              path=None,            # the file it was read from, for messages
              check_files: bool = True, # compare each image's size (header) with the intrinsics, before downscaling
@@ -364,3 +376,47 @@ def top_down(scene: Scene,          # the cameras, the split and (optionally) th
         d.polygon([o, a, b], outline=colour, width=2)
         d.line([a, b], fill=colour, width=3)                                   # the image plane
     return im
+
+# %% ../nbs/00_scene.ipynb #a75db4d3
+def frustum(c: Camera,          # the camera
+            depth: float = 0.2, # how far in front of the camera its image plane is drawn, metres
+           ) -> np.ndarray:     # (5, 3): the centre, then the corners top-left, top-right, bottom-right, bottom-left
+    "A camera's frustum in world coordinates: its centre, and its image's corners `depth` along its axis (OpenCV +z)."
+    uv = np.array([(0, 0), (c.width, 0), (c.width, c.height), (0, c.height)], dtype=np.float64)
+    rays = np.stack([(uv[:, 0] - c.cx) / c.fx, (uv[:, 1] - c.cy) / c.fy, np.ones(4)], 1)   # camera frame, z = 1
+    return np.vstack([c.center, depth * rays @ c.c2w[:3, :3].T + c.center])
+
+def cameras_figure(scene: Scene,             # the cameras, the split and (optionally) the points to draw
+                   size: float | None = None, # frustum depth in metres; None: a tenth of the scene's largest side
+                   max_points: int = 20000,  # at most this many points are drawn (every k-th)
+                   title: str | None = None, # default: the scene's name
+                  ):                         # a plotly Figure
+    "The scene in 3D: each camera a frustum (training blue, held-out red, a tick on its image's top) among the points."
+    import plotly.graph_objects as go
+    fig, pts = go.Figure(), scene.points if scene.points is not None and len(scene.points) else None
+    if size is None:
+        ext = np.stack([c.center for c in scene.cameras])
+        ext = ext if pts is None else np.concatenate([ext, np.asarray(pts, dtype=np.float64)])
+        size = 0.1 * float((ext.max(0) - ext.min(0)).max()) or 0.1
+    if pts is not None:
+        k = max(1, -(-len(pts) // max_points)); p = np.asarray(pts)[::k]
+        colour = ([f"rgb({r},{g},{b})" for r, g, b in scene.point_colors[::k]] if scene.point_colors is not None
+                  else "grey")
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name="points",
+                                   marker=dict(size=2, color=colour)))
+    for ids, colour, name in ((scene.train, "royalblue", "train"), (scene.test, "crimson", "test")):
+        xs = []
+        for i in ids:
+            o, tl, tr, br, bl = frustum(scene.cameras[i], size)
+            tip = (tl + tr) / 2 + 0.4 * (tl - bl)                        # the tick: which way is up in the image
+            for a, b in ((o, tl), (o, tr), (o, br), (o, bl), (tl, tr), (tr, br), (br, bl), (bl, tl),
+                         (0.7 * tl + 0.3 * tr, tip), (tip, 0.3 * tl + 0.7 * tr)):
+                xs += [a, b, [None] * 3]
+        if xs:
+            xs = np.array(xs, dtype=object)
+            fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name,
+                                       line=dict(color=colour, width=3)))
+    view = dict(eye=dict(x=1.1, y=-1.3, z=0.6), center=dict(x=0, y=0, z=-0.15))   # from a side, a little above
+    fig.update_layout(scene=dict(aspectmode="data", camera=view), margin=dict(l=0, r=0, t=30, b=0),
+                      title=scene.name if title is None else title, legend=dict(orientation="h", x=0, y=0))
+    return fig

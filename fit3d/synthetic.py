@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .scene import Scene, SceneError
+from .scene import Scene, SceneError, cameras_figure
 from .formats import write_nerfstudio, read_scene
 from .store import atomic_write, check_provenance, provenance, read_json, write_json
 from .rooms import CLASSES, make_room
@@ -52,6 +52,7 @@ def scene_complete(path, **settings) -> bool:
 
 def _save(a: np.ndarray, path: Path): Image.fromarray(a).save(path, compress_level=1)
 
+# %% ../nbs/02_synthetic.ipynb #172d3318
 def make_scene(out_dir,                 # folder to write the scene to
                seed: int,               # the room, its furniture and the walk all follow from it
                n_views: int = 64,       # views in all, training and held out
@@ -156,6 +157,7 @@ def colorize(a: np.ndarray,        # (H, W): depth in metres, or integer labels,
     else: rgb = (a[..., None] * np.array([97, 157, 211]) + 40) % 200 + 40
     return np.where(((a >= 0) if kind == "labels" else (a > 0))[..., None], rgb, 0).astype(np.uint8)
 
+# %% ../nbs/02_synthetic.ipynb #44ec59af
 def contact_sheet(scene: Scene,        # a scene with depth and labels (a synthetic one, say)
                   ids=None,            # views to show (default: 4 spread over the walk)
                   legend: bool = True, # a strip naming the class colours
@@ -178,35 +180,13 @@ def contact_sheet(scene: Scene,        # a scene with depth and labels (a synthe
         draw.text((x + 14, y), name, fill="black")
     return Image.fromarray(np.concatenate([np.array(img), np.array(strip)], 0))
 
+# %% ../nbs/02_synthetic.ipynb #fa9a512f
 def plot_cameras(scene: Scene,         # cameras and (optionally) points to draw
                  size: float = 0.2,    # frustum depth, metres
-                 max_points: int = 20000,
+                 max_points: int = 20000, # at most this many points are drawn
                 ):                     # a plotly Figure
     "Interactive 3D plot of the cameras as frustums (training blue, held-out red) and the sparse points, in colour."
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    if scene.points is not None:
-        p = scene.points[:: max(1, len(scene.points) // max_points)]
-        c = (scene.point_colors[:: max(1, len(scene.points) // max_points)] if scene.point_colors is not None
-             else np.full((len(p), 3), 128))
-        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name="points",
-                                   marker=dict(size=2, color=[f"rgb({r},{g},{b})" for r, g, b in c])))
-    for ids, colour, name in ((scene.train, "royalblue", "train"), (scene.test, "crimson", "test")):
-        xs = []
-        for i in ids:
-            c = scene.cameras[i]
-            k = (np.array([[(u - c.cx) / c.fx, (v - c.cy) / c.fy, 1]
-                           for u, v in [(0, 0), (c.width, 0), (c.width, c.height), (0, c.height)]]) * size)
-            w = k @ c.c2w[:3, :3].T + c.c2w[:3, 3]; o = c.center
-            for a, b in [(o, w[0]), (o, w[1]), (o, w[2]), (o, w[3]), (w[0], w[1]), (w[1], w[2]), (w[2], w[3]),
-                         (w[3], w[0])]:
-                xs += [a, b, [None] * 3]
-        if xs:
-            xs = np.array(xs, dtype=object)
-            fig.add_trace(go.Scatter3d(x=xs[:, 0], y=xs[:, 1], z=xs[:, 2], mode="lines", name=name,
-                                       line=dict(color=colour, width=3)))
-    fig.update_layout(scene=dict(aspectmode="data"), margin=dict(l=0, r=0, t=30, b=0), title=scene.name)
-    return fig
+    return cameras_figure(scene, size, max_points)   # drawn where scenes live, in fit3d.scene
 
 # %% ../nbs/02_synthetic.ipynb #f9387d33
 # the ScanNet++ writer lives in fit3d.synthetic_scannetpp (nbs/02b), one floor down: importable from here too

@@ -74,6 +74,7 @@ def read_targets_meta(path) -> dict:
                                   f"the patch size {m['patch_size']}")
     return m
 
+# %% ../nbs/05a_targets.ipynb #4d27f872
 def lifted_key(lifted) -> str:
     "The provenance key of a lifted scene (a `Lifted` or its meta): Stage I's own record if it wrote one, else a hash."
     meta = getattr(lifted, "meta", lifted) or {}
