@@ -345,11 +345,10 @@ def _one(x, factor: float, sign: bool = False) -> str:
 _GOAL_COLS = [m for m in METRICS if (m[0], m[1]) in {(g, k) for g, k, *_ in GOAL}]
 
 def unit_times(res: dict, part: str) -> dict:
-    "Seconds of each unit of `part` (\"validation\" or \"test\"), summed over the calls of a resumed run that did the work."
+    "Seconds of each unit of `part` (\"validation\" or \"test\") in the call of a resumed run that measured it last."
     out = {}
     for t in [x.get("times") or {} for x in res.get("earlier", [])] + [res.get("times") or {}]:
-        for unit, stages in (t.get(part) or {}).items():
-            for k, s in stages.items(): out.setdefault(unit, {})[k] = out.get(unit, {}).get(k, 0) + s
+        out |= t.get(part) or {}   # a unit measured again (its settings changed) counts its new seconds only
     return out
 
 def validation_table(res: dict) -> str:

@@ -192,13 +192,16 @@ class DepthHead(nn.Module):
 @functools.lru_cache(maxsize=64)
 def _bilinear_weights(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
     "(n_out, n_in): the weights `F.interpolate(mode='bilinear', align_corners=False)` gives along one axis."
-    eye = torch.eye(n_in, device=device)[:, None, :, None]     # n_in one-hot columns, resized by the op itself
-    return F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False)[:, 0, :, 0].T.contiguous()
+    with torch.inference_mode(False), torch.no_grad():   # cached: made under inference_mode, it would refuse autograd
+        eye = torch.eye(n_in, device=device)[:, None, :, None]     # n_in one-hot columns, resized by the op itself
+        return F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False)[:, 0, :, 0].T.contiguous()
 
 def resize_bilinear(x: torch.Tensor,   # (..., h, w), any float dtype
                     size: tuple,       # (H, W)
                    ) -> torch.Tensor:  # (..., H, W) float32, contiguous
     "`F.interpolate(x.float(), size, mode='bilinear', align_corners=False)` as two matrix products (fast backward)."
+    # fp32 products at PyTorch's default precision; under TF32 (`set_float32_matmul_precision("high")`) they round
+    # to a 10-bit mantissa, about 1e-3 relative, as every fp32 matmul of the model then does
     with torch.autocast(x.device.type, enabled=False):   # the weights stay fp32, as the op's are
         x = x.float()
         y = torch.matmul(_bilinear_weights(x.shape[-2], int(size[0]), x.device), x)   # rows first: the small product
@@ -220,7 +223,7 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
     if len({tuple(f.shape) for f in feats}) == 1:   # maps of one size: every step on the batch, no per-map kernel or copy
         x = _stacked(feats)
         if up > 1 and getattr(head, "conv_first", lambda: False)(): x, run = head.conv(x), head.finish  # see below
-        if up > 1: x = resize_bilinear(x, (x.shape[-2] * up, x.shape[-1] * up))
+        if up > 1: x = resize_bilinear(x, (x.shape[-2] * up, x.shape[-1] * up)).to(x.dtype)   # bf16 stays bf16
         y = run(x)
         if len(set(sizes)) == 1:
             return _Batch(resize_bilinear(y, sizes[0]))
@@ -232,7 +235,7 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
         feats = list(head.conv(torch.stack(feats))) if same else [head.conv(f[None])[0] for f in feats]
         run = head.finish
     if up > 1:
-        feats = [resize_bilinear(f, (f.shape[-2] * up, f.shape[-1] * up)) for f in feats]
+        feats = [resize_bilinear(f, (f.shape[-2] * up, f.shape[-1] * up)).to(f.dtype) for f in feats]
     shapes = [tuple(f.shape[-2:]) for f in feats]
     if len(set(shapes)) == 1: outs = list(run(torch.stack(feats)))
     else:
