@@ -21,7 +21,7 @@ import base64, io, json, os, shutil, sys, time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -34,10 +34,11 @@ from .store import (ArtifactError, atomic_write, write_json, read_json, provenan
                          folder_lock, check_settings, LOCK_NAME)
 
 # %% auto #0
-__all__ = ['SETTINGS', 'CPU_VIT_S', 'MODELS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'dinov2_obtainable', 'resolve',
-           'run_dir', 'weights_note', 'claim', 'lift_stage_record', 'lifts_pending', 'lift_stage', 'finetune_stage',
-           'compare_models', 'probe_models', 'provenance_parts', 'save_png', 'viewer_html', 'loss_figure',
-           'write_report', 'StageClock', 'saved_when_stopped', 'demo_backbone', 'check_report_needs', 'run_demo']
+__all__ = ['SETTINGS', 'CPU_VIT_S', 'MODELS', 'TASKS', 'DemoConfig', 'cpu_backbone', 'proxy_backbone', 'dinov2_obtainable',
+           'resolve', 'run_dir', 'weights_note', 'claim', 'lift_stage_record', 'lifts_pending', 'lift_stage',
+           'finetune_stage', 'compare_models', 'probe_models', 'provenance_parts', 'save_png', 'viewer_html',
+           'loss_figure', 'write_report', 'StageClock', 'saved_when_stopped', 'demo_backbone', 'check_report_needs',
+           'run_demo']
 
 # %% ../nbs/12_demo.ipynb #c0d25b2b
 @dataclass
@@ -408,6 +409,8 @@ def _correspondence(models: dict, rows: list, scenes: list, long_side, device, s
             for n, c in corr.items() if c}
 
 # %% ../nbs/12_demo.ipynb #8ecbb066
+TASKS = ("segmentation", "depth", "correspondence")   # the groups of a results table
+
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
@@ -420,6 +423,7 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
                  protocol: Literal["official", "quick"] = "quick", # the probe chapter's augmented protocol, or cached features
                  batch_size: int | None = None, # probe batch (None: the protocol's 16)
                  seed: int = 0,      # the probes' head initialisation, batch order and flips, and correspondence points
+                 tasks: Sequence[str] = TASKS, # the groups to measure (a subset: only those; the record says which)
                 ) -> dict:
     "The results table: segmentation and depth linear probes (train -> val) per row, and multi-view correspondence."
     from fit3d.probe import ProbeConfig, DepthProbeConfig
@@ -428,6 +432,9 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     results = _cached_results(cache)
     parts = _parts(data)
     key = _probe_key(models, parts, probe_iters, protocol, key, long_side, batch_size, seed)
+    if set(tasks) != set(TASKS):
+        if not set(tasks) <= set(TASKS): raise ValueError(f"tasks {list(tasks)}: each must be one of {list(TASKS)}")
+        key = key | dict(tasks=sorted(tasks))   # all three: the key of the records made before this option
     if results.get("_key") != key:
         if results: _say_why_recomputed(cache, results.get("_key"), key)
         results = {"_key": key}
@@ -449,17 +456,17 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     for pi, p in enumerate(parts):
         train, val = (_LongSide(p[s], long_side) if long_side else p[s] for s in ("train", "val"))
         first = _first_sample(train, p["train"].name)
-        if first.get("labels") is not None:   # normed last-layer patch features; the rows as the paper's Table 13
+        if first.get("labels") is not None and "segmentation" in tasks:   # normed last-layer patch features (Table 13)
             res = task(f"{pi}/segmentation", lambda: run_probes(sets("seg"), train, val, ProbeConfig(**kw), protocol,
                                         n_classes=p.get("n_classes") or len(p["train"].classes)))
             for n in rows: r[n]["segmentation"] = res[n]
-        if first.get("depth") is not None:    # un-normed last layer + the original model's CLS token
+        if first.get("depth") is not None and "depth" in tasks:   # un-normed last layer + the original model's CLS token
             rng = {k: p[k] for k in ("min_depth", "max_depth") if p.get(k) is not None}
             aug = _depth_aug(p, long_side)   # the data set's training crop, NYUv2's fixed crop scaled with the samples
             res = task(f"{pi}/depth", lambda: run_probes(sets("depth"), train, val, DepthProbeConfig(**kw, **rng), protocol,
                                         aug=aug, eval_crop_name=p.get("eval_crop")))
             for n in rows: r[n]["depth"] = res[n]
-        if p.get("scenes"):
+        if p.get("scenes") and "correspondence" in tasks:
             corr = lambda: _correspondence(models, rows, p.get("scenes"), long_side, device, seed)
             for n, v in task(f"{pi}/correspondence", corr).items(): r[n]["correspondence"] = v
     for n in rows: results[n] = r[n]

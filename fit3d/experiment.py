@@ -34,8 +34,8 @@ from .store import (ArtifactError, write_json, read_json, atomic_write, weights_
                          settings_from_args)
 from .store import aside_path as store_aside_path
 from .raster import load_gsplat
-from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, weights_note,
-                        saved_when_stopped)
+from .demo import (MODELS, lift_stage, lifts_pending, finetune_stage, compare_models, probe_models, TASKS,
+                        weights_note, saved_when_stopped)
 from .protocol import paper_numbers, COLUMNS, CONTROL, _metric, control_check
 
 # %% auto #0
@@ -291,12 +291,17 @@ def seed_rows(cfg: ExperimentConfig, variant: Variant, seed: int,
                benchmark=read_json(Path(cfg.data) / "benchmark.json", "benchmark list"))
     data, tag = probe_data(cfg, rooms), "" if rooms == "test" else f"{rooms}-"   # test: as before the split
     if rooms != "test": key |= dict(rooms=read_json(Path(cfg.data) / rooms / "benchmark.json", "validation rooms"))
-    def probe(rows, cache, key):
+    def probe(rows, cache, key, seed=seed, tasks=TASKS):
         t = time.perf_counter()
         r = probe_models({k: models[k] for k in rows}, data, cfg.probe_iters, dev, cache=cache, key=key,
-                         long_side=cfg.feature_long_side or None, seed=seed)
+                         long_side=cfg.feature_long_side or None, seed=seed, tasks=tasks)
         return {k: r[k] for k in rows}, time.perf_counter() - t
-    base, times["probes_original"] = probe(("original", "duplicated"), out / "probe" / f"{tag}seed{seed}.json", key)
+    base_rows = ("original", "duplicated")
+    if cfg.probe_iters is None:   # solved heads start from a fixed point: the seed moves only the correspondence points
+        solved, t1 = probe(base_rows, out / "probe" / f"{tag}solved.json", key, 0, ("segmentation", "depth"))
+        corr, t2 = probe(base_rows, out / "probe" / f"{tag}seed{seed}-correspondence.json", key, seed, ("correspondence",))
+        base, times["probes_original"] = {k: solved[k] | corr[k] for k in base_rows}, t1 + t2
+    else: base, times["probes_original"] = probe(base_rows, out / "probe" / f"{tag}seed{seed}.json", key)
     ours, times["probes"] = probe(("finetuned", "combined"), here / f"{tag}probe.json",
                                   key | dict(finetuned=weights_digest(fine)))
     return base | ours, times

@@ -216,3 +216,28 @@ def test_module_entry_point_says_where_candidates_run():
     from fit3d.experiment import main
     with pytest.raises(SystemExit, match="fit3d experiment --candidates"):
         main(["--candidates", "ema"])
+
+
+def test_solved_probes_of_the_original_rows_are_solved_once_and_only_correspondence_is_drawn_per_seed(tmp_path):
+    from fit3d.demo import probe_models, compare_models
+    out = tmp_path / "run"
+    cfg = ExperimentConfig(out=str(out), data=str(tmp_path / "data"), **(SMOKE | dict(variants=("fast",), lift_workers=1,
+                                                                                    lift_iterations=4, probe_iters=None)))
+    saved = run_experiment(cfg)
+    probe = out / "probe"
+    assert (probe / "solved.json").exists() and not list(probe.glob("seed?.json"))
+    assert {p.name for p in probe.glob("seed*-correspondence.json")} == {"seed0-correspondence.json",
+                                                                         "seed1-correspondence.json"}
+    runs = saved["runs"]["fast"]
+    for row in ("original", "duplicated"):   # the same heads in every seed; the correspondence points are the seed's
+        for g in ("segmentation", "depth"): assert runs["seed0"][row][g] == runs["seed1"][row][g]
+        assert runs["seed0"][row]["correspondence"] != runs["seed1"][row]["correspondence"]
+    # what the reuse stands on: solved heads do not depend on the seed (the solver starts from a fixed point)
+    from fit3d.features import load_backbone
+    from fit3d.probe import ProbeConfig
+    from fit3d.protocol import FeatureSets, run_probes, toy_probe_samples
+    bb, samples = load_backbone("tiny", device="cpu"), toy_probe_samples(6, seed=0)
+    sets = FeatureSets(bb, compare_models(bb, bb)["finetuned"], "seg")
+    by_seed = [run_probes(sets, samples[:4], samples[4:], ProbeConfig(seed=k, progress=False, device="cpu"), "quick",
+                          n_classes=3) for k in (0, 1)]
+    for row in sets.rows: assert by_seed[0][row] == by_seed[1][row], row
