@@ -35,14 +35,13 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from .store import ArtifactError, read_json, write_json, atomic_write, weights_digest, aside_path
+from .store import ArtifactError, read_json, write_json, atomic_write, aside_path
 from .finetune import FinetuneConfig
 from .protocol import _metric
-from .demo import MODELS, weights_note, saved_when_stopped
+from .demo import MODELS, saved_when_stopped
 from .experiment import (ExperimentConfig, RUN_ONLY, resolve, config_from, make_rooms, lift_config, lift_variant,
-                              seed_rows, aggregate, mean_std, seconds_needed, _backbone, _features, _weights_file,
+                              seed_rows, aggregate, mean_std, seconds_needed, _backbone, _backbone_record, _cache_features,
                               _lift_metrics, _fmt, METRICS)
-from .formats import read_scene
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'FIXED', 'GOAL', 'RULE', 'parse_candidate', 'candidate_settings', 'candidate_note', 'relative_gains',
@@ -253,11 +252,9 @@ def _rooms_and_features(cfg: ExperimentConfig, res: dict, prev: dict, path: Path
     res["times"]["benchmark"] = time.perf_counter() - t
     t = stage("features of the training rooms")
     bb = _backbone(cfg)
-    res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
-                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
+    res["backbone"] = _backbone_record(cfg, bb)
     _take_over(res, prev, cfg, path, con)
-    feats = _features(cfg, bb, progress=True)
-    for p in rooms["train"]: feats(read_scene(p))
+    _cache_features(cfg, bb, rooms["train"])
     res["times"]["features"] = time.perf_counter() - t
     return rooms, bb
 
@@ -320,7 +317,7 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
 def paired(res: dict) -> dict:
     "Differences taken seed by seed on the test rooms, mean ± std: {label: {group/metric: mean_std}}."
     sel, test = res.get("selection") or {}, res.get("test") or {}
-    w, f = sel.get("reported"), test.get("fit3d") or {}
+    w = sel.get("reported")
     pairs = {"FiT3D combined − original": ("fit3d", "combined", "fit3d", "original")}
     if w and w != "fit3d":
         pairs |= {f"{w} alone − original": (w, "finetuned", w, "original"),

@@ -449,6 +449,16 @@ def _weights_file(cfg: ExperimentConfig) -> str:
     if cfg.checkpoint or cfg.backbone not in PROXY_MODELS or not cfg.pretrained: return cfg.checkpoint
     return str((weights_dir() / PROXY_MODELS[cfg.backbone]["file"]).resolve())
 
+def _backbone_record(cfg: ExperimentConfig, bb) -> dict:
+    "What a record says of the backbone: its name, weights digest, weights file and where the weights came from."
+    return dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
+                note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
+
+def _cache_features(cfg: ExperimentConfig, bb, rooms: list):
+    "Put every view's features of these rooms into the cache (a progress bar; rooms already cached cost a read)."
+    feats = _features(cfg, bb, progress=True)
+    for p in rooms: feats(read_scene(p))
+
 # %% ../nbs/18_experiment.ipynb #2cd2d2f8
 def unit_seconds(runs: list) -> dict:  # experiment.json records (or their "earlier" entries), each with its "times"
     "The durations of the units these runs did: dict(lift=[s per Stage I], seed=[s per seed: Stage II and probes])."
@@ -578,11 +588,9 @@ def run_experiment(cfg: ExperimentConfig | None = None,
     times["benchmark"] = time.perf_counter() - t
     t = stage("features (shared by every variant)")
     bb = _backbone(cfg)
-    res["backbone"] = dict(name=bb.name, weights=weights_digest(bb), file=_weights_file(cfg),
-                           note=weights_note(cfg.backbone, cfg.pretrained, cfg.checkpoint, source=bb.weights_from))
+    res["backbone"] = _backbone_record(cfg, bb)
     _take_over(res, prev, cfg, out, con)
-    feats = _features(cfg, bb, progress=True)
-    for p in rooms["train"] + rooms["test"]: feats(read_scene(p))
+    _cache_features(cfg, bb, rooms["train"] + rooms["test"])
     times["features"] = time.perf_counter() - t
     save()
     units = [(v, s) for v in cfg.variants for s in (None, *cfg.seeds)]   # None: Stage I of the variant
