@@ -45,8 +45,8 @@ from .experiment import (ExperimentConfig, RUN_ONLY, resolve, config_from, make_
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'FIXED', 'GOAL', 'RULE', 'parse_candidate', 'candidate_settings', 'candidate_note', 'relative_gains',
-           'pick_winner', 'beyond_config', 'adopt_units', 'beyond_units', 'target_alpha', 'run_beyond', 'paired',
-           'unit_times', 'validation_table', 'test_table', 'beyond_markdown']
+           'pick_winner', 'beyond_config', 'adopt_units', 'adopt_experiment', 'beyond_units', 'target_alpha',
+           'run_beyond', 'paired', 'unit_times', 'validation_table', 'test_table', 'beyond_markdown']
 
 # %% ../nbs/20_beyond.ipynb #00cb6ac6
 CANDIDATES = {   # name -> `FinetuneConfig` settings over the experiment's Stage II (two epochs at 1e-5)
@@ -183,6 +183,25 @@ def adopt_units(res: dict, prev: dict, cfg: ExperimentConfig) -> list[str]:
         res["test"].setdefault(c, {}).update(keep); names += [f"test {c} {s}" for s in keep]
     return names
 
+def adopt_experiment(res: dict,  # the record being built, with its backbone, Stage I settings and split
+                     rec: dict,  # chapter 18's experiment.json of the same folder
+                     cfg: ExperimentConfig) -> list[str]:
+    "Take over FiT3D's test seeds from an experiment.json of the same settings, weights, Stage I and test rooms."
+    v, plain = cfg.variants[0], lambda c: json.loads(json.dumps({k: x for k, x in asdict(c).items() if k not in RUN_ONLY}))
+    try: before = config_from(rec.get("config") or {})
+    except TypeError: return []
+    if (plain(before) != plain(cfg) or (rec.get("backbone") or {}).get("weights") != res["backbone"]["weights"]
+            or ((rec.get("variants") or {}).get(v) or {}).get("lift") != res["lift"]
+            or (rec.get("split") or {}).get("test") != res["split"]["test"]):
+        return []
+    have, t = res["test"].get("fit3d") or {}, rec.get("times") or {}
+    seeds = {s: r for s, r in ((rec.get("runs") or {}).get(v) or {}).items() if int(s[4:]) in cfg.seeds and s not in have}
+    for s, r in seeds.items():   # the rows, and the seconds of the parts that made them (the time box's unit lengths)
+        res["test"].setdefault("fit3d", {})[s] = r
+        tt = {p: x[v][s] for p, x in t.items() if isinstance(x, dict) and isinstance(x.get(v), dict) and s in x[v]}
+        if tt: res["times"]["test"][f"fit3d {s}"] = tt   # a seed whose times the record lacks sizes nothing
+    return [f"test fit3d {s}" for s in seeds]
+
 def beyond_units(res: dict) -> dict:
     "The time box's unit lengths: dict(lift=[s], seed=[s of a Stage II and its probes]), each from the newest record."
     def one(r):
@@ -228,6 +247,11 @@ def _take_over(res: dict, prev: dict, cfg: ExperimentConfig, path: Path, con):
     if prev and not taken and (prev.get("validation") or prev.get("test")):
         kept = write_json(aside_path(path, "set-aside"), prev); res["earlier"] = []
         con.print(f"[yellow]{path}: recorded with other settings; kept as {kept.name}")
+    exp = path.parent / "experiment.json"   # chapter 18's run of this folder: FiT3D's test rows, if measured alike
+    try: rec = read_json(exp, "experiment record") if exp.exists() else {}
+    except Exception as e: rec = {}; con.print(f"[yellow]{e}: its rows are not taken over")
+    if isinstance(rec, dict) and (got := adopt_experiment(res, rec, cfg)):
+        res["from_experiment"] = got; con.print(f"taken over from {exp}: {', '.join(got)}")
 
 def _report(res: dict, cfg: ExperimentConfig, path: Path, con, start: float):
     "Write and print the report, and say what the time box skipped."
@@ -411,5 +435,8 @@ def beyond_markdown(res: dict) -> str:
                      f"the best attempt, reported on the test rooms to show why: **{sel['reported']}**.")
     parts = [head, "", f"The rule: {RULE}", "", "**Validation rooms** (the choice):", "", validation_table(res), "",
              verdict, "", "**Test rooms** (reported once):", "", test_table(res)]
+    if res.get("from_experiment"):
+        parts += ["", f"Taken over from chapter 18's `experiment.json` of the same settings, weights, Stage I and test "
+                      f"rooms (not measured again): {', '.join(res['from_experiment'])}."]
     if res.get("skipped"): parts += ["", f"Skipped by the time box: {', '.join(res['skipped'])}."]
     return "\n".join(parts)

@@ -235,3 +235,37 @@ def test_only_units_of_the_same_settings_are_taken_over():
     assert adopt_units(fresh(), prev, replace(cfg, finetune_lr=1e-4)) == []
     assert adopt_units(fresh(), prev, replace(cfg, select_seed=1)) == []
     assert adopt_units(fresh(), prev, replace(cfg, seeds=(0,), max_seconds=9.0)) != []   # what a run does, not measures
+
+
+def test_fit3d_test_rows_come_from_an_experiment_of_the_same_settings_and_only_then():
+    from fit3d.beyond import adopt_experiment
+    cfg = ExperimentConfig(backbone="tiny", device="cpu", variants=("fast",), candidates=("ema",), seeds=(0, 1))
+    rec = dict(config=asdict(replace(cfg, candidates=(), max_seconds=5.0)), backbone=dict(weights="w"),
+               variants=dict(fast=dict(lift=dict(x=1))), split=dict(test=["val_000"]),
+               runs=dict(fast=dict(seed0=dict(r=0), seed1=dict(r=1), seed7=dict(r=7))),
+               times=dict(lift=dict(fast=9.0), finetune=dict(fast=dict(seed0=2.0)), probes=dict(fast=dict(seed0=3.0))))
+    fresh = lambda **kw: dict(dict(backbone=dict(weights="w"), lift=dict(x=1), split=dict(test=["val_000"]), test={},
+                                   times=dict(test={})), **kw)
+    res = fresh()
+    assert adopt_experiment(res, rec, cfg) == ["test fit3d seed0", "test fit3d seed1"]   # seed 7: not asked
+    assert res["test"]["fit3d"] == dict(seed0=dict(r=0), seed1=dict(r=1))
+    assert res["times"]["test"] == {"fit3d seed0": dict(finetune=2.0, probes=3.0)}   # seed1's times: not recorded
+    have = fresh(test=dict(fit3d=dict(seed0=dict(r="mine"))))
+    assert adopt_experiment(have, rec, cfg) == ["test fit3d seed1"] and have["test"]["fit3d"]["seed0"] == dict(r="mine")
+    for other in (fresh(backbone=dict(weights="v")), fresh(lift=dict(x=2)), fresh(split=dict(test=["val_001"]))):
+        assert adopt_experiment(other, rec, cfg) == []   # other weights, another Stage I, other test rooms
+    assert adopt_experiment(fresh(), rec, replace(cfg, finetune_lr=1e-4)) == []
+    assert adopt_experiment(fresh(), dict(rec, config=dict(no_such_setting=1)), cfg) == []
+
+
+def test_a_beyond_run_takes_fit3d_test_rows_from_the_experiment_json_alone(tmp_path):
+    from fit3d.experiment import run_experiment
+    cfg = ExperimentConfig(out=str(tmp_path / "a"), data=str(tmp_path / "data"), smoke=True, backbone="tiny",
+                           device="cpu", variants=("fast",), seeds=(0,), lift_iterations=20, finetune_epochs=1,
+                           probe_iters=10)
+    exp = run_experiment(cfg)
+    (tmp_path / "b").mkdir(); shutil.copy(tmp_path / "a" / "experiment.json", tmp_path / "b")   # the JSON alone
+    res = run_beyond(replace(cfg, out=str(tmp_path / "b"), candidates=("ema",)))
+    assert res["from_experiment"] == ["test fit3d seed0"] and "test fit3d seed0" not in res["done"]
+    assert res["test"]["fit3d"]["seed0"] == exp["runs"]["fast"]["seed0"]
+    assert "not measured again" in (tmp_path / "b" / "beyond.md").read_text()
