@@ -29,10 +29,10 @@ from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
 __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'PAPER_VIEWS', 'PAPER_GPU_HOURS',
-           'VAL_IMAGES', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'lift_view_seconds', 'training_scenes',
-           'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note', 'print_plan', 'device_name',
-           'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard', 'assemble_units', 'recipe_time',
-           'recipe_markdown', 'reproduce']
+           'VAL_IMAGES', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'seg_step_seconds', 'lift_view_seconds',
+           'training_scenes', 'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note', 'print_plan',
+           'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard', 'assemble_units',
+           'recipe_time', 'recipe_markdown', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -71,8 +71,10 @@ RATES = dict(  # what one unit of work takes on one GPU, measured by us
     feature_image=1 / 1606,  # s per image of the frozen backbone at 448x644, bf16 (README, Backbones: bench_features.py)
     target_view=0.00391,     # s to render and decode one Stage II target at 876x584 (README, Stage II: bench_finetune.py --targets)
     finetune_image=1 / 75,   # s per Stage II image, ViT-S/14 at 868x574, bf16 (70-80 img/s)
-    probe_seg_step=0.0969,   # s per step of a table's four segmentation heads trained together, batch 16, official
-    probe_depth_step=0.0896, # the same for depth (README, Probes: bench_probe.py)
+    # an official step of a table's four heads trained together, batch 16, bf16 (bench_protocol_step.py, H100,
+    # 2026-12-07): segmentation = backbones, augmentation and the rest + the heads, which cost in proportion to the
+    # classes (368.8 ms at 100 classes, of which the heads 284.2); depth 38.0 ms
+    probe_seg_step=0.0846, probe_seg_class=0.00284, probe_depth_step=0.0380,
     quick_seg_step=0.1917,   # s per step of the four heads on cached whole images (quick protocol, fixed steps)
     quick_depth_step=0.3153,
     # s per 584x876 evaluation image, the four heads (official: sliding windows / flip; nbs/data/bench_probe.json)
@@ -88,6 +90,13 @@ def lift_step_seconds(cfg: LiftConfig,   # the Stage I settings
                      ) -> float:
     "Estimated seconds per Stage I step: the measured rate scaled by the pixels rendered per step."
     return RATES["lift_step"] * width * height * cfg.render_scale ** 2 * cfg.batch_views / PAPER_PIXELS
+
+def seg_step_seconds(n_classes: int | None, # the segmentation classes (None: ScanNet++'s 100)
+                     protocol: str = "official", # "official" or "quick"
+                    ) -> float:
+    "Estimated seconds per step of the four segmentation heads trained together (official: by the classes)."
+    if protocol == "quick": return RATES["quick_seg_step"]
+    return RATES["probe_seg_step"] + RATES["probe_seg_class"] * (n_classes or 100)
 
 def lift_view_seconds(cfg: LiftConfig,   # the Stage I settings
                       width: int, height: int, # the views' size as lifted
@@ -168,7 +177,8 @@ def plan(cfg: ReproduceConfig,  # the run's settings
         done = ((root / "probe" / name / "results.json").exists() if world == 1 else   # the files this run will read:
                 all(unit_files(root, name, k)[0].exists() for k in t))               # one process's, or the units
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
-        secs = ("seg" in t) * seg_it * RATES[q + "seg_step"] + ("depth" in t) * dep_it * RATES[q + "depth_step"]
+        secs = (("seg" in t) * seg_it * seg_step_seconds(DATASETS[name].n_classes, cfg.protocol)
+                + ("depth" in t) * dep_it * RATES[q + "depth_step"])
         evals = val_images(name, cfg.root if name == "scannetpp" else None)   # {task: images}, {} where not found
         secs += sum(n * RATES[q + f"{k}_eval"] for k, n in evals.items())
         ev = (f"; eval {' + '.join(f'{n} {k}' for k, n in evals.items())} images" if evals
@@ -325,7 +335,8 @@ def recipe_time(gpus: int = 1,            # GPUs of one run (Stage I's scenes an
     procs, speedup = DDP_STAGE2
     ft = scenes * views * RATES["finetune_image"] / (speedup if gpus >= procs else 1)
     units = probe_units(list(datasets))
-    unit_s = {u: (ProbeConfig.iters * RATES["probe_seg_step"] if u[1] == "seg" else DepthProbeConfig.iters * RATES["probe_depth_step"])
+    unit_s = {u: (ProbeConfig.iters * seg_step_seconds(DATASETS[u[0]].n_classes) if u[1] == "seg"
+                  else DepthProbeConfig.iters * RATES["probe_depth_step"])
                  + VAL_IMAGES.get(u[0], 0) * RATES[f"probe_{u[1]}_eval"] for u in units}
     probes = max(sum(unit_s[u] for u in units[r::gpus]) for r in range(min(gpus, len(units))))
     h = lambda s: s / 3600

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fit3d.reproduce import plan, ReproduceConfig, RATES, lift_step_seconds, lift_view_seconds
+from fit3d.reproduce import plan, ReproduceConfig, RATES, lift_step_seconds, lift_view_seconds, seg_step_seconds
 from fit3d.synthetic import make_scannetpp_tree
 from fit3d.lift import LiftConfig
 
@@ -39,7 +39,7 @@ def test_plan_prices_every_stage(tree, tmp_path):
                                                                   + 6 * lift_view_seconds(LiftConfig(), 48, 36)))
     # ScanNet++'s evaluation is counted per held-out image (1 scene x 6 views, both tasks); KITTI's data is not here
     sp = rows["probes: scannetpp"]
-    assert sp["seconds"] == pytest.approx(100 * (RATES["probe_seg_step"] + RATES["probe_depth_step"])
+    assert sp["seconds"] == pytest.approx(100 * (seg_step_seconds(100) + RATES["probe_depth_step"])   # 100 classes
                                           + 6 * (RATES["probe_seg_eval"] + RATES["probe_depth_eval"]))
     assert "eval 6 seg + 6 depth images" in sp["work"] and "not counted" in rows["probes: kitti"]["work"]
     # depth only, the four heads together (a step of all four is the measured rate)
