@@ -47,11 +47,11 @@ from tqdm import tqdm
 from .store import NonFiniteLoss, module_device, resolve_device
 
 # %% auto #0
-__all__ = ['CHECK_EVERY', 'ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead', 'DepthHead',
-           'resize_bilinear', 'seg_loss', 'sig_loss', 'gradient_loss', 'confusion_matrix', 'seg_metrics',
-           'depth_metrics', 'eval_crop', 'fit_heads', 'seg_loss_fn', 'depth_loss_fn', 'train_seg_probe',
-           'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe', 'toy_seg_data', 'toy_depth_data', 'concat_cls',
-           'cache_features', 'probe_segmentation', 'probe_depth']
+__all__ = ['SEG_LOSS_LOW_RES', 'CHECK_EVERY', 'ProbeConfig', 'DepthProbeConfig', 'lr_factor', 'momentum_at', 'SegHead',
+           'DepthHead', 'resize_bilinear', 'upsampled_cross_entropy', 'seg_loss', 'sig_loss', 'gradient_loss',
+           'confusion_matrix', 'seg_metrics', 'depth_metrics', 'eval_crop', 'fit_heads', 'seg_loss_fn', 'depth_loss_fn',
+           'train_seg_probe', 'train_depth_probe', 'eval_seg_probe', 'eval_depth_probe', 'toy_seg_data',
+           'toy_depth_data', 'concat_cls', 'cache_features', 'probe_segmentation', 'probe_depth']
 
 # %% ../nbs/07_probe.ipynb #87c1191f
 @dataclass
@@ -207,16 +207,60 @@ def resize_bilinear(x: torch.Tensor,   # (..., h, w), any float dtype
         y = torch.matmul(_bilinear_weights(x.shape[-2], int(size[0]), x.device), x)   # rows first: the small product
         return torch.matmul(y, _bilinear_weights(x.shape[-1], int(size[1]), x.device).T)
 
+# %% ../nbs/07_probe.ipynb #9a599a1c
+SEG_LOSS_LOW_RES = False   # segmentation heads trained through `upsampled_cross_entropy` (off until timed on a GPU)
+
+class _UpsampledCE(torch.autograd.Function):
+    "Σ cross-entropy of logits resized bilinearly to the labels, with its gradient, one band of output rows at a time."
+    @staticmethod
+    def forward(ctx, z, labels, rows):
+        (h, w), (H, W) = z.shape[-2:], labels.shape[-2:]
+        wh, ww = _bilinear_weights(h, H, z.device), _bilinear_weights(w, W, z.device)
+        zw = torch.matmul(z.float(), ww.T)                       # (n, k, h, W): the columns resized once
+        total, grad = zw.new_zeros(()), zw.new_zeros(zw.shape) if ctx.needs_input_grad[0] else None
+        for r in range(0, H, rows):
+            whr, y = wh[r:r + rows], labels[:, r:r + rows]
+            zr = torch.matmul(whr, zw)                           # (n, k, R, W): this band of the resized logits
+            lse, valid, yc = torch.logsumexp(zr, 1), y >= 0, y.clamp_min(0)[:, None]
+            total += ((lse - zr.gather(1, yc)[:, 0]) * valid).sum()
+            if grad is not None:                                 # d/dz: softmax - one-hot, 0 where ignored
+                p = zr.sub_(lse[:, None]).exp_()
+                p.scatter_add_(1, yc, -valid[:, None].to(p.dtype)).mul_(valid[:, None])
+                grad += torch.matmul(whr.T, p)                   # back to the h grid rows through the same weights
+        ctx.dtype = z.dtype
+        ctx.save_for_backward(None if grad is None else torch.matmul(grad, ww))   # ... and the w grid columns
+        return total
+
+    @staticmethod
+    def backward(ctx, g):
+        (dz,) = ctx.saved_tensors
+        return (dz * g).to(ctx.dtype), None, None
+
+def upsampled_cross_entropy(z: torch.Tensor,       # (N, K, h, w) logits, any float dtype
+                            labels: torch.Tensor,  # (N, H, W) class ids, -1 = ignore
+                            band: int = 2 ** 23,   # elements of resized logits held at once (32 MB in fp32)
+                           ) -> torch.Tensor:      # scalar, float32: the sum over labelled pixels
+    "`F.cross_entropy(F.interpolate(z.float(), (H, W), mode='bilinear'), labels, ignore_index=-1, reduction='sum')`, band by band."
+    if z.shape[0] != labels.shape[0] or z.dim() != 4 or labels.dim() != 3:
+        raise ValueError(f"logits {tuple(z.shape)} and labels {tuple(labels.shape)}: expected (N, K, h, w) and (N, H, W)")
+    with torch.autocast(z.device.type, enabled=False):
+        return _UpsampledCE.apply(z, labels.long(), max(1, band // (z.shape[0] * z.shape[1] * labels.shape[-1])))
+
 # %% ../nbs/07_probe.ipynb #f6627375
 class _Batch(list):
     "A list of maps that are the slices of one tensor, `batch`: code that wants the batch takes it without a copy."
     def __init__(self, batch: torch.Tensor): super().__init__(batch.unbind(0)); self.batch = batch
 
+class _LowRes:
+    "A batch of head outputs before their bilinear resize to `size`, which the loss does (`upsampled_cross_entropy`)."
+    def __init__(self, batch: torch.Tensor, size: tuple): self.batch, self.size = batch, tuple(size)
+
 def _stacked(xs: Sequence[torch.Tensor]) -> torch.Tensor: return xs.batch if isinstance(xs, _Batch) else torch.stack(list(xs))
 def _flat(xs: Sequence[torch.Tensor]) -> torch.Tensor:
     return xs.batch.flatten() if isinstance(xs, _Batch) else torch.cat([x.flatten() for x in xs])
 
-def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[torch.Tensor]:
+def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list,
+             low_res: bool = False) -> list[torch.Tensor] | _LowRes:   # low_res: leave a batch's resize to the loss
     "Run `head` on `(C, h, w)` maps of any sizes as one batch and resize each output bilinearly to its target size."
     up, run = getattr(head, "upsample", 1), head
     sizes = [tuple(s) for s in sizes]
@@ -226,7 +270,7 @@ def _forward(head: nn.Module, feats: list[torch.Tensor], sizes: list) -> list[to
         if up > 1: x = resize_bilinear(x, (x.shape[-2] * up, x.shape[-1] * up)).to(x.dtype)   # bf16 stays bf16
         y = run(x)
         if len(set(sizes)) == 1:
-            return _Batch(resize_bilinear(y, sizes[0]))
+            return _LowRes(y, sizes[0]) if low_res else _Batch(resize_bilinear(y, sizes[0]))
         return [resize_bilinear(o, s) for o, s in zip(y, sizes)]
     if up > 1 and getattr(head, "conv_first", lambda: False)():
         # the depth head's 1x1 conv first, at the features' resolution, then the upsampling of its 256 bins: the
@@ -251,6 +295,10 @@ def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
              avg_non_ignore: bool = False, # average over labelled pixels; False: over all pixels (mmseg 0.27)
             ) -> torch.Tensor:
     "Cross-entropy of the batch, averaged over all its pixels (ignored ones add 0) or over the labelled ones."
+    if isinstance(logits, _LowRes):   # resized inside the loss, band by band
+        y = _stacked(labels).long()
+        if tuple(y.shape[-2:]) != logits.size: raise ValueError(f"labels {tuple(y.shape)} for outputs of size {logits.size}")
+        return upsampled_cross_entropy(logits.batch, y) / ((y >= 0).sum().clamp_min(1) if avg_non_ignore else y.numel())
     if isinstance(logits, _Batch):   # one (N, K, H, W) tensor: the loss over its class axis, without a copy
         z, y = logits.batch.float(), _stacked(labels).long()
     else: z, y = torch.cat([o.flatten(1).T for o in logits]).float(), torch.cat([l.flatten() for l in labels]).long()
@@ -396,7 +444,7 @@ def fit_heads(heads: dict,           # name -> head; trained side by side on the
         feats, targets = batches(step, g, dev)
         for k, head in heads.items():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                outs = _forward(head, feats[k], [t.shape[-2:] for t in targets])
+                outs = _forward(head, feats[k], [t.shape[-2:] for t in targets], getattr(loss_fn, "low_res", False))
             loss = loss_fn(outs, targets, step)
             pending.append((step, k, loss.detach()))
             opts[k].zero_grad(set_to_none=True); loss.backward()
@@ -447,7 +495,9 @@ def _fit(head: nn.Module, feats: list, targets: list, loss_fn: Callable, cfg: Pr
 # %% ../nbs/07_probe.ipynb #d6fa2ced
 def seg_loss_fn(cfg: ProbeConfig) -> Callable:
     "The segmentation loss `(outputs, labels, step) -> loss` that `cfg` asks for."
-    return lambda outs, labels, step: seg_loss(outs, labels, cfg.avg_non_ignore)
+    loss = lambda outs, labels, step: seg_loss(outs, labels, cfg.avg_non_ignore)
+    loss.low_res = SEG_LOSS_LOW_RES   # `fit_heads` then hands it the heads' outputs before their resize
+    return loss
 
 def depth_loss_fn(cfg: DepthProbeConfig) -> Callable:
     "The depth loss `(outputs, depths, step) -> loss`: SigLoss (mean term only at first) + `grad_loss` x gradient loss."

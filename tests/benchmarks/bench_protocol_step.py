@@ -11,6 +11,7 @@ default of `FeatureSets` and `ProbeConfig`), it measures:
   aug new    the same augmentation batched on the device (`seg_augment_batch` / `depth_augment_batch`)
   heads      the four heads' forward, loss, backward and AdamW step on fixed features (`fit_heads`)
   heads interp  the same with the heads' outputs resized by `F.interpolate` (before `resize_bilinear`), side by side
+  heads bands   segmentation: the same with the loss resizing band by band (`SEG_LOSS_LOW_RES`, `upsampled_cross_entropy`)
   step old   a whole official step (`_official_batches(batched=False)` + `fit_heads`): augment, backbones, heads
   step new   the same with the batched augmentation (what `run_probes` runs)
 
@@ -110,6 +111,13 @@ def main():
             probe_module.resize_bilinear = interpolate_resize   # `_forward` looks it up at each call
             try: train(fixed, 2); r["heads_interp_ms"] = run(lambda: train(fixed, steps)) / steps
             finally: probe_module.resize_bilinear = resize_bilinear
+            if task == "seg":   # the loss resizing band by band (`upsampled_cross_entropy`), side by side
+                probe_module.SEG_LOSS_LOW_RES = True
+                try:
+                    lb = seg_loss_fn(cfg)
+                    fit_heads(heads(), fixed, lb, c(2), task)
+                    r["heads_bands_ms"] = run(lambda: fit_heads(heads(), fixed, lb, c(steps), task)) / steps
+                finally: probe_module.SEG_LOSS_LOW_RES = False
             for which, batched in (("old", False), ("new", True)):
                 b = _official_batches(sets, samples, task, cfg, aug, batched)   # one: its samples stay on the device
                 train(b, 2)                                                     # warm-up: every sample read once
@@ -122,13 +130,13 @@ def main():
     print(f"device: {device}; backbone {name} (random weights) twice (original + fine-tuned), 4 heads ({a.classes} "
           f"classes for seg); batch {batch}; crops seg {augs['seg'].crop}, depth {augs['depth'].crop}; {steps} timed "
           "steps each; ms per batch")
-    cols = ("bare_ms", "aug_old_ms", "aug_new_ms", "heads_interp_ms", "heads_ms", "step_old_ms", "step_new_ms",
+    cols = ("bare_ms", "aug_old_ms", "aug_new_ms", "heads_interp_ms", "heads_ms", "heads_bands_ms", "step_old_ms", "step_new_ms",
             "rest_new_ms")
     print(f"{'task':6s} {'precision':15s} " + " ".join(f"{c[:-3]:>{max(9, len(c) - 3)}s}" for c in cols)
           + f" {'bare/old':>9s} {'bare/new':>9s}")
     for task, by in out.items():
         for prec, r in by.items():
-            print(f"{task:6s} {prec:15s} " + " ".join(f"{r[c]:{max(9, len(c) - 3)}.1f}" for c in cols)
+            print(f"{task:6s} {prec:15s} " + " ".join(f"{r.get(c, float('nan')):{max(9, len(c) - 3)}.1f}" for c in cols)
                   + f" {r['ratio_old']:9.2f} {r['ratio_new']:9.2f}")
     print("rest = step new - (aug new + bare + heads): host syncs, copies and what the parts do not overlap; "
           "goal bare/new >= 0.8")

@@ -8,12 +8,15 @@ cross-entropy against labels with ignored pixels, forward and backward, four way
   compiled      `torch.compile` of the interpolate version: Inductor may fuse the resize into the softmax's
                 reductions, so the 16 x 100 x 512 x 512 logits need never be written
   compiled mm   `torch.compile` of the matmul version
+  bands         `upsampled_cross_entropy`: the resize, the loss and its gradient a band of output rows at a time,
+                never holding the whole resized batch (what `fit3d.probe.SEG_LOSS_LOW_RES` switches on)
 
 It checks each loss and gradient against the first (relative difference), then prints ms per forward + backward and
 the ratio to `interpolate`. Writes JSON to $OUT/bench_seg_loss.json when $OUT is set.
 
     python tests/benchmarks/bench_seg_loss.py            # GPU: the sizes above
     python tests/benchmarks/bench_seg_loss.py --smoke    # CPU: batch 2, 16 classes, 128 x 128
+    python tests/benchmarks/bench_seg_loss.py --cpu --batch 4 --repeats 3   # CPU ratios at the real sizes, smaller batch
 """
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import timer
-from fit3d.probe import resize_bilinear
+from fit3d.probe import resize_bilinear, upsampled_cross_entropy
 
 
 def loss_interpolate(z, y):
@@ -35,20 +38,27 @@ def loss_matmul(z, y):
     return F.cross_entropy(resize_bilinear(z, y.shape[-2:]), y, ignore_index=-1, reduction="sum") / y.numel()
 
 
+def loss_bands(z, y):
+    return upsampled_cross_entropy(z, y) / y.numel()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for a CPU check of the script")
     ap.add_argument("--repeats", type=int, default=20, help="timed forward + backward passes per way")
+    ap.add_argument("--cpu", action="store_true", help="on the CPU even where a GPU is")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile ways")
     a = ap.parse_args(argv)
-    dev = torch.device("cuda" if torch.cuda.is_available() and not a.smoke else "cpu")
-    n, k, h, size = (2, 16, 9, 128) if a.smoke else (16, 100, 37, 512)
+    dev = torch.device("cuda" if torch.cuda.is_available() and not (a.smoke or a.cpu) else "cpu")
+    n, k, h, size = (2, 16, 9, 128) if a.smoke else (a.batch, 100, 37, 512)
     g = torch.Generator().manual_seed(0)
     z0 = torch.randn(n, k, h, h, generator=g).to(dev, torch.bfloat16)
     y = torch.randint(0, k, (n, size, size), generator=g)
     y[torch.rand(n, size, size, generator=g) < 0.2] = -1   # ignored pixels, as unlabelled ones are
     y = y.to(dev)
-    ways = {"interpolate": loss_interpolate, "matmul": loss_matmul,
-            "compiled": torch.compile(loss_interpolate), "compiled mm": torch.compile(loss_matmul)}
+    ways = {"interpolate": loss_interpolate, "matmul": loss_matmul, "bands": loss_bands}
+    if not a.no_compile: ways |= {"compiled": torch.compile(loss_interpolate), "compiled mm": torch.compile(loss_matmul)}
     run, res, ref = timer(dev), {}, None
     for name, fn in ways.items():
         z = z0.clone().requires_grad_(True)
