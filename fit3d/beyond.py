@@ -45,7 +45,7 @@ from .experiment import (ExperimentConfig, RUN_ONLY, resolve, config_from, make_
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'FIXED', 'GOAL', 'RULE', 'parse_candidate', 'candidate_settings', 'candidate_note', 'relative_gains',
-           'pick_winner', 'beyond_config', 'adopt_units', 'adopt_experiment', 'beyond_units', 'target_alpha',
+           'pick_winner', 'beyond_config', 'adopt_units', 'beyond_units', 'target_alpha', 'adopt_experiment',
            'run_beyond', 'paired', 'unit_times', 'validation_table', 'test_table', 'beyond_markdown']
 
 # %% ../nbs/20_beyond.ipynb #00cb6ac6
@@ -183,25 +183,6 @@ def adopt_units(res: dict, prev: dict, cfg: ExperimentConfig) -> list[str]:
         res["test"].setdefault(c, {}).update(keep); names += [f"test {c} {s}" for s in keep]
     return names
 
-def adopt_experiment(res: dict,  # the record being built, with its backbone, Stage I settings and split
-                     rec: dict,  # chapter 18's experiment.json of the same folder
-                     cfg: ExperimentConfig) -> list[str]:
-    "Take over FiT3D's test seeds from an experiment.json of the same settings, weights, Stage I and test rooms."
-    v, plain = cfg.variants[0], lambda c: json.loads(json.dumps({k: x for k, x in asdict(c).items() if k not in RUN_ONLY}))
-    try: before = config_from(rec.get("config") or {})
-    except TypeError: return []
-    if (plain(before) != plain(cfg) or (rec.get("backbone") or {}).get("weights") != res["backbone"]["weights"]
-            or ((rec.get("variants") or {}).get(v) or {}).get("lift") != res["lift"]
-            or (rec.get("split") or {}).get("test") != res["split"]["test"]):
-        return []
-    have, t = res["test"].get("fit3d") or {}, rec.get("times") or {}
-    seeds = {s: r for s, r in ((rec.get("runs") or {}).get(v) or {}).items() if int(s[4:]) in cfg.seeds and s not in have}
-    for s, r in seeds.items():   # the rows, and the seconds of the parts that made them (the time box's unit lengths)
-        res["test"].setdefault("fit3d", {})[s] = r
-        tt = {p: x[v][s] for p, x in t.items() if isinstance(x, dict) and isinstance(x.get(v), dict) and s in x[v]}
-        if tt: res["times"]["test"][f"fit3d {s}"] = tt   # a seed whose times the record lacks sizes nothing
-    return [f"test fit3d {s}" for s in seeds]
-
 def beyond_units(res: dict) -> dict:
     "The time box's unit lengths: dict(lift=[s], seed=[s of a Stage II and its probes]), each from the newest record."
     def one(r):
@@ -220,6 +201,26 @@ def target_alpha(folder) -> dict:
     if not a: return {}
     a = torch.cat(a)
     return dict(mean=float(a.mean()), below_0_5=float((a < 0.5).float().mean()), below_0_9=float((a < 0.9).float().mean()))
+
+# %% ../nbs/20_beyond.ipynb #2f1c9929
+def adopt_experiment(res: dict,  # the record being built, with its backbone, Stage I settings and split
+                     rec: dict,  # chapter 18's experiment.json of the same folder
+                     cfg: ExperimentConfig) -> list[str]:
+    "Take over FiT3D's test seeds from an experiment.json of the same settings, weights, Stage I and test rooms."
+    v, plain = cfg.variants[0], lambda c: json.loads(json.dumps({k: x for k, x in asdict(c).items() if k not in RUN_ONLY}))
+    try: before = config_from(rec.get("config") or {})
+    except TypeError: return []
+    if (plain(before) != plain(cfg) or (rec.get("backbone") or {}).get("weights") != res["backbone"]["weights"]
+            or ((rec.get("variants") or {}).get(v) or {}).get("lift") != res["lift"]
+            or (rec.get("split") or {}).get("test") != res["split"]["test"]):
+        return []
+    have, t = res["test"].get("fit3d") or {}, rec.get("times") or {}
+    seeds = {s: r for s, r in ((rec.get("runs") or {}).get(v) or {}).items() if int(s[4:]) in cfg.seeds and s not in have}
+    for s, r in seeds.items():   # the rows, and the seconds of the parts that made them (the time box's unit lengths)
+        res["test"].setdefault("fit3d", {})[s] = r
+        tt = {p: x[v][s] for p, x in t.items() if isinstance(x, dict) and isinstance(x.get(v), dict) and s in x[v]}
+        if tt: res["times"]["test"][f"fit3d {s}"] = tt   # a seed whose times the record lacks sizes nothing
+    return [f"test fit3d {s}" for s in seeds]
 
 # %% ../nbs/20_beyond.ipynb #8144cd2b
 def _read_earlier(path: Path, con) -> dict:

@@ -408,9 +408,21 @@ def _correspondence(models: dict, rows: list, scenes: list, long_side, device, s
     return {n: {k: float(np.mean([x[k] for x in c])) for k in c[0] if isinstance(c[0][k], (int, float))}
             for n, c in corr.items() if c}
 
-# %% ../nbs/12_demo.ipynb #8ecbb066
+# %% ../nbs/12_demo.ipynb #f14778a2
 TASKS = ("segmentation", "depth", "correspondence")   # the groups of a results table
 
+def _results_so_far(cache, key: dict, tasks) -> dict:
+    "The cache's results where they were made with `key` (and these tasks), else a fresh record of `key`."
+    results = _cached_results(cache)
+    if set(tasks) != set(TASKS):
+        if not set(tasks) <= set(TASKS): raise ValueError(f"tasks {list(tasks)}: each must be one of {list(TASKS)}")
+        key = key | dict(tasks=sorted(tasks))   # all three: the key of the records made before this option
+    if results.get("_key") != key:
+        if results: _say_why_recomputed(cache, results.get("_key"), key)
+        results = {"_key": key}
+    return results
+
+# %% ../nbs/12_demo.ipynb #8ecbb066
 def probe_models(models: dict,       # `compare_models`' four, or some of them (rows finetuned and combined need the
                                      # original: given, or the one inside "combined")
                  data,               # a synthetic root, or `fit3d.datasets.DatasetInfo.splits` dict(s) (+ scenes=[paths])
@@ -429,15 +441,9 @@ def probe_models(models: dict,       # `compare_models`' four, or some of them (
     from fit3d.probe import ProbeConfig, DepthProbeConfig
     from fit3d.protocol import run_probes
     from fit3d.store import _plain
-    results = _cached_results(cache)
     parts = _parts(data)
-    key = _probe_key(models, parts, probe_iters, protocol, key, long_side, batch_size, seed)
-    if set(tasks) != set(TASKS):
-        if not set(tasks) <= set(TASKS): raise ValueError(f"tasks {list(tasks)}: each must be one of {list(TASKS)}")
-        key = key | dict(tasks=sorted(tasks))   # all three: the key of the records made before this option
-    if results.get("_key") != key:
-        if results: _say_why_recomputed(cache, results.get("_key"), key)
-        results = {"_key": key}
+    results = _results_so_far(cache, _probe_key(models, parts, probe_iters, protocol, key, long_side, batch_size, seed),
+                              tasks)
     rows = [n for n in MODELS if n in models]
     if all(n in results for n in rows): return results
     orig, fine = _original_and_finetuned(models, rows, device)
