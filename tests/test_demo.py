@@ -156,7 +156,7 @@ def test_report_names_the_model_the_proxy_stood_in_for(monkeypatch, tmp_path):
 def test_stopped_demo_keeps_its_stage_times_and_the_report_sums_them(tmp_path):
     "`timeout`'s SIGTERM in Stage I: the stages run so far are recorded; the resumed run's report adds both runs."
     out, data, log = tmp_path / "run", tmp_path / "data", tmp_path / "first.log"
-    args = ["demo", "--out", str(out), "--data", str(data), *TINY, "--lift-iterations", "400"]
+    args = ["demo", "--out", str(out), "--data", str(data), *TINY, "--lift-iterations", "60"]   # Stage I about 20 s: the stop lands in it
     rc = stop_when([str(Path(sys.executable).parent / "fit3d"), *args], "lift (Stage I)", log, cwd=tmp_path)
     assert rc == 128 + 15, log.read_text()[-3000:]
     rec = json.loads((out / "tiny" / "stage_times.json").read_text())["runs"]
