@@ -146,7 +146,7 @@ def main():
     if os.environ.get("OUT"):
         Path(os.environ["OUT"]).mkdir(parents=True, exist_ok=True)
         (Path(os.environ["OUT"]) / "bench_protocol_step.json").write_text(json.dumps(
-            dict(backbone=name, batch=batch, steps=steps, device=device, results=out), indent=1))
+            dict(backbone=name, batch=batch, steps=steps, classes=a.classes, device=device, results=out), indent=1))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ of every stage beside the wall seconds the run recorded in its timings.json, the
                                                                 # fewer steps, ViT-S/14 (random weights time the same),
                                                                 # official ScanNet++ probes of 300 steps
     python tests/benchmarks/bench_reproduce_clock.py --smoke    # CPU: tiny ViT, tiny sizes, quick probes (checks it runs)
+
+With `--probe-rates A.json B.json` (two `bench_protocol_step.py` records of the same device at two class counts) the
+plan is also priced with the probe step rates measured there, and both comparisons are printed.
 """
 import argparse, json, os, tempfile, time
 from dataclasses import replace
@@ -16,6 +19,18 @@ import torch
 from fit3d.lift import LiftConfig
 from fit3d.reproduce import ReproduceConfig, plan, print_plan, reproduce, device_name
 from fit3d.synthetic_scannetpp import make_scannetpp_tree
+
+
+def probe_rates(paths: list) -> dict:
+    "Set RATES' official probe steps from two bench_protocol_step.py records (classes k1, k2): a line in the classes."
+    from fit3d.reproduce import RATES
+    recs = sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["classes"])
+    (k1, s1), (k2, s2) = ((r["classes"], r["results"]["seg"]["bf16"]["step_new_ms"] / 1e3) for r in recs)
+    if k1 == k2: raise SystemExit(f"--probe-rates: both records have {k1} classes")
+    per = (s2 - s1) / (k2 - k1)
+    RATES.update(probe_seg_class=per, probe_seg_step=s2 - k2 * per,
+                 probe_depth_step=sum(r["results"]["depth"]["bf16"]["step_new_ms"] for r in recs) / 2e3)
+    return {k: RATES[k] for k in ("probe_seg_step", "probe_seg_class", "probe_depth_step")}
 
 
 def main():
@@ -33,6 +48,9 @@ def main():
     ap.add_argument("--protocol", default="official", choices=("official", "quick"), help="the probes' protocol")
     ap.add_argument("--backbone", default="dinov2_small")
     ap.add_argument("--dir", default=None, help="where to write the tree and the run (default: a temporary folder)")
+    ap.add_argument("--probe-rates", nargs=2, default=None, metavar="JSON",
+                    help="two bench_protocol_step.py records of this device at two class counts: the plan's probe "
+                         "step rates taken from them (bf16, the batched step) instead of RATES'")
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() and not a.smoke else "cpu"
     if a.smoke:
@@ -58,14 +76,27 @@ def main():
         reproduce(replace(cfg, root=work / "warm", out=work / "warm_runs", max_scenes=1, probe_iters=2, finetune_epochs=1,
                           lift=replace(lift, iterations=20, refine_start=5, refine_stop=10)))
         print(f"warm-up run (untimed by the comparison): {time.perf_counter() - t:.1f} s")
-    rows = plan(cfg)
-    print_plan(rows, cfg)
+    rows = {"RATES": plan(cfg)}   # the committed rates; and those of this device's step records, if given
+    if a.probe_rates: print("probe rates from this device:", probe_rates(a.probe_rates)); rows["this device"] = plan(cfg)
+    print_plan(rows["RATES"], cfg)
     t = time.perf_counter()
     table = reproduce(cfg)
     total = time.perf_counter() - t
     timings = json.loads((table.parent / "timings.json").read_text())
-    out = []
     print(f"\ndevice: {device_name(dev)}; backbone {a.backbone} (random weights); reproduce() took {total:.1f} s in all")
+    out = {name: compare(rs, timings) for name, rs in rows.items()}
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"]).mkdir(parents=True, exist_ok=True)
+        (Path(os.environ["OUT"]) / "bench_reproduce_clock.json").write_text(json.dumps(dict(
+            device=device_name(dev), backbone=a.backbone, scenes=a.scenes, views=a.views, size=[a.width, a.height],
+            finetune_epochs=a.finetune_epochs, lift=dict(iterations=lift.iterations, render_scale=lift.render_scale, batch_views=lift.batch_views),
+            probe_iters=a.probe_iters, reproduce_s=total, stages=out["RATES"], stages_this_device=out.get("this device"),
+            timings=timings), indent=1))
+
+
+def compare(rows: list, timings: dict) -> list:
+    "Print each stage's estimate beside its measured seconds, their ratio and whether it is within 15%; return them."
+    out = []
     print(f"{'stage':22s} {'estimate s':>11s} {'measured s':>11s} {'meas/est':>9s}  within 15%  (measured - estimate s)")
     for r in rows:
         m = timings["stages"].get(r["stage"], {}).get("seconds")
@@ -80,12 +111,7 @@ def main():
     meas_all = sum(timings["stages"][r["stage"]]["seconds"] for r in rows if r["stage"] in timings["stages"])
     print(f"{'all stages':22s} {est_all:11.1f} {meas_all:11.1f} {meas_all / est_all:9.2f}  "
           f"{'yes' if abs(meas_all / est_all - 1) <= 0.15 else 'NO'}")
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"]).mkdir(parents=True, exist_ok=True)
-        (Path(os.environ["OUT"]) / "bench_reproduce_clock.json").write_text(json.dumps(dict(
-            device=device_name(dev), backbone=a.backbone, scenes=a.scenes, views=a.views, size=[a.width, a.height],
-            finetune_epochs=a.finetune_epochs, lift=dict(iterations=lift.iterations, render_scale=lift.render_scale, batch_views=lift.batch_views),
-            probe_iters=a.probe_iters, reproduce_s=total, stages=out, timings=timings), indent=1))
+    return out
 
 
 if __name__ == "__main__":
