@@ -38,7 +38,7 @@ from rich.console import Console
 from .store import ArtifactError, read_json, write_json, atomic_write, aside_path
 from .finetune import FinetuneConfig
 from .protocol import _metric
-from .demo import MODELS, saved_when_stopped
+from .demo import MODELS, saved_when_stopped, lifts_pending
 from .experiment import (ExperimentConfig, RUN_ONLY, resolve, config_from, make_rooms, lift_config, lift_variant,
                               seed_rows, aggregate, mean_std, seconds_needed, _backbone, _backbone_record, _cache_features,
                               _lift_metrics, _fmt, METRICS)
@@ -214,12 +214,14 @@ def adopt_experiment(res: dict,  # the record being built, with its backbone, St
             or ((rec.get("variants") or {}).get(v) or {}).get("lift") != res["lift"]
             or (rec.get("split") or {}).get("test") != res["split"]["test"]):
         return []
-    have, t = res["test"].get("fit3d") or {}, rec.get("times") or {}
+    have = res["test"].get("fit3d") or {}
     seeds = {s: r for s, r in ((rec.get("runs") or {}).get(v) or {}).items() if int(s[4:]) in cfg.seeds and s not in have}
+    times = [e.get("times") or {} for e in (*(rec.get("earlier") or []), rec)]   # a seed's parts: its newest call's
     for s, r in seeds.items():   # the rows, and the seconds of the parts that made them (the time box's unit lengths)
         res["test"].setdefault("fit3d", {})[s] = r
-        tt = {p: x[v][s] for p, x in t.items() if isinstance(x, dict) and isinstance(x.get(v), dict) and s in x[v]}
-        if tt: res["times"]["test"][f"fit3d {s}"] = tt   # a seed whose times the record lacks sizes nothing
+        tt = {p: x[v][s] for t in times for p, x in t.items() if isinstance(x, dict) and isinstance(x.get(v), dict) and s in x[v]}
+        if tt: res["times"]["test"][f"fit3d {s}"] = tt   # a seed whose times no call recorded sizes nothing
+    if seeds: res["from_experiment_lift"] = ((rec.get("variants") or {}).get(v) or {}).get("lift_metrics")
     return [f"test fit3d {s}" for s in seeds]
 
 # %% ../nbs/20_beyond.ipynb #8144cd2b
@@ -248,11 +250,12 @@ def _take_over(res: dict, prev: dict, cfg: ExperimentConfig, path: Path, con):
     if prev and not taken and (prev.get("validation") or prev.get("test")):
         kept = write_json(aside_path(path, "set-aside"), prev); res["earlier"] = []
         con.print(f"[yellow]{path}: recorded with other settings; kept as {kept.name}")
+    if taken: res |= {k: prev[k] for k in ("from_experiment", "from_experiment_lift") if k in prev}   # said again
     exp = path.parent / "experiment.json"   # chapter 18's run of this folder: FiT3D's test rows, if measured alike
-    try: rec = read_json(exp, "experiment record") if exp.exists() else {}
-    except Exception as e: rec = {}; con.print(f"[yellow]{e}: its rows are not taken over")
-    if isinstance(rec, dict) and (got := adopt_experiment(res, rec, cfg)):
-        res["from_experiment"] = got; con.print(f"taken over from {exp}: {', '.join(got)}")
+    try: got = adopt_experiment(res, read_json(exp, "experiment record"), cfg) if exp.exists() else []
+    except Exception as e: got = []; con.print(f"[yellow]{exp}: {e}: its rows are not taken over")   # e.g. malformed
+    if got:
+        res["from_experiment"] = res.get("from_experiment", []) + got; con.print(f"taken over from {exp}: {', '.join(got)}")
 
 def _report(res: dict, cfg: ExperimentConfig, path: Path, con, start: float):
     "Write and print the report, and say what the time box skipped."
@@ -309,10 +312,12 @@ def run_beyond(cfg: ExperimentConfig,          # the experiment's settings, with
             if late(seconds_needed(None, beyond_units(res), False)):
                 res["skipped"].append(name); return False
             t = stage("Stage I"); current.update(name="Stage I", t=t)
+            pending = lifts_pending(rooms["train"], out / v, bb, lift_config(v, cfg), cfg.feature_long_side or None)
             res["lift_metrics"] = _lift_metrics(lift_variant(cfg, v, rooms["train"], bb, log=con.print))
             res["target_alpha"] = target_alpha(out / v / "targets")
-            times["lift"], lifted = time.perf_counter() - t, "fresh"
-            res["done"].append("Stage I"); current.clear(); save()
+            lifted = "fresh"
+            if pending: times["lift"] = time.perf_counter() - t; res["done"].append("Stage I")   # reused: no length
+            current.clear(); save()
         if late(seconds_needed(seed, beyond_units(res), lifted == "fresh")):
             res["skipped"].append(name); return False
         lifted = True
@@ -437,7 +442,10 @@ def beyond_markdown(res: dict) -> str:
     parts = [head, "", f"The rule: {RULE}", "", "**Validation rooms** (the choice):", "", validation_table(res), "",
              verdict, "", "**Test rooms** (reported once):", "", test_table(res)]
     if res.get("from_experiment"):
-        parts += ["", f"Taken over from chapter 18's `experiment.json` of the same settings, weights, Stage I and test "
-                      f"rooms (not measured again): {', '.join(res['from_experiment'])}."]
+        el = res.get("from_experiment_lift") or {}
+        ps, fc = ((el.get(k) or {}).get("mean") for k in ("psnr", "feature_cosine"))
+        own = f": held-out PSNR {ps:.2f}, feature cosine {fc:.3f}" if ps is not None and fc is not None else ""
+        parts += ["", "Taken over from chapter 18's `experiment.json` of the same settings, weights, Stage I settings and "
+                      f"test rooms (not measured again; that run's own Stage I{own}): {', '.join(res['from_experiment'])}."]
     if res.get("skipped"): parts += ["", f"Skipped by the time box: {', '.join(res['skipped'])}."]
     return "\n".join(parts)

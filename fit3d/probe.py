@@ -213,11 +213,11 @@ SEG_LOSS_LOW_RES = False   # segmentation heads trained through `upsampled_cross
 class _UpsampledCE(torch.autograd.Function):
     "Σ cross-entropy of logits resized bilinearly to the labels, with its gradient, one band of output rows at a time."
     @staticmethod
-    def forward(ctx, z, labels, rows):
+    def forward(ctx, z, labels, rows, need_grad):   # need_grad: decided by the caller (forward runs without grad)
         (h, w), (H, W) = z.shape[-2:], labels.shape[-2:]
         wh, ww = _bilinear_weights(h, H, z.device), _bilinear_weights(w, W, z.device)
         zw = torch.matmul(z.float(), ww.T)                       # (n, k, h, W): the columns resized once
-        total, grad = zw.new_zeros(()), zw.new_zeros(zw.shape) if ctx.needs_input_grad[0] else None
+        total, grad = zw.new_zeros(()), zw.new_zeros(zw.shape) if need_grad else None
         for r in range(0, H, rows):
             whr, y = wh[r:r + rows], labels[:, r:r + rows]
             zr = torch.matmul(whr, zw)                           # (n, k, R, W): this band of the resized logits
@@ -232,19 +232,22 @@ class _UpsampledCE(torch.autograd.Function):
         return total
 
     @staticmethod
+    @torch.autograd.function.once_differentiable   # the gradient is computed in the forward pass: no second one
     def backward(ctx, g):
         (dz,) = ctx.saved_tensors
-        return (dz * g).to(ctx.dtype), None, None
+        return (dz * g).to(ctx.dtype), None, None, None
 
 def upsampled_cross_entropy(z: torch.Tensor,       # (N, K, h, w) logits, any float dtype
                             labels: torch.Tensor,  # (N, H, W) class ids, -1 = ignore
                             band: int = 2 ** 23,   # elements of resized logits held at once (32 MB in fp32)
                            ) -> torch.Tensor:      # scalar, float32: the sum over labelled pixels
     "`F.cross_entropy(F.interpolate(z.float(), (H, W), mode='bilinear'), labels, ignore_index=-1, reduction='sum')`, band by band."
+    # float32 throughout, as that expression is (float64 logits too: not for gradcheck); the gradient only where wanted
     if z.shape[0] != labels.shape[0] or z.dim() != 4 or labels.dim() != 3:
         raise ValueError(f"logits {tuple(z.shape)} and labels {tuple(labels.shape)}: expected (N, K, h, w) and (N, H, W)")
     with torch.autocast(z.device.type, enabled=False):
-        return _UpsampledCE.apply(z, labels.long(), max(1, band // (z.shape[0] * z.shape[1] * labels.shape[-1])))
+        return _UpsampledCE.apply(z, labels.long(), max(1, band // (z.shape[0] * z.shape[1] * labels.shape[-1])),
+                                  torch.is_grad_enabled() and z.requires_grad)
 
 # %% ../nbs/07_probe.ipynb #f6627375
 class _Batch(list):

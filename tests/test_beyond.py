@@ -195,6 +195,7 @@ def test_candidates_are_chosen_on_validation_rooms_then_measured_on_test_rooms_a
     # 2. the rest: what is done is reused; every candidate on the validation rooms, then the test rooms
     res = run_beyond(cfg)
     assert stamps(out / "fast" / "seed0").items() >= kept.items()   # the recipe's Stage II and probes, untouched
+    assert "Stage I" not in res["done"] and res["times"].get("lift") is None   # reused: it sizes no later Stage I
     assert list(res["validation"]) == ["fit3d", "ema", "mine"] and res["selection"]["reported"] in res["validation"]
     report = {"fit3d", res["selection"]["reported"]}
     assert set(res["test"]) == report and all(set(s) == {"seed0"} for s in res["test"].values())
@@ -255,7 +256,9 @@ def test_fit3d_test_rows_come_from_an_experiment_of_the_same_settings_and_only_t
     for other in (fresh(backbone=dict(weights="v")), fresh(lift=dict(x=2)), fresh(split=dict(test=["val_001"]))):
         assert adopt_experiment(other, rec, cfg) == []   # other weights, another Stage I, other test rooms
     assert adopt_experiment(fresh(), rec, replace(cfg, finetune_lr=1e-4)) == []
-    assert adopt_experiment(fresh(), dict(rec, config=dict(no_such_setting=1)), cfg) == []
+    assert adopt_experiment(fresh(), dict(rec, config=asdict(replace(cfg, backbone="fit3d_tiny"))), cfg) == []
+    rec2 = dict(rec, earlier=[dict(times=dict(finetune=dict(fast=dict(seed1=5.0))))])   # seed 1 timed by an earlier call
+    assert adopt_experiment(res := fresh(), rec2, cfg) and res["times"]["test"]["fit3d seed1"] == dict(finetune=5.0)
 
 
 def test_a_beyond_run_takes_fit3d_test_rows_from_the_experiment_json_alone(tmp_path):
@@ -268,4 +271,7 @@ def test_a_beyond_run_takes_fit3d_test_rows_from_the_experiment_json_alone(tmp_p
     res = run_beyond(replace(cfg, out=str(tmp_path / "b"), candidates=("ema",)))
     assert res["from_experiment"] == ["test fit3d seed0"] and "test fit3d seed0" not in res["done"]
     assert res["test"]["fit3d"]["seed0"] == exp["runs"]["fast"]["seed0"]
+    assert "not measured again" in (tmp_path / "b" / "beyond.md").read_text()
+    again = run_beyond(replace(cfg, out=str(tmp_path / "b"), candidates=("ema",)))   # resumed: still said
+    assert again["done"] == [] and again["from_experiment"] == ["test fit3d seed0"]
     assert "not measured again" in (tmp_path / "b" / "beyond.md").read_text()

@@ -1,5 +1,6 @@
 "Every command's `--help` runs, and every flag's help is whole: tyro reads a field's comment from its own line only."
 import dataclasses, importlib, inspect, io, pkgutil, subprocess, sys, tokenize
+from pathlib import Path
 
 import pytest
 
@@ -61,5 +62,6 @@ def test_help_runs(command, capsys, monkeypatch):
 
 
 def test_the_console_script_runs():
-    r = subprocess.run([sys.executable, "-m", "fit3d.cli", "view", "--help"], capture_output=True, text=True, timeout=300)
+    exe = str(Path(sys.executable).parent / "fit3d")   # the installed `fit3d` command
+    r = subprocess.run([exe, "view", "--help"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "--help" in r.stdout, r.stderr[-2000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from fit3d.lift import LiftConfig
-from fit3d.reproduce import ReproduceConfig, plan, print_plan, reproduce, device_name
+from fit3d.reproduce import RATES, ReproduceConfig, plan, print_plan, reproduce, device_name
 from fit3d.synthetic_scannetpp import make_scannetpp_tree
 
 
@@ -77,14 +77,17 @@ def main():
                           lift=replace(lift, iterations=20, refine_start=5, refine_stop=10)))
         print(f"warm-up run (untimed by the comparison): {time.perf_counter() - t:.1f} s")
     rows = {"RATES": plan(cfg)}   # the committed rates; and those of this device's step records, if given
-    if a.probe_rates: print("probe rates from this device:", probe_rates(a.probe_rates)); rows["this device"] = plan(cfg)
+    if a.probe_rates:             # priced before the run (a finished stage prices at 0), then the committed rates back
+        kept = dict(RATES)
+        print("probe rates from this device:", probe_rates(a.probe_rates)); rows["this device"] = plan(cfg)
+        RATES.update(kept)
     print_plan(rows["RATES"], cfg)
     t = time.perf_counter()
-    table = reproduce(cfg)
+    table = reproduce(cfg)        # with the committed rates, as `fit3d reproduce` runs
     total = time.perf_counter() - t
     timings = json.loads((table.parent / "timings.json").read_text())
     print(f"\ndevice: {device_name(dev)}; backbone {a.backbone} (random weights); reproduce() took {total:.1f} s in all")
-    out = {name: compare(rs, timings) for name, rs in rows.items()}
+    out = {name: (print(f"\nestimates from {name}:"), compare(rs, timings))[1] for name, rs in rows.items()}
     if os.environ.get("OUT"):
         Path(os.environ["OUT"]).mkdir(parents=True, exist_ok=True)
         (Path(os.environ["OUT"]) / "bench_reproduce_clock.json").write_text(json.dumps(dict(

@@ -1,7 +1,7 @@
 """The segmentation head's upsampling and loss, the part that dominates an official probe step (issue 23 §2).
 
 One head's logits (batch 16, 100 classes, 37 x 37 patches of a 512 crop) resized to 512 x 512 and scored by
-cross-entropy against labels with ignored pixels, forward and backward, four ways, side by side in one run:
+cross-entropy against labels with ignored pixels, forward and backward, five ways, side by side in one run:
 
   interpolate   `F.interpolate` then `F.cross_entropy` (the official head's ops)
   matmul        `resize_bilinear` (two matrix products with F.interpolate's own weights) then cross-entropy (fit3d)
