@@ -28,11 +28,11 @@ from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_mod
 from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
-__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'PAPER_VIEWS', 'PAPER_GPU_HOURS',
-           'VAL_IMAGES', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'seg_step_seconds', 'lift_view_seconds',
-           'training_scenes', 'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note', 'print_plan',
-           'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard', 'assemble_units',
-           'recipe_time', 'recipe_markdown', 'reproduce']
+__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'VAL_IMAGES', 'PAPER_VIEWS',
+           'PAPER_GPU_HOURS', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'seg_step_seconds',
+           'lift_view_seconds', 'training_scenes', 'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note',
+           'print_plan', 'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_seconds', 'assign_units',
+           'unit_data', 'probe_shard', 'assemble_units', 'recipe_time', 'recipe_markdown', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -273,6 +273,24 @@ def probe_units(names: list, # data set names (`probe_datasets`)
     from fit3d.datasets import DATASETS
     return [(n, t) for n in names for t in DATASETS[n].tasks]
 
+VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
+
+def unit_seconds(unit: tuple) -> float:
+    "A unit's estimated seconds under the official protocol (`RATES`): its steps (segmentation by classes), its evaluation."
+    from fit3d.datasets import DATASETS
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    name, task = unit
+    steps = (ProbeConfig.iters * seg_step_seconds(DATASETS[name].n_classes) if task == "seg"
+             else DepthProbeConfig.iters * RATES["probe_depth_step"])
+    return steps + VAL_IMAGES.get(name, 0) * RATES[f"probe_{task}_eval"]
+
+def assign_units(units: list, world: int) -> list[list]:
+    "Each process' units: longest first, each to the least loaded so far (`unit_seconds`); the same in every process."
+    loads, out = [0.0] * world, [[] for _ in range(world)]
+    for u in sorted(units, key=lambda u: -unit_seconds(u)):   # stable: equal lengths keep the units' order
+        r = loads.index(min(loads)); out[r].append(u); loads[r] += unit_seconds(u)
+    return [[u for u in units if u in o] for o in out]          # each process runs its units in the fixed order
+
 def unit_data(name: str, task: str, # one unit
               root=None,            # the data set's folder (None: its usual place)
              ) -> list[dict]:
@@ -293,8 +311,8 @@ def probe_shard(units: list,  # `probe_units`, the same list in every process
                 cfg: ReproduceConfig, root, device,
                 rank: int, world: int, # this process and how many there are
                ) -> list:
-    "This process' share of the units (every `world`-th from `rank`): each trained, evaluated and written to its file."
-    mine = units[rank::world]
+    "This process' share of the units (`assign_units`): each trained, evaluated and written to its file."
+    mine = assign_units(units, world)[rank]
     for name, task in mine:
         data = unit_data(name, task, cfg.root if name == "scannetpp" else None)
         res, timing = unit_files(root, name, task)
@@ -318,7 +336,6 @@ def assemble_units(root, name: str, tasks) -> tuple[dict, dict]:
 # %% ../nbs/15_reproduce.ipynb #c10c4a08
 PAPER_VIEWS = round(280_000 / 460)  # DSLR images per ScanNet++ scene: 280k over 460 scenes (ScanNet++ paper, abstract)
 PAPER_GPU_HOURS = 460               # the FiT3D paper's cost of the whole recipe, about
-VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
 DDP_STAGE2 = (2, 2.05)  # Stage II's global batch 2 splits over at most 2 processes: 69.4 -> 142.5 img/s on 2 GPUs (README)
 
 def recipe_time(gpus: int = 1,            # GPUs of one run (Stage I's scenes and the probe units shard over them)
@@ -327,18 +344,13 @@ def recipe_time(gpus: int = 1,            # GPUs of one run (Stage I's scenes an
                 datasets=_PAPER_DATASETS, # the probes' data sets (the paper's six)
                ) -> dict:
     "Hours of the whole paper recipe on `gpus` GPUs from `RATES`: Stage I per preset, Stage II, the official probes."
-    from fit3d.datasets import DATASETS
-    from fit3d.probe import ProbeConfig, DepthProbeConfig
     per_rank = -(-scenes // gpus)   # Stage I: scene k on rank k % gpus, the busiest rank sets the time
     lift = {n: per_rank * (c.iterations * lift_step_seconds(c, 876, 584) + views * lift_view_seconds(c, 876, 584))
             for n, c in (("reference", lift_presets()["reference"]), ("fast", lift_presets()["fast"]))}
     procs, speedup = DDP_STAGE2
     ft = scenes * views * RATES["finetune_image"] / (speedup if gpus >= procs else 1)
     units = probe_units(list(datasets))
-    unit_s = {u: (ProbeConfig.iters * seg_step_seconds(DATASETS[u[0]].n_classes) if u[1] == "seg"
-                  else DepthProbeConfig.iters * RATES["probe_depth_step"])
-                 + VAL_IMAGES.get(u[0], 0) * RATES[f"probe_{u[1]}_eval"] for u in units}
-    probes = max(sum(unit_s[u] for u in units[r::gpus]) for r in range(min(gpus, len(units))))
+    probes = max(sum(map(unit_seconds, share)) for share in assign_units(units, gpus))   # as `probe_shard` divides them
     h = lambda s: s / 3600
     return dict(gpus=gpus, lift_reference=h(lift["reference"]), lift_fast=h(lift["fast"]), finetune=h(ft), probes=h(probes),
                 total_reference=h(lift["reference"] + ft + probes), total_fast=h(lift["fast"] + ft + probes),
