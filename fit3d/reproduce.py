@@ -31,8 +31,8 @@ from .protocol import paper_numbers, results_markdown, control_check
 __all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'VAL_IMAGES', 'PAPER_VIEWS',
            'PAPER_GPU_HOURS', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'seg_step_seconds',
            'lift_view_seconds', 'training_scenes', 'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note',
-           'print_plan', 'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_seconds', 'assign_units',
-           'unit_data', 'probe_shard', 'assemble_units', 'recipe_time', 'recipe_markdown', 'reproduce']
+           'print_plan', 'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard',
+           'assemble_units', 'unit_seconds', 'assign_units', 'recipe_time', 'recipe_markdown', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -273,24 +273,6 @@ def probe_units(names: list, # data set names (`probe_datasets`)
     from fit3d.datasets import DATASETS
     return [(n, t) for n in names for t in DATASETS[n].tasks]
 
-VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
-
-def unit_seconds(unit: tuple) -> float:
-    "A unit's estimated seconds under the official protocol (`RATES`): its steps (segmentation by classes), its evaluation."
-    from fit3d.datasets import DATASETS
-    from fit3d.probe import ProbeConfig, DepthProbeConfig
-    name, task = unit
-    steps = (ProbeConfig.iters * seg_step_seconds(DATASETS[name].n_classes) if task == "seg"
-             else DepthProbeConfig.iters * RATES["probe_depth_step"])
-    return steps + VAL_IMAGES.get(name, 0) * RATES[f"probe_{task}_eval"]
-
-def assign_units(units: list, world: int) -> list[list]:
-    "Each process' units: longest first, each to the least loaded so far (`unit_seconds`); the same in every process."
-    loads, out = [0.0] * world, [[] for _ in range(world)]
-    for u in sorted(units, key=lambda u: -unit_seconds(u)):   # stable: equal lengths keep the units' order
-        r = loads.index(min(loads)); out[r].append(u); loads[r] += unit_seconds(u)
-    return [[u for u in units if u in o] for o in out]          # each process runs its units in the fixed order
-
 def unit_data(name: str, task: str, # one unit
               root=None,            # the data set's folder (None: its usual place)
              ) -> list[dict]:
@@ -332,6 +314,25 @@ def assemble_units(root, name: str, tasks) -> tuple[dict, dict]:
             if not row.startswith("_"): res.setdefault(row, {}).update(v)
         if timing.exists(): times[t] = read_json(timing, "probe timing")["stages"][t]
     return res, times
+
+# %% ../nbs/15_reproduce.ipynb #409a83ce
+VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
+
+def unit_seconds(unit: tuple) -> float:
+    "A unit's estimated seconds under the official protocol (`RATES`): its steps (segmentation by classes), its evaluation."
+    from fit3d.datasets import DATASETS
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    name, task = unit
+    steps = (ProbeConfig.iters * seg_step_seconds(DATASETS[name].n_classes) if task == "seg"
+             else DepthProbeConfig.iters * RATES["probe_depth_step"])
+    return steps + VAL_IMAGES.get(name, 0) * RATES[f"probe_{task}_eval"]
+
+def assign_units(units: list, world: int) -> list[list]:
+    "Each process' units: longest first, each to the least loaded so far (`unit_seconds`); the same in every process."
+    loads, out = [0.0] * world, [[] for _ in range(world)]
+    for u in sorted(units, key=lambda u: -unit_seconds(u)):   # stable: equal lengths keep the units' order
+        r = loads.index(min(loads)); out[r].append(u); loads[r] += unit_seconds(u)
+    return [[u for u in units if u in o] for o in out]          # each process runs its units in the fixed order
 
 # %% ../nbs/15_reproduce.ipynb #c10c4a08
 PAPER_VIEWS = round(280_000 / 460)  # DSLR images per ScanNet++ scene: 280k over 460 scenes (ScanNet++ paper, abstract)
