@@ -39,9 +39,9 @@ from .store import ArtifactError, read_json, write_json, atomic_write, aside_pat
 from .finetune import FinetuneConfig
 from .protocol import _metric
 from .demo import MODELS, saved_when_stopped, lifts_pending
-from .experiment import (ExperimentConfig, RUN_ONLY, resolve, config_from, make_rooms, lift_config, lift_variant,
-                              seed_rows, aggregate, mean_std, seconds_needed, _backbone, _backbone_record, _cache_features,
-                              _lift_metrics, _fmt, METRICS)
+from .experiment import (ExperimentConfig, measured_settings, resolve, config_from, make_rooms, lift_config,
+                              lift_variant, seed_rows, aggregate, mean_std, seconds_needed, _backbone, _backbone_record,
+                              _cache_features, _lift_metrics, _fmt, METRICS)
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'FIXED', 'GOAL', 'RULE', 'parse_candidate', 'candidate_settings', 'candidate_note', 'relative_gains',
@@ -162,10 +162,10 @@ def _folder(settings: dict, name: str) -> str:
 
 def _same(prev: dict, res: dict, cfg: ExperimentConfig) -> bool:
     "Whether an earlier beyond.json measured with this run's settings, weights, Stage I and validation rooms."
-    plain = lambda c: json.loads(json.dumps({k: v for k, v in asdict(c).items() if k not in RUN_ONLY}))
     try: before = config_from(prev.get("config") or {})
     except TypeError: return False
-    return (plain(before) == plain(cfg) and before.select_seed == cfg.select_seed and before.variants == cfg.variants
+    return (measured_settings(before) == measured_settings(cfg) and before.select_seed == cfg.select_seed
+            and before.variants == cfg.variants
             and (prev.get("backbone") or {}).get("weights") == res["backbone"]["weights"]
             and prev.get("lift") == res["lift"] and (prev.get("split") or {}).get("validation") == res["split"]["validation"]
             and (prev.get("split") or {}).get("test") == res["split"]["test"])
@@ -207,10 +207,11 @@ def adopt_experiment(res: dict,  # the record being built, with its backbone, St
                      rec: dict,  # chapter 18's experiment.json of the same folder
                      cfg: ExperimentConfig) -> list[str]:
     "Take over FiT3D's test seeds from an experiment.json of the same settings, weights, Stage I and test rooms."
-    v, plain = cfg.variants[0], lambda c: json.loads(json.dumps({k: x for k, x in asdict(c).items() if k not in RUN_ONLY}))
+    v = cfg.variants[0]
     try: before = config_from(rec.get("config") or {})
     except TypeError: return []
-    if (plain(before) != plain(cfg) or (rec.get("backbone") or {}).get("weights") != res["backbone"]["weights"]
+    if (measured_settings(before) != measured_settings(cfg)
+            or (rec.get("backbone") or {}).get("weights") != res["backbone"]["weights"]
             or ((rec.get("variants") or {}).get(v) or {}).get("lift") != res["lift"]
             or (rec.get("split") or {}).get("test") != res["split"]["test"]):
         return []

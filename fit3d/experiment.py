@@ -43,7 +43,8 @@ __all__ = ['Variant', 'VARIANTS', 'SMOKE', 'VALIDATION_STREAM', 'METRICS', 'RUN_
            'config_from', 'validation_rooms', 'make_rooms', 'room_seed', 'lift_config', 'scaled_schedule',
            'variant_note', 'spawn_lift_workers', 'lift_worker', 'lift_variant', 'probe_data', 'seed_rows', 'mean_std',
            'aggregate', 'paper_gain', 'seed_controls', 'experiment_table', 'experiment_figure', 'unit_seconds',
-           'timed_units', 'seconds_needed', 'aside_path', 'adopt_recorded', 'run_experiment', 'main']
+           'timed_units', 'seconds_needed', 'aside_path', 'measured_settings', 'adopt_recorded', 'run_experiment',
+           'main']
 
 # %% ../nbs/18_experiment.ipynb #c6c7d8e9
 Variant = Literal["fast", "coupled", "reference"]
@@ -494,15 +495,18 @@ RUN_ONLY = ("out", "data", "variants", "seeds", "lift_workers", "max_seconds", "
             "val_scenes", "candidates", "select_seed") # unit's result as it is: what a run does, not what it measures
                                             # (the validation rooms and the candidates are chapter 20's choices)
 
+def measured_settings(cfg: ExperimentConfig) -> dict:
+    "The settings that shape a unit's result (all but `RUN_ONLY`), as JSON holds them: what two records must share."
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}))
+
 def adopt_recorded(res: dict,   # the results being built (`run_experiment`'s), with its "backbone" record
                    prev: dict,  # an earlier experiment.json of the folder
                    cfg: ExperimentConfig) -> list[str]:
     "Take over seeds recorded with the same settings (not `RUN_ONLY`), weights and Stage I settings; return them."
     plain = lambda x: json.loads(json.dumps(x))
-    same = lambda c: plain({k: v for k, v in asdict(c).items() if k not in RUN_ONLY})
     try: before = config_from(prev.get("config") or {})   # a record from before a setting was added reads as its default
     except TypeError: return []
-    if not prev.get("runs") or same(before) != same(cfg): return []
+    if not prev.get("runs") or measured_settings(before) != measured_settings(cfg): return []
     if (prev.get("backbone") or {}).get("weights") != (res.get("backbone") or {}).get("weights"): return []
     names = []
     for v, seeds in prev["runs"].items():
