@@ -301,11 +301,12 @@ def seg_loss(logits: list[torch.Tensor], # (K, H, W) logits per image
     if isinstance(logits, _LowRes):   # resized inside the loss, band by band
         y = _stacked(labels).long()
         if tuple(y.shape[-2:]) != logits.size: raise ValueError(f"labels {tuple(y.shape)} for outputs of size {logits.size}")
-        return upsampled_cross_entropy(logits.batch, y) / ((y >= 0).sum().clamp_min(1) if avg_non_ignore else y.numel())
-    if isinstance(logits, _Batch):   # one (N, K, H, W) tensor: the loss over its class axis, without a copy
-        z, y = logits.batch.float(), _stacked(labels).long()
-    else: z, y = torch.cat([o.flatten(1).T for o in logits]).float(), torch.cat([l.flatten() for l in labels]).long()
-    ce = F.cross_entropy(z, y, ignore_index=-1, reduction="sum")   # 0 where every pixel is ignored
+        ce = upsampled_cross_entropy(logits.batch, y)
+    else:
+        if isinstance(logits, _Batch):   # one (N, K, H, W) tensor: the loss over its class axis, without a copy
+            z, y = logits.batch.float(), _stacked(labels).long()
+        else: z, y = torch.cat([o.flatten(1).T for o in logits]).float(), torch.cat([l.flatten() for l in labels]).long()
+        ce = F.cross_entropy(z, y, ignore_index=-1, reduction="sum")   # 0 where every pixel is ignored
     # no `if` on the labels: a branch on GPU data waits for the GPU, at every step
     return ce / ((y >= 0).sum().clamp_min(1) if avg_non_ignore else y.numel())
 

@@ -28,11 +28,11 @@ from .demo import run_dir, lift_stage, finetune_stage, compare_models, probe_mod
 from .protocol import paper_numbers, results_markdown, control_check
 
 # %% auto #0
-__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'PAPER_SCENES', 'VAL_IMAGES', 'PAPER_VIEWS',
+__all__ = ['RATES', 'RATES_SOURCE', 'PAPER_PIXELS', 'FEATURE_PIXELS', 'VAL_IMAGES', 'PAPER_SCENES', 'PAPER_VIEWS',
            'PAPER_GPU_HOURS', 'DDP_STAGE2', 'ReproduceConfig', 'lift_step_seconds', 'seg_step_seconds',
-           'lift_view_seconds', 'training_scenes', 'probe_datasets', 'val_images', 'unit_files', 'plan', 'split_note',
-           'print_plan', 'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data', 'probe_shard',
-           'assemble_units', 'unit_seconds', 'assign_units', 'recipe_time', 'recipe_markdown', 'reproduce']
+           'lift_view_seconds', 'unit_seconds', 'training_scenes', 'probe_datasets', 'val_images', 'unit_files', 'plan',
+           'split_note', 'print_plan', 'device_name', 'record_timing', 'clocked', 'probe_units', 'unit_data',
+           'probe_shard', 'assemble_units', 'assign_units', 'recipe_time', 'recipe_markdown', 'reproduce']
 
 # %% ../nbs/15_reproduce.ipynb #f5b6c7d8
 @dataclass
@@ -107,6 +107,22 @@ def lift_view_seconds(cfg: LiftConfig,   # the Stage I settings
     return (RATES["feature_image"] * fw * fh / FEATURE_PIXELS
             + RATES["target_view"] * width * height * cfg.render_scale ** 2 / PAPER_PIXELS)
 
+# %% ../nbs/15_reproduce.ipynb #3814ac40
+VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
+
+def unit_seconds(unit: tuple,             # (data set, task)
+                 steps: int | None = None, # the heads' steps (None: the protocol's 40,000 / 38,400)
+                 protocol: str = "official",
+                 images: int | None = None, # evaluation images (None: the standard split's, `VAL_IMAGES`)
+                ) -> float:
+    "A unit's estimated seconds (`RATES`, one rate per step of the four heads together; segmentation by classes)."
+    from fit3d.datasets import DATASETS
+    from fit3d.probe import ProbeConfig, DepthProbeConfig
+    (name, task), q = unit, "quick_" if protocol == "quick" else "probe_"
+    steps = steps or (ProbeConfig if task == "seg" else DepthProbeConfig).iters
+    step = seg_step_seconds(DATASETS[name].n_classes, protocol) if task == "seg" else RATES[q + "depth_step"]
+    return steps * step + (VAL_IMAGES.get(name, 0) if images is None else images) * RATES[f"{q}{task}_eval"]
+
 # %% ../nbs/15_reproduce.ipynb #a2c3d4e5
 _PAPER_DATASETS = ("scannetpp", "scannet", "nyuv2", "ade20k", "voc", "kitti")
 
@@ -170,17 +186,14 @@ def plan(cfg: ReproduceConfig,  # the run's settings
             dict(stage="Stage II: fine-tune", work=f"{images} images ({cfg.finetune_epochs} epoch(s) of {views} views)",
                  seconds=0.0 if done_ft else images * RATES["finetune_image"])]
     seg_it, dep_it = cfg.probe_iters or ProbeConfig.iters, cfg.probe_iters or DepthProbeConfig.iters
-    q = "quick_" if cfg.protocol == "quick" else "probe_"   # the four rows' heads train together: one rate per step
     solved = cfg.protocol == "quick" and cfg.probe_iters is None   # fit3d.solve: iterations to a stopping rule
     for name in probe_datasets(cfg):
         t = DATASETS[name].tasks
         done = ((root / "probe" / name / "results.json").exists() if world == 1 else   # the files this run will read:
                 all(unit_files(root, name, k)[0].exists() for k in t))               # one process's, or the units
         steps = " + ".join(f"{seg_it if k == 'seg' else dep_it} {k}" for k in t)
-        secs = (("seg" in t) * seg_it * seg_step_seconds(DATASETS[name].n_classes, cfg.protocol)
-                + ("depth" in t) * dep_it * RATES[q + "depth_step"])
         evals = val_images(name, cfg.root if name == "scannetpp" else None)   # {task: images}, {} where not found
-        secs += sum(n * RATES[q + f"{k}_eval"] for k, n in evals.items())
+        secs = sum(unit_seconds((name, k), seg_it if k == "seg" else dep_it, cfg.protocol, evals.get(k, 0)) for k in t)
         ev = (f"; eval {' + '.join(f'{n} {k}' for k, n in evals.items())} images" if evals
               else "; evaluation not counted (data not found)")
         rows.append(dict(stage=f"probes: {name}",
@@ -316,17 +329,6 @@ def assemble_units(root, name: str, tasks) -> tuple[dict, dict]:
     return res, times
 
 # %% ../nbs/15_reproduce.ipynb #409a83ce
-VAL_IMAGES = dict(ade20k=2000, voc=1449, nyuv2=654, kitti=652)   # the standard evaluation splits' sizes (seg and depth alike)
-
-def unit_seconds(unit: tuple) -> float:
-    "A unit's estimated seconds under the official protocol (`RATES`): its steps (segmentation by classes), its evaluation."
-    from fit3d.datasets import DATASETS
-    from fit3d.probe import ProbeConfig, DepthProbeConfig
-    name, task = unit
-    steps = (ProbeConfig.iters * seg_step_seconds(DATASETS[name].n_classes) if task == "seg"
-             else DepthProbeConfig.iters * RATES["probe_depth_step"])
-    return steps + VAL_IMAGES.get(name, 0) * RATES[f"probe_{task}_eval"]
-
 def assign_units(units: list, world: int) -> list[list]:
     "Each process' units: longest first, each to the least loaded so far (`unit_seconds`); the same in every process."
     loads, out = [0.0] * world, [[] for _ in range(world)]
